@@ -1,0 +1,252 @@
+"""Library entry points: extract -> factorize -> apply (and sample, in :mod:`vidunlearn.sampling`).
+
+Each step reads only files and arguments and writes one artifact, atomically. The CLI is a thin
+layer over these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .artifacts import ActivationSet, RefusalVectors, SiteVectors
+from .capture import record_activations
+from .checkpoint import PlannedEdit, hash_outputs, plan_edits, write_checkpoint
+from .edit import MODES, EditSpec, orthonormal_basis
+from .errors import ArtifactError, ModelError, VidunlearnError
+from .factorize import factorize_site
+from .fsutil import atomic_output, check_writable, sha256_file, sha256_json, write_json
+from .model import ModelSource, resolve_model
+from .pairs import ConceptPairs, load_pairs
+from .progress import SILENT, Reporter
+
+MANIFEST_SCHEMA = 1
+
+
+def _source(model: str | ModelSource, revision: str | None) -> ModelSource:
+    return model if isinstance(model, ModelSource) else resolve_model(model, revision)
+
+
+def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
+    """``component/site`` for every denoiser present and every chosen site name."""
+    names = list(sites) if sites else list(source.adapter.default_sites)
+    unknown = [n for n in names if n not in source.adapter.sites]
+    if unknown:
+        raise ModelError(f"unknown site(s) {unknown} for family {source.adapter.family}",
+                         fix=f"choose from {sorted(source.adapter.sites)}")
+    return [f"{component}/{name}" for component in source.denoisers for name in names]
+
+
+# ---------------------------------------------------------------------------------- extract
+@dataclass(frozen=True)
+class ExtractResult:
+    path: Path
+    activations: ActivationSet
+    reused: bool
+
+
+def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: Path, sites: list[str] | None = None,
+            revision: str | None = None, device: str = "cpu", dtype: str = "float32",
+            reporter: Reporter = SILENT) -> ExtractResult:
+    """Record per-site token activations of the unsafe, safe and neutral prompts.
+
+    Runs the tokenizer and text encoder, then only the denoiser's text path. Reuses ``out``
+    when its cache key (model fingerprint, revision, pairs hash, sites, dtype, tool version)
+    matches; otherwise recomputes and replaces it.
+    """
+    from .textpath import encode_prompts, load_text_encoder, load_text_path, torch_dtype
+
+    source = _source(model, revision)
+    concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
+    keys = site_keys(source, sites)
+    key = sha256_json({"kind": "activations", "model": source.fingerprint, "revision": source.revision,
+                       "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
+    if out.is_file():
+        try:
+            cached = ActivationSet.load(out)
+            if cached.meta.get("cache_key") == key:
+                reporter.note(f"reusing cached activations {out}")
+                return ExtractResult(out, cached, reused=True)
+        except ArtifactError:
+            pass
+        reporter.note(f"cached activations at {out} do not match these inputs; recomputing")
+
+    torch_type = torch_dtype(dtype)
+    groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral)}
+    prompts = [p for g in groups.values() for p in g]
+    with torch.inference_mode():
+        tokenizer, encoder = load_text_encoder(source, device, torch_type)
+        with reporter.task("encoding prompts", total=len(prompts)) as advance:
+            states = encode_prompts(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
+                                    progress=advance)
+        del encoder
+        tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
+        for component in source.denoisers:
+            denoiser = load_text_path(source, component, device, torch_type)
+            feed = denoiser.get_submodule(source.adapter.feed)
+            wanted = {k: k.split("/", 1)[1] for k in keys if k.startswith(component + "/")}
+            modules = {k: (denoiser.get_submodule(source.adapter.site(name).capture), source.adapter.site(name).capture_input)
+                       for k, name in wanted.items()}
+            with record_activations(modules) as records, reporter.task(f"text path of {component}", total=len(states)) as advance:
+                for state in states:
+                    feed(state[None].to(torch_type))
+                    advance(1)
+            for site_key, calls in records.items():
+                flat = [c[0] for c in calls]  # (T_i, H) per prompt
+                bounds = [0, len(groups["unsafe"]), len(groups["unsafe"]) + len(groups["safe"]), len(flat)]
+                tokens[site_key] = {g: flat[bounds[i]:bounds[i + 1]] for i, g in enumerate(groups)}
+            del denoiser
+    activations = ActivationSet(tokens=tokens, meta={
+        "cache_key": key, "model": source.describe(), "sites": keys, "dtype": dtype,
+        "concept": concept.concept, "pairs_sha256": concept.sha256, "pairs_path": concept.path,
+        "counts": {g: len(v) for g, v in groups.items()},
+    })
+    activations.save(out)
+    return ExtractResult(out, activations, reused=False)
+
+
+# -------------------------------------------------------------------------------- factorize
+def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "cpca", rank: int = 4,
+              alpha: float = 1.0, level: str = "token", reporter: Reporter = SILENT) -> RefusalVectors:
+    """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py)."""
+    acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
+    params = {"method": method, "rank": rank, "alpha": alpha, "level": level}
+    key = sha256_json({"kind": "refusal", "activations": acts.meta.get("cache_key"), **params, "tool": __version__})
+    if out is not None and out.is_file():
+        try:
+            cached = RefusalVectors.load(out)
+            if cached.meta.get("cache_key") == key:
+                reporter.note(f"reusing cached refusal vectors {out}")
+                return cached
+        except ArtifactError:
+            pass
+    sites: dict[str, SiteVectors] = {}
+    stats: dict[str, dict] = {}
+    with reporter.task("factorizing", total=len(acts.sites)) as advance:
+        for site in acts.sites:
+            groups = acts.tokens[site]
+            result = factorize_site(groups["unsafe"], groups["safe"], groups["neutral"], site=site, **params)
+            sites[site] = SiteVectors(result.direction, result.refusal, result.basis, result.eigenvalues, result.safe_mean)
+            stats[site] = {"refusal_norm": float(result.refusal.norm()), "retained": result.retained,
+                           "data_rank": result.data_rank, "eigenvalues": [float(v) for v in result.eigenvalues],
+                           "hidden_size": int(result.direction.shape[0])}
+            advance(1)
+    vectors = RefusalVectors(sites=sites, meta={
+        **params, "cache_key": key, "sites": sorted(sites), "stats": stats, "concept": acts.meta.get("concept"),
+        "model": acts.meta.get("model"), "pairs_sha256": acts.meta.get("pairs_sha256"),
+        "activations_key": acts.meta.get("cache_key"),
+    })
+    if out is not None:
+        vectors.save(out)
+    return vectors
+
+
+# ------------------------------------------------------------------------------------ apply
+@dataclass(frozen=True)
+class ApplyResult:
+    out: Path
+    plan: list[PlannedEdit]
+    manifest: dict | None
+    dry_run: bool
+    pushed: str | None = None
+
+
+def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> dict[str, EditSpec]:
+    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR)."""
+    if mode not in MODES:
+        raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
+    common = set.intersection(*(set(c.sites) for c in concepts))
+    if not common:
+        raise ArtifactError("the refusal vectors share no site", fix="extract all concepts with the same --site")
+    specs: dict[str, EditSpec] = {}
+    for site in sorted(common):
+        vectors = [c.sites[site] for c in concepts]
+        basis = orthonormal_basis(torch.stack([v.direction for v in vectors], dim=1))
+        safe_mean = torch.stack([v.safe_mean for v in vectors]).mean(dim=0)
+        refusal = torch.stack([v.refusal for v in vectors]).sum(dim=0)
+        specs[site] = EditSpec(mode=mode, strength=strength, basis=basis, safe_mean=safe_mean, refusal=refusal)
+    return specs
+
+
+def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) -> None:
+    recorded = (vectors.meta.get("model") or {}).get("fingerprint")
+    if recorded != source.fingerprint:
+        name = (vectors.meta.get("model") or {}).get("name", "another model")
+        raise ArtifactError(f"refusal vectors were computed on {name!r}, not on this model", where=where,
+                            fix="re-run extract and factorize on this model, or pass --pairs to apply")
+
+
+def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
+          work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
+          strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
+          level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
+          dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
+          hub_revision: str | None = None, reporter: Reporter = SILENT) -> ApplyResult:
+    """Write a standalone edited pipeline folder at ``out``.
+
+    Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
+    factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
+    """
+    source = _source(model, revision)
+    if not pairs and not refusal:
+        raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
+    if not dry_run:
+        check_writable(out, force=force)
+    loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
+    if dry_run:
+        plan = plan_edits(source, {k: None for k in site_keys(source, sites)}, modules)
+        return ApplyResult(out, plan, None, dry_run=True)
+
+    concepts: list[RefusalVectors] = []
+    for concept in loaded_pairs:
+        folder = work_dir / concept.concept
+        acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
+                       dtype=dtype, reporter=reporter)
+        concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
+                                  alpha=alpha, level=level, reporter=reporter))
+    for path in refusal or []:
+        vectors = RefusalVectors.load(path)
+        _check_same_model(vectors, source, str(path))
+        concepts.append(vectors)
+    specs = edit_specs(concepts, mode, strength)
+    if sites:
+        wanted = set(site_keys(source, sites))
+        specs = {k: v for k, v in specs.items() if k in wanted}
+    plan = plan_edits(source, specs, modules)
+
+    recipe = {
+        "concepts": [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
+                      "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
+                      "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts],
+        "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
+    }
+    file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
+                 "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
+                 "vidunlearn.base_revision": source.revision or "local"}
+    total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())
+    with atomic_output(out, directory=True) as temp:
+        with reporter.task("writing checkpoint", total=total) as advance:
+            records, actions = write_checkpoint(source, temp, plan, file_meta, advance)
+        from .card import build_card
+
+        manifest = {
+            "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recipe,
+            "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
+                       "refusal": {str(p): sha256_file(p) for p in refusal or []}},
+            "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
+        }
+        (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
+        manifest["files"] = hash_outputs(temp)
+        write_json(temp / "vidunlearn.json", manifest)
+        planned = {(e.component, k) for e in plan for k in e.keys}
+        if {(r.component, r.tensor) for r in records} != planned:
+            raise ModelError(f"edited {len(records)} tensors, planned {len(planned)}", where=str(out))
+    pushed = None
+    if push_to_hub:
+        from .hub import push_folder
+
+        pushed = push_folder(out, push_to_hub, private=private, revision=hub_revision)
+    return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed)

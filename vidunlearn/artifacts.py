@@ -1,0 +1,139 @@
+"""Cached artifacts: safetensors tensors + JSON metadata with a schema version checked on read.
+
+``activations.safetensors``  per site ``{site}.{group}`` (N, H) float32 token activations and
+                             ``{site}.{group}.lengths`` (n,) int64, group in unsafe/safe/neutral.
+``refusal.safetensors``      per site ``{site}.direction`` (H,), ``.refusal`` (H,), ``.basis``
+                             (H, k), ``.eigenvalues`` (k,), ``.safe_mean`` (H,).
+Metadata (safetensors ``__metadata__``, all strings): ``vidunlearn.schema``, ``vidunlearn.kind``,
+``vidunlearn.json`` (everything else, sorted-key JSON). See docs/artifacts.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import ArtifactError
+from .fsutil import atomic_output
+
+SCHEMA = 1
+GROUPS = ("unsafe", "safe", "neutral")
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    header = {"vidunlearn.schema": str(SCHEMA), "vidunlearn.kind": kind,
+              "vidunlearn.json": json.dumps(meta, sort_keys=True)}
+    with atomic_output(path) as temp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(temp), metadata=header)
+
+
+def _load(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    if not path.is_file():
+        raise ArtifactError(f"{kind} file not found", where=str(path), fix=f"run the step that writes it first")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"not a readable safetensors file ({str(exc).splitlines()[0][:120]})", where=str(path),
+                            fix="delete it and re-run the step that writes it") from None
+    if header.get("vidunlearn.kind") != kind:
+        raise ArtifactError(f"not a vidunlearn {kind} file (kind {header.get('vidunlearn.kind')!r})", where=str(path),
+                            fix=f"pass the {kind} file written by vidunlearn")
+    if header.get("vidunlearn.schema") != str(SCHEMA):
+        raise ArtifactError(f"schema {header.get('vidunlearn.schema')!r}, this vidunlearn reads {SCHEMA}", where=str(path),
+                            fix="re-run the step with this version of vidunlearn")
+    try:
+        meta = json.loads(header["vidunlearn.json"])
+    except (KeyError, json.JSONDecodeError):
+        raise ArtifactError("metadata is missing or corrupt", where=str(path), fix="delete it and re-run") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ArtifactError(f"tensor {name!r} contains NaN or Inf", where=str(path), fix="delete it and re-run")
+    return tensors, meta
+
+
+@dataclass
+class ActivationSet:
+    """Token activations per site and prompt group. ``meta`` carries model, pairs and cache key."""
+
+    tokens: dict[str, dict[str, list[torch.Tensor]]]   # site -> group -> [(T_i, H)]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted(self.tokens)
+
+    def save(self, path: Path) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        for site, groups in self.tokens.items():
+            for group, items in groups.items():
+                tensors[f"{site}.{group}"] = torch.cat([t.float() for t in items])
+                tensors[f"{site}.{group}.lengths"] = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
+        _save(path, tensors, "activations", {**self.meta, "tool_version": __version__})
+
+    @classmethod
+    def load(cls, path: Path) -> ActivationSet:
+        tensors, meta = _load(path, "activations")
+        tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
+        for site in meta.get("sites", []):
+            tokens[site] = {}
+            for group in GROUPS:
+                flat, lengths = tensors.get(f"{site}.{group}"), tensors.get(f"{site}.{group}.lengths")
+                if flat is None or lengths is None or int(lengths.sum()) != flat.shape[0] or (lengths < 1).any():
+                    raise ArtifactError(f"tensors for {site}/{group} are missing or inconsistent", where=str(path),
+                                        fix="delete it and re-run extract")
+                tokens[site][group] = list(torch.split(flat, lengths.tolist()))
+        if not tokens:
+            raise ArtifactError("no sites recorded", where=str(path), fix="delete it and re-run extract")
+        return cls(tokens=tokens, meta=meta)
+
+
+@dataclass
+class SiteVectors:
+    direction: torch.Tensor   # (H,)
+    refusal: torch.Tensor     # (H,)
+    basis: torch.Tensor       # (H, k)
+    eigenvalues: torch.Tensor  # (k,)
+    safe_mean: torch.Tensor   # (H,)
+
+
+@dataclass
+class RefusalVectors:
+    """Per-site refusal directions of one concept. ``meta["stats"][site]`` holds the norms,
+    the retained share and the data rank, so a user can see why an edit will or will not bite."""
+
+    sites: dict[str, SiteVectors]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def concept(self) -> str:
+        return str(self.meta.get("concept", "?"))
+
+    def save(self, path: Path) -> None:
+        tensors = {f"{s}.{k}": getattr(v, k) for s, v in self.sites.items()
+                   for k in ("direction", "refusal", "basis", "eigenvalues", "safe_mean")}
+        _save(path, tensors, "refusal", {**self.meta, "tool_version": __version__})
+
+    @classmethod
+    def load(cls, path: Path) -> RefusalVectors:
+        tensors, meta = _load(path, "refusal")
+        sites: dict[str, SiteVectors] = {}
+        for site in meta.get("sites", []):
+            try:
+                sites[site] = SiteVectors(**{k: tensors[f"{site}.{k}"] for k in
+                                             ("direction", "refusal", "basis", "eigenvalues", "safe_mean")})
+            except KeyError as exc:
+                raise ArtifactError(f"tensor {exc.args[0]!r} is missing", where=str(path), fix="delete it and re-run factorize") from None
+        if not sites:
+            raise ArtifactError("no sites recorded", where=str(path), fix="delete it and re-run factorize")
+        return cls(sites=sites, meta=meta)

@@ -1,0 +1,254 @@
+"""The ``vidunlearn`` command: parse -> call :mod:`vidunlearn.api` -> render. No tensor math here.
+
+Errors from the library become one line on stderr and exit code 1, here and only here. Set
+VIDUNLEARN_DEBUG=1 for a traceback. torch and diffusers are imported inside the commands, so
+``vidunlearn --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import VidunlearnError
+from .progress import Reporter
+
+app = typer.Typer(
+    name="vidunlearn",
+    help="Remove an unsafe concept from an open text-to-video model with a closed-form weight edit.\n\n"
+         "The steps run in sequence: extract -> factorize -> apply -> sample. `apply --pairs` runs the first two itself.",
+    epilog="Example: vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/wan-noviolence",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stdout = Console(width=None if os.isatty(1) else 160)
+stderr = Console(stderr=True)
+
+
+class RichReporter(Reporter):
+    """Progress bars and notes on stderr; results stay on stdout."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                      console=stderr, transient=not stderr.is_terminal) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda amount=1: progress.advance(task, amount)
+
+    def note(self, message: str) -> None:
+        stderr.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+def handled(command: Callable) -> Callable:
+    """Turn library errors into one line + exit 1, Ctrl-C into one line + exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VidunlearnError as exc:
+            if os.environ.get("VIDUNLEARN_DEBUG"):
+                raise
+            stderr.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            stderr.print("interrupted: no partial output was left behind", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Alias (wan2.1, wan2.1-14b, wan2.2), Hub id, or local diffusers folder.")]
+RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
+DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
+DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
+SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
+MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
+RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
+AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
+LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
+
+
+def _concept_dir(work_dir: Path, pairs: Path) -> Path:
+    from .pairs import load_pairs
+
+    return work_dir / load_pairs(pairs).concept
+
+
+@app.command(epilog="Example: vidunlearn extract --model wan2.1 --pairs pairs/violence.yaml")
+@handled
+def extract(
+    model: ModelOpt,
+    pairs: Annotated[Path, typer.Option(help="Pairs YAML file (see pairs/).")],
+    out: Annotated[Optional[Path], typer.Option(help="Output file [default: WORK_DIR/<concept>/activations.safetensors].")] = None,
+    work_dir: Annotated[Path, typer.Option(help="Cache folder.")] = Path("vidunlearn-work"),
+    site: SiteOpt = None,
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only)."""
+    from . import api
+
+    out = out or _concept_dir(work_dir, pairs) / "activations.safetensors"
+    result = api.extract(model, pairs, out=out, sites=site, revision=revision, device=device, dtype=dtype,
+                         reporter=RichReporter())
+    counts = result.activations.meta["counts"]
+    stdout.print(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
+                 f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}", highlight=False)
+
+
+@app.command(epilog="Example: vidunlearn factorize --activations vidunlearn-work/violence/activations.safetensors --rank 4")
+@handled
+def factorize(
+    activations: Annotated[Path, typer.Option(help="activations.safetensors from extract.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output file [default: refusal.safetensors beside the activations].")] = None,
+    method: MethodOpt = "cpca",
+    rank: RankOpt = 4,
+    alpha: AlphaOpt = 1.0,
+    level: LevelOpt = "token",
+) -> None:
+    """Compute refusal vectors and their contrastive low-rank refinement, per site."""
+    from rich.table import Table
+
+    from . import api
+
+    out = out or activations.with_name("refusal.safetensors")
+    vectors = api.factorize(activations, out=out, method=method, rank=rank, alpha=alpha, level=level, reporter=RichReporter())
+    table = Table(title=f"{vectors.concept}: {method}, rank {rank}, alpha {alpha}, {level} level -> {out}")
+    for column in ("site", "|r|", "retained share of r", "data rank", "top eigenvalues"):
+        table.add_column(column)
+    for site, stats in sorted(vectors.meta["stats"].items()):
+        table.add_row(site, f"{stats['refusal_norm']:.4g}", f"{stats['retained']:.1%}", str(stats["data_rank"]),
+                      ", ".join(f"{v:.3g}" for v in stats["eigenvalues"][:4]))
+    stdout.print(table)
+
+
+@app.command(epilog="Examples:\n\n"
+             "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/wan-noviolence\n\n"
+             "  vidunlearn apply --model models/tiny-wan --pairs pairs/violence.yaml --pairs pairs/nudity.yaml --out out/x\n\n"
+             "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run")
+@handled
+def apply(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
+    pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
+    refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
+    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
+    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean) or bias (comparison only).")] = "project",
+    site: SiteOpt = None,
+    modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
+    method: MethodOpt = "cpca",
+    rank: RankOpt = 4,
+    alpha: AlphaOpt = 1.0,
+    level: LevelOpt = "token",
+    work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change; load no weights, write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from HF_TOKEN).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
+) -> None:
+    """Write a standalone edited checkpoint: W' = W (I - lambda p p^T) at the edit sites."""
+    from rich.table import Table
+
+    from . import api
+
+    result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
+                       strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
+                       revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
+                       push_to_hub=push_to_hub, private=private, reporter=RichReporter())
+    if result.dry_run:
+        table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)")
+        for column in ("component", "tensor", "shape", "dtype", "shard"):
+            table.add_column(column)
+        for edit in result.plan:
+            table.add_row(edit.component, edit.weight.key, str(list(edit.weight.shape)), edit.weight.dtype, edit.weight.file.name)
+        stdout.print(table)
+        return
+    assert result.manifest is not None
+    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out}")
+    for column in ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"):
+        table.add_column(column)
+    for record in result.manifest["edited"]:
+        table.add_row(record["component"], record["tensor"], record["dtype"], f"{record['change_norm']:.4g}",
+                      f"{record['relative_change']:.2%}")
+    stdout.print(table)
+    if result.pushed:
+        stdout.print(f"pushed to {result.pushed}", highlight=False)
+
+
+@app.command(epilog="Example: vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
+             "--prompt \"a man in a dark alley\" --out samples/")
+@handled
+def sample(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Output folder for .mp4 files, contact sheets and samples.json.")],
+    prompt: Annotated[Optional[list[str]], typer.Option(help="Prompt (repeatable).")] = None,
+    prompts_from: Annotated[Optional[Path], typer.Option(help="Take prompts from a pairs file.")] = None,
+    prompt_set: Annotated[str, typer.Option(help="Which list of --prompts-from: probes, retain, unsafe or safe.")] = "probes",
+    compare: Annotated[Optional[str], typer.Option(help="Base model to render side by side with the same seeds.")] = None,
+    steps: int = 30, frames: int = 33, height: int = 480, width: int = 832,
+    guidance: float = 5.0, seed: int = 0, fps: int = 16,
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt for classifier-free guidance.")] = "",
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Generate videos with fixed seeds from the edited model (and, with --compare, from the base)."""
+    from .sampling import SampleSettings, prompts_from_pairs
+    from .sampling import sample as run_sample
+
+    prompts = list(prompt or []) + (prompts_from_pairs(prompts_from, prompt_set) if prompts_from else [])
+    settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
+                              fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
+    result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
+                        reporter=RichReporter())
+    for video in result.videos:
+        stdout.print(f"{out / video['edited']}  {video['prompt']}", highlight=False)
+    stdout.print(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)", highlight=False)
+
+
+@app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
+@handled
+def tiny(
+    out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
+    texts_from: Annotated[Optional[list[Path]], typer.Option(help="Pairs files whose words go into the tiny vocabulary.")] = None,
+    experts: Annotated[int, typer.Option(help="1 (Wan2.1 layout) or 2 (Wan2.2: transformer + transformer_2).")] = 1,
+    seed: int = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Build a tiny random-weight Wan pipeline offline (plumbing smoke tests; it has learned nothing)."""
+    from .fsutil import atomic_output, check_writable
+    from .pairs import load_pairs
+    from .tiny import build_tiny_wan
+
+    if experts not in (1, 2):
+        raise VidunlearnError(f"--experts {experts} must be 1 or 2")
+    check_writable(out, force=force)
+    texts = [t for f in texts_from or [] for c in [load_pairs(f)]
+             for t in c.unsafe + c.safe + c.neutral + c.probes + c.retain]
+    with atomic_output(out, directory=True) as temp:
+        build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
+    stdout.print(f"wrote tiny Wan pipeline to {out}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Generate videos from an edited model (and its base, for comparison) with fixed seeds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import VidunlearnError
+from .fsutil import atomic_output, check_writable, write_json
+from .model import ModelSource, resolve_model
+from .progress import SILENT, Reporter
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    steps: int = 30
+    frames: int = 33
+    height: int = 480
+    width: int = 832
+    guidance: float = 5.0
+    seed: int = 0
+    fps: int = 16
+    negative_prompt: str = ""
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def check(self) -> None:
+        if self.frames < 1 or (self.frames - 1) % 4:
+            raise VidunlearnError(f"--frames {self.frames} is not of the form 4k+1", fix="use e.g. 17, 33 or 81")
+        if self.height % 16 or self.width % 16 or self.height < 16 or self.width < 16:
+            raise VidunlearnError(f"--height/--width {self.height}x{self.width} must be multiples of 16", fix="use e.g. 480x832")
+        if self.steps < 1:
+            raise VidunlearnError(f"--steps {self.steps} must be at least 1")
+
+
+@dataclass
+class SampleResult:
+    out: Path
+    videos: list[dict] = field(default_factory=list)
+
+
+def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from .textpath import torch_dtype
+
+    pipe = DiffusionPipeline.from_pretrained(str(source.path), torch_dtype=torch_dtype(settings.dtype),
+                                             use_safetensors=True).to(settings.device)
+    pipe.set_progress_bar_config(disable=True)
+    clips = []
+    with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
+        for prompt in prompts:
+            generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+            result = pipe(prompt=prompt, negative_prompt=settings.negative_prompt or None, height=settings.height,
+                          width=settings.width, num_frames=settings.frames, num_inference_steps=settings.steps,
+                          guidance_scale=settings.guidance, generator=generator, output_type="np")
+            clips.append(result.frames[0])  # (F, H, W, 3) float in [0, 1]
+            advance(1)
+    del pipe
+    return clips
+
+
+def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,
+           settings: SampleSettings = SampleSettings(), force: bool = False, reporter: Reporter = SILENT) -> SampleResult:
+    """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
+    side, ``compare_NN.png`` contact sheet) and ``samples.json`` into ``out``."""
+    from .video import contact_sheet, side_by_side, write_mp4
+
+    if not prompts:
+        raise VidunlearnError("no prompts", fix="pass --prompt TEXT (repeatable) or --prompts-from pairs/x.yaml")
+    settings.check()
+    check_writable(out, force=force)
+    edited = resolve_model(model, revision)
+    base = resolve_model(compare) if compare else None
+    result = SampleResult(out)
+    with atomic_output(out, directory=True) as temp:
+        edited_clips = _generate(edited, prompts, settings, reporter, "edited model")
+        base_clips = _generate(base, prompts, settings, reporter, "base model") if base else None
+        for i, prompt in enumerate(prompts):
+            entry: dict = {"prompt": prompt, "seed": settings.seed, "edited": f"edited/{i:02d}.mp4"}
+            write_mp4(edited_clips[i], temp / entry["edited"], fps=settings.fps)
+            if base_clips is not None:
+                entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4", sheet=f"compare_{i:02d}.png")
+                write_mp4(base_clips[i], temp / entry["base"], fps=settings.fps)
+                write_mp4(side_by_side([base_clips[i], edited_clips[i]]), temp / entry["compare"], fps=settings.fps)
+                contact_sheet([base_clips[i], edited_clips[i]], ["base", "edited"], temp / entry["sheet"])
+            result.videos.append(entry)
+        write_json(temp / "samples.json", {
+            "model": edited.describe(), "base": base.describe() if base else None,
+            "settings": asdict(settings), "videos": result.videos,
+        })
+    return result
+
+
+def prompts_from_pairs(path: Path, which: str) -> list[str]:
+    """Prompts of a pairs file: ``probes``, ``retain``, ``unsafe`` or ``safe``."""
+    from .pairs import load_pairs
+
+    concept = load_pairs(path)
+    table = {"probes": concept.probes, "retain": concept.retain, "unsafe": concept.unsafe, "safe": concept.safe}
+    if which not in table:
+        raise VidunlearnError(f"unknown prompt list {which!r}", fix=f"use one of {sorted(table)}")
+    return list(table[which])
+

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny Wan pipelines built offline from config dicts (random weights)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = ROOT / "pairs"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _all_texts() -> list[str]:
+    from vidunlearn.pairs import load_pairs
+
+    texts: list[str] = []
+    for path in sorted(PAIRS.glob("*.yaml")):
+        c = load_pairs(path)
+        texts += list(c.unsafe + c.safe + c.neutral + c.probes + c.retain)
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory) -> Path:
+    """Wan2.1 layout, float32 transformer sharded like the Hub's 1.3B repo."""
+    from vidunlearn.tiny import build_tiny_wan
+
+    return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan", texts=_all_texts())
+
+
+@pytest.fixture(scope="session")
+def tiny_wan22(tmp_path_factory) -> Path:
+    """Wan2.2 A14B layout: two experts, transformer and transformer_2."""
+    from vidunlearn.tiny import build_tiny_wan
+
+    return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan22", texts=_all_texts(), experts=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("VIDUNLEARN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set VIDUNLEARN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_planted(tmp_path_factory) -> Path:
+    """A tiny Wan whose text encoder represents violence as a direction: the input embedding
+    of every word that occurs in violence.yaml's unsafe prompts but in none of its safe ones
+    gets one shared vector added. A random model has no concepts; this gives it exactly one,
+    so a test can check that the tool finds it and removes it and only it."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.tiny import build_tiny_wan
+
+    path = build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan-planted", texts=_all_texts())
+    concept = load_pairs(PAIRS / "violence.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    ids = lambda texts: {i for t in texts for i in tokenizer(t).input_ids}
+    concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe))
+    weights_file = path / "text_encoder" / "model.safetensors"
+    weights = load_file(weights_file)
+    key = next(k for k in weights if k.endswith("shared.weight"))
+    table = weights[key]
+    direction = torch.nn.functional.normalize(torch.randn(table.shape[1], generator=torch.Generator().manual_seed(7)), dim=0)
+    table[concept_ids] += 3.0 * table.norm(dim=1).mean() * direction
+    save_file(weights, weights_file, metadata={"format": "pt"})
+    return path

@@ -58,7 +58,7 @@ model, with no inference overhead.
 {rows}
 
 `vidunlearn.json` lists the full recipe, every changed tensor with its change norm, and the
-SHA-256 of every file. Check it with `vidunlearn verify`.
+SHA-256 of every file (check them with `sha256sum`).
 
 {LIMITS}
 """

@@ -68,7 +68,13 @@ def handled(command: Callable) -> Callable:
     return wrapper
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Alias (wan2.1, wan2.1-14b, wan2.2), Hub id, or local diffusers folder.")]
+def _aliases() -> str:
+    from .adapters import ADAPTERS
+
+    return ", ".join(name for adapter in ADAPTERS for name in adapter.aliases)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local diffusers folder.")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
@@ -90,7 +96,7 @@ def _concept_dir(work_dir: Path, pairs: Path) -> Path:
 def extract(
     model: ModelOpt,
     pairs: Annotated[Path, typer.Option(help="Pairs YAML file (see pairs/).")],
-    out: Annotated[Optional[Path], typer.Option(help="Output file [default: WORK_DIR/<concept>/activations.safetensors].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: WORK_DIR/<concept>/activations.safetensors).")] = None,
     work_dir: Annotated[Path, typer.Option(help="Cache folder.")] = Path("vidunlearn-work"),
     site: SiteOpt = None,
     revision: RevisionOpt = None,
@@ -112,7 +118,7 @@ def extract(
 @handled
 def factorize(
     activations: Annotated[Path, typer.Option(help="activations.safetensors from extract.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output file [default: refusal.safetensors beside the activations].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: refusal.safetensors beside the activations).")] = None,
     method: MethodOpt = "cpca",
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .adapters import Adapter, adapter_for_pipeline, resolve_alias, supported_summary
+from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -161,7 +161,7 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
         repo_id = resolve_alias(name) or name
         if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
             raise ModelError("unknown model: not a folder, an alias or a Hub id", where=name,
-                             fix="use an alias (wan2.1, wan2.1-14b, wan2.2), an 'org/name' Hub id or a local folder")
+                             fix=f"use an alias ({', '.join(a for ad in ADAPTERS for a in ad.aliases)}), an 'org/name' Hub id or a local folder")
         path = _download(repo_id, revision)
     index_path = path / "model_index.json"
     if not index_path.is_file():

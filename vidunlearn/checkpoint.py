@@ -127,6 +127,28 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
             position = end
 
 
+def rewrite_shard_in_memory(source: Path, destination: Path, edits: dict[str, Callable[[], torch.Tensor]],
+                            metadata: dict[str, str]) -> None:
+    """Reference for :func:`rewrite_shard` (tests and benchmarks only): load the whole shard with
+    ``safetensors.torch.load_file``, replace the edited tensors and ``save_file`` it again with
+    the source metadata merged with ``metadata``. Holds the whole shard in memory."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        old_metadata = handle.metadata() or {}
+    tensors = load_file(str(source))
+    for key, produce in edits.items():
+        if key not in tensors:
+            raise ModelError(f"edited {key!r} is not in the shard", where=str(source))
+        new = produce()
+        if new.dtype != tensors[key].dtype or new.shape != tensors[key].shape:
+            raise ModelError(f"edited {key!r} is {new.dtype} {list(new.shape)}, expected "
+                             f"{tensors[key].dtype} {list(tensors[key].shape)}", where=str(source))
+        tensors[key] = new.contiguous()
+    save_file(tensors, str(destination), metadata={**old_metadata, **metadata})
+
+
 @dataclass(frozen=True)
 class EditRecord:
     component: str

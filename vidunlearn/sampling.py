@@ -45,7 +45,7 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
 
     from .textpath import torch_dtype
 
-    pipe = DiffusionPipeline.from_pretrained(str(source.path), torch_dtype=torch_dtype(settings.dtype),
+    pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=torch_dtype(settings.dtype),
                                              use_safetensors=True).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
     clips = []

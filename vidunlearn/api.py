@@ -40,6 +40,22 @@ def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
     return [f"{component}/{name}" for component in source.denoisers for name in names]
 
 
+def _cached(load, path: Path, key: str, what: str, reporter: Reporter):
+    """The artifact at ``path`` when its cache key equals ``key``; None (recompute) otherwise,
+    also when the file is unreadable. A cache whose key does not match is never reused."""
+    if not path.is_file():
+        return None
+    try:
+        artifact = load(path)
+    except ArtifactError:
+        artifact = None
+    if artifact is not None and artifact.meta.get("cache_key") == key:
+        reporter.note(f"reusing cached {what} {path}")
+        return artifact
+    reporter.note(f"cached {what} at {path} do not match these inputs; recomputing")
+    return None
+
+
 # ---------------------------------------------------------------------------------- extract
 @dataclass(frozen=True)
 class ExtractResult:
@@ -64,15 +80,9 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
-    if out.is_file():
-        try:
-            cached = ActivationSet.load(out)
-            if cached.meta.get("cache_key") == key:
-                reporter.note(f"reusing cached activations {out}")
-                return ExtractResult(out, cached, reused=True)
-        except ArtifactError:
-            pass
-        reporter.note(f"cached activations at {out} do not match these inputs; recomputing")
+    cached = _cached(ActivationSet.load, out, key, "activations", reporter)
+    if cached is not None:
+        return ExtractResult(out, cached, reused=True)
 
     torch_type = torch_dtype(dtype)
     groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral)}
@@ -115,14 +125,9 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
     acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
     params = {"method": method, "rank": rank, "alpha": alpha, "level": level}
     key = sha256_json({"kind": "refusal", "activations": acts.meta.get("cache_key"), **params, "tool": __version__})
-    if out is not None and out.is_file():
-        try:
-            cached = RefusalVectors.load(out)
-            if cached.meta.get("cache_key") == key:
-                reporter.note(f"reusing cached refusal vectors {out}")
-                return cached
-        except ArtifactError:
-            pass
+    cached = _cached(RefusalVectors.load, out, key, "refusal vectors", reporter) if out is not None else None
+    if cached is not None:
+        return cached
     sites: dict[str, SiteVectors] = {}
     stats: dict[str, dict] = {}
     with reporter.task("factorizing", total=len(acts.sites)) as advance:

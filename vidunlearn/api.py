@@ -234,17 +234,18 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())
     with atomic_output(out, directory=True) as temp:
         with reporter.task("writing checkpoint", total=total) as advance:
-            records, actions = write_checkpoint(source, temp, plan, file_meta, advance)
+            written = write_checkpoint(source, temp, plan, file_meta, advance)
+        records = written.records
         from .card import build_card
 
         manifest = {
             "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recipe,
             "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
                        "refusal": {str(p): sha256_file(p) for p in refusal or []}},
-            "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
+            "edited": [r.__dict__ for r in records], "files": {}, "actions": written.actions,
         }
         (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
-        manifest["files"] = hash_outputs(temp)
+        manifest["files"] = {**written.sha256, "README.md": sha256_file(temp / "README.md")}
         write_json(temp / "vidunlearn.json", manifest)
         planned = {(e.component, k) for e in plan for k in e.keys}
         if {(r.component, r.tensor) for r in records} != planned:

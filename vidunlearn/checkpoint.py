@@ -10,6 +10,7 @@ hard-linked where the file system allows, else copied; nothing is re-serialised.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
-from .fsutil import CHUNK, link_or_copy, sha256_file
+from .fsutil import StreamHasher, copy_range, known_sha256, link_or_copy, sha256_file
 from .model import ModelSource, TensorInfo, read_header, tensor_infos
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
@@ -90,41 +91,62 @@ def _to_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.contiguous().view(torch.uint8).numpy().tobytes()
 
 
-def _copy_range(source, destination, length: int) -> None:
-    while length > 0:
-        chunk = source.read(min(CHUNK, length))
-        if not chunk:
-            raise ModelError("shard ended early", where=str(source.name), fix="re-download the model")
-        destination.write(chunk)
-        length -= len(chunk)
-
-
 def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[], torch.Tensor]],
-                  metadata: dict[str, str]) -> None:
+                  metadata: dict[str, str]) -> str:
     """Copy ``source`` to ``destination`` replacing the tensors in ``edits`` (key -> producer of
-    the new tensor, same dtype and shape)."""
+    the new tensor, same dtype and shape). Returns the SHA-256 of the written file.
+
+    Untouched byte ranges are copied by the kernel (``copy_file_range``, as ``cp`` does) while
+    a second thread hashes the same ranges of the source together with the header and the
+    edited bytes, so the manifest needs no second pass over the output. At most one edited
+    tensor (and a few hash chunks) is in memory at a time, whatever the shard's size.
+    """
     header, data_start = read_header(source)
     new_header = dict(header)
     new_header["__metadata__"] = {**header.get("__metadata__", {}), **metadata}
     raw = json.dumps(new_header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
+    prefix = struct.pack("<Q", len(raw)) + raw
     entries = sorted((v["data_offsets"][0], v["data_offsets"][1], k) for k, v in header.items() if k != "__metadata__")
-    with open(source, "rb") as fin, open(destination, "wb") as fout:
-        fout.write(struct.pack("<Q", len(raw)) + raw)
-        position = 0
-        for begin, end, key in entries:
-            if begin != position:
-                raise ModelError(f"tensor data is not contiguous at {key!r}", where=str(source))
-            if key in edits:
-                data = _to_bytes(edits[key]())
-                if len(data) != end - begin:
-                    raise ModelError(f"edited {key!r} has {len(data)} bytes, expected {end - begin}", where=str(source))
-                fout.write(data)
-                fin.seek(data_start + end)
-            else:
-                fin.seek(data_start + begin)
-                _copy_range(fin, fout, end - begin)
-            position = end
+    fin = os.open(source, os.O_RDONLY)
+    try:
+        fout = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            with StreamHasher() as hasher:
+                _write_all(fout, prefix, 0)
+                hasher.update(prefix)
+                out_start, position = len(prefix), 0
+                for begin, end, key in entries:
+                    if begin != position:
+                        raise ModelError(f"tensor data is not contiguous at {key!r}", where=str(source),
+                                         fix="re-download the model")
+                    if key in edits:
+                        data = _to_bytes(edits[key]())
+                        if len(data) != end - begin:
+                            raise ModelError(f"edited {key!r} has {len(data)} bytes, expected {end - begin}",
+                                             where=str(source))
+                        _write_all(fout, data, out_start + begin)
+                        hasher.update(data)
+                    else:
+                        try:
+                            copy_range(fin, fout, data_start + begin, out_start + begin, end - begin)
+                        except EOFError:
+                            raise ModelError(f"shard ends inside tensor {key!r} (truncated file?)", where=str(source),
+                                             fix="re-download the model") from None
+                        hasher.update_range(fin, data_start + begin, end - begin)
+                    position = end
+                return hasher.hexdigest()
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def rewrite_shard_in_memory(source: Path, destination: Path, edits: dict[str, Callable[[], torch.Tensor]],
@@ -159,13 +181,24 @@ class EditRecord:
     relative_change: float
 
 
+@dataclass(frozen=True)
+class WrittenCheckpoint:
+    records: list[EditRecord]  # one per edited tensor, sorted
+    actions: dict[str, str]  # relative path -> "link" | "copy" | "rewrite"
+    sha256: dict[str, str]  # relative path -> SHA-256 of every file written
+
+
 def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedEdit], metadata: dict[str, str],
-                     advance: Callable[[int], None] | None = None) -> tuple[list[EditRecord], dict[str, str]]:
+                     advance: Callable[[int], None] | None = None) -> WrittenCheckpoint:
     """Write the whole edited pipeline folder into ``destination`` (which exists and is empty).
 
-    Returns the per-tensor change records and {relative path: "link"|"copy"|"rewrite"}.
-    ``advance`` is called with the bytes of each file handled (for a progress bar).
+    Rewritten shards are hashed while they are written. Linked or copied files take their
+    SHA-256 from the Hub cache's blob name when there is one, else are hashed in a background
+    thread while the shards are rewritten. ``advance`` is called with the bytes of each file
+    handled (for a progress bar).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     by_file: dict[Path, dict[str, PlannedEdit]] = {}
     for edit in plan:
         assert edit.spec is not None
@@ -190,21 +223,26 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
         return run
 
     actions: dict[str, str] = {}
-    for file in sorted(p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        rel = file.relative_to(source.path)
-        if rel.as_posix() in SKIP_FILES:
-            continue
-        target = destination / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        edits = by_file.get(file.resolve())
-        if edits:
-            rewrite_shard(file, target, {key: producer(edit, key) for key, edit in edits.items()}, metadata)
-            actions[rel.as_posix()] = "rewrite"
-        else:
-            actions[rel.as_posix()] = link_or_copy(file, target)
-        if advance is not None:
-            advance(file.stat().st_size)
-    return sorted(records, key=lambda r: (r.component, r.tensor)), actions
+    digests: dict[str, object] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidunlearn-hash") as pool:
+        for file in sorted(p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.parts):
+            rel = file.relative_to(source.path).as_posix()
+            if rel in SKIP_FILES:
+                continue
+            target = destination / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            edits = by_file.get(file.resolve())
+            if edits:
+                digests[rel] = rewrite_shard(file, target, {key: producer(edit, key) for key, edit in edits.items()},
+                                             metadata)
+                actions[rel] = "rewrite"
+            else:
+                actions[rel] = link_or_copy(file, target)
+                digests[rel] = known_sha256(file) or pool.submit(sha256_file, target)
+            if advance is not None:
+                advance(file.stat().st_size)
+        sha256 = {rel: d if isinstance(d, str) else d.result() for rel, d in sorted(digests.items())}  # type: ignore[attr-defined]
+    return WrittenCheckpoint(sorted(records, key=lambda r: (r.component, r.tensor)), actions, sha256)
 
 
 def hash_outputs(destination: Path) -> dict[str, str]:

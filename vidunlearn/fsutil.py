@@ -4,10 +4,14 @@ at a final path: every output is written to a hidden temporary sibling and renam
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import queue
+import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +67,110 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_HUB_BLOB = re.compile(r"[0-9a-f]{64}")
+
+
+def known_sha256(path: Path) -> str | None:
+    """The SHA-256 of ``path`` when it is already known without reading it: a Hugging Face cache
+    snapshot links each LFS file to ``blobs/<sha256>``. ``vidunlearn verify`` re-reads it."""
+    real = path.resolve()
+    if real.parent.name == "blobs" and _HUB_BLOB.fullmatch(real.name):
+        return real.name
+    return None
+
+
+class StreamHasher:
+    """SHA-256 of a file being written as a sequence of pieces (bytes, or ranges of another
+    file), computed in a worker thread so that hashing overlaps the copy (hashlib releases the
+    GIL). Pieces are hashed in the order they are fed; the queue is bounded, so at most a few
+    pieces wait in memory. Use as a context manager; :meth:`hexdigest` joins the worker."""
+
+    def __init__(self, max_pending: int = 4) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vidunlearn-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so that feeders never block
+            try:
+                if isinstance(item, tuple):
+                    fd, offset, length = item
+                    while length > 0:
+                        chunk = os.pread(fd, min(CHUNK, length), offset)
+                        if not chunk:
+                            raise OSError(errno.EIO, "file ended early while hashing")
+                        self._digest.update(chunk)
+                        offset += len(chunk)
+                        length -= len(chunk)
+                else:
+                    self._digest.update(item)
+            except BaseException as error:  # re-raised in hexdigest()
+                self._error = error
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def update_range(self, fd: int, offset: int, length: int) -> None:
+        """Hash ``length`` bytes of the open file ``fd`` from ``offset`` (read with pread, so the
+        caller's file position is untouched). ``fd`` must stay open until :meth:`hexdigest`."""
+        self._queue.put((fd, offset, length))
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> "StreamHasher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+
+
+def copy_range(source_fd: int, destination_fd: int, source_offset: int, destination_offset: int, length: int) -> None:
+    """Copy ``length`` bytes between open files at explicit offsets. Uses ``os.copy_file_range``
+    (the kernel copies page cache to page cache, as ``cp`` does; on some file systems it shares
+    extents) and falls back to pread/pwrite where the kernel cannot. Raises EOFError when the
+    source ends early; other OSErrors (ENOSPC, EIO) propagate."""
+    kernel = hasattr(os, "copy_file_range")
+    while length > 0:
+        step = min(length, 1 << 30)
+        if kernel:
+            try:
+                done = os.copy_file_range(source_fd, destination_fd, step, source_offset, destination_offset)
+            except OSError as error:
+                if error.errno not in _NO_KERNEL_COPY:
+                    raise
+                kernel, done = False, -1
+            if done == 0:
+                raise EOFError(f"source ended {length} bytes early")
+            if done < 0:
+                continue
+        else:
+            data = os.pread(source_fd, min(step, CHUNK), source_offset)
+            if not data:
+                raise EOFError(f"source ended {length} bytes early")
+            done = 0
+            while done < len(data):
+                done += os.pwrite(destination_fd, data[done:] if done else data, destination_offset + done)
+        source_offset += done
+        destination_offset += done
+        length -= done
 
 
 def sha256_json(value: object) -> str:

@@ -59,6 +59,10 @@ def test_apply_output_loads_with_diffusers_and_changes_only_planned_tensors(tiny
         assert (tiny_wan / rel).read_bytes() == (edited / rel).read_bytes()
     manifest = json.loads((edited / "vidunlearn.json").read_text())
     assert len(manifest["edited"]) == 4 and manifest["recipe"]["concepts"][0]["concept"] == "violence"
+    # the SHA-256 computed while writing equal a fresh read of every file (but the manifest itself)
+    from vidunlearn.checkpoint import hash_outputs
+    on_disk = hash_outputs(edited)
+    assert manifest["files"] == {k: v for k, v in on_disk.items() if k != "vidunlearn.json"}
     card = (edited / "README.md").read_text()
     assert "base_model:" in card and "vidunlearn" in card and "revert" in card
 

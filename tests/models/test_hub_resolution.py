@@ -3,7 +3,9 @@ Hugging Face cache folder laid out exactly as huggingface_hub writes it."""
 
 from __future__ import annotations
 
-import shutil
+import hashlib
+import os
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,18 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture
 def hub_cache(tiny_wan, tmp_path, monkeypatch):
     repo = tmp_path / "hub" / "models--Wan-AI--Wan2.1-T2V-1.3B-Diffusers"
-    shutil.copytree(tiny_wan, repo / "snapshots" / COMMIT)
+    # as huggingface_hub writes it: content in blobs/ (LFS files named by their SHA-256, others by
+    # their git blob SHA-1), snapshots/<commit>/ holding relative symlinks to them
+    (repo / "blobs").mkdir(parents=True)
+    for file in sorted(p for p in Path(tiny_wan).rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        lfs = file.suffix == ".safetensors"
+        name = hashlib.sha256(data).hexdigest() if lfs else \
+            hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        (repo / "blobs" / name).write_bytes(data)
+        link = repo / "snapshots" / COMMIT / file.relative_to(tiny_wan)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(repo / "blobs" / name, link.parent), link)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -38,3 +51,20 @@ def test_alias_resolves_to_the_hub_snapshot_and_revision(hub_cache):
 def test_uncached_repo_offline_is_a_clear_error(hub_cache):
     with pytest.raises(ModelError, match="cannot be reached|not found"):
         resolve_model("wan2.1-14b")
+
+
+def test_apply_from_the_cache_links_blobs_and_hashes_them_right(hub_cache, tmp_path):
+    """Linked files take their SHA-256 from the blob name; the manifest must still equal a fresh
+    read of every output file (a wrong blob-name shortcut would show here)."""
+    import json
+
+    from vidunlearn.api import apply
+    from vidunlearn.checkpoint import hash_outputs
+
+    out = tmp_path / "out"
+    result = apply("wan2.1", out=out, pairs=[Path("pairs/violence.yaml")], work_dir=tmp_path / "work", rank=2)
+    manifest = json.loads((out / "vidunlearn.json").read_text())
+    assert manifest["base"]["revision"] == COMMIT and manifest["base"]["repo_id"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    assert "link" in manifest["actions"].values() and "rewrite" in manifest["actions"].values()
+    assert manifest["files"] == {k: v for k, v in hash_outputs(out).items() if k != "vidunlearn.json"}
+    assert result.manifest is not None

@@ -168,3 +168,34 @@ def test_untouched_tensor_bytes_are_copied_verbatim(tiny_sharded: Path, tmp_path
             old = source_bytes[source_start + begin:source_start + end]
             new = out_bytes[out_start + begin:out_start + end]
             assert (new != old) if key in edits else (new == old), key
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "pread-pwrite-fallback"])
+def test_returned_digest_is_the_written_files_sha256(tiny_sharded: Path, tmp_path: Path, monkeypatch,
+                                                     kernel_copy: bool) -> None:
+    import errno
+    import os
+
+    from vidunlearn.fsutil import sha256_file
+
+    if not kernel_copy:  # a file system where the kernel cannot copy between the two files
+        def refuse(*args, **kwargs):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    basis = _basis(24, 2, seed=4)
+    for shard in sorted(set(weight_map(tiny_sharded / "transformer").values())):
+        edits = _edits(shard, ("attn2.to_k", "attn2.to_v"), basis)
+        streamed, in_memory = _both(shard, tmp_path, edits)
+        digest = rewrite_shard(shard, tmp_path / "digest.safetensors", edits, METADATA)
+        assert digest == sha256_file(tmp_path / "digest.safetensors")
+        _check_pair(shard, streamed, in_memory, set(edits))
+
+
+def test_truncated_shard_is_a_clear_error(tiny_sharded: Path, tmp_path: Path) -> None:
+    from vidunlearn.errors import ModelError
+
+    shard = sorted(set(weight_map(tiny_sharded / "transformer").values()))[0]
+    cut = tmp_path / shard.name
+    cut.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(ModelError, match="truncated"):
+        rewrite_shard(cut, tmp_path / "out.safetensors", {}, METADATA)

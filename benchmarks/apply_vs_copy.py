@@ -1,24 +1,27 @@
 """How close is `vidunlearn apply` to a plain copy of the checkpoint? (and to the naive way)
 
-Builds, once, under ``--root`` (default /tmp/vidunlearn-bench), a pipeline folder ``wan13b``
-whose transformer is laid out exactly like the Hub's Wan-AI/Wan2.1-T2V-1.3B-Diffusers one: the
-real config, the real 825 key names and shapes (from WanTransformer3DModel on the meta device),
-float32, random values, two shards cut like huggingface_hub cuts them at 5 GB, and the
-``diffusion_pytorch_model.safetensors.index.json``. The builder writes each shard tensor by
+Builds, once, under ``--root`` (default /tmp/vidunlearn-bench), a pipeline folder (e.g.
+``wan13b-float32``) whose transformer is laid out exactly like the Hub's Diffusers repo of that
+size (``--layout``: 1.3b = Wan2.1-T2V-1.3B, 5b = Wan2.2-TI2V-5B, 14b = Wan2.1-T2V-14B or one Wan2.2
+A14B expert): the real config, the real key names and shapes (from WanTransformer3DModel on the
+meta device), ``--dtype``, random values, shards cut like huggingface_hub cuts them at 5 GB, and
+the ``diffusion_pytorch_model.safetensors.index.json``. The builder writes each shard tensor by
 tensor, so it never holds more than one tensor. ONLY THE TRANSFORMER IS REAL-SIZE: text encoder,
 tokenizer, VAE and scheduler are copied from a ``vidunlearn tiny`` build.
 
 Then measures, each in a child process timed with time.perf_counter and GNU time's max RSS:
-  cp     ``cp -r wan13b copy``                                   (alternating with apply)
-  apply  ``vidunlearn apply --model wan13b --refusal R --out x``  (60 attn2.to_k/to_v weights)
-  naive  WanTransformer3DModel.from_pretrained + edit the 60 weights + save_pretrained
+  cp     ``cp -r MODEL copy``                                   (alternating with apply)
+  apply  ``vidunlearn apply --model MODEL --refusal R --out x``  (every attn2.to_k/to_v weight)
+  naive  WanTransformer3DModel.from_pretrained + edit those weights + save_pretrained (skipped
+         when the model does not fit in RAM)
 
-The page cache cannot be dropped here (no root): the source is read from the page cache in
-every step. Each step starts after ``sync`` (no dirty pages left by the previous one); the
+The page cache cannot be dropped here (no root): a source smaller than RAM is read from the page
+cache in every step. Each step starts after ``sync`` (no dirty pages left by the previous one); the
 ``sync`` after it is timed separately, so "+sync" is the time until the data is on disk.
 
-    python benchmarks/apply_vs_copy.py [--root DIR] [--repeats 2] [--naive-repeats 1] [--settle 3]
-                                       [--diagnose] [--profile]
+    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b] [--dtype float32|bfloat16] [--root DIR]
+                                       [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
+                                       [--json FILE] [--delete-model]
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ import tempfile
 import time
 from pathlib import Path
 
-WAN_13B = {  # the Hub's transformer/config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers
-    "patch_size": [1, 2, 2], "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
-    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
-    "added_kv_proj_dim": None, "rope_max_seq_len": 1024,
+_WAN = {"patch_size": [1, 2, 2], "attention_head_dim": 128, "text_dim": 4096, "freq_dim": 256,
+        "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
+        "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
+LAYOUTS = {  # transformer/config.json of the Hub's Diffusers repos (the keys that set the sizes)
+    "1.3b": {**_WAN, "num_attention_heads": 12, "in_channels": 16, "out_channels": 16, "ffn_dim": 8960,
+             "num_layers": 30},  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+    "5b": {**_WAN, "num_attention_heads": 24, "in_channels": 48, "out_channels": 48, "ffn_dim": 14336,
+           "num_layers": 30},  # Wan-AI/Wan2.2-TI2V-5B-Diffusers
+    "14b": {**_WAN, "num_attention_heads": 40, "in_channels": 16, "out_channels": 16, "ffn_dim": 13824,
+            "num_layers": 40},  # Wan-AI/Wan2.1-T2V-14B-Diffusers (and each Wan2.2 A14B expert)
 }
+DTYPES = {"float32": ("F32", 4), "bfloat16": ("BF16", 2)}
 MAX_SHARD = 5 * 10**9  # huggingface_hub's "5GB"
 WEIGHTS = "diffusion_pytorch_model"
 SITE = "transformer/cross_attn_kv"
@@ -52,24 +61,23 @@ MiB = 1 << 20
 
 
 # ------------------------------------------------------------------------------------- build
-def _layout() -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
+def _layout(config: dict) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
     """(config to save, [(key, shape)] in state_dict order) from the model on the meta device."""
     from accelerate import init_empty_weights
     from diffusers import WanTransformer3DModel
 
     with init_empty_weights():
-        model = WanTransformer3DModel(**WAN_13B)
+        model = WanTransformer3DModel(**config)
     entries = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    assert {v.dtype for v in model.state_dict().values()} == {__import__("torch").float32}
     return dict(model.config), entries
 
 
-def _split(entries: list[tuple[str, tuple[int, ...]]]) -> list[list[tuple[str, tuple[int, ...]]]]:
+def _split(entries: list[tuple[str, tuple[int, ...]]], itemsize: int) -> list[list[tuple[str, tuple[int, ...]]]]:
     """huggingface_hub.split_torch_state_dict_into_shards' greedy rule, in state_dict order."""
     shards: list[list] = [[]]
     size = 0
     for key, shape in entries:
-        nbytes = math.prod(shape) * 4
+        nbytes = math.prod(shape) * itemsize
         if shards[-1] and size + nbytes > MAX_SHARD:
             shards.append([])
             size = 0
@@ -78,36 +86,46 @@ def _split(entries: list[tuple[str, tuple[int, ...]]]) -> list[list[tuple[str, t
     return shards
 
 
-def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int) -> int:
-    """A safetensors file as safetensors' own writer lays it out (all F32: sorted by name), with
-    random values, written one tensor at a time."""
+POOL_ELEMENTS = 1 << 26  # 64 Mi random values, sliced at random offsets (randn of 14 B values is slow here)
+
+
+def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int, dtype: str) -> int:
+    """A safetensors file as safetensors' own writer lays it out (one dtype: sorted by name), with
+    random values (slices of a random pool at random offsets), written one tensor at a time."""
     import struct
 
     import torch
 
+    code, itemsize = DTYPES[dtype]
     entries = sorted(entries)
     header: dict = {"__metadata__": {"format": "pt"}}
     offset = 0
     for key, shape in entries:
-        nbytes = math.prod(shape) * 4
-        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        nbytes = math.prod(shape) * itemsize
+        header[key] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     generator = torch.Generator().manual_seed(seed)
+    pool = torch.randn(POOL_ELEMENTS, generator=generator).mul_(0.02).to(getattr(torch, dtype))
     temp = path.with_name(path.name + ".partial")
     with open(temp, "wb") as handle:
         handle.write(struct.pack("<Q", len(raw)) + raw)
         for key, shape in entries:
-            tensor = torch.randn(shape, generator=generator).mul_(0.02)
-            handle.write(tensor.numpy().tobytes())
+            remaining = math.prod(shape)
+            while remaining:
+                start = int(torch.randint(0, POOL_ELEMENTS // 2, (1,), generator=generator))
+                take = min(remaining, POOL_ELEMENTS - start)
+                handle.write(pool[start:start + take].view(torch.uint8).numpy().tobytes())
+                remaining -= take
     os.replace(temp, path)
     return path.stat().st_size
 
 
-def build(root: Path) -> Path:
-    model = root / "wan13b"
-    marker = root / "wan13b.built"
+def build(root: Path, layout: str, dtype: str) -> Path:
+    name = f"wan{layout.replace('.', '')}-{dtype}"
+    model = root / name
+    marker = root / f"{name}.built"
     if marker.is_file() and model.is_dir():
         print(f"reusing {model} (delete {marker} to rebuild)")
         return model
@@ -122,7 +140,7 @@ def build(root: Path) -> Path:
         for name in ("text_encoder", "tokenizer", "vae", "scheduler"):
             shutil.copytree(tiny / name, model / name)
         shutil.copyfile(tiny / "model_index.json", model / "model_index.json")
-    config, entries = _layout()
+    config, entries = _layout(LAYOUTS[layout])
     transformer = model / "transformer"
     transformer.mkdir()
     import diffusers
@@ -130,32 +148,34 @@ def build(root: Path) -> Path:
     config = {"_class_name": "WanTransformer3DModel", "_diffusers_version": diffusers.__version__,
               **{k: v for k, v in config.items() if not k.startswith("_")}}
     (transformer / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    shards = _split(entries)
+    itemsize = DTYPES[dtype][1]
+    shards = _split(entries, itemsize)
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, start=1):
-        name = f"{WEIGHTS}-{i:05d}-of-{len(shards):05d}.safetensors"
-        size = _write_shard(transformer / name, shard, seed=i)
-        total += sum(math.prod(s) * 4 for _, s in shard)
-        weight_map.update({k: name for k, _ in shard})
-        print(f"  wrote {name}: {size / 1e9:.3f} GB, {len(shard)} tensors")
+        shard_name = f"{WEIGHTS}-{i:05d}-of-{len(shards):05d}.safetensors"
+        size = _write_shard(transformer / shard_name, shard, seed=i, dtype=dtype)
+        total += sum(math.prod(s) * itemsize for _, s in shard)
+        weight_map.update({k: shard_name for k, _ in shard})
+        print(f"  wrote {shard_name}: {size / 1e9:.3f} GB, {len(shard)} tensors", flush=True)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (transformer / f"{WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    marker.write_text(json.dumps({"config": WAN_13B, "tensors": len(entries), "bytes": total}) + "\n")
+    marker.write_text(json.dumps({"config": LAYOUTS[layout], "dtype": dtype, "tensors": len(entries),
+                                  "bytes": total}) + "\n")
     print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
           f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params; builder peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return model
 
 
-def make_refusal(model: Path, path: Path) -> None:
-    """A RefusalVectors artifact for this exact folder: one random unit direction (1536)."""
+def make_refusal(model: Path, path: Path, layout: str) -> None:
+    """A RefusalVectors artifact for this exact folder: one random unit direction."""
     import torch
 
     from vidunlearn.artifacts import RefusalVectors, SiteVectors
     from vidunlearn.model import resolve_model
 
     source = resolve_model(str(model))
-    hidden = WAN_13B["num_attention_heads"] * WAN_13B["attention_head_dim"]
+    hidden = LAYOUTS[layout]["num_attention_heads"] * LAYOUTS[layout]["attention_head_dim"]
     direction = torch.randn(hidden, generator=torch.Generator().manual_seed(7))
     direction /= direction.norm()
     vectors = RefusalVectors(
@@ -168,28 +188,18 @@ def make_refusal(model: Path, path: Path) -> None:
     vectors.save(path)
 
 
-# Diagnostic only: `vidunlearn apply` with the manifest's per-file SHA-256 switched off, to see
-# what hashing costs end to end (api.py itself is unchanged).
-APPLY_NO_HASH = r"""
-import sys
-import vidunlearn.api, vidunlearn.cli
-vidunlearn.api.hash_outputs = lambda destination: {}
-sys.argv = ["vidunlearn", *sys.argv[1:]]
-vidunlearn.cli.main()
-"""
-
 NAIVE = r"""
 import sys, torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file
 from vidunlearn.edit import orthonormal_basis, project_weight
-model_dir, refusal, out = sys.argv[1:4]
+model_dir, refusal, out, dtype = sys.argv[1:5]
 basis = orthonormal_basis(load_file(refusal)["transformer/cross_attn_kv.direction"][:, None])
-model = WanTransformer3DModel.from_pretrained(model_dir, subfolder="transformer", torch_dtype=torch.float32)
+model = WanTransformer3DModel.from_pretrained(model_dir, subfolder="transformer", torch_dtype=getattr(torch, dtype))
 with torch.no_grad():
     for block in model.blocks:
         for linear in (block.attn2.to_k, block.attn2.to_v):
-            linear.weight.copy_(project_weight(linear.weight, basis, 1.0))
+            linear.weight.copy_(project_weight(linear.weight, basis, 1.0))  # float32 math, dtype kept
 model.save_pretrained(out, safe_serialization=True, max_shard_size="5GB")
 """
 
@@ -245,13 +255,16 @@ def describe_apply_output(out: Path) -> dict:
             "hashed_bytes": hashed, "edited": len(manifest["edited"])}
 
 
-def time_hashing(out: Path) -> tuple[float, int]:
-    """What hash_outputs (the manifest's SHA-256 of every output file) costs on a warm cache."""
+def check_manifest(out: Path) -> tuple[bool, float]:
+    """Re-read every output file: do the SHA-256 that apply computed while writing match? (and
+    how long a separate hashing pass, which apply no longer makes, would take on a warm cache)"""
     from vidunlearn.checkpoint import hash_outputs
 
     started = time.perf_counter()
-    hashes = hash_outputs(out)
-    return time.perf_counter() - started, len(hashes)
+    on_disk = hash_outputs(out)
+    seconds = time.perf_counter() - started
+    manifest = json.loads((out / "vidunlearn.json").read_text())["files"]
+    return manifest == {k: v for k, v in on_disk.items() if k != "vidunlearn.json"}, seconds
 
 
 def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
@@ -265,9 +278,9 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
 
     stats = pstats.Stats(str(stats_file))
     total = max(v[3] for v in stats.stats.values())  # cumulative time of the outermost call
-    wanted = ["write_checkpoint", "rewrite_shard", "_copy_range", "run", "link_or_copy", "hash_outputs",
+    wanted = ["write_checkpoint", "rewrite_shard", "copy_range", "hexdigest", "run", "link_or_copy",
               "sha256_file", "build_card", "fingerprint", "resolve_model", "edit_linear", "_load", "_to_bytes",
-              "project_weight"]
+              "project_weight", "_write_all"]
     print(f"\ncProfile of one apply (total {total:.2f} s, profiler overhead included):")
     print("| function | calls | cumulative s | share |\n|---|---:|---:|---:|")
     rows = []
@@ -275,8 +288,8 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
         if func in wanted and "vidunlearn" in file:
             rows.append((cum, func, calls, Path(file).name))
     for (file, _line, func), (_cc, calls, _tt, cum, _callers) in stats.stats.items():
-        if func in ("<method 'write' of '_io.BufferedWriter' objects>", "<method 'read' of '_io.BufferedReader' objects>",
-                    "<method 'update' of '_hashlib.HASH' objects>", "<built-in method posix.link>"):
+        if func in ("<built-in method posix.copy_file_range>", "<built-in method posix.pwrite>",
+                    "<built-in method posix.link>"):
             rows.append((cum, func, calls, "builtin"))
     for cum, func, calls, where in sorted(rows, reverse=True):
         print(f"| {where}:{func} | {calls} | {cum:.2f} | {cum / total:.0%} |")
@@ -286,52 +299,59 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("/tmp/vidunlearn-bench"))
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="1.3b", help="Wan transformer size")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="stored dtype (the Hub's 1.3B is float32; 14B checkpoints are usually bf16)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of cp and of apply (alternating order)")
-    parser.add_argument("--naive-repeats", type=int, default=1, help="0 skips the naive baseline")
+    parser.add_argument("--naive-repeats", type=int, default=1,
+                        help="0 skips the naive baseline (skipped anyway when the model does not fit in RAM)")
     parser.add_argument("--profile", action="store_true", help="also profile one apply with cProfile")
-    parser.add_argument("--diagnose", action="store_true",
-                        help="also time apply with the manifest hashing switched off (in the same rotation)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after cleaning, before each step")
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--delete-model", action="store_true", help="delete the built model at the end (disk space)")
     args = parser.parse_args()
     root = args.root.resolve()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, python {platform.python_version()}")
-    model = build(root)
-    refusal = root / "refusal.safetensors"
-    make_refusal(model, refusal)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM, "
+          f"python {platform.python_version()}")
+    model = build(root, args.layout, args.dtype)
+    refusal = root / f"refusal-{args.layout}.safetensors"
+    make_refusal(model, refusal, args.layout)
     shard_sizes = {p.name: p.stat().st_size for p in sorted((model / "transformer").glob("*.safetensors"))}
     folder_bytes = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
     largest = max(shard_sizes.values())
-    print(f"folder {folder_bytes / 1e9:.3f} GB; shards: " +
-          ", ".join(f"{n} {s / 1e9:.3f} GB" for n, s in shard_sizes.items()) +
-          f"; largest shard {largest / MiB:.0f} MiB ({largest / 1e9:.3f} GB)")
+    print(f"layout {args.layout} {args.dtype}: folder {folder_bytes / 1e9:.3f} GB in {len(shard_sizes)} shards; "
+          f"largest shard {largest / MiB:.0f} MiB ({largest / 1e9:.3f} GB)")
     print("only the transformer is real-size; text_encoder/tokenizer/vae/scheduler come from `vidunlearn tiny`.")
-    print("the page cache cannot be dropped here: the source is read from RAM in every step.\n")
+    print(f"the page cache cannot be dropped here (no root): a source under {ram / 1e9:.0f} GB is read from RAM.\n")
 
-    outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "apply-nohash": root / "out-apply-nohash",
-               "naive": root / "out-naive"}
-    apply_args = ["apply", "--model", str(model), "--refusal", str(refusal)]
+    outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "naive": root / "out-naive"}
     commands = {
         "cp": ["cp", "-r", str(model), str(outputs["cp"])],
-        "apply": [str(BIN / "vidunlearn"), *apply_args, "--out", str(outputs["apply"])],
-        "apply-nohash": [sys.executable, "-c", APPLY_NO_HASH, *apply_args, "--out", str(outputs["apply-nohash"])],
-        "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"])],
+        "apply": [str(BIN / "vidunlearn"), "apply", "--model", str(model), "--refusal", str(refusal),
+                  "--out", str(outputs["apply"])],
+        "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype],
     }
     results: list[dict] = []
-    apply_info = hashing = None
-    edited_keys = [f"blocks.{i}.attn2.{n}.weight" for i in range(WAN_13B["num_layers"]) for n in ("to_k", "to_v")]
+    apply_info = check = None
+    layers = LAYOUTS[args.layout]["num_layers"]
+    edited_keys = [f"blocks.{i}.attn2.{n}.weight" for i in range(layers) for n in ("to_k", "to_v")]
     apply_digests = None
-    order = ["cp", "apply"] + (["apply-nohash"] if args.diagnose else [])
-    for round_ in range(args.repeats):  # alternate (rotate) the order from one round to the next
+    order = ["cp", "apply"]
+    for round_ in range(args.repeats):  # alternate the order from one round to the next
         for name in order[round_ % len(order):] + order[:round_ % len(order)]:
             results.append(run_step(name, commands[name], outputs[name], root / f"{name}-{round_}.log", args.settle))
             if name == "apply" and apply_info is None:
                 apply_info = describe_apply_output(outputs["apply"])
-                hashing = time_hashing(outputs["apply"])
+                check = check_manifest(outputs["apply"])
                 apply_digests = _tensor_digests(outputs["apply"] / "transformer", edited_keys)
             shutil.rmtree(outputs[name], ignore_errors=True)
     naive_match = None
-    for round_ in range(args.naive_repeats):
+    naive_repeats = args.naive_repeats
+    if naive_repeats and folder_bytes > 0.8 * ram:
+        print(f"  naive        skipped: from_pretrained would hold {folder_bytes / 1e9:.1f} GB in {ram / 1e9:.1f} GB of RAM")
+        naive_repeats = 0
+    for round_ in range(naive_repeats):
         results.append(run_step("naive", commands["naive"], outputs["naive"], root / f"naive-{round_}.log", args.settle))
         if naive_match is None:
             naive_match = _tensor_digests(outputs["naive"], edited_keys) == apply_digests
@@ -339,7 +359,7 @@ def main() -> None:
     _sync()
 
     summary = {}
-    for name in ("cp", "apply", "apply-nohash", "naive"):
+    for name in ("cp", "apply", "naive"):
         runs = [r for r in results if r["step"] == name]
         if runs:
             summary[name] = {"seconds": statistics.median(r["seconds"] for r in runs),
@@ -349,7 +369,6 @@ def main() -> None:
     print("\n| step | runs | seconds (median) | seconds incl. sync | peak RSS MiB | ratio to cp | ratio incl. sync |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     labels = {"cp": "`cp -r` of the folder", "apply": "`vidunlearn apply` (streamed)",
-              "apply-nohash": "diagnostic: apply without manifest hashes",
               "naive": "naive: from_pretrained + edit + save_pretrained"}
     for name, row in summary.items():
         print(f"| {labels[name]} | {row['runs']} | {row['seconds']:.2f} | {row['with_sync']:.2f} | {row['rss_mib']:.0f} | "
@@ -360,18 +379,28 @@ def main() -> None:
     print(f"target apply/cp <= 1.2: {'met' if ratio <= 1.2 else 'MISSED'} ({ratio:.2f}); "
           f"apply peak RSS <= budget: {'met' if summary['apply']['rss_mib'] <= budget else 'MISSED'} "
           f"({summary['apply']['rss_mib']:.0f} MiB)")
+    print(f"apply: {summary['apply']['seconds'] / (folder_bytes / 1e9):.2f} s/GB; "
+          f"cp: {cp['seconds'] / (folder_bytes / 1e9):.2f} s/GB")
     if apply_info:
         print(f"apply output: {apply_info['edited']} tensors edited; files by action "
               + ", ".join(f"{a}: {n} files, {b / 1e9:.3f} GB" for a, (n, b) in sorted(apply_info["actions"].items()))
               + f"; {apply_info['hard_links']} files hard-linked (st_nlink > 1)")
-        print(f"manifest hashing (hash_outputs, warm cache): {hashing[0]:.2f} s for {hashing[1]} files, "
-              f"{apply_info['hashed_bytes'] / 1e9:.3f} GB ({apply_info['hashed_bytes'] / 1e9 / hashing[0]:.2f} GB/s)")
+        print(f"manifest SHA-256 (computed while writing) equal a re-read of every output file: {check[0]} "
+              f"(the re-read took {check[1]:.2f} s)")
     if naive_match is not None:
-        print(f"naive output's 60 edited weights bitwise equal to apply's: {naive_match}")
+        print(f"naive output's {len(edited_keys)} edited weights bitwise equal to apply's: {naive_match}")
     per_run = "\n".join(f"  {r['step']:12s} {r['seconds']:7.2f} s  +sync {r['sync']:5.2f} s  {r['rss_mib']:7.0f} MiB" for r in results)
     print(f"\nruns in order:\n{per_run}")
+    if args.json:
+        args.json.write_text(json.dumps({"layout": args.layout, "dtype": args.dtype, "bytes": folder_bytes,
+                                         "largest_shard": largest, "summary": summary, "runs": results,
+                                         "manifest_ok": check[0] if check else None, "naive_match": naive_match},
+                                        indent=2) + "\n")
     if args.profile:
         profile_apply(model, refusal, outputs["apply"], root)
+    if args.delete_model:
+        shutil.rmtree(model, ignore_errors=True)
+        (root / f"{model.name}.built").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

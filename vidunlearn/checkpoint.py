@@ -92,14 +92,15 @@ def _to_bytes(tensor: torch.Tensor) -> bytes:
 
 
 def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[], torch.Tensor]],
-                  metadata: dict[str, str]) -> str:
+                  metadata: dict[str, str], prefetch: int = 2) -> str:
     """Copy ``source`` to ``destination`` replacing the tensors in ``edits`` (key -> producer of
     the new tensor, same dtype and shape). Returns the SHA-256 of the written file.
 
     Untouched byte ranges are copied by the kernel (``copy_file_range``, as ``cp`` does) while
     a second thread hashes the same ranges of the source together with the header and the
     edited bytes, so the manifest needs no second pass over the output. At most one edited
-    tensor (and a few hash chunks) is in memory at a time, whatever the shard's size.
+    tensor per ``prefetch`` step (and a few hash chunks) is in memory at a time, whatever the
+    shard's size. ``prefetch=0`` computes each edit when its turn comes, in this thread.
     """
     header, data_start = read_header(source)
     new_header = dict(header)
@@ -108,11 +109,14 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
     raw += b" " * (-len(raw) % 8)
     prefix = struct.pack("<Q", len(raw)) + raw
     entries = sorted((v["data_offsets"][0], v["data_offsets"][1], k) for k, v in header.items() if k != "__metadata__")
+    # The edits are computed one or two tensors ahead in a worker thread (torch releases the
+    # GIL), so the math overlaps the kernel's copying and the hashing instead of adding to them.
+    ahead = _Prefetch([(key, edits[key]) for _, _, key in entries if key in edits], depth=prefetch)
     fin = os.open(source, os.O_RDONLY)
     try:
         fout = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            with StreamHasher() as hasher:
+            with ahead, StreamHasher() as hasher:
                 _write_all(fout, prefix, 0)
                 hasher.update(prefix)
                 out_start, position = len(prefix), 0
@@ -121,7 +125,7 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
                         raise ModelError(f"tensor data is not contiguous at {key!r}", where=str(source),
                                          fix="re-download the model")
                     if key in edits:
-                        data = _to_bytes(edits[key]())
+                        data = _to_bytes(ahead.next(key))
                         if len(data) != end - begin:
                             raise ModelError(f"edited {key!r} has {len(data)} bytes, expected {end - begin}",
                                              where=str(source))
@@ -140,6 +144,45 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
             os.close(fout)
     finally:
         os.close(fin)
+
+
+class _Prefetch:
+    """Run ``producers`` in order in one worker thread, at most ``depth`` results ahead of the
+    consumer. ``next(key)`` returns the next result (and re-raises its error here)."""
+
+    def __init__(self, producers: list[tuple[str, Callable[[], torch.Tensor]]], depth: int) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._todo = deque(producers)
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidunlearn-edit") if depth else None
+        self._pending: deque = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._pool is not None and self._todo and len(self._pending) < self._depth:
+            key, produce = self._todo.popleft()
+            self._pending.append((key, self._pool.submit(produce)))
+
+    def next(self, key: str) -> torch.Tensor:
+        if self._pool is None:
+            expected, produce = self._todo.popleft()
+            assert expected == key
+            return produce()
+        expected, future = self._pending.popleft()
+        assert expected == key, (expected, key)
+        self._fill()
+        return future.result()
+
+    def __enter__(self) -> "_Prefetch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            for _, future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:

@@ -64,10 +64,20 @@ def orthonormal_basis(directions: torch.Tensor) -> torch.Tensor:
 
 
 def project_weight(weight: torch.Tensor, basis: torch.Tensor, strength: float) -> torch.Tensor:
-    """W' = W - lambda (W Q) Q^T.  weight (out, in), basis (in, c) -> (out, in) in weight.dtype."""
+    """W' = W - lambda (W Q) Q^T.  weight (out, in), basis (in, c) -> (out, in) in weight.dtype.
+
+    One fused pass over W (``addmm``); raises when W (and so W Q) holds NaN or Inf, or when the
+    result does not fit the stored dtype.
+    """
     w = weight.float()
     q = basis.float()
-    return (w - strength * (w @ q) @ q.T).to(weight.dtype)
+    wq = w @ q
+    if not torch.isfinite(wq).all():  # NaN/Inf anywhere in a row of W reaches that row of W Q
+        raise FactorizeError("the weight to edit contains NaN or Inf", fix="check the base checkpoint")
+    new = torch.addmm(w, wq, q.T, alpha=-strength).to(weight.dtype)
+    if torch.finfo(weight.dtype).max < torch.finfo(torch.float32).max and not torch.isfinite(new).all():
+        raise FactorizeError(f"the edited weight overflows {weight.dtype}", fix="lower --strength")
+    return new
 
 
 def replace_bias(weight: torch.Tensor, bias: torch.Tensor, basis: torch.Tensor, safe_mean: torch.Tensor,
@@ -99,7 +109,7 @@ def edit_linear(weight: torch.Tensor, bias: torch.Tensor | None, spec: EditSpec
         else:
             assert spec.refusal is not None
             new_bias = shift_bias(weight, bias, spec.refusal, spec.strength)
-    for name, tensor in (("weight", new_weight), ("bias", new_bias)):
-        if tensor is not None and not torch.isfinite(tensor).all():
-            raise FactorizeError(f"the edited {name} contains NaN or Inf", fix="check the base weights and --strength")
+    # project_weight checked the weight; a bias is small, check it whole
+    if new_bias is not None and new_bias is not bias and not torch.isfinite(new_bias).all():
+        raise FactorizeError("the edited bias contains NaN or Inf", fix="check the base weights and --strength")
     return new_weight, new_bias

@@ -111,6 +111,23 @@ def test_nan_activations_are_refused():
         factorize_site(unsafe, safe, neutral)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused(bad):
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(8, H, generator=g)
+    w[3, 5] = bad
+    p = torch.nn.functional.normalize(torch.randn(H, generator=g), dim=0)
+    with pytest.raises(FactorizeError, match="NaN or Inf"):
+        project_weight(w, p[:, None], 1.0)
+
+
+def test_overflow_of_the_stored_dtype_is_refused():
+    w = torch.full((4, H), 60000.0, dtype=torch.float16)  # near float16's max (65504)
+    p = torch.ones(H) / H ** 0.5
+    with pytest.raises(FactorizeError, match="overflows"):
+        project_weight(w, p[:, None], -1.0)  # strength -1 doubles the component: out of range
+
+
 def test_projection_edit_matches_naive_formula():
     g = torch.Generator().manual_seed(1)
     w = torch.randn(8, H, generator=g)

@@ -188,6 +188,8 @@ def test_returned_digest_is_the_written_files_sha256(tiny_sharded: Path, tmp_pat
         streamed, in_memory = _both(shard, tmp_path, edits)
         digest = rewrite_shard(shard, tmp_path / "digest.safetensors", edits, METADATA)
         assert digest == sha256_file(tmp_path / "digest.safetensors")
+        # edits computed in this thread, when their turn comes, give the same bytes
+        assert rewrite_shard(shard, tmp_path / "inline.safetensors", edits, METADATA, prefetch=0) == digest
         _check_pair(shard, streamed, in_memory, set(edits))
 
 

@@ -6,6 +6,7 @@ layer over these functions.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .capture import record_activations
-from .checkpoint import PlannedEdit, hash_outputs, plan_edits, write_checkpoint
+from .checkpoint import PlannedEdit, check_against_config, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
@@ -157,6 +158,8 @@ class ApplyResult:
     manifest: dict | None
     dry_run: bool
     pushed: str | None = None
+    checked: int = 0  # dry run: tensors checked against the meta-device model built from config.json
+    seconds: float = 0.0  # dry run: planning time, imports excluded
 
 
 def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> dict[str, EditSpec]:
@@ -202,8 +205,14 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         check_writable(out, force=force)
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     if dry_run:
+        import diffusers
+
+        getattr(diffusers, source.adapter.denoiser_class)  # diffusers imports the class lazily: not planning time
+
+        started = time.perf_counter()
         plan = plan_edits(source, {k: None for k in site_keys(source, sites)}, modules)
-        return ApplyResult(out, plan, None, dry_run=True)
+        checked = check_against_config(source, plan)
+        return ApplyResult(out, plan, None, dry_run=True, checked=checked, seconds=time.perf_counter() - started)
 
     concepts: list[RefusalVectors] = []
     for concept in loaded_pairs:

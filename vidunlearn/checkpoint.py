@@ -67,8 +67,9 @@ def plan_edits(source: ModelSource, specs: dict[str, EditSpec | None], module_fi
         for module in modules:
             weight = infos.get(f"{module}.weight")
             if weight is None:
-                raise ModelError(f"targeted module {module!r} is missing", where=str(source.component_dir(component)),
-                                 fix="the checkpoint does not match its config")
+                raise ModelError(f"targeted module {module!r} (from config.json) is missing from the weights",
+                                 where=str(source.component_dir(component)),
+                                 fix="the weights and config.json come from different models")
             hidden = spec.basis.shape[0] if spec is not None else weight.shape[-1]
             if len(weight.shape) != 2 or weight.shape[1] != hidden:
                 raise ModelError(f"{module}.weight has shape {list(weight.shape)}, the direction has size {hidden}",
@@ -78,6 +79,39 @@ def plan_edits(source: ModelSource, specs: dict[str, EditSpec | None], module_fi
                 raise ModelError(f"mode {spec.mode!r} needs {module}.bias, which is absent", fix="use --mode project")
             plan.append(PlannedEdit(component, module, site_key, weight, bias, spec))
     return plan
+
+
+def check_against_config(source: ModelSource, plan: list[PlannedEdit]) -> int:
+    """Build each planned component on the meta device from its config alone (no weights, no
+    memory) and check it against the shard headers: the same key set and shapes, and every
+    planned module a linear layer. Returns the number of tensors checked. This is what proves a
+    dry run's plan, before any byte is read or written."""
+    import diffusers
+
+    checked = 0
+    for component in sorted({edit.component for edit in plan}):
+        cls = getattr(diffusers, source.adapter.denoiser_class)
+        with torch.device("meta"):
+            model = cls.from_config(source.config(component))
+        expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+        infos = tensor_infos(source.component_dir(component))
+        stored = {k: list(v.shape) for k, v in infos.items()}
+        where = str(source.component_dir(component))
+        if set(expected) != set(stored):
+            missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+            raise ModelError(f"checkpoint keys do not match config.json ({len(missing)} missing, e.g. "
+                             f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]})", where=where,
+                             fix="the weights and config.json come from different models")
+        wrong = [k for k in expected if expected[k] != stored[k]]
+        if wrong:
+            raise ModelError(f"{wrong[0]} is {stored[wrong[0]]} in the checkpoint but {expected[wrong[0]]} by "
+                             f"config.json ({len(wrong)} such tensors)", where=where,
+                             fix="the weights and config.json come from different models")
+        for edit in (e for e in plan if e.component == component):
+            if not isinstance(model.get_submodule(edit.module), torch.nn.Linear):
+                raise ModelError(f"{edit.module} is not a linear layer", where=where, fix="check --sites")
+        checked += len(expected)
+    return checked
 
 
 def _load(info: TensorInfo) -> torch.Tensor:

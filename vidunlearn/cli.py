@@ -162,7 +162,7 @@ def apply(
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change; load no weights, write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from config.json; load no weights, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from HF_TOKEN).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
@@ -177,7 +177,9 @@ def apply(
                        revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
                        push_to_hub=push_to_hub, private=private, reporter=RichReporter())
     if result.dry_run:
-        table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)")
+        table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
+                      caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
+                              f"device from config.json; planned in {result.seconds:.2f} s")
         for column in ("component", "tensor", "shape", "dtype", "shard"):
             table.add_column(column)
         for edit in result.plan:

@@ -72,7 +72,24 @@ def test_dry_run_lists_tensors_and_writes_nothing(tiny_wan, tmp_path):
                  "--work-dir", tmp_path / "w")
     assert result.exit_code == 0, result.output
     assert "blocks.1.attn2.to_v.weight" in result.output and "[24, 24]" in result.output
+    assert "match the model built on the meta device" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("change", [{"ffn_dim": 48}, {"num_layers": 3}], ids=["shape", "keys"])
+def test_dry_run_catches_weights_that_do_not_match_the_config(tiny_wan, tmp_path, change):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_wan, model)
+    config_path = model / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, **change}))
+    result = run("apply", "--model", model, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o", "--dry-run")
+    assert result.exit_code == 1
+    assert "config.json" in result.output and "different models" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_staged_commands_and_multi_concept(tiny_wan, tmp_path):

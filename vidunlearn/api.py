@@ -63,14 +63,19 @@ class ExtractResult:
     path: Path
     activations: ActivationSet
     reused: bool
+    memory: str = ""  # peak memory of the extraction, e.g. "peak RSS 812 MiB, peak GPU 640 MiB"
+    seconds: float = 0.0
 
 
 def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: Path, sites: list[str] | None = None,
-            revision: str | None = None, device: str = "cpu", dtype: str = "float32",
+            revision: str | None = None, device: str = "cpu", dtype: str = "float32", offload: bool = False,
             reporter: Reporter = SILENT) -> ExtractResult:
     """Record per-site token activations of the unsafe, safe and neutral prompts.
 
-    Runs the tokenizer and text encoder, then only the denoiser's text path. Reuses ``out``
+    Runs the tokenizer and text encoder, then only the denoiser's text path; the rest of the
+    denoiser stays on the meta device and the VAE is never loaded. ``offload`` keeps the text
+    encoder's weights in CPU memory and moves each layer to ``device`` only while it runs
+    (accelerate's ``cpu_offload``): for a GPU smaller than the encoder (UMT5-XXL is 11 GB in bf16). Reuses ``out``
     when its cache key (model fingerprint, revision, pairs hash, sites, dtype, tool version)
     matches; otherwise recomputes and replaces it.
     """
@@ -88,8 +93,15 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     torch_type = torch_dtype(dtype)
     groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral)}
     prompts = [p for g in groups.values() for p in g]
-    with torch.inference_mode():
-        tokenizer, encoder = load_text_encoder(source, device, torch_type)
+    from .memory import PeakMemory
+
+    started = time.perf_counter()
+    with torch.inference_mode(), PeakMemory(device) as peak:
+        tokenizer, encoder = load_text_encoder(source, "cpu" if offload else device, torch_type)
+        if offload:
+            from accelerate import cpu_offload
+
+            cpu_offload(encoder, execution_device=torch.device(device))
         with reporter.task("encoding prompts", total=len(prompts)) as advance:
             states = encode_prompts(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
                                     progress=advance)
@@ -116,7 +128,8 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
         "counts": {g: len(v) for g, v in groups.items()},
     })
     activations.save(out)
-    return ExtractResult(out, activations, reused=False)
+    reporter.note(f"extract: {peak.describe()}, {time.perf_counter() - started:.1f} s")
+    return ExtractResult(out, activations, reused=False, memory=peak.describe(), seconds=time.perf_counter() - started)
 
 
 # -------------------------------------------------------------------------------- factorize
@@ -191,7 +204,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
-          dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
+          offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
           hub_revision: str | None = None, reporter: Reporter = SILENT) -> ApplyResult:
     """Write a standalone edited pipeline folder at ``out``.
 
@@ -218,7 +231,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     for concept in loaded_pairs:
         folder = work_dir / concept.concept
         acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
-                       dtype=dtype, reporter=reporter)
+                       dtype=dtype, offload=offload, reporter=reporter)
         concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
                                   alpha=alpha, level=level, reporter=reporter))
     for path in refusal or []:

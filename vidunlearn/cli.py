@@ -77,6 +77,7 @@ def _aliases() -> str:
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local diffusers folder.")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
+OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
 SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
 MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
@@ -102,13 +103,14 @@ def extract(
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    offload: OffloadOpt = False,
 ) -> None:
-    """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only)."""
+    """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only; never the VAE). Reports peak memory."""
     from . import api
 
     out = out or _concept_dir(work_dir, pairs) / "activations.safetensors"
     result = api.extract(model, pairs, out=out, sites=site, revision=revision, device=device, dtype=dtype,
-                         reporter=RichReporter())
+                         offload=offload, reporter=RichReporter())
     counts = result.activations.meta["counts"]
     stdout.print(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
                  f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}", highlight=False)
@@ -162,6 +164,7 @@ def apply(
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    offload: OffloadOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from config.json; load no weights, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from HF_TOKEN).")] = None,
@@ -174,7 +177,7 @@ def apply(
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
-                       revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
+                       revision=revision, device=device, dtype=dtype, offload=offload, dry_run=dry_run, force=force,
                        push_to_hub=push_to_hub, private=private, reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",

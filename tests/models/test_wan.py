@@ -56,6 +56,26 @@ def test_cache_is_reused_and_invalidated(tiny_wan, tmp_path):
     assert not api.extract(str(tiny_wan), changed, out=out).reused
 
 
+def test_offloaded_text_encoder_gives_the_same_activations_and_memory_is_reported(tiny_wan, tmp_path, monkeypatch):
+    """--offload runs the encoder through accelerate's cpu_offload hooks (weights kept on CPU,
+    each layer moved to the execution device while it runs); here the execution device is the
+    CPU, which exercises the hooks, not a GPU's memory saving."""
+    import accelerate
+
+    calls = []
+    real = accelerate.cpu_offload
+    monkeypatch.setattr(accelerate, "cpu_offload", lambda module, **kw: calls.append(kw) or real(module, **kw))
+    plain = api.extract(str(tiny_wan), PAIRS / "violence.yaml", out=tmp_path / "a.safetensors")
+    assert calls == []
+    offloaded = api.extract(str(tiny_wan), PAIRS / "violence.yaml", out=tmp_path / "b.safetensors", offload=True)
+    for site, groups in plain.activations.tokens.items():
+        for group, states in groups.items():
+            for a, b in zip(states, offloaded.activations.tokens[site][group]):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert len(calls) == 1 and str(calls[0]["execution_device"]) == "cpu"
+    assert offloaded.memory.startswith("peak RSS ") and "MiB" in offloaded.memory
+
+
 def _site_inputs(source, prompts):
     """Mean post-text-embedder activation per prompt: (n, H)."""
     tokenizer, encoder = load_text_encoder(source, "cpu", torch.float32)

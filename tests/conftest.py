@@ -74,3 +74,32 @@ def tiny_wan_planted(tmp_path_factory) -> Path:
     table[concept_ids] += 3.0 * table.norm(dim=1).mean() * direction
     save_file(weights, weights_file, metadata={"format": "pt"})
     return path
+
+
+def checkpoint_problems(folder: Path) -> list[str]:
+    """What is wrong with an output folder: every file listed in its vidunlearn.json with a
+    matching SHA-256, and no file that is not listed. Empty list: complete and verifiable."""
+    import json
+
+    from vidunlearn.fsutil import sha256_file
+
+    manifest_path = folder / "vidunlearn.json"
+    if not manifest_path.is_file():
+        return ["no vidunlearn.json"]
+    listed = json.loads(manifest_path.read_text())["files"]
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"vidunlearn.json"}
+    problems = [f"unlisted {rel}" for rel in sorted(present - set(listed))]
+    problems += [f"missing {rel}" for rel in sorted(set(listed) - present)]
+    problems += [f"hash of {rel}" for rel in sorted(set(listed) & present) if sha256_file(folder / rel) != listed[rel]]
+    return problems
+
+
+@pytest.fixture(scope="session")
+def tiny_refusal(tiny_wan, tmp_path_factory) -> Path:
+    """refusal.safetensors of violence.yaml on tiny_wan (computed in-process, once)."""
+    from vidunlearn import api
+
+    work = tmp_path_factory.mktemp("refusal")
+    acts = api.extract(tiny_wan, PAIRS / "violence.yaml", out=work / "activations.safetensors")
+    api.factorize(acts.activations, out=work / "refusal.safetensors")
+    return work / "refusal.safetensors"

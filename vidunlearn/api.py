@@ -15,12 +15,13 @@ import torch
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .capture import record_activations
-from .checkpoint import PlannedEdit, check_against_config, plan_edits, write_checkpoint
+from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
-from .fsutil import atomic_output, check_writable, sha256_file, sha256_json, write_json
-from .model import ModelSource, resolve_model
+from .faults import pause_point
+from .fsutil import atomic_output, check_apart, check_writable, sha256_file, sha256_json, write_json
+from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
 
@@ -84,7 +85,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     source = _source(model, revision)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     keys = site_keys(source, sites)
-    key = sha256_json({"kind": "activations", "model": source.fingerprint, "revision": source.revision,
+    key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
     cached = _cached(ActivationSet.load, out, key, "activations", reporter)
     if cached is not None:
@@ -164,6 +165,23 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
 
 
 # ------------------------------------------------------------------------------------ apply
+def verify_layout(source: ModelSource, written: Path) -> None:
+    """Check a written pipeline folder before it is renamed into place: every file of the
+    source is there with its size, and every denoiser's shards parse (header and size) with
+    the source's tensor names, dtypes, shapes and offsets."""
+    for file in model_files(source.path):
+        rel = file.relative_to(source.path)
+        target = written / rel
+        if rel.as_posix() not in SKIP_FILES and (not target.is_file() or target.stat().st_size != file.stat().st_size
+                                                 and target.suffix != ".safetensors"):
+            raise ModelError("the written checkpoint is incomplete", where=str(rel), fix="re-run apply")
+    layout = lambda folder: {k: (v.dtype, v.shape, v.end - v.begin) for k, v in tensor_infos(folder).items()}
+    for component in source.denoisers:
+        if layout(written / component) != layout(source.component_dir(component)):
+            raise ModelError("the written checkpoint's tensors differ from the base model's", where=component,
+                             fix="re-run apply")
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     out: Path
@@ -216,6 +234,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if not dry_run:
         check_writable(out, force=force)
+        check_apart(out, source.path)
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     if dry_run:
         import diffusers
@@ -253,7 +272,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
                  "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
                  "vidunlearn.base_revision": source.revision or "local"}
-    total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())
+    check_apart(out, source.path)
+    total = sum(p.stat().st_size for p in model_files(source.path))
     with atomic_output(out, directory=True) as temp:
         with reporter.task("writing checkpoint", total=total) as advance:
             written = write_checkpoint(source, temp, plan, file_meta, advance)
@@ -272,6 +292,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         planned = {(e.component, k) for e in plan for k in e.keys}
         if {(r.component, r.tensor) for r in records} != planned:
             raise ModelError(f"edited {len(records)} tensors, planned {len(planned)}", where=str(out))
+        verify_layout(source, temp)
+    pause_point("after-rename")
     pushed = None
     if push_to_hub:
         from .hub import push_folder

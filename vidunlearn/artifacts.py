@@ -10,6 +10,7 @@ Metadata (safetensors ``__metadata__``, all strings): ``vidunlearn.schema``, ``v
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,24 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -
     from safetensors.torch import save_file
 
     header = {"vidunlearn.schema": str(SCHEMA), "vidunlearn.kind": kind,
-              "vidunlearn.json": json.dumps(meta, sort_keys=True)}
+              "vidunlearn.json": json.dumps(meta, sort_keys=True), "vidunlearn.sha256": _checksum(tensors)}
     with atomic_output(path) as temp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(temp), metadata=header)
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (sorted by name): a flipped bit
+    in a cache file is caught on read, not silently reused."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _bad(path: Path, what: str, step: str) -> ArtifactError:
+    return ArtifactError(what, where=str(path), fix=f"delete it and re-run {step}")
 
 
 def _load(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -43,8 +59,8 @@ def _load(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"not a readable safetensors file ({str(exc).splitlines()[0][:120]})", where=str(path),
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
+        raise ArtifactError(f"not a readable safetensors file ({(str(exc).splitlines() or [''])[0][:120]})", where=str(path),
                             fix="delete it and re-run the step that writes it") from None
     if header.get("vidunlearn.kind") != kind:
         raise ArtifactError(f"not a vidunlearn {kind} file (kind {header.get('vidunlearn.kind')!r})", where=str(path),
@@ -54,8 +70,14 @@ def _load(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
                             fix="re-run the step with this version of vidunlearn")
     try:
         meta = json.loads(header["vidunlearn.json"])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sites"), list) or \
+            not all(isinstance(site, str) for site in meta["sites"]):
         raise ArtifactError("metadata is missing or corrupt", where=str(path), fix="delete it and re-run") from None
+    if header.get("vidunlearn.sha256") != _checksum(tensors):
+        raise ArtifactError("tensor data does not match its checksum (corrupted or edited)", where=str(path),
+                            fix="delete it and re-run the step that writes it")
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ArtifactError(f"tensor {name!r} contains NaN or Inf", where=str(path), fix="delete it and re-run")
@@ -89,9 +111,10 @@ class ActivationSet:
             tokens[site] = {}
             for group in GROUPS:
                 flat, lengths = tensors.get(f"{site}.{group}"), tensors.get(f"{site}.{group}.lengths")
-                if flat is None or lengths is None or int(lengths.sum()) != flat.shape[0] or (lengths < 1).any():
-                    raise ArtifactError(f"tensors for {site}/{group} are missing or inconsistent", where=str(path),
-                                        fix="delete it and re-run extract")
+                if (flat is None or lengths is None or flat.dim() != 2 or not flat.is_floating_point()
+                        or lengths.dim() != 1 or lengths.dtype != torch.int64 or int(lengths.sum()) != flat.shape[0]
+                        or (lengths < 1).any() or not len(lengths)):
+                    raise _bad(path, f"tensors for {site}/{group} are missing or inconsistent", "extract")
                 tokens[site][group] = list(torch.split(flat, lengths.tolist()))
         if not tokens:
             raise ArtifactError("no sites recorded", where=str(path), fix="delete it and re-run extract")
@@ -134,6 +157,13 @@ class RefusalVectors:
                                              ("direction", "refusal", "basis", "eigenvalues", "safe_mean")})
             except KeyError as exc:
                 raise ArtifactError(f"tensor {exc.args[0]!r} is missing", where=str(path), fix="delete it and re-run factorize") from None
+            v = sites[site]
+            hidden = v.direction.shape[0] if v.direction.dim() == 1 else -1
+            if not (hidden > 0 and all(t.is_floating_point() for t in (v.direction, v.refusal, v.basis, v.eigenvalues, v.safe_mean))
+                    and v.refusal.shape == v.safe_mean.shape == (hidden,) and v.basis.dim() == 2
+                    and v.basis.shape[0] == hidden and v.eigenvalues.shape == (v.basis.shape[1],) and v.basis.shape[1] > 0
+                    and abs(float(v.direction.norm()) - 1) < 1e-3):
+                raise _bad(path, f"tensors for {site} have inconsistent shapes or a non-unit direction", "factorize")
         if not sites:
             raise ArtifactError("no sites recorded", where=str(path), fix="delete it and re-run factorize")
         return cls(sites=sites, meta=meta)

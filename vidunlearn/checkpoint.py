@@ -20,8 +20,9 @@ import torch
 
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
+from .faults import pause_point
 from .fsutil import StreamHasher, copy_range, known_sha256, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, read_header, tensor_infos
+from .model import ModelSource, TensorInfo, model_files, read_header, tensor_infos
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
 
@@ -292,6 +293,9 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
             new_weight, new_bias = edit_linear(weight, bias, edit.spec)
             old, new = (weight, new_weight) if key == edit.weight.key else (bias, new_bias)
             assert old is not None and new is not None
+            if not (torch.isfinite(old).all() and torch.isfinite(new).all()):
+                raise ModelError(f"tensor {key!r} contains NaN or Inf{'' if torch.isfinite(old).all() else ' in the base model'}",
+                                 where=str(edit.weight.file), fix="check the model weights and the refusal vectors")
             change = float((new.float() - old.float()).norm())
             records.append(EditRecord(edit.component, key, list(old.shape), str(old.dtype).removeprefix("torch."),
                                       change, change / max(float(old.float().norm()), 1e-12)))
@@ -302,7 +306,7 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
     actions: dict[str, str] = {}
     digests: dict[str, object] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidunlearn-hash") as pool:
-        for file in sorted(p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        for file in model_files(source.path):
             rel = file.relative_to(source.path).as_posix()
             if rel in SKIP_FILES:
                 continue
@@ -318,6 +322,7 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
                 digests[rel] = known_sha256(file) or pool.submit(sha256_file, target)
             if advance is not None:
                 advance(file.stat().st_size)
+            pause_point("file-written")
         sha256 = {rel: d if isinstance(d, str) else d.result() for rel, d in sorted(digests.items())}  # type: ignore[attr-defined]
     return WrittenCheckpoint(sorted(records, key=lambda r: (r.component, r.tensor)), actions, sha256)
 

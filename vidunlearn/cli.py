@@ -50,7 +50,7 @@ class RichReporter(Reporter):
 
 
 def handled(command: Callable) -> Callable:
-    """Turn library errors into one line + exit 1, Ctrl-C into one line + exit 130."""
+    """Turn library errors and OSErrors into one line + exit 1, Ctrl-C into one line + exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -60,6 +60,12 @@ def handled(command: Callable) -> Callable:
             if os.environ.get("VIDUNLEARN_DEBUG"):
                 raise
             stderr.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:  # e.g. an unreadable input file; outputs already turn these into OutputError
+            if os.environ.get("VIDUNLEARN_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            stderr.print(f"[bold red]error:[/bold red] {where}{exc.strerror or type(exc).__name__}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             stderr.print("interrupted: no partial output was left behind", highlight=False)

@@ -21,8 +21,39 @@ from .errors import OutputError
 CHUNK = 16 << 20
 
 
+TEMP_MARK = ".tmp-"
+
+
 def _temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete temporary siblings of ``path`` left by killed runs (their process is gone).
+    Siblings of live processes (a concurrent run) are left alone. Returns what was removed."""
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}{re.escape(TEMP_MARK)}(\d+)-[0-9a-f]{{8}}$")
+    if not path.parent.is_dir():
+        return removed
+    for sibling in path.parent.iterdir():
+        match = pattern.match(sibling.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
 
 
 def check_writable(path: Path, *, force: bool, what: str = "output") -> None:
@@ -36,28 +67,51 @@ def check_writable(path: Path, *, force: bool, what: str = "output") -> None:
         raise OutputError("destination folder is not writable", where=str(parent), fix="choose a writable --out")
 
 
+def check_apart(out: Path, source: Path, what: str = "--out") -> None:
+    """Refuse an output that is, contains or lies inside ``source`` (replacing it would delete
+    or corrupt the input)."""
+    a, b = out.resolve(), source.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise OutputError(f"{what} overlaps the model folder {source}", where=str(out),
+                          fix="write the output to a folder outside the model folder")
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success rename it into place (replacing an
-    existing ``path``), on any failure delete it. The final path is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    existing ``path``), on any failure delete it. The final path is never half-written.
+
+    Temporary siblings of killed runs are removed first. An OSError (disk full, read-only file
+    system, ...) becomes an :class:`OutputError`; a replaced folder is restored if the swap fails.
+    """
+    from .faults import pause_point
+
+    moved_away: Path | None = None
     temp = _temp_sibling(path)
-    if directory:
-        temp.mkdir()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        if directory:
+            temp.mkdir()
         yield temp
+        pause_point("before-rename" if directory else "artifact-written")
         if path.is_dir() and not path.is_symlink():
-            old = _temp_sibling(path)
-            os.replace(path, old)
+            moved_away = _temp_sibling(path)
+            os.replace(path, moved_away)
             os.replace(temp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(moved_away, ignore_errors=True)
         else:
             os.replace(temp, path)
-    except BaseException:
-        if temp.is_dir():
+    except BaseException as exc:
+        if moved_away is not None and moved_away.exists() and not path.exists():
+            os.replace(moved_away, path)
+        if temp.is_dir() and not temp.is_symlink():
             shutil.rmtree(temp, ignore_errors=True)
         else:
             temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"I/O error while writing the output ({exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''})",
+                              where=str(path), fix="free disk space or choose a writable --out; nothing was written") from None
         raise
 
 

@@ -25,7 +25,7 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | No
         fix = ("set HF_TOKEN to a token with write access, or run `hf auth login`" if status in (401, 403)
                else "check the repo id and your network; the local output is kept")
         raise HubError(f"upload failed (HTTP {status})", where=repo_id, fix=fix) from None
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # network errors of the HTTP client (httpx, requests): name only, never the text
         raise HubError(f"upload failed ({type(exc).__name__})", where=repo_id,
                        fix="check your network; the local output is kept") from None
     return str(getattr(info, "commit_url", info))

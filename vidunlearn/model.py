@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -12,9 +14,14 @@ from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
+from .fsutil import sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_HEADER_BYTES = 100 << 20
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+LIBRARIES = ("diffusers", "transformers")  # component classes are only ever taken from these
+_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -40,20 +47,92 @@ def read_header(path: Path) -> tuple[dict, int]:
             if length > MAX_HEADER_BYTES:
                 raise ValueError(f"header length {length} is implausible")
             header = json.loads(handle.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"not a readable safetensors file ({exc})", where=str(path),
+        data_end = _check_entries(header)
+        size = path.stat().st_size
+        if size != 8 + length + data_end:
+            raise ValueError(f"{size} bytes, its header describes {8 + length + data_end}: truncated or padded")
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"not a readable safetensors file ({str(exc)[:160]})", where=str(path),
                          fix="re-download the model or check the file") from None
     return header, 8 + length
+
+
+def _check_entries(header: object) -> int:
+    """Validate a parsed safetensors header; return the end of the data section."""
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise ValueError("__metadata__ is not a string mapping")
+            continue
+        ok = (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+              and isinstance(entry.get("shape"), list) and all(type(d) is int and d >= 0 for d in entry["shape"])
+              and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
+              and all(type(o) is int for o in entry["data_offsets"])
+              and 0 <= entry["data_offsets"][0] <= entry["data_offsets"][1])
+        if not ok:
+            raise ValueError(f"malformed entry for tensor {key[:80]!r}")
+        begin, stop = entry["data_offsets"]
+        size = DTYPE_BYTES.get(entry["dtype"])
+        if size is not None and stop - begin != size * math.prod(entry["shape"]):
+            raise ValueError(f"tensor {key[:80]!r} has {stop - begin} bytes, its shape needs {size * math.prod(entry['shape'])}")
+        end = max(end, stop)
+    return end
+
+
+def _plain_name(name: object, where: Path) -> str:
+    """A shard name from an index json must be a file name inside its folder (no '..', no '/')."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ModelError(f"index json names shard {str(name)[:80]!r}, which is not a file of this folder", where=str(where),
+                         fix="shard names in weight_map must be plain file names; the index may be hostile")
+    return name
+
+
+def _allowed_roots(root: Path) -> list[Path]:
+    """Where the real files of a model folder may live: the folder itself, and for a Hub cache
+    snapshot (``.../snapshots/<rev>``) the repository's ``blobs`` folder."""
+    real = root.resolve()
+    roots = [real]
+    if root.absolute().parent.name == "snapshots":
+        roots.append(root.absolute().parent.parent.resolve() / "blobs")
+    return roots
+
+
+def contained(file: Path, root: Path) -> Path:
+    """``file``'s real path, when it lies inside ``root`` (see :func:`_allowed_roots`)."""
+    real = file.resolve()
+    if not any(real == r or r in real.parents for r in _allowed_roots(root)):
+        raise ModelError("links to a file outside the model folder", where=str(file),
+                         fix="remove the link or copy the real file into the model folder")
+    return real
+
+
+def model_files(root: Path, under: str | None = None) -> list[Path]:
+    """Every regular file of a model folder (or of its subfolder ``under``), sorted, skipping
+    ``.cache`` folders (huggingface_hub's local-dir metadata). Refuses links that lead outside."""
+    base = root / under if under else root
+    files = []
+    for file in sorted(base.rglob("*")):
+        if ".cache" in file.relative_to(root).parts or not file.is_file():
+            continue
+        contained(file, root)
+        files.append(file)
+    return files
 
 
 def weight_map(component_dir: Path) -> dict[str, Path]:
     """tensor name -> shard path for a diffusers/transformers component folder (safetensors only)."""
     indexes = sorted(component_dir.glob("*.safetensors.index.json"))
     if indexes:
-        index = json.loads(indexes[0].read_text())
-        return {key: component_dir / name for key, name in index["weight_map"].items()}
+        try:
+            mapping = json.loads(indexes[0].read_text())["weight_map"]
+            items = mapping.items()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ModelError("index json is unreadable or has no weight_map", where=str(indexes[0]),
+                             fix="re-download the model") from None
+        return {str(key): component_dir / _plain_name(name, indexes[0]) for key, name in items}
     shards = sorted(component_dir.glob("*.safetensors"))
     if not shards:
         pickles = [p.name for p in component_dir.iterdir() if p.suffix in PICKLE_SUFFIXES] if component_dir.is_dir() else []
@@ -110,16 +189,27 @@ class ModelSource:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Identifies the weights: every file's path and size, the blob name for Hub-cache
-        symlinks (a content hash) or the modification time otherwise, and every JSON's text."""
+        """The content of everything ``extract`` reads: model_index.json, every tokenizer and
+        text-encoder file, each denoiser's config and the bytes of its text-path tensors
+        (``adapter.feed``). Files are identified by SHA-256 (a Hub-cache blob's name is already
+        its content hash); sizes and modification times are never trusted."""
         digest = hashlib.sha256()
-        for file in sorted(p for p in self.path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-            rel = file.relative_to(self.path).as_posix()
-            stat = file.stat()
-            identity = file.resolve().name if file.is_symlink() else str(stat.st_mtime_ns)
-            digest.update(f"{rel}\0{stat.st_size}\0{identity}\n".encode())
-            if file.suffix == ".json":
-                digest.update(file.read_bytes())
+        digest.update((self.path / "model_index.json").read_bytes())
+        for component in (self.adapter.tokenizer, self.adapter.text_encoder):
+            for file in model_files(self.path, component):
+                real = contained(file, self.path)
+                identity = real.name if real.parent.name == "blobs" and _BLOB.match(real.name) else sha256_file(real)
+                digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
+        prefix = self.adapter.feed + "."
+        for component in self.denoisers:
+            digest.update(json.dumps(self.config(component), sort_keys=True).encode())
+            for key, info in sorted(tensor_infos(self.component_dir(component)).items()):
+                if key.startswith(prefix):
+                    with open(info.file, "rb") as handle:
+                        handle.seek(read_header(info.file)[1] + info.begin)
+                        data = handle.read(info.end - info.begin)
+                    digest.update(f"{component}/{key}\0{info.dtype}\0{info.shape}\0".encode())
+                    digest.update(hashlib.sha256(data).digest())
         return digest.hexdigest()
 
     def describe(self) -> dict:
@@ -171,9 +261,18 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
         index = json.loads(index_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read model_index.json ({exc})", where=str(index_path)) from None
+    if not isinstance(index, dict):
+        raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     adapter = adapter_for_pipeline(str(index.get("_class_name")), where=str(index_path))
+    for component, entry in index.items():
+        if component.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
+            continue  # a pipeline setting (e.g. boundary_ratio), or an absent component
+        if len(entry) != 2 or entry[0] not in LIBRARIES:
+            raise ModelError(f"component {component!r} names {str(entry)[:80]}: only {' and '.join(LIBRARIES)} classes "
+                             "are loaded (never code shipped with a model)", where=str(index_path),
+                             fix="use an official diffusers pipeline folder")
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
-    source = ModelSource(name=name, path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
+    source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
     if not source.denoisers:
         raise ModelError("no denoiser component in model_index.json", where=str(index_path),
                          fix=f"expected one of {adapter.denoisers}")

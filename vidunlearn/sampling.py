@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import VidunlearnError
-from .fsutil import atomic_output, check_writable, write_json
+from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .model import ModelSource, resolve_model
+from .pairs import MAX_PROMPT_CHARS
 from .progress import SILENT, Reporter
 
 
@@ -69,10 +70,16 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
 
     if not prompts:
         raise VidunlearnError("no prompts", fix="pass --prompt TEXT (repeatable) or --prompts-from pairs/x.yaml")
+    long = [p for p in prompts if len(p) > MAX_PROMPT_CHARS]
+    if long:
+        raise VidunlearnError(f"a prompt is {len(long[0])} characters long (limit {MAX_PROMPT_CHARS})", where="--prompt",
+                              fix="shorten it; text encoders truncate long prompts anyway")
     settings.check()
     check_writable(out, force=force)
     edited = resolve_model(model, revision)
     base = resolve_model(compare) if compare else None
+    for source in (edited, base) if base else (edited,):
+        check_apart(out, source.path)
     result = SampleResult(out)
     with atomic_output(out, directory=True) as temp:
         edited_clips = _generate(edited, prompts, settings, reporter, "edited model")

@@ -1,0 +1,24 @@
+"""A test hook for fault injection: named pause points in the writing code.
+
+``VIDUNLEARN_PAUSE_AT=<name>`` makes the process print ``vidunlearn: paused at <name>`` to
+stderr and sleep when it reaches that point, so a test can SIGKILL or SIGINT it at an exact
+moment (tests/cli/test_kill.py). Unset (always, outside tests), a pause point costs one
+environment lookup. Points:
+
+- ``artifact-written``: an artifact's temporary file is complete, not yet renamed into place;
+- ``file-written``: one more file of a checkpoint is in its temporary folder (every file);
+- ``before-rename``: an output folder is complete in its temporary sibling, not yet renamed;
+- ``after-rename``: the output is in place (before an optional Hub push).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def pause_point(name: str) -> None:
+    if os.environ.get("VIDUNLEARN_PAUSE_AT") == name:
+        print(f"vidunlearn: paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(600)

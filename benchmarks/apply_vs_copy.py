@@ -230,6 +230,7 @@ def run_step(name: str, command: list[str], out: Path, log: Path, settle: float)
 
 
 def _tensor_digests(folder: Path, keys: list[str]) -> dict[str, str]:
+    import torch
     from safetensors import safe_open
 
     from vidunlearn.model import weight_map
@@ -238,7 +239,7 @@ def _tensor_digests(folder: Path, keys: list[str]) -> dict[str, str]:
     digests = {}
     for key in keys:
         with safe_open(str(shards[key]), framework="pt") as handle:
-            digests[key] = hashlib.sha256(handle.get_tensor(key).numpy().tobytes()).hexdigest()
+            digests[key] = hashlib.sha256(handle.get_tensor(key).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
     return digests
 
 

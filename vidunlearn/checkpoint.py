@@ -10,6 +10,7 @@ hard-linked where the file system allows, else copied; nothing is re-serialised.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Callable
@@ -293,12 +294,14 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
             new_weight, new_bias = edit_linear(weight, bias, edit.spec)
             old, new = (weight, new_weight) if key == edit.weight.key else (bias, new_bias)
             assert old is not None and new is not None
-            if not (torch.isfinite(old).all() and torch.isfinite(new).all()):
-                raise ModelError(f"tensor {key!r} contains NaN or Inf{'' if torch.isfinite(old).all() else ' in the base model'}",
+            old32 = old.float()  # one conversion; the norms double as the NaN/Inf check
+            old_norm = float(torch.linalg.vector_norm(old32))
+            change = float(torch.linalg.vector_norm(new.float() - old32))
+            if not (math.isfinite(old_norm) and math.isfinite(change)):
+                raise ModelError(f"tensor {key!r} contains NaN or Inf{'' if math.isfinite(old_norm) else ' in the base model'}",
                                  where=str(edit.weight.file), fix="check the model weights and the refusal vectors")
-            change = float((new.float() - old.float()).norm())
             records.append(EditRecord(edit.component, key, list(old.shape), str(old.dtype).removeprefix("torch."),
-                                      change, change / max(float(old.float().norm()), 1e-12)))
+                                      change, change / max(old_norm, 1e-12)))
             return new
 
         return run

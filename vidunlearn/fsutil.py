@@ -143,6 +143,7 @@ class StreamHasher:
 
     def __init__(self, max_pending: int = 4) -> None:
         self._digest = hashlib.sha256()
+        self._buffer = memoryview(bytearray(CHUNK))
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vidunlearn-sha256", daemon=True)
@@ -155,13 +156,13 @@ class StreamHasher:
             try:
                 if isinstance(item, tuple):
                     fd, offset, length = item
-                    while length > 0:
-                        chunk = os.pread(fd, min(CHUNK, length), offset)
-                        if not chunk:
+                    while length > 0:  # into one reused buffer: no fresh pages to fault in per chunk
+                        got = os.preadv(fd, [self._buffer[:min(CHUNK, length)]], offset)
+                        if not got:
                             raise OSError(errno.EIO, "file ended early while hashing")
-                        self._digest.update(chunk)
-                        offset += len(chunk)
-                        length -= len(chunk)
+                        self._digest.update(self._buffer[:got])
+                        offset += got
+                        length -= got
                 else:
                     self._digest.update(item)
             except BaseException as error:  # re-raised in hexdigest()

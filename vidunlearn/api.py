@@ -18,6 +18,8 @@ from .checkpoint import PlannedEdit, hash_outputs, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
+from .provenance import check_survival, load_eval_rows, provenance_metadata
+from .quant import is_fp8
 from .fsutil import atomic_output, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, resolve_model
 from .pairs import ConceptPairs, load_pairs
@@ -26,8 +28,19 @@ from .progress import SILENT, Reporter
 MANIFEST_SCHEMA = 1
 
 
-def _source(model: str | ModelSource, revision: str | None) -> ModelSource:
-    return model if isinstance(model, ModelSource) else resolve_model(model, revision)
+def _source(model: str | ModelSource, revision: str | None, config: str | None = None) -> ModelSource:
+    """A diffusers folder / Hub id / alias, or a single ``.safetensors`` transformer file (its
+    tokenizer, text encoder and config from ``config``, see :mod:`vidunlearn.singlefile`)."""
+    if isinstance(model, ModelSource):
+        return model
+    if Path(model).suffix == ".safetensors" and Path(model).is_file():
+        from .singlefile import load_single_file
+
+        return load_single_file(Path(model), config, revision)
+    if config is not None:
+        raise VidunlearnError("--config is only for a single-file --model", where=str(model),
+                              fix="leave --config out for a diffusers folder or Hub id")
+    return resolve_model(model, revision)
 
 
 def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
@@ -65,7 +78,7 @@ class ExtractResult:
 
 
 def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: Path, sites: list[str] | None = None,
-            revision: str | None = None, device: str = "cpu", dtype: str = "float32",
+            revision: str | None = None, device: str = "cpu", dtype: str = "float32", config: str | None = None,
             reporter: Reporter = SILENT) -> ExtractResult:
     """Record per-site token activations of the unsafe, safe and neutral prompts.
 
@@ -75,7 +88,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     """
     from .textpath import encode_prompts, load_text_encoder, load_text_path, torch_dtype
 
-    source = _source(model, revision)
+    source = _source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "revision": source.revision,
@@ -189,13 +202,32 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
-          hub_revision: str | None = None, reporter: Reporter = SILENT) -> ApplyResult:
-    """Write a standalone edited pipeline folder at ``out``.
+          hub_revision: str | None = None, output_format: str | None = None, save_dtype: str | None = None,
+          config: str | None = None, min_survival: float = 0.5, eval_json: Path | None = None,
+          reporter: Reporter = SILENT) -> ApplyResult:
+    """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
+    single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
+    (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
+    file by default.
 
     Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
     factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
+    fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
+    ``min_survival`` of it survives re-quantisation in any tensor.
     """
-    source = _source(model, revision)
+    from .formats import FORMATS
+
+    source = _source(model, revision, config)
+    single = hasattr(source, "file")
+    output_format = output_format or ("single-file" if single else "diffusers")
+    if output_format not in FORMATS:
+        raise VidunlearnError(f"unknown --format {output_format!r}", fix=f"use one of {', '.join(FORMATS)}")
+    if single and output_format == "diffusers":
+        raise VidunlearnError("a single-file --model stays a single file", where=str(model),
+                              fix="use --format single-file or --format lora")
+    if save_dtype is not None and output_format == "diffusers":
+        raise VidunlearnError("--save-dtype needs --format single-file or lora",
+                              fix="the diffusers folder keeps the stored dtype of every tensor")
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if not dry_run:
@@ -221,6 +253,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         wanted = set(site_keys(source, sites))
         specs = {k: v for k, v in specs.items() if k in wanted}
     plan = plan_edits(source, specs, modules)
+    if output_format == "diffusers" and any(is_fp8(e.weight.dtype) for e in plan):
+        raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
+                              fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
 
     recipe = {
         "concepts": [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
@@ -228,13 +263,21 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                       "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts],
         "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
     }
-    file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
-                 "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
-                 "vidunlearn.base_revision": source.revision or "local"}
-    total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())
+    file_meta = provenance_metadata(source, recipe, concepts, output_format)
+    eval_rows = load_eval_rows(eval_json) if eval_json is not None else None
+    quantization = None
     with atomic_output(out, directory=True) as temp:
-        with reporter.task("writing checkpoint", total=total) as advance:
-            records, actions = write_checkpoint(source, temp, plan, file_meta, advance)
+        if output_format == "diffusers":
+            total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())
+            with reporter.task("writing checkpoint", total=total) as advance:
+                records, actions = write_checkpoint(source, temp, plan, file_meta, advance)
+        else:
+            from .formats import write_format
+
+            with reporter.task(f"writing {output_format}", total=len(source.denoisers)) as advance:
+                report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
+            records, actions = report.records, {name: "write" for name in report.files}
+            quantization = check_survival(report.survival, min_survival, str(source.path))
         from .card import build_card
 
         manifest = {
@@ -242,6 +285,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
                        "refusal": {str(p): sha256_file(p) for p in refusal or []}},
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
+            "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
+            "eval": eval_rows,
         }
         (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
         manifest["files"] = hash_outputs(temp)
@@ -253,5 +298,6 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if push_to_hub:
         from .hub import push_folder
 
+        reporter.note(f"uploading {out} to {push_to_hub}")
         pushed = push_folder(out, push_to_hub, private=private, revision=hub_revision)
     return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed)

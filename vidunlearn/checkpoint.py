@@ -20,7 +20,7 @@ import torch
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .fsutil import CHUNK, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, read_header, tensor_infos
+from .model import ModelSource, TensorInfo, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
 
@@ -58,7 +58,7 @@ def plan_edits(source: ModelSource, specs: dict[str, EditSpec | None], module_fi
         if component not in source.denoisers:
             raise ModelError(f"component {component!r} is not in this model (has {source.denoisers})",
                              where=str(source.path), fix="use refusal vectors extracted from this model")
-        infos = tensor_infos(source.component_dir(component))
+        infos = source.tensor_infos(component)
         modules = adapter.targets_matching(adapter.site(site_name), source.config(component), module_filter)
         if not modules:
             raise ModelError(f"--sites {module_filter!r} matches no target layer of {site_key}",

@@ -82,6 +82,7 @@ SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site 
 MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
 RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
 AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
+ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
 
 
@@ -102,13 +103,14 @@ def extract(
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    config: ConfigOpt = None,
 ) -> None:
     """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only)."""
     from . import api
 
     out = out or _concept_dir(work_dir, pairs) / "activations.safetensors"
     result = api.extract(model, pairs, out=out, sites=site, revision=revision, device=device, dtype=dtype,
-                         reporter=RichReporter())
+                         config=config, reporter=RichReporter())
     counts = result.activations.meta["counts"]
     stdout.print(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
                  f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}", highlight=False)
@@ -143,7 +145,10 @@ def factorize(
 @app.command(epilog="Examples:\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/wan-noviolence\n\n"
              "  vidunlearn apply --model models/tiny-wan --pairs pairs/violence.yaml --pairs pairs/nudity.yaml --out out/x\n\n"
-             "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run")
+             "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run\n\n"
+             "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --format lora --out out/noviolence-lora\n\n"
+             "  vidunlearn apply --model wan2.1_t2v_1.3B_fp16.safetensors --pairs pairs/violence.yaml --out out/comfy\n\n"
+             "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence")
 @handled
 def apply(
     model: ModelOpt,
@@ -164,8 +169,14 @@ def apply(
     dtype: DtypeOpt = "float32",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change; load no weights, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
-    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from HF_TOKEN).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="diffusers (pipeline folder, default), single-file (original Wan/ComfyUI keys) or lora (the exact rank-k delta). A single-file --model gives single-file.")] = None,
+    save_dtype: Annotated[Optional[str], typer.Option(help="single-file/lora only: store as float32, bfloat16 or float16 (default: source dtype; lora: float32).")] = None,
+    config: ConfigOpt = None,
+    min_survival: Annotated[float, typer.Option(help="fp8 models: refuse when less than this share of the edit survives re-quantisation.")] = 0.5,
+    eval_json: Annotated[Optional[Path], typer.Option(help="JSON of eval rows [{metric, base, edited}] rendered as a table in the model card.")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
+    hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W (I - lambda p p^T) at the edit sites."""
     from rich.table import Table
@@ -175,7 +186,9 @@ def apply(
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
                        revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
-                       push_to_hub=push_to_hub, private=private, reporter=RichReporter())
+                       push_to_hub=push_to_hub, private=private, hub_revision=hub_revision, output_format=output_format,
+                       save_dtype=save_dtype, config=config, min_survival=min_survival, eval_json=eval_json,
+                       reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)")
         for column in ("component", "tensor", "shape", "dtype", "shard"):
@@ -185,13 +198,17 @@ def apply(
         stdout.print(table)
         return
     assert result.manifest is not None
-    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out}")
+    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})")
     for column in ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"):
         table.add_column(column)
     for record in result.manifest["edited"]:
         table.add_row(record["component"], record["tensor"], record["dtype"], f"{record['change_norm']:.4g}",
                       f"{record['relative_change']:.2%}")
     stdout.print(table)
+    quant = result.manifest.get("quantization")
+    if quant:
+        stdout.print(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives "
+                     "re-quantisation", highlight=False)
     if result.pushed:
         stdout.print(f"pushed to {result.pushed}", highlight=False)
 

@@ -245,6 +245,35 @@ def sample(
     stdout.print(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)", highlight=False)
 
 
+@app.command(epilog="Examples:\n\n  vidunlearn verify out/wan-noviolence\n\n"
+             "  vidunlearn verify out/wan-noviolence --base wan2.1")
+@handled
+def verify(
+    out: Annotated[Path, typer.Argument(help="Output folder of `apply` (with vidunlearn.json).")],
+    base: Annotated[Optional[str], typer.Option(help="Base model (folder, single file, alias or Hub id) to compare every tensor with.")] = None,
+) -> None:
+    """Check an output against its manifest (SHA-256 of every file) and, with --base, that only the listed tensors changed."""
+    from rich.table import Table
+
+    from .verify import verify as run_verify
+
+    result = run_verify(out, base)
+    if result.changed:
+        table = Table(title=f"changed tensors in {out}")
+        for column in ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"):
+            table.add_column(column)
+        for change in result.changed:
+            table.add_row(change.file, change.tensor, str(change.shape), f"{change.change_norm:.4g}", str(change.rank))
+        stdout.print(table)
+    stdout.print(f"ok: {result.files_checked} files match the manifest's SHA-256", highlight=False)
+    if result.base and result.lora_modules_checked:
+        stdout.print(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}", highlight=False)
+    elif result.base:
+        stdout.print(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; "
+                     f"{result.identical_tensors} tensors and {result.identical_files} other files identical to "
+                     f"{result.base}", highlight=False)
+
+
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
 @handled
 def tiny(

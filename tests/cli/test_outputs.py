@@ -207,3 +207,57 @@ def test_every_written_safetensors_file_carries_provenance(outputs):
         assert set(manifest["files"]) == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
                                           if p.is_file() and p.name != "vidunlearn.json"}
     assert tensor_infos(outputs["diffusers"] / "transformer")
+
+
+@pytest.mark.parametrize("output_format", ["diffusers", "single-file", "lora"])
+def test_verify_accepts_every_untouched_output(tiny_wan, outputs, output_format):
+    result = run("verify", outputs[output_format], "--base", tiny_wan)
+    assert result.exit_code == 0, result.output
+    assert "files match the manifest" in result.output
+    assert result.output.count("attn2.to_k.weight") + result.output.count("cross_attn.k.weight") == 2
+    assert "│ 1 " in result.output  # rank 1: one concept, one direction
+
+
+def _copy(folder: Path, destination: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, destination)
+    return destination
+
+
+def test_verify_catches_a_tampered_file(outputs, tmp_path):
+    out = _copy(outputs["single-file"], tmp_path / "copy")
+    file = out / "transformer.safetensors"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0x01  # one bit of one weight
+    file.write_bytes(bytes(data))
+    result = run("verify", out)
+    assert result.exit_code == 1
+    assert "transformer.safetensors" in result.output and "SHA-256 does not match" in result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+
+
+def test_verify_with_base_catches_an_unlisted_change_even_with_a_rewritten_manifest(tiny_wan, outputs, tmp_path):
+    from vidunlearn.fsutil import sha256_file
+
+    out = _copy(outputs["diffusers"], tmp_path / "copy")
+    shard = out / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.unlink()  # it was a hard link to the base
+    shard.write_bytes(bytes(data))
+    manifest = json.loads((out / "vidunlearn.json").read_text())
+    manifest["files"]["vae/diffusion_pytorch_model.safetensors"] = sha256_file(shard)
+    (out / "vidunlearn.json").write_text(json.dumps(manifest))
+    assert run("verify", out).exit_code == 0  # the hashes alone cannot see it ...
+    result = run("verify", out, "--base", tiny_wan)  # ... the base comparison does
+    assert result.exit_code == 1 and "not listed as edited" in result.output and "vae" in result.output
+
+
+def test_verify_refuses_an_unlisted_file_and_a_folder_without_manifest(outputs, tmp_path):
+    out = _copy(outputs["lora"], tmp_path / "copy")
+    (out / "extra.safetensors").write_bytes(b"x")
+    result = run("verify", out)
+    assert result.exit_code == 1 and "not listed in the manifest" in result.output and "extra.safetensors" in result.output
+    result = run("verify", tmp_path)
+    assert result.exit_code == 1 and "no readable manifest" in result.output

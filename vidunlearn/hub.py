@@ -12,20 +12,36 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | No
                 endpoint: str | None = None, message: str = "Upload concept-erased checkpoint (vidunlearn)") -> str:
     """create_repo + upload_folder. Returns the commit URL. Raises :class:`HubError`."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(endpoint=endpoint)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision, commit_message=message)
+        try:
+            api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                                     commit_message=message)
+        except RuntimeError as wrapped:  # LFS uploads wrap the HTTP error: judge by its cause
+            if wrapped.__cause__ is None:
+                raise
+            raise wrapped.__cause__ from None
+    except OfflineModeIsEnabled:
+        raise HubError("upload refused: HF_HUB_OFFLINE is set", where=repo_id,
+                       fix="unset HF_HUB_OFFLINE to upload; the local output is kept") from None
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        fix = ("set HF_TOKEN to a token with write access, or run `hf auth login`" if status in (401, 403)
-               else "check the repo id and your network; the local output is kept")
+        fix = ("set HF_TOKEN to a token with write access, or run `hf auth login`; the local output is kept"
+               if status in (401, 403) else "check the repo id and your network; the local output is kept")
         raise HubError(f"upload failed (HTTP {status})", where=repo_id, fix=fix) from None
-    except (OSError, ValueError) as exc:
-        raise HubError(f"upload failed ({type(exc).__name__})", where=repo_id,
-                       fix="check your network; the local output is kept") from None
+    except Exception as exc:  # network errors (httpx.ConnectError, timeouts, OSError) and malformed replies
+        if not _is_network_error(exc) and not isinstance(exc, (OSError, ValueError)):
+            raise
+        raise HubError(f"upload failed: cannot reach {api.endpoint} ({type(exc).__name__})", where=repo_id,
+                       fix="check your network or HF_ENDPOINT; the local output is kept") from None
     return str(getattr(info, "commit_url", info))
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """httpx (or huggingface_hub's vendored httpx2) transport errors: refused, reset, timeouts."""
+    return any(cls.__name__ in ("TransportError", "NetworkError", "TimeoutException") for cls in type(exc).__mro__)

@@ -90,11 +90,16 @@ def loading_snippet(output_format: str, base_id: str, name: str, files: list[str
     if output_format == "lora":
         code = (f'pipe = WanPipeline.from_pretrained("{base_id}")\n'
                 f'pipe.load_lora_weights("{name}")  # the folder with pytorch_lora_weights.safetensors')
+        if "pytorch_lora_weights_transformer_2.safetensors" in files:  # Wan2.2: the second expert's own delta
+            code += (f'\npipe.load_lora_weights("{name}", weight_name="pytorch_lora_weights_transformer_2.safetensors",\n'
+                     f'                       adapter_name="vidunlearn_2", load_into_transformer_2=True)')
     elif output_format == "single-file":
         first = next((f for f in files if f.endswith(".safetensors")), "transformer.safetensors")
         code = (f'transformer = WanTransformer3DModel.from_single_file("{name}/{first}",\n'
                 f'    config="{base_id}", subfolder="transformer")\n'
                 f'pipe = WanPipeline.from_pretrained("{base_id}", transformer=transformer)')
+        if "transformer_2.safetensors" in files:
+            code += "  # Wan2.2: load transformer_2.safetensors the same way (subfolder=\"transformer_2\")"
     else:
         code = f'pipe = WanPipeline.from_pretrained("{name}")'
     return f"## Loading\n\n```python\nfrom diffusers import WanPipeline, WanTransformer3DModel\n\n{code}\n```\n"

@@ -261,3 +261,50 @@ def test_verify_refuses_an_unlisted_file_and_a_folder_without_manifest(outputs, 
     assert result.exit_code == 1 and "not listed in the manifest" in result.output and "extra.safetensors" in result.output
     result = run("verify", tmp_path)
     assert result.exit_code == 1 and "no readable manifest" in result.output
+
+
+def test_wan22_two_experts_get_one_file_each_and_load_into_both(tiny_wan22, tmp_path):
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    folder = _apply(tiny_wan22, tmp_path / "folder")
+    single = _apply(tiny_wan22, tmp_path / "single", "--format", "single-file")
+    lora = _apply(tiny_wan22, tmp_path / "lora", "--format", "lora")
+    assert {p.name for p in single.glob("*.safetensors")} == {"transformer.safetensors", "transformer_2.safetensors"}
+    pipe = WanPipeline.from_pretrained(tiny_wan22)
+    pipe.load_lora_weights(str(lora))
+    pipe.load_lora_weights(str(lora), weight_name="pytorch_lora_weights_transformer_2.safetensors",
+                           adapter_name="vidunlearn_2", load_into_transformer_2=True)
+    for component, with_lora in (("transformer", pipe.transformer), ("transformer_2", pipe.transformer_2)):
+        edited = WanTransformer3DModel.from_pretrained(folder / component).eval()
+        loaded = WanTransformer3DModel.from_single_file(str(single / f"{component}.safetensors"),
+                                                        config=str(tiny_wan22), subfolder=component)
+        loaded_state, edited_state = _state(loaded), _state(edited)
+        assert loaded_state.keys() == edited_state.keys()
+        assert all(torch.equal(loaded_state[k], edited_state[k]) for k in edited_state)
+        torch.testing.assert_close(_forward(with_lora), _forward(edited), atol=1e-5, rtol=1e-4)
+
+
+def test_card_builds_on_the_base_card_and_renders_the_eval_table(tiny_wan, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_wan, base)
+    (base / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- video\n---\n# Base model\n")
+    rows = [{"metric": "unsafe rate % (judge)", "base": 48.9, "edited": 12.6},
+            {"metric": "CLIP score, retain prompts", "base": 0.3125, "edited": 0.3101}]
+    (tmp_path / "eval.json").write_text(json.dumps({"rows": rows}))
+    out = _apply(base, tmp_path / "out", "--format", "lora", "--eval-json", tmp_path / "eval.json")
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0" and "video" in data["tags"] and "unlearned-violence" in data["tags"]
+    assert data["base_model"] == str(base) and data["base_model_relation"] == "adapter"
+    assert data["library_name"] == "diffusers" and data["pipeline_tag"] == "text-to-video"
+    assert "| unsafe rate % (judge) | 48.9 | 12.6 |" in card.text and "| CLIP score, retain prompts | 0.3125 | 0.3101 |" in card.text
+    assert "does not guarantee" in card.text and "revert" in card.text
+    assert json.loads((out / "vidunlearn.json").read_text())["eval"] == rows
+    (tmp_path / "bad.json").write_text('[{"metric": "x"}]')
+    result = run("apply", "--model", base, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o2",
+                 "--work-dir", tmp_path / "work", "--eval-json", tmp_path / "bad.json")
+    assert result.exit_code == 1 and "row 0 needs" in result.output and not (tmp_path / "o2").exists()

@@ -17,6 +17,10 @@ from .model import ModelSource, TensorInfo
 from .quant import FP8, dequantize, is_fp8, quantize, survival
 
 
+# safetensors dtype -> the torch name the diffusers-folder manifest uses
+TORCH_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
 def load_tensor(info: TensorInfo) -> torch.Tensor:
     from safetensors import safe_open
 
@@ -59,7 +63,7 @@ class LayerChange:
             if info.key not in self.stored:
                 continue
             change = float((new.float() - old.float()).norm())
-            out.append(EditRecord(self.edit.component, info.key, list(info.shape), info.dtype, change,
+            out.append(EditRecord(self.edit.component, info.key, list(info.shape), TORCH_NAMES.get(info.dtype, info.dtype), change,
                                   change / max(float(old.float().norm()), 1e-12)))
         return out
 

@@ -215,7 +215,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
     ``min_survival`` of it survives re-quantisation in any tensor.
     """
-    from .formats import FORMATS
+    from .formats import FORMATS, SAVE_DTYPES
 
     source = _source(model, revision, config)
     single = hasattr(source, "file")
@@ -225,6 +225,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if single and output_format == "diffusers":
         raise VidunlearnError("a single-file --model stays a single file", where=str(model),
                               fix="use --format single-file or --format lora")
+    if save_dtype is not None and save_dtype not in SAVE_DTYPES:
+        raise VidunlearnError(f"unknown --save-dtype {save_dtype!r}", fix=f"use one of {', '.join(SAVE_DTYPES)}")
     if save_dtype is not None and output_format == "diffusers":
         raise VidunlearnError("--save-dtype needs --format single-file or lora",
                               fix="the diffusers folder keeps the stored dtype of every tensor")

@@ -65,7 +65,8 @@ model, with no inference overhead.
 {rows}
 
 {body_eval}
-{loading_snippet(output_format, base_id, out.name, sorted(manifest.get("actions") or {}))}
+{loading_snippet(output_format, _config_id(manifest, base_id), out.name, sorted(manifest.get("actions") or {}),
+                 fp8=bool(quant) and output_format == "single-file")}
 
 `vidunlearn.json` lists the full recipe, every changed tensor with its change norm, and the
 SHA-256 of every file (check them with `vidunlearn verify` or `sha256sum`).
@@ -73,6 +74,12 @@ SHA-256 of every file (check them with `vidunlearn verify` or `sha256sum`).
 {LIMITS}
 """
     return ModelCard.from_template(ModelCardData(**data), template_str="---\n{{ card_data }}\n---\n\n" + body).content
+
+
+def _config_id(manifest: dict, base_id: str) -> str:
+    """Where diffusers finds the config: the base, or for a single-file base its --config."""
+    config = (manifest.get("base") or {}).get("config") or {}
+    return config.get("repo_id") or config.get("name") or base_id
 
 
 def eval_table(rows: list[dict] | None) -> str:
@@ -85,7 +92,7 @@ def eval_table(rows: list[dict] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loading_snippet(output_format: str, base_id: str, name: str, files: list[str]) -> str:
+def loading_snippet(output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False) -> str:
     """How to load this output with diffusers (for the card)."""
     if output_format == "lora":
         code = (f'pipe = WanPipeline.from_pretrained("{base_id}")\n'
@@ -102,4 +109,8 @@ def loading_snippet(output_format: str, base_id: str, name: str, files: list[str
             code += "  # Wan2.2: load transformer_2.safetensors the same way (subfolder=\"transformer_2\")"
     else:
         code = f'pipe = WanPipeline.from_pretrained("{name}")'
+    if fp8:
+        return ("## Loading\n\nAn fp8 checkpoint with per-tensor `scale_weight` tensors: load it where it came from "
+                "(e.g. ComfyUI's \"Load Diffusion Model\"). diffusers' `from_single_file` ignores the scales; "
+                "in diffusers, use a `--format lora` output on the full-precision base instead.\n")
     return f"## Loading\n\n```python\nfrom diffusers import WanPipeline, WanTransformer3DModel\n\n{code}\n```\n"

@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import CHUNK, EditRecord, PlannedEdit
 from .errors import ModelError, OutputError
-from .layerchange import LayerChange, compute_change
+from .layerchange import LayerChange, compute_change, read_tensor
 from .model import ModelSource, read_header
 from .quant import is_fp8
 from .wankeys import LORA_PREFIX, to_original
@@ -120,13 +120,6 @@ class _Changes:
         return change.stored.get(key)
 
 
-def _read(path: Path, key: str) -> torch.Tensor:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return handle.get_tensor(key)
-
-
 def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdit], destination: Path,
                       metadata: dict[str, str], save_dtype: str | None, report: Report) -> None:
     """One denoiser as one safetensors file with original Wan key names."""
@@ -162,10 +155,10 @@ def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdi
         if key in changes.by_key:
             def producer(k=key, p=path, c=convert) -> bytes:
                 new = changes.take(k)
-                tensor = new if new is not None else _read(p, k)
+                tensor = new if new is not None else read_tensor(p, k)
                 return _tensor_bytes(tensor.to(ST_DTYPES[target]) if c else tensor)
         elif convert:
-            producer = (lambda p=path, k=key: _tensor_bytes(_read(p, k).to(ST_DTYPES[target])))
+            producer = (lambda p=path, k=key: _tensor_bytes(read_tensor(p, k).to(ST_DTYPES[target])))
         else:
             producer = (path, begin, length)
         entries.append((out_key, out_dtype, list(shape), nbytes, producer))

@@ -8,6 +8,7 @@ is dequantised with its scale, edited in float32 and re-quantised (see :mod:`vid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,11 +22,15 @@ from .quant import FP8, dequantize, is_fp8, quantize, survival
 TORCH_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 
 
-def load_tensor(info: TensorInfo) -> torch.Tensor:
+def read_tensor(path: Path, key: str) -> torch.Tensor:
     from safetensors import safe_open
 
-    with safe_open(str(info.file), framework="pt") as handle:
-        return handle.get_tensor(info.key)
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.get_tensor(key)
+
+
+def load_tensor(info: TensorInfo) -> torch.Tensor:
+    return read_tensor(info.file, info.key)
 
 
 def load_float(source: ModelSource, component: str, key: str) -> torch.Tensor:

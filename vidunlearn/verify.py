@@ -18,6 +18,7 @@ import torch
 
 from .errors import VidunlearnError
 from .fsutil import sha256_file
+from .layerchange import read_tensor
 from .model import TensorInfo, read_header
 from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .wankeys import LORA_PREFIX, to_diffusers
@@ -91,13 +92,11 @@ def _infos(path: Path) -> tuple[dict[str, TensorInfo], int]:
 
 
 def _as_float(info: TensorInfo, infos: dict[str, TensorInfo]) -> torch.Tensor:
-    from safetensors import safe_open
-
-    with safe_open(str(info.file), framework="pt") as handle:
-        tensor = handle.get_tensor(info.key)
-        if is_fp8(info.dtype):
-            scale_key = info.key[: -len("weight")] + SCALE_SUFFIX
-            return dequantize(tensor, handle.get_tensor(scale_key) if scale_key in infos else None)
+    """float32 values of a tensor; fp8 dequantised with its ``scale_weight`` when the file has one."""
+    tensor = read_tensor(info.file, info.key)
+    if is_fp8(info.dtype):
+        scale_key = info.key[: -len("weight")] + SCALE_SUFFIX
+        return dequantize(tensor, read_tensor(info.file, scale_key) if scale_key in infos else None)
     return tensor.float()
 
 
@@ -144,6 +143,9 @@ def compare_with_base(out: Path, manifest: dict, base: Path, result: Verificatio
             result.identical_files += 1
             continue
         source, names = _base_file(out_file, rel, manifest, base)
+        if source.is_file() and out_file.samefile(source):  # a hard link to the base: identical by construction
+            result.identical_tensors += len(names)
+            continue
         base_infos = tensor_infos(source) if source.is_dir() else _infos(source)[0]
         out_infos, out_start = _infos(out_file)
         starts: dict[Path, int] = {}

@@ -194,6 +194,40 @@ def test_fp8_source_is_edited_in_float32_and_requantised(tiny_wan, tmp_path):
     assert refused.exit_code == 1 and "survives fp8 re-quantisation" in refused.output
     assert not (tmp_path / "strict").exists()
     assert float((w_new - w).norm()) > 0
+    checked = run("verify", tmp_path / "out", "--base", source)
+    assert checked.exit_code == 0, checked.output
+    assert "ComfyUI" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_fp8_diffusers_folder_is_refused(tiny_wan, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "fp8-folder"
+    shutil.copytree(tiny_wan, base)
+    for shard in (base / "transformer").glob("*.safetensors"):
+        tensors = load_file(shard)
+        tensors = {k: v.to(torch.float8_e4m3fn) if "attn2.to_" in k and v.ndim == 2 else v for k, v in tensors.items()}
+        shard.unlink()  # may be shared with the fixture through a link
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+    result = run("apply", "--model", base, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o",
+                 "--work-dir", tmp_path / "work")
+    assert result.exit_code == 1 and "fp8 weights in a diffusers folder" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--save-dtype", "bfloat16"), "--save-dtype needs --format single-file or lora"),
+    (("--format", "onnx"), "unknown --format"),
+    (("--format", "lora", "--save-dtype", "int8"), "unknown --save-dtype"),
+    (("--config", "x"), "--config is only for a single-file --model"),
+])
+def test_bad_format_options_give_one_line(tiny_wan, tmp_path, args, message):
+    result = run("apply", "--model", tiny_wan, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o",
+                 "--work-dir", tmp_path / "work", *args)
+    assert result.exit_code == 1 and message in result.output and result.output.count("error:") == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_every_written_safetensors_file_carries_provenance(outputs):

@@ -276,7 +276,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         else:
             from .formats import write_format
 
-            with reporter.task(f"writing {output_format}", total=len(source.denoisers)) as advance:
+            total: float | None = len(source.denoisers)  # lora: one step per denoiser; single-file: bytes
+            if output_format == "single-file":
+                total = None if save_dtype else sum(i.end - i.begin for c in source.denoisers
+                                                    for i in source.tensor_infos(c).values())
+            with reporter.task(f"writing {output_format}", total=total) as advance:
                 report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
             records, actions = report.records, {name: "write" for name in report.files}
             quantization = check_survival(report.survival, min_survival, str(source.path))

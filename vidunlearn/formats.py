@@ -56,9 +56,10 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
 
 
 def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int], int, Callable[[], bytes] | tuple[Path, int, int]]],
-                      metadata: dict[str, str]) -> None:
+                      metadata: dict[str, str], advance: Callable[[int], None] | None = None) -> None:
     """Stream a safetensors file: ``entries`` are (key, dtype, shape, nbytes, producer) where the
-    producer is a callable returning the bytes or (file, absolute offset, length) to copy."""
+    producer is a callable returning the bytes or (file, absolute offset, length) to copy.
+    ``advance`` is called with each tensor's byte count (progress)."""
     header: dict = {"__metadata__": metadata}
     offset = 0
     for key, dtype, shape, nbytes, _ in entries:
@@ -74,6 +75,8 @@ def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int]
                 if len(data) != nbytes:
                     raise ModelError(f"{key!r} has {len(data)} bytes, expected {nbytes}", where=str(destination))
                 out.write(data)
+                if advance is not None:
+                    advance(nbytes)
                 continue
             file, begin, length = producer
             with open(file, "rb") as source:
@@ -84,6 +87,8 @@ def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int]
                         raise ModelError("file ended early", where=str(file), fix="re-download the model")
                     out.write(chunk)
                     length -= len(chunk)
+            if advance is not None:
+                advance(nbytes)
 
 
 class _Changes:
@@ -121,7 +126,8 @@ class _Changes:
 
 
 def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdit], destination: Path,
-                      metadata: dict[str, str], save_dtype: str | None, report: Report) -> None:
+                      metadata: dict[str, str], save_dtype: str | None, report: Report,
+                      advance: Callable[[int], None] | None = None) -> None:
     """One denoiser as one safetensors file with original Wan key names."""
     from safetensors import safe_open
 
@@ -162,7 +168,7 @@ def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdi
         else:
             producer = (path, begin, length)
         entries.append((out_key, out_dtype, list(shape), nbytes, producer))
-    write_safetensors(destination, entries, {**base_meta, **metadata})
+    write_safetensors(destination, entries, {**base_meta, **metadata}, advance)
     report.files.append(destination.name)
 
 
@@ -203,20 +209,20 @@ def write_format(source: ModelSource, destination: Path, plan: list[PlannedEdit]
                  metadata: dict[str, str], save_dtype: str | None,
                  advance: Callable[[int], None] | None = None) -> Report:
     """Write every denoiser of ``source`` as ``output_format`` ("single-file" or "lora") into the
-    folder ``destination``."""
+    folder ``destination``. ``advance`` gets bytes written (single-file) or 1 per denoiser (lora)."""
     if save_dtype is not None and save_dtype not in SAVE_DTYPES:
         raise OutputError(f"unknown --save-dtype {save_dtype!r}", fix=f"use one of {sorted(SAVE_DTYPES)}")
     report = Report()
     for component in source.denoisers:
         if output_format == "single-file":
             write_single_file(source, component, plan, destination / single_file_name(source, component),
-                              {**metadata, "vidunlearn.component": component}, save_dtype, report)
+                              {**metadata, "vidunlearn.component": component}, save_dtype, report, advance)
         elif output_format == "lora":
             write_lora(source, component, plan, destination / lora_file_name(component),
                        {**metadata, "vidunlearn.component": component}, save_dtype, report)
+            if advance is not None:
+                advance(1)
         else:
             raise OutputError(f"unknown --format {output_format!r}", fix=f"use one of {FORMATS}")
-        if advance is not None:
-            advance(1)
     report.records.sort(key=lambda r: (r.component, r.tensor))
     return report

@@ -215,21 +215,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
     ``min_survival`` of it survives re-quantisation in any tensor.
     """
-    from .formats import FORMATS, SAVE_DTYPES
+    from .formats import resolve_format
 
     source = _source(model, revision, config)
-    single = hasattr(source, "file")
-    output_format = output_format or ("single-file" if single else "diffusers")
-    if output_format not in FORMATS:
-        raise VidunlearnError(f"unknown --format {output_format!r}", fix=f"use one of {', '.join(FORMATS)}")
-    if single and output_format == "diffusers":
-        raise VidunlearnError("a single-file --model stays a single file", where=str(model),
-                              fix="use --format single-file or --format lora")
-    if save_dtype is not None and save_dtype not in SAVE_DTYPES:
-        raise VidunlearnError(f"unknown --save-dtype {save_dtype!r}", fix=f"use one of {', '.join(SAVE_DTYPES)}")
-    if save_dtype is not None and output_format == "diffusers":
-        raise VidunlearnError("--save-dtype needs --format single-file or lora",
-                              fix="the diffusers folder keeps the stored dtype of every tensor")
+    output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
+    eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if not dry_run:
@@ -266,7 +256,6 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
     }
     file_meta = provenance_metadata(source, recipe, concepts, output_format)
-    eval_rows = load_eval_rows(eval_json) if eval_json is not None else None
     quantization = None
     with atomic_output(out, directory=True) as temp:
         if output_format == "diffusers":
@@ -276,11 +265,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         else:
             from .formats import write_format
 
-            total: float | None = len(source.denoisers)  # lora: one step per denoiser; single-file: bytes
+            steps: float | None = len(source.denoisers)  # lora: one step per denoiser; single-file: bytes
             if output_format == "single-file":
-                total = None if save_dtype else sum(i.end - i.begin for c in source.denoisers
+                steps = None if save_dtype else sum(i.end - i.begin for c in source.denoisers
                                                     for i in source.tensor_infos(c).values())
-            with reporter.task(f"writing {output_format}", total=total) as advance:
+            with reporter.task(f"writing {output_format}", total=steps) as advance:
                 report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
             records, actions = report.records, {name: "write" for name in report.files}
             quantization = check_survival(report.survival, min_survival, str(source.path))

@@ -33,6 +33,23 @@ SAVE_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' load_lora_weights looks for
 
 
+def resolve_format(output_format: str | None, save_dtype: str | None, *, single_file: bool, where: str) -> str:
+    """The output format to write (default: diffusers, or single-file for a single-file source);
+    refuses combinations that cannot be honoured."""
+    output_format = output_format or ("single-file" if single_file else "diffusers")
+    if output_format not in FORMATS:
+        raise OutputError(f"unknown --format {output_format!r}", fix=f"use one of {', '.join(FORMATS)}")
+    if single_file and output_format == "diffusers":
+        raise OutputError("a single-file --model stays a single file", where=where,
+                          fix="use --format single-file or --format lora")
+    if save_dtype is not None and save_dtype not in SAVE_DTYPES:
+        raise OutputError(f"unknown --save-dtype {save_dtype!r}", fix=f"use one of {', '.join(SAVE_DTYPES)}")
+    if save_dtype is not None and output_format == "diffusers":
+        raise OutputError("--save-dtype needs --format single-file or lora",
+                          fix="the diffusers folder keeps the stored dtype of every tensor")
+    return output_format
+
+
 def lora_file_name(component: str) -> str:
     return LORA_FILE if component == "transformer" else f"pytorch_lora_weights_{component}.safetensors"
 
@@ -210,8 +227,6 @@ def write_format(source: ModelSource, destination: Path, plan: list[PlannedEdit]
                  advance: Callable[[int], None] | None = None) -> Report:
     """Write every denoiser of ``source`` as ``output_format`` ("single-file" or "lora") into the
     folder ``destination``. ``advance`` gets bytes written (single-file) or 1 per denoiser (lora)."""
-    if save_dtype is not None and save_dtype not in SAVE_DTYPES:
-        raise OutputError(f"unknown --save-dtype {save_dtype!r}", fix=f"use one of {sorted(SAVE_DTYPES)}")
     report = Report()
     for component in source.denoisers:
         if output_format == "single-file":

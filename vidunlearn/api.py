@@ -220,6 +220,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     source = _source(model, revision, config)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
     eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
+    if push_to_hub:
+        from .hub import token_from_environment
+
+        token_from_environment(push_to_hub)
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if not dry_run:

@@ -1,11 +1,21 @@
-"""Publishing an output folder to the Hugging Face Hub. The token comes from the environment
-(HF_TOKEN or the login cache) and is never written, printed or put in an error message."""
+"""Publishing an output folder to the Hugging Face Hub. The token comes from the HF_TOKEN
+environment variable only, and is never written, printed or put in an error message."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import HubError
+
+
+def token_from_environment(repo_id: str) -> str:
+    """HF_TOKEN, or a one-line error. Checked before any work so a long apply does not end in it."""
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        raise HubError("HF_TOKEN is not set", where=repo_id,
+                       fix="export HF_TOKEN=<a token with write access> (it is read from the environment only)")
+    return token
 
 
 def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | None = None,
@@ -14,7 +24,7 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | No
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    api = HfApi(endpoint=endpoint)
+    api = HfApi(endpoint=endpoint, token=token_from_environment(repo_id))
     try:
         try:
             api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")

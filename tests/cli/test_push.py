@@ -88,3 +88,11 @@ def test_push_to_an_unreachable_hub_says_so_and_keeps_the_output(tiny_wan, tmp_p
     assert result.exit_code == 1 and "cannot reach" in result.output and "kept" in result.output
     assert "Traceback" not in result.output and TOKEN not in result.output
     assert (out / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_push_without_hf_token_is_refused_before_any_work(tiny_wan, tmp_path, online):
+    online("http://127.0.0.1:9", None)
+    out = tmp_path / "out"
+    result = _apply(tiny_wan, out, "--push-to-hub", "me/x")
+    assert result.exit_code == 1 and "HF_TOKEN is not set" in result.output
+    assert not out.exists() and not (tmp_path / "work").exists()

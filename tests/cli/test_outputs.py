@@ -342,3 +342,15 @@ def test_card_builds_on_the_base_card_and_renders_the_eval_table(tiny_wan, tmp_p
     result = run("apply", "--model", base, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o2",
                  "--work-dir", tmp_path / "work", "--eval-json", tmp_path / "bad.json")
     assert result.exit_code == 1 and "row 0 needs" in result.output and not (tmp_path / "o2").exists()
+
+
+def test_two_concepts_make_a_rank_2_edit_that_verify_and_the_lora_show(tiny_wan, tmp_path):
+    two = ("--pairs", PAIRS / "nudity.yaml")
+    folder = _apply(tiny_wan, tmp_path / "folder", *two)
+    lora = _apply(tiny_wan, tmp_path / "lora", "--format", "lora", *two)
+    result = run("verify", folder, "--base", tiny_wan)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "attn2.to_" in line]
+    assert len(rows) == 4 and all(line.rstrip(" │").endswith("2") for line in rows), result.output
+    header, _ = read_header(lora / "pytorch_lora_weights.safetensors")
+    assert header["diffusion_model.blocks.0.cross_attn.v.lora_B.weight"]["shape"] == [24, 2]

@@ -18,12 +18,12 @@ from .checkpoint import PlannedEdit, hash_outputs, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
-from .provenance import check_survival, load_eval_rows, provenance_metadata
-from .quant import is_fp8
 from .fsutil import atomic_output, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, resolve_model
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
+from .provenance import check_survival, load_eval_rows, provenance_metadata
+from .quant import is_fp8
 
 MANIFEST_SCHEMA = 1
 

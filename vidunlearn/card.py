@@ -15,6 +15,14 @@ LIMITS = """## Limits
 - Evaluate on your own prompts before relying on it."""
 
 
+USAGE = {
+    "diffusers": "It loads and runs exactly like the base model, with no inference overhead.",
+    "single-file": "It loads and runs exactly like the base model, with no inference overhead.",
+    "lora": "This is the exact edit as a LoRA of rank k (W' = W + B A): load it on the base model; "
+            "`fuse_lora()` removes the inference overhead.",
+}
+
+
 def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
     """README.md text: the base card's metadata kept (license etc.), ours added."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -57,8 +65,7 @@ def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
 `{base_id}` with the concept(s) **{", ".join(concepts)}** removed by
 [vidunlearn](https://github.com/vidunlearn/vidunlearn): a training-free, closed-form low-rank edit
 of the weights that read the text conditioning (W' = W (I - lambda Q Q^T), Q the concept
-directions estimated from unsafe/safe prompt pairs). It loads and runs exactly like the base
-model, with no inference overhead.
+directions estimated from unsafe/safe prompt pairs). {USAGE[output_format]}
 
 | parameter | value |
 |---|---|

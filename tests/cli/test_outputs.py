@@ -156,6 +156,9 @@ def test_single_file_source_stays_a_single_file(tiny_wan, outputs, tmp_path):
     result = run("apply", "--model", source, "--config", tiny_wan, "--pairs", PAIRS / "violence.yaml",
                  "--out", tmp_path / "x", "--format", "diffusers", "--work-dir", tmp_path / "work")
     assert result.exit_code == 1 and "stays a single file" in result.output
+    result = run("extract", "--model", source, "--config", tiny_wan, "--pairs", PAIRS / "violence.yaml",
+                 "--work-dir", tmp_path / "work")
+    assert result.exit_code == 0 and "reused" in result.output  # the same cache key as apply's extraction
 
 
 def test_single_file_source_without_config_of_unknown_size_is_refused(tiny_wan, tmp_path):

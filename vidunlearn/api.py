@@ -15,7 +15,7 @@ import torch
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .capture import record_activations
-from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, plan_edits, write_checkpoint
+from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, hash_outputs, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
@@ -24,12 +24,25 @@ from .fsutil import atomic_output, check_apart, check_writable, sha256_file, sha
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
+from .provenance import check_survival, load_eval_rows, provenance_metadata
+from .quant import is_fp8
 
 MANIFEST_SCHEMA = 1
 
 
-def _source(model: str | ModelSource, revision: str | None) -> ModelSource:
-    return model if isinstance(model, ModelSource) else resolve_model(model, revision)
+def _source(model: str | ModelSource, revision: str | None, config: str | None = None) -> ModelSource:
+    """A diffusers folder / Hub id / alias, or a single ``.safetensors`` transformer file (its
+    tokenizer, text encoder and config from ``config``, see :mod:`vidunlearn.singlefile`)."""
+    if isinstance(model, ModelSource):
+        return model
+    if Path(model).suffix == ".safetensors" and Path(model).is_file():
+        from .singlefile import load_single_file
+
+        return load_single_file(Path(model), config, revision)
+    if config is not None:
+        raise VidunlearnError("--config is only for a single-file --model", where=str(model),
+                              fix="leave --config out for a diffusers folder or Hub id")
+    return resolve_model(model, revision)
 
 
 def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
@@ -70,6 +83,7 @@ class ExtractResult:
 
 def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: Path, sites: list[str] | None = None,
             revision: str | None = None, device: str = "cpu", dtype: str = "float32", offload: bool = False,
+            config: str | None = None,
             reporter: Reporter = SILENT) -> ExtractResult:
     """Record per-site token activations of the unsafe, safe and neutral prompts.
 
@@ -82,7 +96,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     """
     from .textpath import encode_prompts, load_text_encoder, load_text_path, torch_dtype
 
-    source = _source(model, revision)
+    source = _source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
@@ -222,14 +236,29 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
-          offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
-          hub_revision: str | None = None, reporter: Reporter = SILENT) -> ApplyResult:
-    """Write a standalone edited pipeline folder at ``out``.
+          offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
+          private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
+          save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
+          eval_json: Path | None = None, reporter: Reporter = SILENT) -> ApplyResult:
+    """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
+    single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
+    (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
+    file by default.
 
     Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
     factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
+    fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
+    ``min_survival`` of it survives re-quantisation in any tensor.
     """
-    source = _source(model, revision)
+    from .formats import resolve_format
+
+    source = _source(model, revision, config)
+    output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
+    eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
+    if push_to_hub:
+        from .hub import token_from_environment
+
+        token_from_environment(push_to_hub)
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if not dry_run:
@@ -262,6 +291,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         wanted = set(site_keys(source, sites))
         specs = {k: v for k, v in specs.items() if k in wanted}
     plan = plan_edits(source, specs, modules)
+    if output_format == "diffusers" and any(is_fp8(e.weight.dtype) for e in plan):
+        raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
+                              fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
 
     recipe = {
         "concepts": [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
@@ -269,34 +301,50 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                       "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts],
         "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
     }
-    file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
-                 "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
-                 "vidunlearn.base_revision": source.revision or "local"}
+    file_meta = provenance_metadata(source, recipe, concepts, output_format)
+    quantization = None
     check_apart(out, source.path)
-    total = sum(p.stat().st_size for p in model_files(source.path))
     with atomic_output(out, directory=True) as temp:
-        with reporter.task("writing checkpoint", total=total) as advance:
-            written = write_checkpoint(source, temp, plan, file_meta, advance)
-        records = written.records
+        if output_format == "diffusers":
+            total = sum(p.stat().st_size for p in model_files(source.path))
+            with reporter.task("writing checkpoint", total=total) as advance:
+                written = write_checkpoint(source, temp, plan, file_meta, advance)
+            records, actions, hashes = written.records, written.actions, written.sha256
+        else:
+            from .formats import write_format
+
+            steps: float | None = len(source.denoisers)  # lora: one step per denoiser; single-file: bytes
+            if output_format == "single-file":
+                steps = None if save_dtype else sum(i.end - i.begin for c in source.denoisers
+                                                    for i in source.tensor_infos(c).values())
+            with reporter.task(f"writing {output_format}", total=steps) as advance:
+                report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
+            records, actions = report.records, {name: "write" for name in report.files}
+            hashes = hash_outputs(temp)
+            quantization = check_survival(report.survival, min_survival, str(source.path))
         from .card import build_card
 
         manifest = {
             "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recipe,
             "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
                        "refusal": {str(p): sha256_file(p) for p in refusal or []}},
-            "edited": [r.__dict__ for r in records], "files": {}, "actions": written.actions,
+            "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
+            "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
+            "eval": eval_rows,
         }
         (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
-        manifest["files"] = {**written.sha256, "README.md": sha256_file(temp / "README.md")}
+        manifest["files"] = {**hashes, "README.md": sha256_file(temp / "README.md")}
         write_json(temp / "vidunlearn.json", manifest)
         planned = {(e.component, k) for e in plan for k in e.keys}
         if {(r.component, r.tensor) for r in records} != planned:
             raise ModelError(f"edited {len(records)} tensors, planned {len(planned)}", where=str(out))
-        verify_layout(source, temp)
+        if output_format == "diffusers":
+            verify_layout(source, temp)
     pause_point("after-rename")
     pushed = None
     if push_to_hub:
         from .hub import push_folder
 
+        reporter.note(f"uploading {out} to {push_to_hub}")
         pushed = push_folder(out, push_to_hub, private=private, revision=hub_revision)
     return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed)

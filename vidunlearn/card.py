@@ -15,6 +15,14 @@ LIMITS = """## Limits
 - Evaluate on your own prompts before relying on it."""
 
 
+USAGE = {
+    "diffusers": "It loads and runs exactly like the base model, with no inference overhead.",
+    "single-file": "It loads and runs exactly like the base model, with no inference overhead.",
+    "lora": "This is the exact edit as a LoRA of rank k (W' = W + B A): load it on the base model; "
+            "`fuse_lora()` removes the inference overhead.",
+}
+
+
 def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
     """README.md text: the base card's metadata kept (license etc.), ours added."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -31,7 +39,8 @@ def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
     base_id = source.repo_id or source.name
     tags = sorted(set(data.get("tags") or []) | {"vidunlearn", "concept-erasure", "text-to-video"} |
                   {f"unlearned-{c}" for c in concepts})
-    data.update(base_model=base_id, base_model_relation="finetune", library_name="diffusers",
+    output_format = manifest.get("format") or "diffusers"
+    data.update(base_model=base_id, base_model_relation="adapter" if output_format == "lora" else "finetune", library_name="diffusers",
                 pipeline_tag="text-to-video", tags=tags)
     rows = "\n".join(f"| {k} | {v} |" for k, v in [
         ("concepts removed", ", ".join(concepts)),
@@ -41,25 +50,74 @@ def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
         ("edit mode", recipe["mode"]),
         ("strength (lambda)", recipe["strength"]),
         ("sites", ", ".join(recipe["sites"])),
+        ("output format", manifest.get("format") or "diffusers"),
         ("edited tensors", len(manifest["edited"])),
         ("base revision", source.revision or "local folder"),
         ("vidunlearn", manifest["tool_version"]),
     ])
+    body_eval = eval_table(manifest.get("eval"))
+    quant = manifest.get("quantization")
+    if quant:
+        body_eval += (f"\nfp8: the edit was computed in float32 and re-quantised; the stored change keeps "
+                      f"{quant['min']:.1%} (worst tensor) to {quant['mean']:.1%} (mean) of the intended change.\n")
     body = f"""# {out.name}
 
 `{base_id}` with the concept(s) **{", ".join(concepts)}** removed by
 [vidunlearn](https://github.com/vidunlearn/vidunlearn): a training-free, closed-form low-rank edit
 of the weights that read the text conditioning (W' = W (I - lambda Q Q^T), Q the concept
-directions estimated from unsafe/safe prompt pairs). It loads and runs exactly like the base
-model, with no inference overhead.
+directions estimated from unsafe/safe prompt pairs). {USAGE[output_format]}
 
 | parameter | value |
 |---|---|
 {rows}
 
+{body_eval}
+{loading_snippet(output_format, _config_id(manifest, base_id), out.name, sorted(manifest.get("actions") or {}),
+                 fp8=bool(quant) and output_format == "single-file")}
+
 `vidunlearn.json` lists the full recipe, every changed tensor with its change norm, and the
-SHA-256 of every file (check them with `sha256sum`).
+SHA-256 of every file (check them with `vidunlearn verify` or `sha256sum`).
 
 {LIMITS}
 """
     return ModelCard.from_template(ModelCardData(**data), template_str="---\n{{ card_data }}\n---\n\n" + body).content
+
+
+def _config_id(manifest: dict, base_id: str) -> str:
+    """Where diffusers finds the config: the base, or for a single-file base its --config."""
+    config = (manifest.get("base") or {}).get("config") or {}
+    return config.get("repo_id") or config.get("name") or base_id
+
+
+def eval_table(rows: list[dict] | None) -> str:
+    """A markdown table of eval rows (metric, base, edited), or "" when no eval was run."""
+    if not rows:
+        return ""
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["## Evaluation", "", "| metric | base | edited |", "|---|---|---|"]
+    lines += [f"| {row['metric']} | {cell(row['base'])} | {cell(row['edited'])} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def loading_snippet(output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False) -> str:
+    """How to load this output with diffusers (for the card)."""
+    if output_format == "lora":
+        code = (f'pipe = WanPipeline.from_pretrained("{base_id}")\n'
+                f'pipe.load_lora_weights("{name}")  # the folder with pytorch_lora_weights.safetensors')
+        if "pytorch_lora_weights_transformer_2.safetensors" in files:  # Wan2.2: the second expert's own delta
+            code += (f'\npipe.load_lora_weights("{name}", weight_name="pytorch_lora_weights_transformer_2.safetensors",\n'
+                     f'                       adapter_name="vidunlearn_2", load_into_transformer_2=True)')
+    elif output_format == "single-file":
+        first = next((f for f in files if f.endswith(".safetensors")), "transformer.safetensors")
+        code = (f'transformer = WanTransformer3DModel.from_single_file("{name}/{first}",\n'
+                f'    config="{base_id}", subfolder="transformer")\n'
+                f'pipe = WanPipeline.from_pretrained("{base_id}", transformer=transformer)')
+        if "transformer_2.safetensors" in files:
+            code += "  # Wan2.2: load transformer_2.safetensors the same way (subfolder=\"transformer_2\")"
+    else:
+        code = f'pipe = WanPipeline.from_pretrained("{name}")'
+    if fp8:
+        return ("## Loading\n\nAn fp8 checkpoint with per-tensor `scale_weight` tensors: load it where it came from "
+                "(e.g. ComfyUI's \"Load Diffusion Model\"). diffusers' `from_single_file` ignores the scales; "
+                "in diffusers, use a `--format lora` output on the full-precision base instead.\n")
+    return f"## Loading\n\n```python\nfrom diffusers import WanPipeline, WanTransformer3DModel\n\n{code}\n```\n"

@@ -23,7 +23,7 @@ from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .faults import pause_point
 from .fsutil import StreamHasher, copy_range, known_sha256, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, model_files, read_header, tensor_infos
+from .model import ModelSource, TensorInfo, model_files, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
 
@@ -61,7 +61,7 @@ def plan_edits(source: ModelSource, specs: dict[str, EditSpec | None], module_fi
         if component not in source.denoisers:
             raise ModelError(f"component {component!r} is not in this model (has {source.denoisers})",
                              where=str(source.path), fix="use refusal vectors extracted from this model")
-        infos = tensor_infos(source.component_dir(component))
+        infos = source.tensor_infos(component)
         modules = adapter.targets_matching(adapter.site(site_name), source.config(component), module_filter)
         if not modules:
             raise ModelError(f"--sites {module_filter!r} matches no target layer of {site_key}",
@@ -96,8 +96,7 @@ def check_against_config(source: ModelSource, plan: list[PlannedEdit]) -> int:
         with torch.device("meta"):
             model = cls.from_config(source.config(component))
         expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-        infos = tensor_infos(source.component_dir(component))
-        stored = {k: list(v.shape) for k, v in infos.items()}
+        stored = {k: list(v.shape) for k, v in source.tensor_infos(component).items()}
         where = str(source.component_dir(component))
         if set(expected) != set(stored):
             missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))

@@ -89,6 +89,7 @@ SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site 
 MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
 RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
 AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
+ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
 
 
@@ -110,13 +111,14 @@ def extract(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     offload: OffloadOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only; never the VAE). Reports peak memory."""
     from . import api
 
     out = out or _concept_dir(work_dir, pairs) / "activations.safetensors"
     result = api.extract(model, pairs, out=out, sites=site, revision=revision, device=device, dtype=dtype,
-                         offload=offload, reporter=RichReporter())
+                         offload=offload, config=config, reporter=RichReporter())
     counts = result.activations.meta["counts"]
     stdout.print(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
                  f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}", highlight=False)
@@ -151,7 +153,10 @@ def factorize(
 @app.command(epilog="Examples:\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/wan-noviolence\n\n"
              "  vidunlearn apply --model models/tiny-wan --pairs pairs/violence.yaml --pairs pairs/nudity.yaml --out out/x\n\n"
-             "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run")
+             "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run\n\n"
+             "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --format lora --out out/noviolence-lora\n\n"
+             "  vidunlearn apply --model wan2.1_t2v_1.3B_fp16.safetensors --pairs pairs/violence.yaml --out out/comfy\n\n"
+             "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence")
 @handled
 def apply(
     model: ModelOpt,
@@ -173,8 +178,14 @@ def apply(
     offload: OffloadOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from config.json; load no weights, write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
-    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from HF_TOKEN).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="diffusers (pipeline folder, default), single-file (original Wan/ComfyUI keys) or lora (the exact rank-k delta). A single-file --model gives single-file.")] = None,
+    save_dtype: Annotated[Optional[str], typer.Option(help="single-file/lora only: store as float32, bfloat16 or float16 (default: source dtype; lora: float32).")] = None,
+    config: ConfigOpt = None,
+    min_survival: Annotated[float, typer.Option(help="fp8 models: refuse when less than this share of the edit survives re-quantisation.")] = 0.5,
+    eval_json: Annotated[Optional[Path], typer.Option(help="JSON of eval rows [{metric, base, edited}] rendered as a table in the model card.")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
+    hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W (I - lambda p p^T) at the edit sites."""
     from rich.table import Table
@@ -184,7 +195,9 @@ def apply(
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
                        revision=revision, device=device, dtype=dtype, offload=offload, dry_run=dry_run, force=force,
-                       push_to_hub=push_to_hub, private=private, reporter=RichReporter())
+                       push_to_hub=push_to_hub, private=private, hub_revision=hub_revision, output_format=output_format,
+                       save_dtype=save_dtype, config=config, min_survival=min_survival, eval_json=eval_json,
+                       reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
                       caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
@@ -196,13 +209,17 @@ def apply(
         stdout.print(table)
         return
     assert result.manifest is not None
-    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out}")
+    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})")
     for column in ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"):
         table.add_column(column)
     for record in result.manifest["edited"]:
         table.add_row(record["component"], record["tensor"], record["dtype"], f"{record['change_norm']:.4g}",
                       f"{record['relative_change']:.2%}")
     stdout.print(table)
+    quant = result.manifest.get("quantization")
+    if quant:
+        stdout.print(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives "
+                     "re-quantisation", highlight=False)
     if result.pushed:
         stdout.print(f"pushed to {result.pushed}", highlight=False)
 
@@ -237,6 +254,35 @@ def sample(
     for video in result.videos:
         stdout.print(f"{out / video['edited']}  {video['prompt']}", highlight=False)
     stdout.print(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)", highlight=False)
+
+
+@app.command(epilog="Examples:\n\n  vidunlearn verify out/wan-noviolence\n\n"
+             "  vidunlearn verify out/wan-noviolence --base wan2.1")
+@handled
+def verify(
+    out: Annotated[Path, typer.Argument(help="Output folder of `apply` (with vidunlearn.json).")],
+    base: Annotated[Optional[str], typer.Option(help="Base model (folder, single file, alias or Hub id) to compare every tensor with.")] = None,
+) -> None:
+    """Check an output against its manifest (SHA-256 of every file) and, with --base, that only the listed tensors changed."""
+    from rich.table import Table
+
+    from .verify import verify as run_verify
+
+    result = run_verify(out, base)
+    if result.changed:
+        table = Table(title=f"changed tensors in {out}")
+        for column in ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"):
+            table.add_column(column)
+        for change in result.changed:
+            table.add_row(change.file, change.tensor, str(change.shape), f"{change.change_norm:.4g}", str(change.rank))
+        stdout.print(table)
+    stdout.print(f"ok: {result.files_checked} files match the manifest's SHA-256", highlight=False)
+    if result.base and result.lora_modules_checked:
+        stdout.print(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}", highlight=False)
+    elif result.base:
+        stdout.print(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; "
+                     f"{result.identical_tensors} tensors and {result.identical_files} other files identical to "
+                     f"{result.base}", highlight=False)
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")

@@ -180,6 +180,14 @@ class ModelSource:
         """The denoiser components present (non-null in model_index.json)."""
         return [c for c in self.adapter.denoisers if isinstance(self.index.get(c), list) and self.index[c][0] is not None]
 
+    def tensor_infos(self, component: str) -> dict[str, TensorInfo]:
+        """Every tensor of ``component`` by its diffusers name (a hook: single files override it)."""
+        return tensor_infos(self.component_dir(component))
+
+    def scale_info(self, component: str, key: str) -> TensorInfo | None:
+        """The fp8 per-tensor scale stored next to weight ``key``, if any (single files override)."""
+        return None
+
     def config(self, component: str) -> dict:
         path = self.component_dir(component) / "config.json"
         try:

@@ -61,7 +61,6 @@ def load_text_path(source: ModelSource, component: str, device: str, dtype: torc
     parameter stays on the meta device and costs no memory."""
     import diffusers
     from accelerate import init_empty_weights
-    from safetensors import safe_open
 
     adapter = source.adapter
     cls = getattr(diffusers, adapter.denoiser_class)
@@ -71,13 +70,11 @@ def load_text_path(source: ModelSource, component: str, device: str, dtype: torc
         feed = model.get_submodule(adapter.feed)
     except AttributeError:
         raise ModelError(f"module {adapter.feed!r} not found", where=component, fix="is this the right model family?") from None
+    from .layerchange import load_float
+
     prefix = adapter.feed + "."
-    files = weight_map(source.component_dir(component))
-    state: dict[str, torch.Tensor] = {}
-    for key, file in sorted(files.items()):
-        if key.startswith(prefix):
-            with safe_open(str(file), framework="pt") as handle:
-                state[key[len(prefix):]] = handle.get_tensor(key)
+    infos = source.tensor_infos(component)  # a single-file source maps its own key names here
+    state = {key[len(prefix):]: load_float(source, component, key) for key in sorted(infos) if key.startswith(prefix)}
     feed.to_empty(device=device)
     try:
         feed.load_state_dict(state, strict=True)

@@ -1,0 +1,65 @@
+"""What every output says about itself: safetensors ``vidunlearn.*`` metadata, the fp8 survival
+report, and the optional eval table (rows read from a JSON file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import __version__
+from .errors import ArtifactError, VidunlearnError
+from .fsutil import sha256_json
+from .model import ModelSource
+
+
+def provenance_metadata(source: ModelSource, recipe: dict, concepts: list, output_format: str) -> dict[str, str]:
+    """The ``vidunlearn.*`` keys written into the header of every safetensors file we write
+    (safetensors metadata values are strings; lists are comma-joined)."""
+    joined = lambda values: ",".join(str(v) for v in values)
+    return {
+        "vidunlearn.version": __version__,
+        "vidunlearn.concepts": joined(c.concept for c in concepts),
+        "vidunlearn.pairs_sha256": joined(c.meta.get("pairs_sha256") or "" for c in concepts),
+        "vidunlearn.rank": joined(c.meta.get("rank") for c in concepts),
+        "vidunlearn.method": joined(c.meta.get("method") for c in concepts),
+        "vidunlearn.strength": str(recipe["strength"]),
+        "vidunlearn.mode": recipe["mode"],
+        "vidunlearn.sites": joined(recipe["sites"]),
+        "vidunlearn.recipe": sha256_json(recipe),
+        "vidunlearn.base": source.repo_id or source.name,
+        "vidunlearn.base_revision": source.revision or "local",
+        "vidunlearn.format": output_format,
+    }
+
+
+def check_survival(survival: dict[str, float], threshold: float, where: str) -> dict | None:
+    """Summarise how much of the edit survived fp8 re-quantisation; refuse below ``threshold``."""
+    if not survival:
+        return None
+    worst_key = min(survival, key=survival.get)
+    worst = survival[worst_key]
+    if worst < threshold:
+        raise VidunlearnError(f"only {worst:.0%} of the edit survives fp8 re-quantisation in {worst_key} "
+                              f"(threshold {threshold:.0%})", where=where,
+                              fix="use --format lora (a float delta on top of the fp8 model), a larger --strength, "
+                                  "or --min-survival 0 to write it anyway")
+    return {"survival": dict(sorted(survival.items())), "min": worst,
+            "mean": sum(survival.values()) / len(survival), "threshold": threshold}
+
+
+def load_eval_rows(path: Path) -> list[dict]:
+    """Eval rows for the model card: a JSON list, or an object with a ``rows`` list, of
+    ``{"metric": str, "base": number|str, "edited": number|str}`` (extra keys are kept)."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read eval JSON ({exc})", where=str(path), fix="pass the JSON written by eval") from None
+    rows = value.get("rows") if isinstance(value, dict) else value
+    if not isinstance(rows, list) or not rows:
+        raise ArtifactError("eval JSON has no rows", where=str(path),
+                            fix='write a list of {"metric": ..., "base": ..., "edited": ...} (or {"rows": [...]})')
+    for number, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("metric"), str) or "base" not in row or "edited" not in row:
+            raise ArtifactError(f"row {number} needs 'metric' (text), 'base' and 'edited'", where=str(path),
+                                fix='e.g. {"metric": "unsafe rate %", "base": 48.9, "edited": 12.6}')
+    return rows

@@ -155,25 +155,32 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
                 _write_all(fout, prefix, 0)
                 hasher.update(prefix)
                 out_start, position = len(prefix), 0
+                run_start = 0  # untouched tensors since the last edit: one kernel copy for the whole run
+
+                def flush_run(upto: int, key: str) -> None:
+                    if upto > run_start:
+                        try:
+                            copy_range(fin, fout, data_start + run_start, out_start + run_start, upto - run_start)
+                        except EOFError:
+                            raise ModelError(f"shard ends inside the tensors before {key!r} (truncated file?)",
+                                             where=str(source), fix="re-download the model") from None
+                        hasher.update_range(fin, data_start + run_start, upto - run_start)
+
                 for begin, end, key in entries:
                     if begin != position:
                         raise ModelError(f"tensor data is not contiguous at {key!r}", where=str(source),
                                          fix="re-download the model")
                     if key in edits:
+                        flush_run(begin, key)
                         data = _to_bytes(ahead.next(key))
                         if len(data) != end - begin:
                             raise ModelError(f"edited {key!r} has {len(data)} bytes, expected {end - begin}",
                                              where=str(source))
                         _write_all(fout, data, out_start + begin)
                         hasher.update(data)
-                    else:
-                        try:
-                            copy_range(fin, fout, data_start + begin, out_start + begin, end - begin)
-                        except EOFError:
-                            raise ModelError(f"shard ends inside tensor {key!r} (truncated file?)", where=str(source),
-                                             fix="re-download the model") from None
-                        hasher.update_range(fin, data_start + begin, end - begin)
+                        run_start = end
                     position = end
+                flush_run(position, "the end")
                 return hasher.hexdigest()
         finally:
             os.close(fout)
@@ -267,7 +274,7 @@ class WrittenCheckpoint:
 
 
 def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedEdit], metadata: dict[str, str],
-                     advance: Callable[[int], None] | None = None) -> WrittenCheckpoint:
+                     advance: Callable[[int], None] | None = None, workers: int | None = None) -> WrittenCheckpoint:
     """Write the whole edited pipeline folder into ``destination`` (which exists and is empty).
 
     Rewritten shards are hashed while they are written. Linked or copied files take their
@@ -307,26 +314,48 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
 
     actions: dict[str, str] = {}
     digests: dict[str, object] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidunlearn-hash") as pool:
-        for file in model_files(source.path):
-            rel = file.relative_to(source.path).as_posix()
-            if rel in SKIP_FILES:
-                continue
-            target = destination / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            edits = by_file.get(file.resolve())
-            if edits:
-                digests[rel] = rewrite_shard(file, target, {key: producer(edit, key) for key, edit in edits.items()},
-                                             metadata)
-                actions[rel] = "rewrite"
-            else:
+    shards = workers or default_shard_workers()
+    # Shards are rewritten ``shards`` at a time (each copies, hashes and edits on its own threads);
+    # linked files are hashed on one more thread. A failure anywhere cancels what has not started.
+    with ThreadPoolExecutor(max_workers=shards, thread_name_prefix="vidunlearn-shard") as rewriters, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidunlearn-hash") as hashers:
+        pending = []
+        try:
+            for file in model_files(source.path):
+                rel = file.relative_to(source.path).as_posix()
+                if rel in SKIP_FILES:
+                    continue
+                target = destination / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                edits = by_file.get(file.resolve())
+                if edits:
+                    job = {key: producer(edit, key) for key, edit in edits.items()}
+                    digests[rel] = rewriters.submit(rewrite_shard, file, target, job, metadata)
+                    actions[rel] = "rewrite"
+                    pending.append((digests[rel], file))
+                    continue
                 actions[rel] = link_or_copy(file, target)
-                digests[rel] = known_sha256(file) or pool.submit(sha256_file, target)
-            if advance is not None:
-                advance(file.stat().st_size)
-            pause_point("file-written")
+                digests[rel] = known_sha256(file) or hashers.submit(sha256_file, target)
+                if advance is not None:
+                    advance(file.stat().st_size)
+                pause_point("file-written")
+            for future, file in pending:
+                future.result()  # re-raises the first failure here
+                if advance is not None:
+                    advance(file.stat().st_size)
+                pause_point("file-written")
+        except BaseException:
+            for future, _ in pending:
+                future.cancel()
+            raise
         sha256 = {rel: d if isinstance(d, str) else d.result() for rel, d in sorted(digests.items())}  # type: ignore[attr-defined]
     return WrittenCheckpoint(sorted(records, key=lambda r: (r.component, r.tensor)), actions, sha256)
+
+
+def default_shard_workers() -> int:
+    """Shards rewritten at once: one per two CPU cores (each keeps a copy, a hash and an edit
+    thread busy), at most 4 (memory: each holds up to ``prefetch`` edited tensors)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def hash_outputs(destination: Path) -> dict[str, str]:

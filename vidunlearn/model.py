@@ -208,10 +208,17 @@ class ModelSource:
                 real = contained(file, self.path)
                 identity = real.name if real.parent.name == "blobs" and _BLOB.match(real.name) else sha256_file(real)
                 digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
+        digest.update(self.text_path_digest().encode())
+        return digest.hexdigest()
+
+    def text_path_digest(self) -> str:
+        """SHA-256 over each denoiser's config and the bytes of its text-path tensors
+        (``adapter.feed``), read through :meth:`tensor_infos` (single files override it)."""
+        digest = hashlib.sha256()
         prefix = self.adapter.feed + "."
         for component in self.denoisers:
             digest.update(json.dumps(self.config(component), sort_keys=True).encode())
-            for key, info in sorted(tensor_infos(self.component_dir(component)).items()):
+            for key, info in sorted(self.tensor_infos(component).items()):
                 if key.startswith(prefix):
                     with open(info.file, "rb") as handle:
                         handle.seek(read_header(info.file)[1] + info.begin)

@@ -59,9 +59,10 @@ class SingleFileSource(ModelSource):
 
     @cached_property
     def fingerprint(self) -> str:
-        stat = self.file.stat()
+        """What extract reads: the config pipeline's tokenizer, text encoder and config (its
+        fingerprint), and the text-path tensors of this file, by content (never size or mtime)."""
         assert self.config_source is not None
-        identity = f"{self.file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.config_source.fingerprint}"
+        identity = f"{self.config_source.fingerprint}\0{self.text_path_digest()}"
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def describe(self) -> dict:

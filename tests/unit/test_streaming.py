@@ -201,3 +201,20 @@ def test_truncated_shard_is_a_clear_error(tiny_sharded: Path, tmp_path: Path) ->
     cut.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(ModelError, match="truncated"):
         rewrite_shard(cut, tmp_path / "out.safetensors", {}, METADATA)
+
+
+def test_shards_rewritten_in_parallel_give_the_same_folder(tiny_sharded: Path, tmp_path: Path) -> None:
+    from vidunlearn.checkpoint import hash_outputs, plan_edits, write_checkpoint
+    from vidunlearn.edit import EditSpec
+    from vidunlearn.model import resolve_model
+
+    source = resolve_model(str(tiny_sharded))
+    plan = plan_edits(source, {"transformer/cross_attn_kv": EditSpec("project", 1.0, _basis(24, 2, seed=5))}, None)
+    written = {}
+    for workers in (1, 3):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        written[workers] = write_checkpoint(source, out, plan, METADATA, workers=workers)
+        assert written[workers].sha256 == hash_outputs(out)
+    assert written[1] == written[3]
+    assert sum(a == "rewrite" for a in written[1].actions.values()) > 1  # several shards really were rewritten

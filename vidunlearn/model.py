@@ -21,7 +21,7 @@ MAX_HEADER_BYTES = 100 << 20
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 LIBRARIES = ("diffusers", "transformers")  # component classes are only ever taken from these
-_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_BLOB = re.compile(r"^[0-9a-f]{64}$")  # an LFS blob of the Hub cache: named by its SHA-256
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,11 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                              "are loaded (never code shipped with a model)", where=str(index_path),
                              fix="use an official diffusers pipeline folder")
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
+    for component, entry in index.items():  # refuse pickle-only weights before anything loads them
+        folder = path / component
+        if isinstance(entry, list) and entry[0] is not None and folder.is_dir() and \
+                any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
+            weight_map(folder)
     source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
     if not source.denoisers:
         raise ModelError("no denoiser component in model_index.json", where=str(index_path),

@@ -282,3 +282,31 @@ def test_hub_cache_layout_under_a_dot_cache_folder_is_copied_whole(tiny_wan, tin
     assert result.exit_code == 0, result.output
     assert checkpoint_problems(tmp_path / "out") == []
     assert set(tree(tmp_path / "out")) - {"README.md", "vidunlearn.json"} == set(tree(tiny_wan))
+
+
+def test_megabyte_prompt_on_the_command_line_is_refused(tiny_wan, tmp_path):
+    one_error(run("sample", "--model", tiny_wan, "--prompt", "a" * (1 << 20), "--out", tmp_path / "s"), "characters long")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("case", ["all differences zero", "all pairs identical"])
+def test_degenerate_covariance_through_the_cli(tmp_path, case):
+    """Activations whose unsafe and safe tokens coincide (or whose pairs are all the same pair)
+    cannot define a direction: factorize says so in one line and writes nothing."""
+    import torch
+
+    from vidunlearn.artifacts import ActivationSet
+
+    generator = torch.Generator().manual_seed(0)
+    if case == "all differences zero":
+        unsafe = [torch.randn(3, 8, generator=generator) for _ in range(4)]
+        safe = [t.clone() for t in unsafe]
+    else:
+        unsafe, safe = [torch.randn(3, 8, generator=generator)] * 4, [torch.randn(3, 8, generator=generator)] * 4
+    tokens = {"transformer/cross_attn_kv": {"unsafe": unsafe, "safe": safe,
+                                            "neutral": [torch.randn(5, 8, generator=generator) for _ in range(3)]}}
+    acts = tmp_path / "activations.safetensors"
+    ActivationSet(tokens=tokens, meta={"sites": ["transformer/cross_attn_kv"], "concept": "x"}).save(acts)
+    result = run("factorize", "--activations", acts, "--level", "pair", "--rank", "2")
+    one_error(result, "identical" if case == "all differences zero" else "exceeds the rank of the data")
+    assert not (tmp_path / "refusal.safetensors").exists()

@@ -65,7 +65,8 @@ def handled(command: Callable) -> Callable:
             if os.environ.get("VIDUNLEARN_DEBUG"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
-            stderr.print(f"[bold red]error:[/bold red] {where}{exc.strerror or type(exc).__name__}", highlight=False, soft_wrap=True)
+            what = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            stderr.print(f"[bold red]error:[/bold red] {where}{what}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             stderr.print("interrupted: no partial output was left behind", highlight=False)

@@ -129,7 +129,7 @@ def weight_map(component_dir: Path) -> dict[str, Path]:
         try:
             mapping = json.loads(indexes[0].read_text())["weight_map"]
             items = mapping.items()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ModelError("index json is unreadable or has no weight_map", where=str(indexes[0]),
                              fix="re-download the model") from None
         return {str(key): component_dir / _plain_name(name, indexes[0]) for key, name in items}
@@ -183,9 +183,12 @@ class ModelSource:
     def config(self, component: str) -> dict:
         path = self.component_dir(component) / "config.json"
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"cannot read config ({exc})", where=str(path), fix="check the model folder") from None
+            config = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelError(f"cannot read config ({str(exc)[:160]})", where=str(path), fix="check the model folder") from None
+        if not isinstance(config, dict):
+            raise ModelError("config is not a JSON object", where=str(path), fix="check the model folder")
+        return config
 
     @cached_property
     def fingerprint(self) -> str:
@@ -259,8 +262,8 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                          fix=f"pass a diffusers pipeline folder; supported families: {supported_summary()}")
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read model_index.json ({exc})", where=str(index_path)) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"cannot read model_index.json ({str(exc)[:160]})", where=str(index_path)) from None
     if not isinstance(index, dict):
         raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     adapter = adapter_for_pipeline(str(index.get("_class_name")), where=str(index_path))

@@ -310,3 +310,22 @@ def test_degenerate_covariance_through_the_cli(tmp_path, case):
     result = run("factorize", "--activations", acts, "--level", "pair", "--rank", "2")
     one_error(result, "identical" if case == "all differences zero" else "exceeds the rank of the data")
     assert not (tmp_path / "refusal.safetensors").exists()
+
+
+HOSTILE_JSON = {
+    "model_index.json": "[" * 100_000 + "]" * 100_000,
+    "transformer/config.json": "[1, 2]",
+    "transformer/diffusion_pytorch_model.safetensors.index.json": '{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "text_encoder/config.json": "{" * 50_000,
+}
+
+
+@pytest.mark.parametrize("rel", sorted(HOSTILE_JSON))
+def test_hostile_model_json_gives_one_line(model, tiny_refusal, tmp_path, rel):
+    (model / rel).write_text(HOSTILE_JSON[rel])
+    source = ["--pairs", PAIRS / "violence.yaml", "--work-dir", tmp_path / "w"] if rel.startswith("text_encoder") \
+        else ["--refusal", tiny_refusal]
+    result = run("apply", "--model", model, *source, "--out", tmp_path / "out")
+    one_error(result)
+    assert any(m in result.output for m in ("cannot read", "not a JSON object", "unreadable")), result.output
+    assert not (tmp_path / "out").exists()

@@ -73,3 +73,46 @@ def test_two_runs_are_bit_identical(pushed, tiny_wan, tmp_path):
         assert files == sorted(p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file())
         different = [rel for rel in files if (first / rel).read_bytes() != (second / rel).read_bytes()]
         assert different == [], folder
+
+
+def test_token_echoed_back_by_a_hostile_server_is_not_printed(tiny_wan, tiny_refusal, tmp_path, monkeypatch):
+    """A loopback 'Hub' answers every request 401 with the Authorization header it received in
+    the body: an error message built from the response text would print the token."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import huggingface_hub.constants as constants
+
+    received: list[str] = []
+
+    class Echo(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append(self.headers.get("authorization") or "")
+            body = json.dumps({"error": f"token {self.headers.get('authorization')} has no write access"}).encode()
+            self.send_response(401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_HEAD = _reply
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        result = CliRunner().invoke(app, ["apply", "--model", str(tiny_wan), "--refusal", str(tiny_refusal),
+                                          "--out", str(tmp_path / "out"), "--push-to-hub", "someone/x"])
+    finally:
+        server.shutdown()
+    assert any(TOKEN in header for header in received), "the planted token was not used"
+    assert result.exit_code == 1 and "HTTP 401" in result.output and TOKEN not in result.output
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()] == []

@@ -35,6 +35,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _remove(path: Path) -> None:
+    """Delete a file, a symlink (not its target) or a folder tree; ignore errors."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def remove_stale_temps(path: Path) -> list[Path]:
     """Delete temporary siblings of ``path`` left by killed runs (their process is gone).
     Siblings of live processes (a concurrent run) are left alone. Returns what was removed."""
@@ -45,10 +54,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
     for sibling in path.parent.iterdir():
         match = pattern.match(sibling.name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            if sibling.is_dir() and not sibling.is_symlink():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                sibling.unlink(missing_ok=True)
+            _remove(sibling)
             removed.append(sibling)
     return removed
 
@@ -92,20 +98,17 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
             temp.mkdir()
         yield temp
         pause_point("before-rename" if directory else "artifact-written")
-        if path.is_dir() and not path.is_symlink():
-            moved_away = _temp_sibling(path)
+        if os.path.lexists(path) and (directory or (path.is_dir() and not path.is_symlink())):
+            moved_away = _temp_sibling(path)  # a folder cannot be renamed over; a symlink is replaced, never followed
             os.replace(path, moved_away)
             os.replace(temp, path)
-            shutil.rmtree(moved_away, ignore_errors=True)
+            _remove(moved_away)
         else:
             os.replace(temp, path)
     except BaseException as exc:
-        if moved_away is not None and moved_away.exists() and not path.exists():
+        if moved_away is not None and os.path.lexists(moved_away) and not os.path.lexists(path):
             os.replace(moved_away, path)
-        if temp.is_dir() and not temp.is_symlink():
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            temp.unlink(missing_ok=True)
+        _remove(temp)
         if isinstance(exc, OSError):
             raise OutputError(f"I/O error while writing the output ({exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''})",
                               where=str(path), fix="free disk space or choose a writable --out; nothing was written") from None

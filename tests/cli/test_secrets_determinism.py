@@ -77,7 +77,8 @@ def test_two_runs_are_bit_identical(pushed, tiny_wan, tmp_path):
 
 def test_token_echoed_back_by_a_hostile_server_is_not_printed(tiny_wan, tiny_refusal, tmp_path, monkeypatch):
     """A loopback 'Hub' answers every request 401 with the Authorization header it received in
-    the body: an error message built from the response text would print the token."""
+    the body: an error message built from the response text would print the token. Both an
+    upload and a model download meet it."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,10 +110,14 @@ def test_token_echoed_back_by_a_hostile_server_is_not_printed(tiny_wan, tiny_ref
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         result = CliRunner().invoke(app, ["apply", "--model", str(tiny_wan), "--refusal", str(tiny_refusal),
                                           "--out", str(tmp_path / "out"), "--push-to-hub", "someone/x"])
+        download = CliRunner().invoke(app, ["extract", "--model", "someone/model", "--pairs", str(PAIRS / "violence.yaml"),
+                                            "--work-dir", str(tmp_path / "work")])
     finally:
         server.shutdown()
     assert any(TOKEN in header for header in received), "the planted token was not used"
     assert result.exit_code == 1 and "HTTP 401" in result.output and TOKEN not in result.output
+    assert download.exit_code == 1 and download.output.count("error:") == 1 and TOKEN not in download.output
     assert [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()] == []

@@ -84,3 +84,20 @@ def test_dev_full_is_a_real_enospc(tmp_path, monkeypatch):
                 handle.write(b"x" * 1_000_000)
                 handle.flush()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("directory", [True, False])
+def test_an_output_path_that_is_a_symlink_is_replaced_not_written_through(tmp_path, directory):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("untouched")
+    target = elsewhere if directory else elsewhere / "keep"
+    out = tmp_path / "out"
+    out.symlink_to(target)
+    with atomic_output(out, directory=directory) as temp:
+        if directory:
+            (temp / "new").write_text("new")
+        else:
+            temp.write_text("new")
+    assert not out.is_symlink()
+    assert (elsewhere / "keep").read_text() == "untouched" and sorted(p.name for p in elsewhere.iterdir()) == ["keep"]

@@ -156,8 +156,8 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
 # ------------------------------------------------------------------------------------ apply
 def verify_layout(source: ModelSource, written: Path) -> None:
     """Check a written pipeline folder before it is renamed into place: every file of the
-    source is there with its size, and every denoiser's shards parse (header and size) with
-    the source's tensor names, dtypes, shapes and offsets."""
+    source is there (non-shard files with their size), and every denoiser's shards parse
+    (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
     for file in model_files(source.path):
         rel = file.relative_to(source.path)
         target = written / rel
@@ -253,7 +253,6 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
                  "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
                  "vidunlearn.base_revision": source.revision or "local"}
-    check_apart(out, source.path)
     total = sum(p.stat().st_size for p in model_files(source.path))
     with atomic_output(out, directory=True) as temp:
         with reporter.task("writing checkpoint", total=total) as advance:

@@ -82,11 +82,12 @@ def _check_entries(header: object) -> int:
     return end
 
 
-def _plain_name(name: object, where: Path) -> str:
-    """A shard name from an index json must be a file name inside its folder (no '..', no '/')."""
+def _plain_name(name: object, where: Path, what: str = "shard") -> str:
+    """A name read from a JSON file that becomes a path must be a plain name inside its folder
+    (no '..', no '/'): a shard of an index json, a component of model_index.json."""
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ModelError(f"index json names shard {str(name)[:80]!r}, which is not a file of this folder", where=str(where),
-                         fix="shard names in weight_map must be plain file names; the index may be hostile")
+        raise ModelError(f"{where.name} names {what} {str(name)[:80]!r}, which is not a file of this folder",
+                         where=str(where), fix=f"{what} names must be plain file names; the file may be hostile")
     return name
 
 
@@ -274,12 +275,10 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
             raise ModelError(f"component {component!r} names {str(entry)[:80]}: only {' and '.join(LIBRARIES)} classes "
                              "are loaded (never code shipped with a model)", where=str(index_path),
                              fix="use an official diffusers pipeline folder")
+        folder = path / _plain_name(component, index_path, "component")
+        if folder.is_dir() and any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
+            weight_map(folder)  # refuses pickle-only weights before anything loads them
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
-    for component, entry in index.items():  # refuse pickle-only weights before anything loads them
-        folder = path / component
-        if isinstance(entry, list) and entry[0] is not None and folder.is_dir() and \
-                any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
-            weight_map(folder)
     source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
     if not source.denoisers:
         raise ModelError("no denoiser component in model_index.json", where=str(index_path),

@@ -329,3 +329,12 @@ def test_hostile_model_json_gives_one_line(model, tiny_refusal, tmp_path, rel):
     one_error(result)
     assert any(m in result.output for m in ("cannot read", "not a JSON object", "unreadable")), result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_component_name_cannot_escape_the_model_folder(model, tiny_refusal, tmp_path):
+    index = model / "model_index.json"
+    data = json.loads(index.read_text())
+    data["../../outside"] = ["diffusers", "AutoencoderKLWan"]
+    index.write_text(json.dumps(data))
+    one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"), "not a file of this folder")
+    assert not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""Kill `vidunlearn apply` (SIGKILL, and Ctrl-C = SIGINT) at named moments of writing.
+"""Kill `vidunlearn apply` and `sample` (SIGKILL; Ctrl-C = SIGINT; SIGTERM) at named moments of writing.
 
 Each run is a real subprocess paused by the VIDUNLEARN_PAUSE_AT hook (vidunlearn/faults.py) at
 an exact point, then signalled. Afterwards the output either does not exist or is a complete
@@ -34,6 +34,7 @@ CASES = {
     "kill-samples-before-rename": ("before-rename", signal.SIGKILL, "sample", False),
     "ctrl-c-mid-checkpoint": ("file-written", signal.SIGINT, "refusal", False),
     "ctrl-c-while-writing-cache": ("artifact-written", signal.SIGINT, "pairs", False),
+    "sigterm-mid-checkpoint": ("file-written", signal.SIGTERM, "refusal", False),
 }
 
 
@@ -84,8 +85,8 @@ def test_interrupted_apply_leaves_nothing_or_a_complete_checkpoint_and_reruns(ki
     out, work = run["out"], run["work"]
     if sig == signal.SIGKILL:
         assert run["code"] == -signal.SIGKILL
-    else:  # Ctrl-C: one line, exit 130, nothing left behind (not even a temporary sibling)
-        assert run["code"] == 130, run["stderr"]
+    else:  # Ctrl-C (SIGTERM alike): one line, exit 130 (143), nothing left behind, not even a temporary sibling
+        assert run["code"] == (130 if sig == signal.SIGINT else 143), run["stderr"]
         after_pause = run["stderr"].split("vidunlearn: paused at", 1)[1].splitlines()[1:]
         said = [line for line in after_pause if line.strip()]
         assert said == ["interrupted: no partial output was left behind"], run["stderr"]

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import PAIRS, checkpoint_problems
+from conftest import PAIRS, checkpoint_problems, leftovers
 from vidunlearn.cli import app
+from vidunlearn.model import tensor_infos
 
 runner = CliRunner()
 SHARD1 = "transformer/diffusion_pytorch_model-00001-of-00007.safetensors"
@@ -33,10 +34,6 @@ def tree(folder: Path) -> dict[str, str]:
     """relative path -> SHA-256 of every file (links followed)."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if ".tmp-" in p.name or p.name.endswith(".partial"))
 
 
 def one_error(result, *needles: str) -> None:
@@ -199,7 +196,7 @@ def test_nan_in_text_encoder_weights_gives_one_line(model, tmp_path):
 
 
 def test_inf_in_an_edited_weight_gives_one_line(model, tiny_refusal, tmp_path):
-    infos = __import__("vidunlearn.model", fromlist=["tensor_infos"]).tensor_infos(model / "transformer")
+    infos = tensor_infos(model / "transformer")
     shard = infos["blocks.0.attn2.to_k.weight"].file
     _poison(shard, "blocks.0.attn2.to_k.weight", float("inf"))
     result = run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out")

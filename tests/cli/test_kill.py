@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import PAIRS, checkpoint_problems
+from conftest import PAIRS, checkpoint_problems, leftovers
 from vidunlearn.cli import app
 
 # name -> (pause point, signal, what runs, output exists before). "pairs": apply --pairs (extract
@@ -36,10 +34,6 @@ CASES = {
     "ctrl-c-while-writing-cache": ("artifact-written", signal.SIGINT, "pairs", False),
     "sigterm-mid-checkpoint": ("file-written", signal.SIGTERM, "refusal", False),
 }
-
-
-def _temps(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if ".tmp-" in p.name or p.name.endswith(".partial"))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +84,7 @@ def test_interrupted_apply_leaves_nothing_or_a_complete_checkpoint_and_reruns(ki
         after_pause = run["stderr"].split("vidunlearn: paused at", 1)[1].splitlines()[1:]
         said = [line for line in after_pause if line.strip()]
         assert said == ["interrupted: no partial output was left behind"], run["stderr"]
-        assert _temps(run["root"]) == []
+        assert leftovers(run["root"]) == []
     # the output path: absent, or complete and verifiable
     if point == "after-rename" or existing:
         assert checkpoint_problems(out) == []
@@ -106,6 +100,6 @@ def test_interrupted_apply_leaves_nothing_or_a_complete_checkpoint_and_reruns(ki
         assert json.loads((out / "samples.json").read_text())["videos"][0]["prompt"] == "a cat"
     else:
         assert checkpoint_problems(out) == []
-    assert _temps(run["root"]) == []
+    assert leftovers(run["root"]) == []
     if use_pairs:
         assert json.loads((out / "vidunlearn.json").read_text())["recipe"]["concepts"][0]["concept"] == "violence"

@@ -19,7 +19,7 @@ from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
 from .faults import pause_point
-from .fsutil import atomic_output, check_apart, check_writable, sha256_file, sha256_json, write_json
+from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
@@ -253,7 +253,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
                  "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
                  "vidunlearn.base_revision": source.revision or "local"}
-    total = sum(p.stat().st_size for p in model_files(source.path))
+    files = model_files(source.path)
+    total = sum(p.stat().st_size for p in files)
+    check_free_space(out, files, {info.file for e in plan for info in (e.weight, e.bias)
+                                  if info is not None and info.key in e.keys})
     with atomic_output(out, directory=True) as temp:
         with reporter.task("writing checkpoint", total=total) as advance:
             records, actions = write_checkpoint(source, temp, plan, file_meta, advance)

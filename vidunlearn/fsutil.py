@@ -63,11 +63,29 @@ def check_writable(path: Path, *, force: bool, what: str = "output") -> None:
     """Refuse an existing ``path`` without ``force``; refuse an unwritable parent."""
     if path.exists() and not force:
         raise OutputError(f"{what} already exists", where=str(path), fix="pass --force to replace it, or choose another path")
+    parent = _existing_parent(path)
+    if not os.access(parent, os.W_OK):
+        raise OutputError("destination folder is not writable", where=str(parent), fix="choose a writable --out")
+
+
+def _existing_parent(path: Path) -> Path:
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise OutputError("destination folder is not writable", where=str(parent), fix="choose a writable --out")
+    return parent
+
+
+def check_free_space(path: Path, sources: list[Path], rewritten: set[Path]) -> None:
+    """Refuse before writing when the file system of ``path`` cannot hold the output: the
+    ``rewritten`` files always, the other ``sources`` too unless they can be hard-linked (same
+    file system). An estimate; a write that still fails is an OutputError as well."""
+    parent = _existing_parent(path)
+    device = parent.stat().st_dev
+    need = sum(f.stat().st_size for f in sources if f in rewritten or f.resolve().stat().st_dev != device)
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise OutputError(f"the output needs about {need / 2**20:,.1f} MiB, the file system has {free / 2**20:,.1f} MiB free",
+                          where=str(path), fix="free disk space or choose another --out; nothing was written")
 
 
 def check_apart(out: Path, source: Path, what: str = "--out") -> None:

@@ -79,14 +79,15 @@ def test_file_size_limit_mid_write_fails_cleanly(tiny_wan, tiny_refusal, tmp_pat
 
 @pytest.mark.parametrize("what", ["checkpoint", "cache"])
 def test_disk_full_fails_cleanly(tiny_wan, tiny_refusal, tmp_path, what):
-    """A real full file system (a 64 KiB tmpfs; the checkpoint is ~500 KB, the cache ~80 KB)."""
+    """A real full file system (a 64 KiB tmpfs; the checkpoint is ~500 KB, the cache ~90 KB)."""
     before = tree(tiny_wan)
     with mounted(tmp_path / "disk", "size=64k") as disk:
         if what == "checkpoint":
             result = run("apply", "--model", tiny_wan, "--refusal", tiny_refusal, "--out", disk / "out")
         else:
             result = run("extract", "--model", tiny_wan, "--pairs", PAIRS / "violence.yaml", "--work-dir", disk / "work")
-        one_error(result, "No space left on device")
+        # the checkpoint is refused before writing (free-space check); the cache fails mid-write
+        one_error(result, "MiB free" if what == "checkpoint" else "No space left on device", "nothing was written")
         assert [p for p in disk.rglob("*") if p.is_file()] == [] and leftovers(disk) == []
     assert tree(tiny_wan) == before
 
@@ -335,3 +336,16 @@ def test_component_name_cannot_escape_the_model_folder(model, tiny_refusal, tmp_
     index.write_text(json.dumps(data))
     one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"), "not a file of this folder")
     assert not (tmp_path / "out").exists()
+
+
+def test_too_little_free_space_is_refused_before_writing(tiny_wan, tiny_refusal, tmp_path, monkeypatch):
+    """The free-space check without privileges: the file system reports 1 KiB free."""
+    from collections import namedtuple
+
+    from vidunlearn import fsutil
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(fsutil.shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - 1024, 1024))
+    result = run("apply", "--model", tiny_wan, "--refusal", tiny_refusal, "--out", tmp_path / "out")
+    one_error(result, "MiB free", "nothing was written")
+    assert list(tmp_path.iterdir()) == []

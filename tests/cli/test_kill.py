@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 from typer.testing import CliRunner
@@ -55,19 +55,27 @@ def killed(tiny_wan, tiny_refusal, tmp_path_factory) -> dict[str, dict]:
         env = {**os.environ, "VIDUNLEARN_PAUSE_AT": point}
         process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         runs[name] = {"process": process, "root": root, "out": out, "work": work, "args": args}
-    for name, run in runs.items():
-        process, sig = run["process"], CASES[name][1]
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            lines.append(line)
-            if not line or "vidunlearn: paused at" in line:  # (a progress bar may precede it on the line)
-                break
-        assert "vidunlearn: paused at" in lines[-1], "".join(lines)
-        process.send_signal(sig)
-        stdout, rest = process.communicate(timeout=60)
-        run.update(code=process.returncode, stderr="".join(lines) + rest, stdout=stdout)
+    try:
+        for name, run in runs.items():
+            process, sig = run["process"], CASES[name][1]
+            watchdog = threading.Timer(180, process.kill)  # a run that never pauses cannot hang the suite
+            watchdog.start()
+            lines = []
+            while True:
+                line = process.stderr.readline()
+                lines.append(line)
+                if not line or "vidunlearn: paused at" in line:  # (a progress bar may precede it on the line)
+                    break
+            watchdog.cancel()
+            assert "vidunlearn: paused at" in lines[-1], "".join(lines)
+            process.send_signal(sig)
+            stdout, rest = process.communicate(timeout=60)
+            run.update(code=process.returncode, stderr="".join(lines) + rest, stdout=stdout)
+    finally:  # never leave a paused child behind
+        for run in runs.values():
+            if run["process"].poll() is None:
+                run["process"].kill()
+                run["process"].wait()
     return runs
 
 

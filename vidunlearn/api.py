@@ -78,7 +78,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
 
     source = _source(model, revision)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
-    check_writable(out, force=True)
+    check_writable(out, force=True, file=True)
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
@@ -126,7 +126,7 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
     """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py)."""
     acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
     if out is not None:
-        check_writable(out, force=True)
+        check_writable(out, force=True, file=True)
     params = {"method": method, "rank": rank, "alpha": alpha, "level": level}
     key = sha256_json({"kind": "refusal", "activations": acts.meta.get("cache_key"), **params, "tool": __version__})
     cached = _cached(RefusalVectors.load, out, key, "refusal vectors", reporter) if out is not None else None

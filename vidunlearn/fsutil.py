@@ -59,8 +59,17 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
-def check_writable(path: Path, *, force: bool, what: str = "output") -> None:
-    """Refuse an existing ``path`` without ``force``; refuse an unwritable parent."""
+def _check_not_folder(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        raise OutputError("a folder is in the way of this output file", where=str(path),
+                          fix="pass a file path, e.g. FOLDER/activations.safetensors")
+
+
+def check_writable(path: Path, *, force: bool, what: str = "output", file: bool = False) -> None:
+    """Refuse an existing ``path`` without ``force``, a folder where a ``file`` goes, and an
+    unwritable parent."""
+    if file:
+        _check_not_folder(path)
     if path.exists() and not force:
         raise OutputError(f"{what} already exists", where=str(path), fix="pass --force to replace it, or choose another path")
     parent = _existing_parent(path)
@@ -107,6 +116,8 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """
     from .faults import pause_point
 
+    if not directory:
+        _check_not_folder(path)
     moved_away: Path | None = None
     temp = _temp_sibling(path)
     try:
@@ -116,7 +127,7 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
             temp.mkdir()
         yield temp
         pause_point("before-rename" if directory else "artifact-written")
-        if os.path.lexists(path) and (directory or (path.is_dir() and not path.is_symlink())):
+        if directory and os.path.lexists(path):
             moved_away = _temp_sibling(path)  # a folder cannot be renamed over; a symlink is replaced, never followed
             os.replace(path, moved_away)
             os.replace(temp, path)

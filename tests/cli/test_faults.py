@@ -349,3 +349,11 @@ def test_too_little_free_space_is_refused_before_writing(tiny_wan, tiny_refusal,
     result = run("apply", "--model", tiny_wan, "--refusal", tiny_refusal, "--out", tmp_path / "out")
     one_error(result, "MiB free", "nothing was written")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_onto_a_folder_is_refused_before_any_work(tiny_wan, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "precious").write_text("keep me")
+    one_error(run("extract", "--model", tiny_wan, "--pairs", PAIRS / "violence.yaml", "--out", folder), "folder is in the way")
+    assert (folder / "precious").read_text() == "keep me"

@@ -101,3 +101,13 @@ def test_an_output_path_that_is_a_symlink_is_replaced_not_written_through(tmp_pa
             temp.write_text("new")
     assert not out.is_symlink()
     assert (elsewhere / "keep").read_text() == "untouched" and sorted(p.name for p in elsewhere.iterdir()) == ["keep"]
+
+
+def test_a_folder_in_the_way_of_an_output_file_is_never_replaced(tmp_path):
+    folder = tmp_path / "activations.safetensors"
+    folder.mkdir()
+    (folder / "precious").write_text("keep me")
+    with pytest.raises(OutputError, match="folder is in the way"):
+        with atomic_output(folder) as temp:
+            temp.write_bytes(b"data")
+    assert (folder / "precious").read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == [folder.name]

@@ -76,6 +76,11 @@ def tiny_wan_planted(tmp_path_factory) -> Path:
     return path
 
 
+def leftovers(folder: Path) -> list[str]:
+    """Temporary siblings (``.NAME.tmp-PID-X``) and ``.partial`` files anywhere below ``folder``."""
+    return sorted(p.name for p in folder.rglob("*") if ".tmp-" in p.name or p.name.endswith(".partial"))
+
+
 def checkpoint_problems(folder: Path) -> list[str]:
     """What is wrong with an output folder: every file listed in its vidunlearn.json with a
     matching SHA-256, and no file that is not listed. Empty list: complete and verifiable."""

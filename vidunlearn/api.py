@@ -20,7 +20,7 @@ from .edit import MODES, EditSpec, orthonormal_basis
 from .errors import ArtifactError, ModelError, VidunlearnError
 from .factorize import factorize_site
 from .faults import pause_point
-from .fsutil import atomic_output, check_apart, check_writable, sha256_file, sha256_json, write_json
+from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
@@ -98,6 +98,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
 
     source = _source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
+    check_writable(out, force=True, file=True)
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
@@ -152,6 +153,8 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
               alpha: float = 1.0, level: str = "token", reporter: Reporter = SILENT) -> RefusalVectors:
     """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py)."""
     acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
+    if out is not None:
+        check_writable(out, force=True, file=True)
     params = {"method": method, "rank": rank, "alpha": alpha, "level": level}
     key = sha256_json({"kind": "refusal", "activations": acts.meta.get("cache_key"), **params, "tool": __version__})
     cached = _cached(RefusalVectors.load, out, key, "refusal vectors", reporter) if out is not None else None
@@ -181,8 +184,8 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
 # ------------------------------------------------------------------------------------ apply
 def verify_layout(source: ModelSource, written: Path) -> None:
     """Check a written pipeline folder before it is renamed into place: every file of the
-    source is there with its size, and every denoiser's shards parse (header and size) with
-    the source's tensor names, dtypes, shapes and offsets."""
+    source is there (non-shard files with their size), and every denoiser's shards parse
+    (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
     for file in model_files(source.path):
         rel = file.relative_to(source.path)
         target = written / rel
@@ -303,7 +306,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     }
     file_meta = provenance_metadata(source, recipe, concepts, output_format)
     quantization = None
-    check_apart(out, source.path)
+    if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
+        check_free_space(out, model_files(source.path), {info.file for e in plan for info in (e.weight, e.bias)
+                                                         if info is not None and info.key in e.keys})
     with atomic_output(out, directory=True) as temp:
         if output_format == "diffusers":
             total = sum(p.stat().st_size for p in model_files(source.path))

@@ -26,12 +26,13 @@ GROUPS = ("unsafe", "safe", "neutral")
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     header = {"vidunlearn.schema": str(SCHEMA), "vidunlearn.kind": kind,
               "vidunlearn.json": json.dumps(meta, sort_keys=True), "vidunlearn.sha256": _checksum(tensors)}
+    data = _canonical(save({k: v.contiguous() for k, v in tensors.items()}, metadata=header))
     with atomic_output(path) as temp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(temp), metadata=header)
+        temp.write_bytes(data)
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -41,8 +42,17 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].contiguous()
         digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same safetensors bytes with a sorted-key header: safetensors writes ``__metadata__``
+    in hash-map order, which changes from run to run; artifacts must be bit-identical."""
+    length = int.from_bytes(data[:8], "little")
+    raw = json.dumps(json.loads(data[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data[8 + length:]
 
 
 def _bad(path: Path, what: str, step: str) -> ArtifactError:

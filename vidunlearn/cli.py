@@ -49,8 +49,17 @@ class RichReporter(Reporter):
         stderr.print(f"[dim]{message}[/dim]", highlight=False)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. a cancelled CI job): unwinds and cleans up exactly like Ctrl-C, exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def handled(command: Callable) -> Callable:
-    """Turn library errors and OSErrors into one line + exit 1, Ctrl-C into one line + exit 130."""
+    """Turn library errors and OSErrors into one line + exit 1, Ctrl-C into one line + exit 130
+    (SIGTERM: 143)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -65,11 +74,12 @@ def handled(command: Callable) -> Callable:
             if os.environ.get("VIDUNLEARN_DEBUG"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
-            stderr.print(f"[bold red]error:[/bold red] {where}{exc.strerror or type(exc).__name__}", highlight=False, soft_wrap=True)
+            what = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            stderr.print(f"[bold red]error:[/bold red] {where}{what}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             stderr.print("interrupted: no partial output was left behind", highlight=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
     return wrapper
 
@@ -310,6 +320,9 @@ def tiny(
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

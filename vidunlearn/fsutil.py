@@ -38,6 +38,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _remove(path: Path) -> None:
+    """Delete a file, a symlink (not its target) or a folder tree; ignore errors."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def remove_stale_temps(path: Path) -> list[Path]:
     """Delete temporary siblings of ``path`` left by killed runs (their process is gone).
     Siblings of live processes (a concurrent run) are left alone. Returns what was removed."""
@@ -48,23 +57,47 @@ def remove_stale_temps(path: Path) -> list[Path]:
     for sibling in path.parent.iterdir():
         match = pattern.match(sibling.name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            if sibling.is_dir() and not sibling.is_symlink():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                sibling.unlink(missing_ok=True)
+            _remove(sibling)
             removed.append(sibling)
     return removed
 
 
-def check_writable(path: Path, *, force: bool, what: str = "output") -> None:
-    """Refuse an existing ``path`` without ``force``; refuse an unwritable parent."""
+def _check_not_folder(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        raise OutputError("a folder is in the way of this output file", where=str(path),
+                          fix="pass a file path, e.g. FOLDER/activations.safetensors")
+
+
+def check_writable(path: Path, *, force: bool, what: str = "output", file: bool = False) -> None:
+    """Refuse an existing ``path`` without ``force``, a folder where a ``file`` goes, and an
+    unwritable parent."""
+    if file:
+        _check_not_folder(path)
     if path.exists() and not force:
         raise OutputError(f"{what} already exists", where=str(path), fix="pass --force to replace it, or choose another path")
+    parent = _existing_parent(path)
+    if not os.access(parent, os.W_OK):
+        raise OutputError("destination folder is not writable", where=str(parent), fix="choose a writable --out")
+
+
+def _existing_parent(path: Path) -> Path:
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise OutputError("destination folder is not writable", where=str(parent), fix="choose a writable --out")
+    return parent
+
+
+def check_free_space(path: Path, sources: list[Path], rewritten: set[Path]) -> None:
+    """Refuse before writing when the file system of ``path`` cannot hold the output: the
+    ``rewritten`` files always, the other ``sources`` too unless they can be hard-linked (same
+    file system). An estimate; a write that still fails is an OutputError as well."""
+    parent = _existing_parent(path)
+    device = parent.stat().st_dev
+    need = sum(f.stat().st_size for f in sources if f in rewritten or f.resolve().stat().st_dev != device)
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise OutputError(f"the output needs about {need / 2**20:,.1f} MiB, the file system has {free / 2**20:,.1f} MiB free",
+                          where=str(path), fix="free disk space or choose another --out; nothing was written")
 
 
 def check_apart(out: Path, source: Path, what: str = "--out") -> None:
@@ -86,6 +119,8 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """
     from .faults import pause_point
 
+    if not directory:
+        _check_not_folder(path)
     moved_away: Path | None = None
     temp = _temp_sibling(path)
     try:
@@ -95,20 +130,17 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
             temp.mkdir()
         yield temp
         pause_point("before-rename" if directory else "artifact-written")
-        if path.is_dir() and not path.is_symlink():
-            moved_away = _temp_sibling(path)
+        if directory and os.path.lexists(path):
+            moved_away = _temp_sibling(path)  # a folder cannot be renamed over; a symlink is replaced, never followed
             os.replace(path, moved_away)
             os.replace(temp, path)
-            shutil.rmtree(moved_away, ignore_errors=True)
+            _remove(moved_away)
         else:
             os.replace(temp, path)
     except BaseException as exc:
-        if moved_away is not None and moved_away.exists() and not path.exists():
+        if moved_away is not None and os.path.lexists(moved_away) and not os.path.lexists(path):
             os.replace(moved_away, path)
-        if temp.is_dir() and not temp.is_symlink():
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            temp.unlink(missing_ok=True)
+        _remove(temp)
         if isinstance(exc, OSError):
             raise OutputError(f"I/O error while writing the output ({exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''})",
                               where=str(path), fix="free disk space or choose a writable --out; nothing was written") from None

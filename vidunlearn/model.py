@@ -21,7 +21,7 @@ MAX_HEADER_BYTES = 100 << 20
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 LIBRARIES = ("diffusers", "transformers")  # component classes are only ever taken from these
-_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_BLOB = re.compile(r"^[0-9a-f]{64}$")  # an LFS blob of the Hub cache: named by its SHA-256
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,12 @@ def _check_entries(header: object) -> int:
     return end
 
 
-def _plain_name(name: object, where: Path) -> str:
-    """A shard name from an index json must be a file name inside its folder (no '..', no '/')."""
+def _plain_name(name: object, where: Path, what: str = "shard") -> str:
+    """A name read from a JSON file that becomes a path must be a plain name inside its folder
+    (no '..', no '/'): a shard of an index json, a component of model_index.json."""
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ModelError(f"index json names shard {str(name)[:80]!r}, which is not a file of this folder", where=str(where),
-                         fix="shard names in weight_map must be plain file names; the index may be hostile")
+        raise ModelError(f"{where.name} names {what} {str(name)[:80]!r}, which is not a file of this folder",
+                         where=str(where), fix=f"{what} names must be plain file names; the file may be hostile")
     return name
 
 
@@ -129,7 +130,7 @@ def weight_map(component_dir: Path) -> dict[str, Path]:
         try:
             mapping = json.loads(indexes[0].read_text())["weight_map"]
             items = mapping.items()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ModelError("index json is unreadable or has no weight_map", where=str(indexes[0]),
                              fix="re-download the model") from None
         return {str(key): component_dir / _plain_name(name, indexes[0]) for key, name in items}
@@ -191,9 +192,12 @@ class ModelSource:
     def config(self, component: str) -> dict:
         path = self.component_dir(component) / "config.json"
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"cannot read config ({exc})", where=str(path), fix="check the model folder") from None
+            config = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelError(f"cannot read config ({str(exc)[:160]})", where=str(path), fix="check the model folder") from None
+        if not isinstance(config, dict):
+            raise ModelError("config is not a JSON object", where=str(path), fix="check the model folder")
+        return config
 
     @cached_property
     def fingerprint(self) -> str:
@@ -274,8 +278,8 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                          fix=f"pass a diffusers pipeline folder; supported families: {supported_summary()}")
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read model_index.json ({exc})", where=str(index_path)) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"cannot read model_index.json ({str(exc)[:160]})", where=str(index_path)) from None
     if not isinstance(index, dict):
         raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     adapter = adapter_for_pipeline(str(index.get("_class_name")), where=str(index_path))
@@ -286,6 +290,9 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
             raise ModelError(f"component {component!r} names {str(entry)[:80]}: only {' and '.join(LIBRARIES)} classes "
                              "are loaded (never code shipped with a model)", where=str(index_path),
                              fix="use an official diffusers pipeline folder")
+        folder = path / _plain_name(component, index_path, "component")
+        if folder.is_dir() and any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
+            weight_map(folder)  # refuses pickle-only weights before anything loads them
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
     source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
     if not source.denoisers:

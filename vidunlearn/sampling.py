@@ -70,7 +70,7 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
 
     if not prompts:
         raise VidunlearnError("no prompts", fix="pass --prompt TEXT (repeatable) or --prompts-from pairs/x.yaml")
-    long = [p for p in prompts if len(p) > MAX_PROMPT_CHARS]
+    long = [p for p in [*prompts, settings.negative_prompt] if len(p) > MAX_PROMPT_CHARS]
     if long:
         raise VidunlearnError(f"a prompt is {len(long[0])} characters long (limit {MAX_PROMPT_CHARS})", where="--prompt",
                               fix="shorten it; text encoders truncate long prompts anyway")

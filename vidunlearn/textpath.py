@@ -29,6 +29,7 @@ def load_text_encoder(source: ModelSource, device: str, dtype: torch.dtype):
         raise ModelError(f"text encoder class {class_name!r} is not a transformers class",
                          where=str(source.path / "model_index.json"))
     weight_map(source.component_dir(adapter.text_encoder))  # refuses pickle-only folders
+    source.config(adapter.text_encoder)  # a clear error for a broken config.json
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.component_dir(adapter.tokenizer))
     encoder = encoder_cls.from_pretrained(source.component_dir(adapter.text_encoder), dtype=dtype,
                                           use_safetensors=True).to(device).eval()

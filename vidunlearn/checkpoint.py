@@ -353,9 +353,11 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
 
 
 def default_shard_workers() -> int:
-    """Shards rewritten at once: one per two CPU cores (each keeps a copy, a hash and an edit
-    thread busy), at most 4 (memory: each holds up to ``prefetch`` edited tensors)."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
+    """Shards rewritten at once: one per CPU core, at most 4. Each keeps a copy thread (mostly
+    kernel time) and a hash thread busy, so together they use about two cores per shard when
+    they can, and one shard's hashing overlaps another's copy when they cannot. Memory grows by
+    at most ``prefetch`` edited tensors per shard."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def hash_outputs(destination: Path) -> dict[str, str]:

@@ -15,9 +15,9 @@ from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .capture import record_activations
 from .checkpoint import PlannedEdit, hash_outputs, plan_edits, write_checkpoint
-from .edit import MODES, EditSpec, orthonormal_basis
+from .edit import MODES, EditSpec, orthonormal_basis, uce_factors
 from .errors import ArtifactError, ModelError, VidunlearnError
-from .factorize import factorize_site
+from .factorize import factorize_site, uce_embeddings
 from .fsutil import atomic_output, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, resolve_model
 from .pairs import ConceptPairs, load_pairs
@@ -176,6 +176,23 @@ def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> di
     return specs
 
 
+def uce_specs(activations: list[ActivationSet], strength: float, preserve_weight: float, level: str
+              ) -> dict[str, EditSpec]:
+    """One UCE spec per site shared by all concepts: their erase/target rows stacked, their
+    preserve rows (neutral and safe tokens) pooled, solved jointly (see edit.uce_factors)."""
+    common = set.intersection(*(set(a.sites) for a in activations))
+    if not common:
+        raise ArtifactError("the activations share no site", fix="extract all concepts with the same --site")
+    specs: dict[str, EditSpec] = {}
+    for site in sorted(common):
+        parts = [uce_embeddings(a.tokens[site]["unsafe"], a.tokens[site]["safe"], a.tokens[site]["neutral"], level)
+                 for a in activations]
+        erase, target, preserve = (torch.cat([part[i] for part in parts]) for i in range(3))
+        left, right = uce_factors(erase, target, preserve, preserve_weight)
+        specs[site] = EditSpec(mode="uce", strength=strength, basis=left, right=right)
+    return specs
+
+
 def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) -> None:
     recorded = (vectors.meta.get("model") or {}).get("fingerprint")
     if recorded != source.fingerprint:
@@ -194,10 +211,17 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
     Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
     factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
+    ``mode="uce"`` (a comparison) solves UCE from the pairs' activations instead: ``alpha`` is
+    its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
     """
     source = _source(model, revision)
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
+    if mode not in MODES:
+        raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
+    if mode == "uce" and refusal:
+        raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
+                              fix="pass --pairs instead of --refusal")
     if not dry_run:
         check_writable(out, force=force)
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
@@ -206,29 +230,38 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         return ApplyResult(out, plan, None, dry_run=True)
 
     concepts: list[RefusalVectors] = []
+    activation_sets: list[ActivationSet] = []
     for concept in loaded_pairs:
         folder = work_dir / concept.concept
         acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
                        dtype=dtype, reporter=reporter)
-        concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
-                                  alpha=alpha, level=level, reporter=reporter))
+        activation_sets.append(acts.activations)
+        if mode != "uce":
+            concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
+                                      alpha=alpha, level=level, reporter=reporter))
     for path in refusal or []:
         vectors = RefusalVectors.load(path)
         _check_same_model(vectors, source, str(path))
         concepts.append(vectors)
-    specs = edit_specs(concepts, mode, strength)
+    if mode == "uce":
+        specs = uce_specs(activation_sets, strength, alpha, level)
+        recipe_concepts = [{"concept": a.meta.get("concept"), "method": "uce", "rank": None, "alpha": alpha,
+                            "level": level, "pairs_sha256": a.meta.get("pairs_sha256")} for a in activation_sets]
+    else:
+        specs = edit_specs(concepts, mode, strength)
+        recipe_concepts = [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
+                            "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
+                            "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts]
     if sites:
         wanted = set(site_keys(source, sites))
         specs = {k: v for k, v in specs.items() if k in wanted}
     plan = plan_edits(source, specs, modules)
 
     recipe = {
-        "concepts": [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
-                      "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
-                      "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts],
+        "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
     }
-    file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c.concept for c in concepts),
+    file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c["concept"] for c in recipe_concepts),
                  "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,
                  "vidunlearn.base_revision": source.revision or "local"}
     total = sum(p.stat().st_size for p in source.path.rglob("*") if p.is_file())

@@ -228,6 +228,65 @@ def sample(
     stdout.print(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)", highlight=False)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@app.command("eval", epilog="Examples:\n\n"
+             "  vidunlearn eval --model out/shapes-nored --compare models/shapes-wan --concept red --out eval/red\n\n"
+             "  vidunlearn eval --model out/wan-nonudity --compare wan2.1 --judge nudenet --pairs pairs/nudity.yaml "
+             "--steps 30 --frames 33 --height 480 --width 832 --out eval/nudity")
+@handled
+def eval_(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Output folder: eval.json and sheet.png.")],
+    concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable).")] = None,
+    pairs: Annotated[Optional[Path], typer.Option(help="Pairs file whose probes/retain prompts are judged (plug-in judges).")] = None,
+    judge: Annotated[str, typer.Option(help="oracle (benchmark world, built in) or nudenet (pip install 'vidunlearn[nudenet]').")] = "oracle",
+    compare: Annotated[Optional[str], typer.Option(help="Base model, evaluated on the same prompts and seeds.")] = None,
+    forget: Annotated[int, typer.Option(help="Forget prompts per concept (benchmark world).")] = 12,
+    retain: Annotated[int, typer.Option(help="Retain prompts (benchmark world).")] = 12,
+    paraphrase: Annotated[int, typer.Option(help="Label sets per concept rendered with every unseen synonym.")] = 4,
+    steps: int = 20, frames: int = 9, height: int = 32, width: int = 32, guidance: float = 5.0, seed: int = 0,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
+    from rich.table import Table
+
+    from . import evaluate as ev
+    from .judges import load_judge
+    from .sampling import SampleSettings
+
+    if bool(concept) == bool(pairs):
+        raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
+    if pairs:
+        eval_set = ev.pairs_eval_set(pairs, load_judge(judge).attributes[0], seed=seed)
+    else:
+        eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed)
+    settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
+                              device=device, dtype=dtype)
+    result = ev.evaluate(model, eval_set, out=out, judge=judge, compare=compare, settings=settings,
+                         batch_size=batch_size, force=force, reporter=RichReporter())
+    document = result.document
+    runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]
+    counts = document["metrics"]["counts"]
+    table = Table(title=f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} "
+                        f"({counts['forget']} forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)")
+    table.add_column("metric")
+    for name, _ in runs:
+        table.add_column(name)
+    rows = [("forget rate", lambda m: _share(m["forget_rate"])), ("rest kept", lambda m: _share(m["rest_kept"]))]
+    rows += [(f"retain accuracy: {a}", lambda m, a=a: _share(m["retain_accuracy"][a])) for a in document["judge"]["attributes"]]
+    rows += [("paraphrase leak", lambda m: _share(m["paraphrase_leak"]))]
+    for label, get in rows:
+        table.add_row(label, *(get(metrics) for _, metrics in runs))
+    stdout.print(table)
+    stdout.print(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}", highlight=False)
+
+
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
 @handled
 def tiny(

@@ -39,24 +39,31 @@ class SampleResult:
     videos: list[dict] = field(default_factory=list)
 
 
-def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str):
+def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
+              seeds: list[int] | None = None, batch_size: int = 1):
+    """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
+    ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
+    clips do not depend on ``batch_size``."""
     import torch
     from diffusers import DiffusionPipeline
 
     from .textpath import torch_dtype
 
+    seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=torch_dtype(settings.dtype),
                                              use_safetensors=True).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
     clips = []
     with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
-        for prompt in prompts:
-            generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-            result = pipe(prompt=prompt, negative_prompt=settings.negative_prompt or None, height=settings.height,
-                          width=settings.width, num_frames=settings.frames, num_inference_steps=settings.steps,
-                          guidance_scale=settings.guidance, generator=generator, output_type="np")
-            clips.append(result.frames[0])  # (F, H, W, 3) float in [0, 1]
-            advance(1)
+        for start in range(0, len(prompts), max(batch_size, 1)):
+            batch = prompts[start:start + max(batch_size, 1)]
+            generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[start:start + len(batch)]]
+            negative = [settings.negative_prompt] * len(batch) if settings.negative_prompt else None
+            result = pipe(prompt=batch, negative_prompt=negative, height=settings.height, width=settings.width,
+                          num_frames=settings.frames, num_inference_steps=settings.steps,
+                          guidance_scale=settings.guidance, generator=generators, output_type="np")
+            clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
+            advance(len(batch))
     del pipe
     return clips
 

@@ -1,0 +1,66 @@
+"""`vidunlearn eval` through the CLI: plumbing on the tiny random model, and the real efficacy
+check on the shipped benchmark model (models/shapes-wan) when it is present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidunlearn.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_MODEL = ROOT / "models" / "shapes-wan"
+runner = CliRunner()
+
+
+def run(*args) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+TINY = ("--steps", "1", "--forget", "2", "--retain", "2", "--paraphrase", "1", "--batch-size", "4")
+
+
+def test_eval_writes_json_and_sheet_with_base_side_by_side(tiny_wan, tmp_path):
+    out = tmp_path / "eval"
+    result = run("eval", "--model", tiny_wan, "--compare", tiny_wan, "--concept", "red", "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "forget rate" in result.output and "paraphrase leak" in result.output
+    document = json.loads((out / "eval.json").read_text())
+    assert document["schema"] == 1 and document["concepts"] == [{"attribute": "colour", "value": "red"}]
+    assert document["metrics"]["counts"] == {"forget": 2, "retain": 2, "paraphrase": 3}
+    # same model, same seeds: the base run judges every clip identically
+    assert all(p["verdict"] == p["base_verdict"] for p in document["prompts"])
+    assert document["base"]["metrics"] == document["metrics"]
+    assert (out / "sheet.png").stat().st_size > 0
+    again = run("eval", "--model", tiny_wan, "--concept", "red", "--out", out, *TINY)
+    assert again.exit_code == 1 and "--force" in again.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--concept", "mauve"), "no colour, shape, motion"),
+    (("--concept", "red", "--pairs", "pairs/nudity.yaml"), "not both"),
+    ((), "not both or neither"),
+    (("--concept", "red", "--judge", "gpt4o"), "unknown judge"),
+    (("--concept", "red", "--frames", "8"), "4k+1"),
+])
+def test_eval_bad_inputs_one_line(tiny_wan, tmp_path, args, message):
+    result = run("eval", "--model", tiny_wan, "--out", tmp_path / "e", *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.output.count("error:") == 1 and not (tmp_path / "e").exists()
+
+
+def test_apply_uce_through_the_cli_changes_only_kv_weights(tiny_wan, tmp_path):
+    out = tmp_path / "uce"
+    result = run("apply", "--model", tiny_wan, "--pairs", ROOT / "pairs" / "violence.yaml", "--mode", "uce",
+                 "--out", out, "--work-dir", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "vidunlearn.json").read_text())
+    assert manifest["recipe"]["mode"] == "uce" and manifest["recipe"]["concepts"][0]["method"] == "uce"
+    assert {r["tensor"].split(".")[-2] for r in manifest["edited"]} == {"to_k", "to_v"}
+    assert all(r["relative_change"] > 0 for r in manifest["edited"])
+    refused = run("apply", "--model", tiny_wan, "--refusal", tmp_path / "x.safetensors", "--mode", "uce",
+                  "--out", tmp_path / "o")
+    assert refused.exit_code == 1 and "pass --pairs instead" in refused.output

@@ -8,7 +8,7 @@ Stable API (the eval and benchmark code depend on it):
 
 - vocabularies ``COLOURS`` (name -> RGB), ``SHAPES``, ``MOTIONS``, ``BACKGROUNDS`` (name -> RGB),
   and ``ATTRIBUTES`` = ("colour", "shape", "motion", "background");
-- clip geometry ``FRAMES`` x ``SIZE`` x ``SIZE`` (9 frames of 32 x 32 px, 4k+1 frames as Wan needs);
+- clip geometry ``FRAMES`` x ``SIZE`` x ``SIZE`` (5 frames of 32 x 32 px: 4k+1 frames, as Wan needs);
 - :class:`Labels` (frozen) and :func:`caption` -> "a red square moving left on a dark background";
 - :func:`render` (labels, numpy Generator) -> uint8 array (F, H, W, 3);
 - :func:`all_labels` (every combination, fixed order), :func:`attribute_of` (which attribute a
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-FRAMES = 9
+FRAMES = 5
 SIZE = 32
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -42,7 +42,7 @@ MOTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {"dark": (25, 25, 25), "light": (215, 215, 215)}
 ATTRIBUTES: tuple[str, ...] = ("colour", "shape", "motion", "background")
 
-# Object geometry (pixels). The centre travels TRAVEL px over the clip (1.75 px a frame).
+# Object geometry (pixels). The centre travels TRAVEL px over the clip (3.5 px a frame).
 RADIUS = 6.0
 TRAVEL = 14.0
 JITTER = 2.0

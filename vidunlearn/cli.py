@@ -247,6 +247,7 @@ def eval_(
     forget: Annotated[int, typer.Option(help="Forget prompts per concept (benchmark world).")] = 12,
     retain: Annotated[int, typer.Option(help="Retain prompts (benchmark world).")] = 12,
     paraphrase: Annotated[int, typer.Option(help="Label sets per concept rendered with every unseen synonym.")] = 4,
+    holdout: Annotated[Optional[list[Path]], typer.Option(help="Pairs file whose prompts are left out of the benchmark-world prompts (repeatable).")] = None,
     steps: int = 20, frames: int = 9, height: int = 32, width: int = 32, guidance: float = 5.0, seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
     device: DeviceOpt = "cpu",
@@ -265,7 +266,8 @@ def eval_(
     if pairs:
         eval_set = ev.pairs_eval_set(pairs, load_judge(judge).attributes[0], seed=seed)
     else:
-        eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed)
+        eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
+                                     exclude=ev.pairs_texts(holdout or []))
     settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
                               device=device, dtype=dtype)
     result = ev.evaluate(model, eval_set, out=out, judge=judge, compare=compare, settings=settings,

@@ -121,9 +121,11 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:n])]
 
 
-def world_eval_set(values: list[str], counts: Counts = Counts(), seed: int = 0) -> EvalSet:
+def world_eval_set(values: list[str], counts: Counts = Counts(), seed: int = 0,
+                   exclude: tuple[str, ...] = ()) -> EvalSet:
     """Prompts of the benchmark world (:mod:`vidunlearn.world`) for erasing ``values``
-    (e.g. ["red"] or ["red", "circle"]). Prompt i is sampled with seed ``seed + i``."""
+    (e.g. ["red"] or ["red", "circle"]). Prompt i is sampled with seed ``seed + i``.
+    ``exclude``: prompt texts to hold out (e.g. the pairs' own prompts)."""
     from . import world
 
     if not values:
@@ -135,7 +137,7 @@ def world_eval_set(values: list[str], counts: Counts = Counts(), seed: int = 0) 
         except ValueError as exc:
             raise VidunlearnError(str(exc), fix="use a colour, shape or motion of vidunlearn.world") from None
     entries: list[tuple[str, str, object]] = []
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
 
     def add(group: str, items) -> None:
         for item in items:
@@ -144,15 +146,22 @@ def world_eval_set(values: list[str], counts: Counts = Counts(), seed: int = 0) 
                 entries.append((item.text, group, item.labels))
 
     for value in values:
-        add("forget", world.forget_prompts(value, n=counts.forget, seed=seed))
+        add("forget", _subsample([p for p in world.forget_prompts(value) if p.text not in seen], counts.forget, seed))
     retain = [world.Prompt(world.caption(lab), lab) for lab in world.all_labels()
-              if not any(lab.get(c.attribute) == c.value for c in concepts)]
+              if not any(lab.get(c.attribute) == c.value for c in concepts) and world.caption(lab) not in seen]
     add("retain", _subsample(retain, counts.retain, seed))
     for value in values:
         add("paraphrase", world.paraphrase_prompts(value, n=counts.paraphrase, seed=seed))
     prompts = tuple(EvalPrompt(text, group, tuple((a, labels.get(a)) for a in world.ATTRIBUTES), seed + i)
                     for i, (text, group, labels) in enumerate(entries))
     return EvalSet(tuple(concepts), prompts, "world")
+
+
+def pairs_texts(paths: list[Path]) -> tuple[str, ...]:
+    """Every unsafe, safe and neutral prompt of these pairs files (to hold them out of an eval)."""
+    from .pairs import load_pairs
+
+    return tuple(t for path in paths for c in [load_pairs(path)] for t in c.unsafe + c.safe + c.neutral)
 
 
 def pairs_eval_set(path: Path, attribute: str, seed: int = 0) -> EvalSet:

@@ -1,0 +1,179 @@
+"""Efficacy benchmark: erase a colour, a shape, a motion and two concepts at once from the trained
+benchmark model with one `vidunlearn apply` each (5 pairs), for our default and every comparison,
+and print the before/after table (forget rate, rest kept, retain accuracy per attribute,
+paraphrase leak).
+
+    python benchmarks/efficacy.py --model models/shapes-wan --quick       # a few prompts and steps
+    python benchmarks/efficacy.py --model models/shapes-wan                # the full run
+    python benchmarks/efficacy.py --tasks red --variants default,uce       # a subset
+
+Each run calls the same library path as `vidunlearn apply` (api.apply, pairs files under
+pairs/bench/) and the same eval path as `vidunlearn eval` (evaluate.run_model with the oracle
+judge); the pairs' own prompts are held out of the eval prompts. Seeds are fixed. The table is
+also written to OUT/efficacy.json and OUT/efficacy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT / "pairs" / "bench"
+
+# task -> (pairs files, world values)
+TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "red": (("red.yaml",), ("red",)),
+    "circle": (("circle.yaml",), ("circle",)),
+    "left": (("moving-left.yaml",), ("left",)),
+    "red+circle": (("red.yaml", "circle.yaml"), ("red", "circle")),
+}
+# variant -> keyword arguments of api.apply (everything else at its default)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "mean": {"method": "mean"},
+    "cpca-us": {"method": "cpca-us"},
+    "replace": {"mode": "replace"},
+    "bias": {"mode": "bias"},
+    "uce": {"mode": "uce"},
+    "rank1": {"method": "cpca", "rank": 1},
+    "rank2": {"method": "cpca", "rank": 2},
+    "rank4": {"method": "cpca", "rank": 4},
+    "rank8": {"method": "cpca", "rank": 8},
+}
+TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,
+           "paraphrase_leak": 0.20}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}"
+
+
+def check_targets(base: dict, after: dict, colour_task: bool) -> list[str]:
+    """The issue's targets this run misses (empty: all met)."""
+    missed = []
+    if base["forget_rate"] is not None and base["forget_rate"] < TARGETS["forget_before"]:
+        missed.append("base forget < 90%")
+    if after["forget_rate"] is not None and after["forget_rate"] > TARGETS["forget_after"]:
+        missed.append("forget > 10%")
+    if base["rest_kept"] and after["rest_kept"] is not None and after["rest_kept"] < TARGETS["rest_kept_ratio"] * base["rest_kept"]:
+        missed.append("rest < 80% of base")
+    for attribute, before in base["retain_accuracy"].items():
+        now = after["retain_accuracy"].get(attribute)
+        if before is not None and now is not None and before - now > TARGETS["retain_drop"]:
+            missed.append(f"{attribute} retain -{100 * (before - now):.0f}pt")
+    if colour_task and after["paraphrase_leak"] is not None and after["paraphrase_leak"] > TARGETS["paraphrase_leak"]:
+        missed.append("paraphrase leak > 20%")
+    return missed
+
+
+def row(name: str, metrics: dict, missed: list[str] | None) -> list[str]:
+    retain = metrics["retain_accuracy"]
+    verdict = "" if missed is None else ("all targets met" if not missed else "; ".join(missed))
+    return [name, _pct(metrics["forget_rate"]), _pct(metrics["rest_kept"]), _pct(retain.get("colour")),
+            _pct(retain.get("shape")), _pct(retain.get("motion")), _pct(metrics["paraphrase_leak"]), verdict]
+
+
+HEADER = ["variant", "forget %", "rest kept %", "retain colour %", "retain shape %", "retain motion %",
+          "paraphrase leak %", "targets missed"]
+
+
+def markdown(title: str, rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
+    parser.add_argument("--quick", action="store_true", help="few prompts (6 forget, 8 retain, 2 paraphrase) and steps")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {list(TASKS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vidunlearn import api, world
+    from vidunlearn.evaluate import Counts, pairs_texts, run_model, world_eval_set
+    from vidunlearn.judges import load_judge
+    from vidunlearn.sampling import SampleSettings
+
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    console = Console(width=200)
+    tasks = [t for t in args.tasks.split(",") if t]
+    variants = [v for v in args.variants.split(",") if v]
+    for name in tasks + variants:
+        if name not in TASKS and name not in VARIANTS:
+            parser.error(f"unknown task or variant {name!r}")
+    counts = Counts(forget=6, retain=8, paraphrase=2) if args.quick else Counts(forget=16, retain=32, paraphrase=4)
+    steps = args.steps or (8 if args.quick else 20)
+    settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
+                              guidance=args.guidance, seed=args.seed)
+    judge = load_judge("oracle")
+    started = time.time()
+    results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
+                     "quick": args.quick, "tasks": {}}
+    md = [f"Efficacy benchmark on `{args.model}` ({'quick' if args.quick else 'full'}; {steps} steps, "
+          f"guidance {args.guidance}, seed {args.seed}).\n"]
+    work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
+    try:
+        for task in tasks:
+            files, values = TASKS[task]
+            pairs = [PAIRS / f for f in files]
+            eval_set = world_eval_set(list(values), counts, seed=args.seed, exclude=pairs_texts(pairs))
+            base = run_model(args.model, eval_set, judge, settings, batch_size=args.batch_size, label=f"base {task}")
+            rows = [row("base", base.metrics, None)]
+            entry = {"values": list(values), "pairs": [str(p.relative_to(ROOT)) for p in pairs],
+                     "base": base.metrics, "variants": {}}
+            for variant in variants:
+                out = work / task / variant
+                t0 = time.time()
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **VARIANTS[variant])
+                run = run_model(str(out), eval_set, judge, settings, batch_size=args.batch_size, label=f"{variant} {task}")
+                missed = check_targets(base.metrics, run.metrics, colour_task="red" in values)
+                rows.append(row(variant, run.metrics, missed))
+                entry["variants"][variant] = {"apply": VARIANTS[variant], "metrics": run.metrics, "missed": missed,
+                                              "seconds": round(time.time() - t0, 1)}
+                shutil.rmtree(out, ignore_errors=True)
+                console.print(f"[dim]{task} / {variant}: {time.time() - t0:.0f} s[/dim]", highlight=False)
+            counts_used = base.metrics["counts"]
+            title = (f"{task}: {counts_used['forget']} forget / {counts_used['retain']} retain / "
+                     f"{counts_used['paraphrase']} paraphrase prompts")
+            table = Table(title=title)
+            for column in HEADER:
+                table.add_column(column)
+            for r in rows:
+                table.add_row(*r)
+            console.print(table)
+            results["tasks"][task] = entry
+            md.append(markdown(title, rows))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = round(time.time() - started, 1)
+    console.print(f"wall time {results['seconds']:.0f} s", highlight=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "efficacy-quick" if args.quick else "efficacy"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(md) + f"\nWall time {results['seconds']:.0f} s.\n")
+    console.print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

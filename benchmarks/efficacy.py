@@ -7,6 +7,7 @@ paraphrase leak).
     python benchmarks/efficacy.py --model models/shapes-wan                # the full run
     python benchmarks/efficacy.py --tasks red --variants default,uce       # a subset
 
+`--variants tuning` runs the open choices instead (subspace edits, alpha, strength, level, site).
 Each run calls the same library path as `vidunlearn apply` (api.apply, pairs files under
 pairs/bench/) and the same eval path as `vidunlearn eval` (evaluate.run_model with the oracle
 judge); the pairs' own prompts are held out of the eval prompts. Seeds are fixed. The table is
@@ -46,6 +47,22 @@ VARIANTS: dict[str, dict] = {
     "rank4": {"method": "cpca", "rank": 4},
     "rank8": {"method": "cpca", "rank": 8},
 }
+# the open choices of the method (--variants tuning): subspace edits, alpha, strength, level, site
+TUNING: dict[str, dict] = {
+    "rank2-subspace": {"rank": 2, "subspace": True},
+    "rank4-subspace": {"rank": 4, "subspace": True},
+    "rank8-subspace": {"rank": 8, "subspace": True},
+    "alpha0": {"alpha": 0.0},
+    "alpha4": {"alpha": 4.0},
+    "strength0.5": {"strength": 0.5},
+    "strength1.5": {"strength": 1.5},
+    "strength2": {"strength": 2.0},
+    "level-pair": {"level": "pair", "rank": 4},
+    "site-text-in": {"sites": ["text_embedder_in"]},
+    "mean-strength2": {"method": "mean", "strength": 2.0},
+    "replace-rank4-subspace": {"mode": "replace", "rank": 4, "subspace": True},
+}
+ALL = {**VARIANTS, **TUNING}
 TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,
            "paraphrase_leak": 0.20}
 
@@ -94,7 +111,8 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
     parser.add_argument("--quick", action="store_true", help="few prompts (6 forget, 8 retain, 2 paraphrase) and steps")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {list(TASKS)}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated names from {list(ALL)}, or 'tuning' / 'all'")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -117,9 +135,10 @@ def main() -> int:
     transformers.utils.logging.disable_progress_bar()
     console = Console(width=200)
     tasks = [t for t in args.tasks.split(",") if t]
-    variants = [v for v in args.variants.split(",") if v]
+    groups = {"tuning": ["default", *TUNING], "all": list(ALL)}
+    variants = [n for v in args.variants.split(",") if v for n in groups.get(v, [v])]
     for name in tasks + variants:
-        if name not in TASKS and name not in VARIANTS:
+        if name not in TASKS and name not in ALL:
             parser.error(f"unknown task or variant {name!r}")
     counts = Counts(forget=6, retain=8, paraphrase=2) if args.quick else Counts(forget=16, retain=32, paraphrase=4)
     steps = args.steps or (8 if args.quick else 20)
@@ -144,11 +163,11 @@ def main() -> int:
             for variant in variants:
                 out = work / task / variant
                 t0 = time.time()
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **VARIANTS[variant])
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
                 run = run_model(str(out), eval_set, judge, settings, batch_size=args.batch_size, label=f"{variant} {task}")
                 missed = check_targets(base.metrics, run.metrics, colour_task="red" in values)
                 rows.append(row(variant, run.metrics, missed))
-                entry["variants"][variant] = {"apply": VARIANTS[variant], "metrics": run.metrics, "missed": missed,
+                entry["variants"][variant] = {"apply": ALL[variant], "metrics": run.metrics, "missed": missed,
                                               "seconds": round(time.time() - t0, 1)}
                 shutil.rmtree(out, ignore_errors=True)
                 console.print(f"[dim]{task} / {variant}: {time.time() - t0:.0f} s[/dim]", highlight=False)

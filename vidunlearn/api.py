@@ -159,8 +159,10 @@ class ApplyResult:
     pushed: str | None = None
 
 
-def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> dict[str, EditSpec]:
-    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR)."""
+def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float, subspace: bool = False
+               ) -> dict[str, EditSpec]:
+    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR). With
+    ``subspace``, each concept contributes its whole rank-k basis B instead of p (a rank-k edit)."""
     if mode not in MODES:
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
     common = set.intersection(*(set(c.sites) for c in concepts))
@@ -169,7 +171,8 @@ def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> di
     specs: dict[str, EditSpec] = {}
     for site in sorted(common):
         vectors = [c.sites[site] for c in concepts]
-        basis = orthonormal_basis(torch.stack([v.direction for v in vectors], dim=1))
+        columns = [v.basis for v in vectors] if subspace else [v.direction[:, None] for v in vectors]
+        basis = orthonormal_basis(torch.cat(columns, dim=1))
         safe_mean = torch.stack([v.safe_mean for v in vectors]).mean(dim=0)
         refusal = torch.stack([v.refusal for v in vectors]).sum(dim=0)
         specs[site] = EditSpec(mode=mode, strength=strength, basis=basis, safe_mean=safe_mean, refusal=refusal)
@@ -204,6 +207,7 @@ def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
+          subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           dry_run: bool = False, force: bool = False, push_to_hub: str | None = None, private: bool = False,
           hub_revision: str | None = None, reporter: Reporter = SILENT) -> ApplyResult:
@@ -248,7 +252,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         recipe_concepts = [{"concept": a.meta.get("concept"), "method": "uce", "rank": None, "alpha": alpha,
                             "level": level, "pairs_sha256": a.meta.get("pairs_sha256")} for a in activation_sets]
     else:
-        specs = edit_specs(concepts, mode, strength)
+        specs = edit_specs(concepts, mode, strength, subspace)
         recipe_concepts = [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
                             "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
                             "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts]
@@ -259,7 +263,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
     recipe = {
         "concepts": recipe_concepts,
-        "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
+        "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
     }
     file_meta = {"vidunlearn.version": __version__, "vidunlearn.concepts": ",".join(c["concept"] for c in recipe_concepts),
                  "vidunlearn.recipe": sha256_json(recipe), "vidunlearn.base": source.repo_id or source.name,

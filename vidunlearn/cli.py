@@ -158,6 +158,7 @@ def apply(
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
+    subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
@@ -174,7 +175,7 @@ def apply(
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
-                       revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
+                       subspace=subspace, revision=revision, device=device, dtype=dtype, dry_run=dry_run, force=force,
                        push_to_hub=push_to_hub, private=private, reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)")
@@ -248,7 +249,11 @@ def eval_(
     retain: Annotated[int, typer.Option(help="Retain prompts (benchmark world).")] = 12,
     paraphrase: Annotated[int, typer.Option(help="Label sets per concept rendered with every unseen synonym.")] = 4,
     holdout: Annotated[Optional[list[Path]], typer.Option(help="Pairs file whose prompts are left out of the benchmark-world prompts (repeatable).")] = None,
-    steps: int = 20, frames: int = 9, height: int = 32, width: int = 32, guidance: float = 5.0, seed: int = 0,
+    steps: int = 20,
+    frames: Annotated[Optional[int], typer.Option(help="Frames (4k+1); default: the benchmark world's.")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
+    guidance: float = 5.0, seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -268,8 +273,10 @@ def eval_(
     else:
         eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
                                      exclude=ev.pairs_texts(holdout or []))
-    settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
-                              device=device, dtype=dtype)
+    from .world import FRAMES, SIZE
+
+    settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
+                              guidance=guidance, seed=seed, device=device, dtype=dtype)
     result = ev.evaluate(model, eval_set, out=out, judge=judge, compare=compare, settings=settings,
                          batch_size=batch_size, force=force, reporter=RichReporter())
     document = result.document

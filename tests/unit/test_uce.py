@@ -78,3 +78,20 @@ def test_uce_embeddings_align_tokens_of_equal_length_pairs_only():
     erase, target, _ = uce_embeddings(unsafe, safe, neutral, "pair")
     assert erase.shape == (2, H)
     torch.testing.assert_close(erase[1], unsafe[1].double().mean(0))
+
+
+def test_subspace_edit_projects_out_the_whole_basis():
+    from vidunlearn.api import edit_specs
+    from vidunlearn.artifacts import RefusalVectors, SiteVectors
+
+    basis, _ = torch.linalg.qr(_rows(3, 9).T)                      # (H, 3) orthonormal
+    direction = basis @ torch.tensor([0.6, 0.8, 0.0])
+    vectors = RefusalVectors({"t/s": SiteVectors(direction, direction, basis, torch.ones(3), torch.zeros(H))},
+                             {"concept": "x"})
+    rank1 = edit_specs([vectors], "project", 1.0)["t/s"].basis
+    full = edit_specs([vectors], "project", 1.0, subspace=True)["t/s"].basis
+    assert rank1.shape == (H, 1) and full.shape == (H, 3)
+    torch.testing.assert_close(full @ full.T, basis @ basis.T, atol=1e-5, rtol=0)
+    w = torch.randn(OUT, H)
+    new_w, _ = edit_linear(w, None, EditSpec("project", 1.0, full))
+    assert float((new_w @ basis).abs().max()) < 1e-5             # nothing of the subspace is read any more

@@ -64,3 +64,26 @@ def test_apply_uce_through_the_cli_changes_only_kv_weights(tiny_wan, tmp_path):
     refused = run("apply", "--model", tiny_wan, "--refusal", tmp_path / "x.safetensors", "--mode", "uce",
                   "--out", tmp_path / "o")
     assert refused.exit_code == 1 and "pass --pairs instead" in refused.output
+
+
+@pytest.mark.skipif(not (BENCH_MODEL / "model_index.json").is_file(),
+                    reason="the trained benchmark model models/shapes-wan is not in this checkout")
+def test_apply_then_eval_on_the_shipped_model_erases_red_and_keeps_the_rest(tmp_path):
+    """A reduced eval (few prompts and steps) after a real `vidunlearn apply`: the concept rate
+    falls, the rest of the forget prompts is kept, retain accuracy holds. Thresholds only."""
+    pairs = ROOT / "pairs" / "bench" / "red.yaml"
+    edited = tmp_path / "nored"
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", pairs, "--out", edited, "--work-dir", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "eval"
+    result = run("eval", "--model", edited, "--compare", BENCH_MODEL, "--concept", "red", "--holdout", pairs,
+                 "--out", out, "--forget", "8", "--retain", "8", "--paraphrase", "1", "--steps", "8",
+                 "--batch-size", "32")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "eval.json").read_text())
+    before, after = document["base"]["metrics"], document["metrics"]
+    assert before["forget_rate"] >= 0.75                      # the base model draws red when asked
+    assert after["forget_rate"] <= 0.25                       # ... and the edited one mostly does not
+    assert after["rest_kept"] >= 0.6 * before["rest_kept"]    # shape and motion of red prompts survive
+    for attribute in ("colour", "shape", "motion"):           # other prompts are unharmed
+        assert after["retain_accuracy"][attribute] >= before["retain_accuracy"][attribute] - 0.2

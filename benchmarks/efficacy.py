@@ -84,8 +84,9 @@ def check_targets(base: dict, after: dict, colour_task: bool) -> list[str]:
         now = after["retain_accuracy"].get(attribute)
         if before is not None and now is not None and before - now > TARGETS["retain_drop"]:
             missed.append(f"{attribute} retain -{100 * (before - now):.0f}pt")
-    if colour_task and after["paraphrase_leak"] is not None and after["paraphrase_leak"] > TARGETS["paraphrase_leak"]:
-        missed.append("paraphrase leak > 20%")
+    leak = after["paraphrase_leak_by_concept"].get("red")
+    if colour_task and leak is not None and leak > TARGETS["paraphrase_leak"]:
+        missed.append("red paraphrase leak > 20%")
     return missed
 
 
@@ -93,7 +94,14 @@ def row(name: str, metrics: dict, missed: list[str] | None) -> list[str]:
     retain = metrics["retain_accuracy"]
     verdict = "" if missed is None else ("all targets met" if not missed else "; ".join(missed))
     return [name, _pct(metrics["forget_rate"]), _pct(metrics["rest_kept"]), _pct(retain.get("colour")),
-            _pct(retain.get("shape")), _pct(retain.get("motion")), _pct(metrics["paraphrase_leak"]), verdict]
+            _pct(retain.get("shape")), _pct(retain.get("motion")), _leak(metrics), verdict]
+
+
+def _leak(metrics: dict) -> str:
+    by_concept = metrics["paraphrase_leak_by_concept"]
+    if len(by_concept) == 1:
+        return _pct(metrics["paraphrase_leak"])
+    return ", ".join(f"{value} {_pct(share)}" for value, share in by_concept.items())
 
 
 HEADER = ["variant", "forget %", "rest kept %", "retain colour %", "retain shape %", "retain motion %",

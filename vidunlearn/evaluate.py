@@ -85,7 +85,7 @@ def _share(flags: list[bool]) -> float | None:
 def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: list[Concept],
           attributes: tuple[str, ...]) -> dict:
     """The four numbers (shares in [0, 1]; None where a group is empty) plus per-concept forget
-    rates and group counts."""
+    rates and paraphrase leaks, and group counts."""
     if len(prompts) != len(verdicts):
         raise VidunlearnError(f"{len(prompts)} prompts but {len(verdicts)} verdicts")
     by_group = {g: [(p, v) for p, v in zip(prompts, verdicts) if p.group == g] for g in GROUPS}
@@ -100,6 +100,9 @@ def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: l
         "retain_accuracy": {a: _share([v.get(a) == p.label(a) for p, v in retain if p.label(a) is not None])
                             for a in attributes},
         "paraphrase_leak": _share([shows_concept(p, v, concepts) for p, v in paraphrase]),
+        "paraphrase_leak_by_concept": {
+            c.value: _share([v.get(c.attribute) == c.value for p, v in paraphrase if c in p.named(concepts)])
+            for c in concepts},
         "counts": {g: len(items) for g, items in by_group.items()},
     }
 

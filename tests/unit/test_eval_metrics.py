@@ -36,7 +36,7 @@ def test_forget_rate_rest_kept_retain_and_leak():
     assert m["forget_rate"] == pytest.approx(1 / 4)
     assert m["rest_kept"] == pytest.approx(2 / 4)          # rows 1 and 2 keep shape and motion
     assert m["retain_accuracy"] == {"colour": 1.0, "shape": 0.5, "motion": 1.0}
-    assert m["paraphrase_leak"] == pytest.approx(1 / 2)
+    assert m["paraphrase_leak"] == pytest.approx(1 / 2) and m["paraphrase_leak_by_concept"] == {"red": 0.5}
     assert m["counts"] == {"forget": 4, "retain": 2, "paraphrase": 2}
 
 

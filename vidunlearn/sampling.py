@@ -58,14 +58,31 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
         for start in range(0, len(prompts), max(batch_size, 1)):
             batch = prompts[start:start + max(batch_size, 1)]
             generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[start:start + len(batch)]]
-            negative = [settings.negative_prompt] * len(batch) if settings.negative_prompt else None
-            result = pipe(prompt=batch, negative_prompt=negative, height=settings.height, width=settings.width,
+            negative = _embed(pipe, source, [settings.negative_prompt] * len(batch), settings.device)
+            result = pipe(prompt_embeds=_embed(pipe, source, batch, settings.device),
+                          negative_prompt_embeds=negative if settings.guidance > 1 else None,
+                          height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
             clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
             advance(len(batch))
     del pipe
     return clips
+
+
+def _embed(pipe, source: ModelSource, prompts: list[str], device: str):
+    """The pipeline's prompt embeddings (B, max_sequence_length, D), computed on the real tokens
+    only and zero-padded as WanPipeline pads them: the text encoder does not run over hundreds
+    of pad tokens (the attention mask makes those outputs irrelevant anyway)."""
+    import torch
+
+    from .textpath import encode_prompts
+
+    length = source.adapter.max_sequence_length
+    with torch.no_grad():
+        states = encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts, length, device, batch_size=64)
+    dtype = pipe.transformer.dtype
+    return torch.stack([torch.cat([s, s.new_zeros(length - s.shape[0], s.shape[1])]) for s in states]).to(dtype)
 
 
 def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidunlearn.cli import app
+from vidunlearn.progress import SILENT
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_MODEL = ROOT / "models" / "shapes-wan"
@@ -87,3 +88,24 @@ def test_apply_then_eval_on_the_shipped_model_erases_red_and_keeps_the_rest(tmp_
     assert after["rest_kept"] >= 0.6 * before["rest_kept"]    # shape and motion of red prompts survive
     for attribute in ("colour", "shape", "motion"):           # other prompts are unharmed
         assert after["retain_accuracy"][attribute] >= before["retain_accuracy"][attribute] - 0.2
+
+
+def test_fast_prompt_embeddings_and_batches_do_not_change_clips(tiny_wan):
+    """sampling encodes only the real tokens and pads like WanPipeline; clips equal the
+    pipeline's own prompt path, whatever the batch size."""
+    import numpy as np
+    import torch
+    from diffusers import WanPipeline
+
+    from vidunlearn.model import resolve_model
+    from vidunlearn.sampling import SampleSettings, _generate
+
+    prompts = ["a man stabs a man in an alley", "a cat stretches on a sunny windowsill", "a red car"]
+    settings = SampleSettings(steps=2, frames=5, height=32, width=32, guidance=5.0)
+    batched = _generate(resolve_model(str(tiny_wan)), prompts, settings, SILENT, "x", seeds=[3, 4, 5], batch_size=3)
+    pipe = WanPipeline.from_pretrained(tiny_wan)
+    pipe.set_progress_bar_config(disable=True)
+    for i, prompt in enumerate(prompts):
+        reference = pipe(prompt=prompt, negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=2,
+                         guidance_scale=5.0, generator=torch.Generator().manual_seed(3 + i), output_type="np").frames[0]
+        np.testing.assert_allclose(batched[i], reference, atol=1e-4)

@@ -117,14 +117,14 @@ def markdown(title: str, rows: list[list[str]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
-    parser.add_argument("--quick", action="store_true", help="few prompts (6 forget, 8 retain, 2 paraphrase) and steps")
+    parser.add_argument("--quick", action="store_true", help="few prompts (4 forget, 6 retain, 1 x 3 paraphrase) and 8 steps; full: 12, 18, 2 x 3, 20 steps")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {list(TASKS)}")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated names from {list(ALL)}, or 'tuning' / 'all'")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -148,7 +148,7 @@ def main() -> int:
     for name in tasks + variants:
         if name not in TASKS and name not in ALL:
             parser.error(f"unknown task or variant {name!r}")
-    counts = Counts(forget=6, retain=8, paraphrase=2) if args.quick else Counts(forget=16, retain=32, paraphrase=4)
+    counts = Counts(forget=4, retain=6, paraphrase=1) if args.quick else Counts(forget=12, retain=18, paraphrase=2)
     steps = args.steps or (8 if args.quick else 20)
     settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
                               guidance=args.guidance, seed=args.seed)

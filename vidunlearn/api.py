@@ -16,9 +16,9 @@ from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .capture import record_activations
 from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, hash_outputs, plan_edits, write_checkpoint
-from .edit import MODES, EditSpec, orthonormal_basis
+from .edit import MODES, EditSpec, orthonormal_basis, uce_factors
 from .errors import ArtifactError, ModelError, VidunlearnError
-from .factorize import factorize_site
+from .factorize import factorize_site, uce_embeddings
 from .faults import pause_point
 from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, model_files, resolve_model, tensor_infos
@@ -210,8 +210,10 @@ class ApplyResult:
     seconds: float = 0.0  # dry run: planning time, imports excluded
 
 
-def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> dict[str, EditSpec]:
-    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR)."""
+def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float, subspace: bool = False
+               ) -> dict[str, EditSpec]:
+    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR). With
+    ``subspace``, each concept contributes its whole rank-k basis B instead of p (a rank-k edit)."""
     if mode not in MODES:
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
     common = set.intersection(*(set(c.sites) for c in concepts))
@@ -220,10 +222,28 @@ def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float) -> di
     specs: dict[str, EditSpec] = {}
     for site in sorted(common):
         vectors = [c.sites[site] for c in concepts]
-        basis = orthonormal_basis(torch.stack([v.direction for v in vectors], dim=1))
+        columns = [v.basis for v in vectors] if subspace else [v.direction[:, None] for v in vectors]
+        basis = orthonormal_basis(torch.cat(columns, dim=1))
         safe_mean = torch.stack([v.safe_mean for v in vectors]).mean(dim=0)
         refusal = torch.stack([v.refusal for v in vectors]).sum(dim=0)
         specs[site] = EditSpec(mode=mode, strength=strength, basis=basis, safe_mean=safe_mean, refusal=refusal)
+    return specs
+
+
+def uce_specs(activations: list[ActivationSet], strength: float, preserve_weight: float, level: str
+              ) -> dict[str, EditSpec]:
+    """One UCE spec per site shared by all concepts: their erase/target rows stacked, their
+    preserve rows (neutral and safe tokens) pooled, solved jointly (see edit.uce_factors)."""
+    common = set.intersection(*(set(a.sites) for a in activations))
+    if not common:
+        raise ArtifactError("the activations share no site", fix="extract all concepts with the same --site")
+    specs: dict[str, EditSpec] = {}
+    for site in sorted(common):
+        parts = [uce_embeddings(a.tokens[site]["unsafe"], a.tokens[site]["safe"], a.tokens[site]["neutral"], level)
+                 for a in activations]
+        erase, target, preserve = (torch.cat([part[i] for part in parts]) for i in range(3))
+        left, right = uce_factors(erase, target, preserve, preserve_weight)
+        specs[site] = EditSpec(mode="uce", strength=strength, basis=left, right=right)
     return specs
 
 
@@ -238,6 +258,7 @@ def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
+          subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
@@ -252,6 +273,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
     ``min_survival`` of it survives re-quantisation in any tensor.
+    ``mode="uce"`` (a comparison) solves UCE from the pairs' activations instead: ``alpha`` is
+    its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
     """
     from .formats import resolve_format
 
@@ -264,6 +287,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         token_from_environment(push_to_hub)
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
+    if mode not in MODES:
+        raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
+    if mode == "uce" and refusal:
+        raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
+                              fix="pass --pairs instead of --refusal")
     if not dry_run:
         check_writable(out, force=force)
         check_apart(out, source.path)
@@ -279,17 +307,28 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         return ApplyResult(out, plan, None, dry_run=True, checked=checked, seconds=time.perf_counter() - started)
 
     concepts: list[RefusalVectors] = []
+    activation_sets: list[ActivationSet] = []
     for concept in loaded_pairs:
         folder = work_dir / concept.concept
         acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
                        dtype=dtype, offload=offload, reporter=reporter)
-        concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
-                                  alpha=alpha, level=level, reporter=reporter))
+        activation_sets.append(acts.activations)
+        if mode != "uce":
+            concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
+                                      alpha=alpha, level=level, reporter=reporter))
     for path in refusal or []:
         vectors = RefusalVectors.load(path)
         _check_same_model(vectors, source, str(path))
         concepts.append(vectors)
-    specs = edit_specs(concepts, mode, strength)
+    if mode == "uce":
+        specs = uce_specs(activation_sets, strength, alpha, level)
+        recipe_concepts = [{"concept": a.meta.get("concept"), "method": "uce", "rank": None, "alpha": alpha,
+                            "level": level, "pairs_sha256": a.meta.get("pairs_sha256")} for a in activation_sets]
+    else:
+        specs = edit_specs(concepts, mode, strength, subspace)
+        recipe_concepts = [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
+                            "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
+                            "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts]
     if sites:
         wanted = set(site_keys(source, sites))
         specs = {k: v for k, v in specs.items() if k in wanted}
@@ -299,12 +338,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                               fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
 
     recipe = {
-        "concepts": [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
-                      "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
-                      "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts],
-        "mode": mode, "strength": strength, "sites": sorted(specs), "modules": modules,
+        "concepts": recipe_concepts,
+        "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
     }
-    file_meta = provenance_metadata(source, recipe, concepts, output_format)
+    file_meta = provenance_metadata(source, recipe, output_format)
     quantization = None
     if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
         check_free_space(out, model_files(source.path), {info.file for e in plan for info in (e.weight, e.bias)

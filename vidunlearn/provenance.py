@@ -12,16 +12,18 @@ from .fsutil import sha256_json
 from .model import ModelSource
 
 
-def provenance_metadata(source: ModelSource, recipe: dict, concepts: list, output_format: str) -> dict[str, str]:
+def provenance_metadata(source: ModelSource, recipe: dict, output_format: str) -> dict[str, str]:
     """The ``vidunlearn.*`` keys written into the header of every safetensors file we write
-    (safetensors metadata values are strings; lists are comma-joined)."""
+    (safetensors metadata values are strings; lists are comma-joined). One entry per concept of
+    ``recipe["concepts"]`` (dicts with concept, pairs_sha256, rank, method)."""
     joined = lambda values: ",".join(str(v) for v in values)
+    concepts = recipe["concepts"]
     return {
         "vidunlearn.version": __version__,
-        "vidunlearn.concepts": joined(c.concept for c in concepts),
-        "vidunlearn.pairs_sha256": joined(c.meta.get("pairs_sha256") or "" for c in concepts),
-        "vidunlearn.rank": joined(c.meta.get("rank") for c in concepts),
-        "vidunlearn.method": joined(c.meta.get("method") for c in concepts),
+        "vidunlearn.concepts": joined(c["concept"] for c in concepts),
+        "vidunlearn.pairs_sha256": joined(c.get("pairs_sha256") or "" for c in concepts),
+        "vidunlearn.rank": joined(c.get("rank") for c in concepts),
+        "vidunlearn.method": joined(c.get("method") for c in concepts),
         "vidunlearn.strength": str(recipe["strength"]),
         "vidunlearn.mode": recipe["mode"],
         "vidunlearn.sites": joined(recipe["sites"]),

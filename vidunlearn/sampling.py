@@ -40,26 +40,97 @@ class SampleResult:
     videos: list[dict] = field(default_factory=list)
 
 
-def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str):
+def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
+              seeds: list[int] | None = None, batch_size: int = 1):
+    """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
+    ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
+    clips do not depend on ``batch_size``."""
     import torch
     from diffusers import DiffusionPipeline
 
     from .textpath import torch_dtype
 
+    seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=torch_dtype(settings.dtype),
                                              use_safetensors=True).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
+    compact = install_compact_padding(pipe, source.adapter.max_sequence_length)
     clips = []
     with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
-        for prompt in prompts:
-            generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-            result = pipe(prompt=prompt, negative_prompt=settings.negative_prompt or None, height=settings.height,
-                          width=settings.width, num_frames=settings.frames, num_inference_steps=settings.steps,
-                          guidance_scale=settings.guidance, generator=generator, output_type="np")
-            clips.append(result.frames[0])  # (F, H, W, 3) float in [0, 1]
-            advance(1)
+        for start in range(0, len(prompts), max(batch_size, 1)):
+            batch = prompts[start:start + max(batch_size, 1)]
+            generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[start:start + len(batch)]]
+            negative = _embed(pipe, source, [settings.negative_prompt] * len(batch), settings.device, compact)
+            result = pipe(prompt_embeds=_embed(pipe, source, batch, settings.device, compact),
+                          negative_prompt_embeds=negative if settings.guidance > 1 else None,
+                          height=settings.height, width=settings.width,
+                          num_frames=settings.frames, num_inference_steps=settings.steps,
+                          guidance_scale=settings.guidance, generator=generators, output_type="np")
+            clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
+            advance(len(batch))
     del pipe
     return clips
+
+
+def _embed(pipe, source: ModelSource, prompts: list[str], device: str, compact: bool = False):
+    """The pipeline's prompt embeddings (B, L, D), computed on the real tokens only and zero-padded
+    as WanPipeline pads them (L = max_sequence_length): the text encoder never runs over the pad
+    tokens. With ``compact``, L is the batch's longest prompt + 1 (see :class:`CompactPadding`)."""
+    import torch
+
+    from .textpath import encode_prompts
+
+    length = source.adapter.max_sequence_length
+    with torch.no_grad():
+        states = encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts, length, device, batch_size=64)
+    width = min(length, max(s.shape[0] for s in states) + 1) if compact else length
+    dtype = pipe.transformer.dtype
+    return torch.stack([torch.cat([s, s.new_zeros(width - s.shape[0], s.shape[1])]) for s in states]).to(dtype)
+
+
+class CompactPadding:
+    """Cross-attention processor for prompts padded to fewer tokens than the pipeline's
+    ``max_length`` zero pads. Every pad becomes the same key and value (the text embedder maps the
+    zero vector to one constant ``null`` token), so a softmax over ``max_length - T`` identical
+    pads equals one over the ``n`` pads present with ``log((max_length - T) / n)`` added to each
+    pad's logit: exact, and the K/V projections run on T + n tokens instead of ``max_length``."""
+
+    def __init__(self, inner, null, length: int) -> None:
+        self.inner, self.null, self.length = inner, null, length
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        import torch
+
+        if encoder_hidden_states is None or attention_mask is not None:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        null = self.null.to(encoder_hidden_states.dtype)
+        distance = (encoder_hidden_states - null).norm(dim=-1)                      # (B, L)
+        is_pad = distance <= 1e-4 * null.norm() + 1e-6
+        pads = is_pad.sum(dim=-1, keepdim=True)                                      # (B, 1)
+        stands_for = self.length - (encoder_hidden_states.shape[1] - pads)          # pads in the full prompt
+        weight = torch.log(stands_for.clamp_min(1) / pads.clamp_min(1)).to(hidden_states.dtype)
+        bias = torch.where(is_pad, weight, torch.zeros_like(weight))[:, None, None, :]
+        return self.inner(attn, hidden_states, encoder_hidden_states, bias, rotary_emb)
+
+
+def install_compact_padding(pipe, length: int) -> bool:
+    """Put :class:`CompactPadding` on every text-only cross-attention of the pipeline's denoisers.
+    Returns False (and changes nothing) when a denoiser does not have that layout."""
+    import torch
+
+    denoisers = [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m is not None]
+    for model in denoisers:
+        blocks = getattr(model, "blocks", None)
+        embedder = getattr(getattr(model, "condition_embedder", None), "text_embedder", None)
+        if blocks is None or embedder is None or any(b.attn2.add_k_proj is not None for b in blocks):
+            return False
+    for model in denoisers:
+        embedder = model.condition_embedder.text_embedder
+        with torch.no_grad():
+            null = embedder(torch.zeros(1, 1, embedder.linear_1.in_features, dtype=model.dtype)).reshape(-1)
+        for block in model.blocks:
+            block.attn2.set_processor(CompactPadding(block.attn2.processor, null, length))
+    return True
 
 
 def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,

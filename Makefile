@@ -1,13 +1,12 @@
-# vidunlearn: make install | make demo | make test | make docs | make model | make benchmark-model
+# vidunlearn: make install | make demo | make demo-tiny | make test | make docs | make model | make benchmark-model
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TINY   := models/tiny-wan
 BENCH  := models/shapes-wan
-MODEL  ?= $(TINY)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test docs model benchmark-model clean
+.PHONY: install demo demo-tiny test docs model benchmark-model clean
 
 install: $(STAMP)
 
@@ -21,10 +20,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "from pathlib import Path; from vidunlearn.model import materialise_text_encoder as m; m(Path('$(BENCH)'))"
 	touch $(STAMP)
 
-# The main job end to end on the bundled tiny model: remove violence, then render base vs edited.
+# The main job on the bundled trained model: erase the colour red (5 pairs), then measure it:
+# forget rate, rest kept, retain accuracy and paraphrase leak, base vs edited (eval/red/).
 demo: install
-	$(BIN)/vidunlearn apply --model $(MODEL) --pairs pairs/violence.yaml --out out/tiny-noviolence --force
-	$(BIN)/vidunlearn sample --model out/tiny-noviolence --compare $(MODEL) \
+	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/red.yaml --out out/shapes-nored --force
+	$(BIN)/vidunlearn eval --model out/shapes-nored --compare $(BENCH) --concept red \
+		--holdout pairs/bench/red.yaml --out eval/red --force
+
+# The same plumbing on the tiny random-weight model: remove violence, render base vs edited videos.
+demo-tiny: install
+	$(BIN)/vidunlearn apply --model $(TINY) --pairs pairs/violence.yaml --out out/tiny-noviolence --force
+	$(BIN)/vidunlearn sample --model out/tiny-noviolence --compare $(TINY) \
 		--prompts-from pairs/violence.yaml --prompt-set probes \
 		--steps 4 --frames 9 --height 64 --width 64 --fps 8 --out samples/tiny-noviolence --force
 
@@ -43,4 +49,4 @@ benchmark-model: install
 	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train
 
 clean:
-	rm -rf out samples vidunlearn-work .pytest_cache
+	rm -rf out samples eval vidunlearn-work .pytest_cache

@@ -33,11 +33,17 @@ def _load_bytes(loader, data: bytes, suffix: str):
         return loader(path)
 
 
-def _pairs_only_own_error(data: bytes) -> None:
+def _only_own_error(loader, error: type, data: bytes, suffix: str) -> None:
+    """``loader`` on ``data`` either succeeds or raises ``error`` with a one-line message; any
+    other exception fails the test."""
     try:
-        _load_bytes(load_pairs, data, ".yaml")
-    except PairsError as exc:
+        _load_bytes(loader, data, suffix)
+    except error as exc:
         assert "\n" not in exc.one_line()
+
+
+def _pairs_only_own_error(data: bytes) -> None:
+    _only_own_error(load_pairs, PairsError, data, ".yaml")
 
 
 # --------------------------------------------------------------------------------- pairs fuzz
@@ -127,10 +133,7 @@ LOADERS = {"refusal": RefusalVectors.load, "activations": ActivationSet.load}
 
 
 def _artifact_only_own_error(kind: str, data: bytes) -> None:
-    try:
-        _load_bytes(LOADERS[kind], data, ".safetensors")
-    except ArtifactError as exc:
-        assert "\n" not in exc.one_line()
+    _only_own_error(LOADERS[kind], ArtifactError, data, ".safetensors")
 
 
 def test_valid_artifacts_load():
@@ -242,10 +245,7 @@ def _header_only_own_error(data: bytes) -> None:
     from vidunlearn.errors import ModelError
     from vidunlearn.model import read_header
 
-    try:
-        _load_bytes(read_header, data, ".safetensors")
-    except ModelError as exc:
-        assert "\n" not in exc.one_line()
+    _only_own_error(read_header, ModelError, data, ".safetensors")
 
 
 @FUZZ

@@ -280,7 +280,7 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
     stats = pstats.Stats(str(stats_file))
     total = max(v[3] for v in stats.stats.values())  # cumulative time of the outermost call
     wanted = ["write_checkpoint", "rewrite_shard", "copy_range", "hexdigest", "run", "link_or_copy",
-              "sha256_file", "build_card", "fingerprint", "resolve_model", "edit_linear", "_load", "_to_bytes",
+              "sha256_file", "build_card", "fingerprint", "resolve_model", "edit_linear", "_load", "tensor_bytes",
               "project_weight", "_write_all"]
     print(f"\ncProfile of one apply (total {total:.2f} s, profiler overhead included):")
     print("| function | calls | cumulative s | share |\n|---|---:|---:|---:|")

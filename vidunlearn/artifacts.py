@@ -49,10 +49,10 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
 def _canonical(data: bytes) -> bytes:
     """The same safetensors bytes with a sorted-key header: safetensors writes ``__metadata__``
     in hash-map order, which changes from run to run; artifacts must be bit-identical."""
+    from .model import encode_header
+
     length = int.from_bytes(data[:8], "little")
-    raw = json.dumps(json.loads(data[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return len(raw).to_bytes(8, "little") + raw + data[8 + length:]
+    return encode_header(json.loads(data[8:8 + length]), sort_keys=True) + data[8 + length:]
 
 
 def _bad(path: Path, what: str, step: str) -> ArtifactError:

@@ -9,10 +9,8 @@ hard-linked where the file system allows, else copied; nothing is re-serialised.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .faults import pause_point
 from .fsutil import StreamHasher, copy_range, known_sha256, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, model_files, read_header
+from .model import ModelSource, TensorInfo, encode_header, model_files, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
 
@@ -122,7 +120,7 @@ def _load(info: TensorInfo) -> torch.Tensor:
         return handle.get_tensor(info.key)
 
 
-def _to_bytes(tensor: torch.Tensor) -> bytes:
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.contiguous().view(torch.uint8).numpy().tobytes()
 
 
@@ -140,9 +138,7 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
     header, data_start = read_header(source)
     new_header = dict(header)
     new_header["__metadata__"] = {**header.get("__metadata__", {}), **metadata}
-    raw = json.dumps(new_header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    prefix = struct.pack("<Q", len(raw)) + raw
+    prefix = encode_header(new_header)
     entries = sorted((v["data_offsets"][0], v["data_offsets"][1], k) for k, v in header.items() if k != "__metadata__")
     # The edits are computed one or two tensors ahead in a worker thread (torch releases the
     # GIL), so the math overlaps the kernel's copying and the hashing instead of adding to them.
@@ -172,7 +168,7 @@ def rewrite_shard(source: Path, destination: Path, edits: dict[str, Callable[[],
                                          fix="re-download the model")
                     if key in edits:
                         flush_run(begin, key)
-                        data = _to_bytes(ahead.next(key))
+                        data = tensor_bytes(ahead.next(key))
                         if len(data) != end - begin:
                             raise ModelError(f"edited {key!r} has {len(data)} bytes, expected {end - begin}",
                                              where=str(source))

@@ -12,19 +12,17 @@ lora: W' = W - s (W Q) Q^T = W + B A with A = Q^T (k, in) and B = -s W Q (out, k
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoint import EditRecord, PlannedEdit
+from .checkpoint import EditRecord, PlannedEdit, tensor_bytes
 from .errors import ModelError, OutputError
 from .fsutil import copy_range
 from .layerchange import LayerChange, compute_change, read_tensor
-from .model import ModelSource, read_header
+from .model import ModelSource, encode_header, read_header
 from .quant import is_fp8
 from .wankeys import LORA_PREFIX, to_original
 
@@ -69,10 +67,6 @@ class Report:
     files: list[str] = field(default_factory=list)
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.contiguous().view(torch.uint8).numpy().tobytes()
-
-
 def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int], int, Callable[[], bytes] | tuple[Path, int, int]]],
                       metadata: dict[str, str], advance: Callable[[int], None] | None = None) -> None:
     """Stream a safetensors file: ``entries`` are (key, dtype, shape, nbytes, producer) where the
@@ -83,10 +77,8 @@ def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int]
     for key, dtype, shape, nbytes, _ in entries:
         header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
     with open(destination, "wb") as out:
-        out.write(struct.pack("<Q", len(raw)) + raw)
+        out.write(encode_header(header))
         for key, _, _, nbytes, producer in entries:
             if callable(producer):
                 data = producer()
@@ -180,9 +172,9 @@ def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdi
             def producer(k=key, p=path, c=convert) -> bytes:
                 new = changes.take(k)
                 tensor = new if new is not None else read_tensor(p, k)
-                return _tensor_bytes(tensor.to(ST_DTYPES[target]) if c else tensor)
+                return tensor_bytes(tensor.to(ST_DTYPES[target]) if c else tensor)
         elif convert:
-            producer = (lambda p=path, k=key: _tensor_bytes(read_tensor(p, k).to(ST_DTYPES[target])))
+            producer = (lambda p=path, k=key: tensor_bytes(read_tensor(p, k).to(ST_DTYPES[target])))
         else:
             producer = (path, begin, length)
         entries.append((out_key, out_dtype, list(shape), nbytes, producer))

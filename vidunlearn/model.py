@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
-from .fsutil import sha256_file
+from .fsutil import known_sha256, sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # A model folder that ships without its (large, pip-installable) text encoder says where to get
@@ -26,7 +25,6 @@ MAX_HEADER_BYTES = 100 << 20
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 LIBRARIES = ("diffusers", "transformers")  # component classes are only ever taken from these
-_BLOB = re.compile(r"^[0-9a-f]{64}$")  # an LFS blob of the Hub cache: named by its SHA-256
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,14 @@ class TensorInfo:
     shape: tuple[int, ...]
     begin: int
     end: int
+
+
+def encode_header(header: dict, *, sort_keys: bool = False) -> bytes:
+    """The bytes that open a safetensors file: the little-endian u64 length, then the compact
+    JSON ``header`` padded with spaces to a multiple of 8 (as safetensors' own writer pads)."""
+    raw = json.dumps(header, sort_keys=sort_keys, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
 
 
 def read_header(path: Path) -> tuple[dict, int]:
@@ -215,7 +221,7 @@ class ModelSource:
         for component in (self.adapter.tokenizer, self.adapter.text_encoder):
             for file in model_files(self.path, component):
                 real = contained(file, self.path)
-                identity = real.name if real.parent.name == "blobs" and _BLOB.match(real.name) else sha256_file(real)
+                identity = known_sha256(real) or sha256_file(real)
                 digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
         digest.update(self.text_path_digest().encode())
         return digest.hexdigest()

@@ -362,7 +362,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             with reporter.task(f"writing {output_format}", total=steps) as advance:
                 report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
             records, actions = report.records, {name: "write" for name in report.files}
-            hashes = hash_outputs(temp)
+            hashes = {name: report.sha256.get(name) or sha256_file(temp / name) for name in report.files}
             quantization = check_survival(report.survival, min_survival, str(source.path))
         from .card import build_card
 

@@ -12,6 +12,7 @@ lora: W' = W - s (W Q) Q^T = W + B A with A = Q^T (k, in) and B = -s W Q (out, k
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from .checkpoint import EditRecord, PlannedEdit, tensor_bytes
 from .errors import ModelError, OutputError
-from .fsutil import copy_range
+from .fsutil import StreamHasher, copy_range
 from .layerchange import LayerChange, compute_change, read_tensor
 from .model import ModelSource, encode_header, read_header
 from .quant import is_fp8
@@ -65,40 +66,49 @@ class Report:
     records: list[EditRecord] = field(default_factory=list)
     survival: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    sha256: dict[str, str] = field(default_factory=dict)  # of the files hashed while written
 
 
 def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int], int, Callable[[], bytes] | tuple[Path, int, int]]],
-                      metadata: dict[str, str], advance: Callable[[int], None] | None = None) -> None:
+                      metadata: dict[str, str], advance: Callable[[int], None] | None = None) -> str:
     """Stream a safetensors file: ``entries`` are (key, dtype, shape, nbytes, producer) where the
     producer is a callable returning the bytes or (file, absolute offset, length) to copy.
-    ``advance`` is called with each tensor's byte count (progress)."""
+    ``advance`` is called with each tensor's byte count (progress). Returns the file's SHA-256,
+    computed while writing (``fsutil.StreamHasher``, as for rewritten shards)."""
     header: dict = {"__metadata__": metadata}
     offset = 0
     for key, dtype, shape, nbytes, _ in entries:
         header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-    with open(destination, "wb") as out:
-        out.write(encode_header(header))
+    with contextlib.ExitStack() as sources, open(destination, "wb") as out, StreamHasher() as hasher:
+        opened: dict[Path, int] = {}  # source fds stay open until the hasher has read them
+        prefix = encode_header(header)
+        out.write(prefix)
+        hasher.update(prefix)
         for key, _, _, nbytes, producer in entries:
             if callable(producer):
                 data = producer()
                 if len(data) != nbytes:
                     raise ModelError(f"{key!r} has {len(data)} bytes, expected {nbytes}", where=str(destination))
                 out.write(data)
+                hasher.update(data)
                 if advance is not None:
                     advance(nbytes)
                 continue
             file, begin, length = producer
+            if file not in opened:
+                opened[file] = sources.enter_context(open(file, "rb")).fileno()
             out.flush()  # the kernel copies at explicit offsets, past Python's buffer
             position = out.tell()
-            with open(file, "rb") as source:
-                try:
-                    copy_range(source.fileno(), out.fileno(), begin, position, length)
-                except EOFError:
-                    raise ModelError("file ended early", where=str(file), fix="re-download the model") from None
+            try:
+                copy_range(opened[file], out.fileno(), begin, position, length)
+            except EOFError:
+                raise ModelError("file ended early", where=str(file), fix="re-download the model") from None
+            hasher.update_range(opened[file], begin, length)
             out.seek(position + length)
             if advance is not None:
                 advance(nbytes)
+        return hasher.hexdigest()
 
 
 class _Changes:
@@ -178,7 +188,7 @@ def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdi
         else:
             producer = (path, begin, length)
         entries.append((out_key, out_dtype, list(shape), nbytes, producer))
-    write_safetensors(destination, entries, {**base_meta, **metadata}, advance)
+    report.sha256[destination.name] = write_safetensors(destination, entries, {**base_meta, **metadata}, advance)
     report.files.append(destination.name)
 
 

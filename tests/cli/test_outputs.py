@@ -67,6 +67,17 @@ def test_single_file_reads_back_bitwise_equal_with_from_single_file(tiny_wan, ou
     assert len(meta["vidunlearn.pairs_sha256"]) == 64
 
 
+def test_manifest_hashes_of_every_format_equal_a_re_read(outputs):
+    """single files are hashed while written; the manifest must equal a fresh read of each file"""
+    import json
+
+    from vidunlearn.checkpoint import hash_outputs
+
+    for out in outputs.values():
+        manifest = json.loads((out / "vidunlearn.json").read_text())
+        assert manifest["files"] == {k: v for k, v in hash_outputs(out).items() if k != "vidunlearn.json"}, out
+
+
 def test_single_file_in_bfloat16(tiny_wan, outputs, tmp_path):
     from diffusers import WanTransformer3DModel
 

@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 
 def build(root: Path, layers: int) -> Path:
     """The pipeline folder: 1.3B transformer (hard links), wide UMT5 encoder (random), tiny rest."""
-    from apply_vs_copy import build as build_transformer
+    from hub_layout import build as build_transformer
 
     folder = root / f"extract13b-umt5x{layers}"
     if (folder / "model_index.json").is_file():

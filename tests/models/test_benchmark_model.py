@@ -57,10 +57,11 @@ def untrained(tmp_path_factory) -> Path:
 
     script = _training_script()
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(**script.VAE_CONFIG, latents_mean=[0.0] * 8, latents_std=[1.0] * 8)
+    z = script.VAE_CONFIG["z_dim"]
+    vae = AutoencoderKLWan(**script.VAE_CONFIG, latents_mean=[0.0] * z, latents_std=[1.0] * z)
     transformer = WanTransformer3DModel(**script.TRANSFORMER_CONFIG)
     target = tmp_path_factory.mktemp("untrained") / "shapes-wan"
-    script.save_pipeline(target, transformer, vae, (torch.zeros(1, 8, 1, 1, 1), torch.ones(1, 8, 1, 1, 1)))
+    script.save_pipeline(target, transformer, vae, (torch.zeros(1, z, 1, 1, 1), torch.ones(1, z, 1, 1, 1)))
     return target
 
 
@@ -109,6 +110,31 @@ def _generate(folder: Path, steps: int):
                height=world.SIZE, width=world.SIZE, num_frames=world.FRAMES, num_inference_steps=steps,
                guidance_scale=GUIDANCE, generator=torch.Generator().manual_seed(0), output_type="np")
     return out.frames
+
+
+def test_frame_wise_vae_codes_each_frame_on_its_own():
+    """The training script's frame_wise() (--arch frame-wise) makes the Wan VAE exact per frame: a
+    clip's latents and its decode equal those of its frames taken one at a time."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    script = _training_script()
+    torch.manual_seed(0)
+    config = script.FRAME_WISE_VAE_CONFIG
+    vae = AutoencoderKLWan(**config).eval()
+    clip = torch.rand(1, 3, world.FRAMES, world.SIZE, world.SIZE) * 2 - 1
+    with torch.no_grad():
+        mixed = vae.encode(clip).latent_dist.mode()
+        single = torch.cat([vae.encode(clip[:, :, f:f + 1]).latent_dist.mode() for f in range(world.FRAMES)], 2)
+        assert not torch.allclose(mixed, single, atol=1e-4)  # untouched, Wan's VAE mixes frames
+        script.frame_wise(vae)
+        mixed = vae.encode(clip).latent_dist.mode()
+        single = torch.cat([vae.encode(clip[:, :, f:f + 1]).latent_dist.mode() for f in range(world.FRAMES)], 2)
+        torch.testing.assert_close(mixed, single, atol=1e-5, rtol=1e-5)
+        assert mixed.shape[1:] == script.latent_shape(config)
+        decoded = vae.decode(mixed).sample
+        one_by_one = torch.cat([vae.decode(mixed[:, :, f:f + 1]).sample for f in range(world.FRAMES)], 2)
+        torch.testing.assert_close(decoded, one_by_one, atol=1e-5, rtol=1e-5)
 
 
 def test_untrained_pipeline_loads_offline_and_generates_world_sized_clips(untrained):

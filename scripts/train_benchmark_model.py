@@ -111,7 +111,7 @@ def render_batch(rng: np.random.Generator, labels: list[world.Labels]) -> np.nda
     return np.stack([world.render(lab, rng) for lab in labels])
 
 
-# ---- stage 1: VAE ---------------------------------------------------------------------------------
+# ---- stage 1: VAE ----------------------------------------------------------------------------------
 
 def frame_wise(vae) -> None:
     """Zero every causal convolution's taps on earlier frames, and keep them zero in training.

@@ -101,6 +101,7 @@ RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the cont
 AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
 ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]
 
 
 def _concept_dir(work_dir: Path, pairs: Path) -> Path:
@@ -188,7 +189,7 @@ def apply(
     dtype: DtypeOpt = "float32",
     offload: OffloadOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from config.json; load no weights, write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    force: ForceOpt = False,
     output_format: Annotated[Optional[str], typer.Option("--format", help="diffusers (pipeline folder, default), single-file (original Wan/ComfyUI keys) or lora (the exact rank-k delta). A single-file --model gives single-file.")] = None,
     save_dtype: Annotated[Optional[str], typer.Option(help="single-file/lora only: store as float32, bfloat16 or float16 (default: source dtype; lora: float32).")] = None,
     config: ConfigOpt = None,
@@ -251,7 +252,7 @@ def sample(
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Generate videos with fixed seeds from the edited model (and, with --compare, from the base)."""
     from .sampling import SampleSettings, prompts_from_pairs
@@ -325,7 +326,7 @@ def eval_(
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
     from rich.table import Table
@@ -372,7 +373,7 @@ def tiny(
     texts_from: Annotated[Optional[list[Path]], typer.Option(help="Pairs files whose words go into the tiny vocabulary.")] = None,
     experts: Annotated[int, typer.Option(help="1 (Wan2.1 layout) or 2 (Wan2.2: transformer + transformer_2).")] = 1,
     seed: int = 0,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Build a tiny random-weight Wan pipeline offline (plumbing smoke tests; it has learned nothing)."""
     from .fsutil import atomic_output, check_writable

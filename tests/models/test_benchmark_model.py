@@ -137,6 +137,32 @@ def test_frame_wise_vae_codes_each_frame_on_its_own():
         torch.testing.assert_close(decoded, one_by_one, atol=1e-5, rtol=1e-5)
 
 
+def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
+    """Stage 1b (--decoder-minutes) trains the decoder only: the latents a denoiser was trained on
+    stay exactly the same, the decoder moves, and the stage runs once per work folder."""
+    import argparse
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    script = _training_script()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**script.VAE_CONFIG)
+    encoder = {k: v.clone() for k, v in vae.state_dict().items() if not k.startswith(("decoder.", "post_quant_conv."))}
+    decoder = {k: v.clone() for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
+    args = argparse.Namespace(seed=0, vae_batch=1, vae_steps=2, decoder_minutes=5.0, decoder_lr=1e-3,
+                              object_weight=20.0, kl_weight=1e-4)
+    script.finetune_decoder(args, tmp_path, "cpu", vae)
+    after = vae.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in encoder.items())
+    assert any(not torch.equal(after[k], v) for k, v in decoder.items())
+    assert json.loads((tmp_path / "decoder.json").read_text())["steps"] == 2
+    assert (tmp_path / "vae.safetensors").is_file()
+    moved = {k: v.clone() for k, v in vae.state_dict().items()}
+    script.finetune_decoder(args, tmp_path, "cpu", vae)  # already done for this work folder: a no-op
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in moved.items())
+
+
 def test_untrained_pipeline_loads_offline_and_generates_world_sized_clips(untrained):
     clips = _generate(untrained, steps=2)
     assert (untrained / "text_encoder" / "model.safetensors").is_file()

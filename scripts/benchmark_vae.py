@@ -1,0 +1,170 @@
+"""The benchmark model's VAE stage and the helpers the training stages share (used by
+scripts/train_benchmark_model.py, which documents the whole run)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidunlearn import world
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def progress(total: int, description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    task = bar.add_task(description, total=total, info="")
+    return bar, task
+
+
+def checkpoint(write, payload, path: Path) -> None:
+    """Write a resume checkpoint; a full disk costs the checkpoint, not the run."""
+    try:
+        write(payload, path)
+    except OSError as exc:
+        log(f"could not write checkpoint {path} ({exc}); training goes on")
+
+
+def schedule(step: int, steps: int, start: float, minutes: float, done: int = 0) -> float:
+    """Warm-up over 50 steps, then cosine decay to 10 % over the step OR time budget (whichever
+    runs out first: on a shared CPU the time budget usually decides)."""
+    progress = max(step / steps, (time.time() - start) / (minutes * 60) + done / steps)
+    return min(1.0, (step - done + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def to_tensor(clips: np.ndarray) -> torch.Tensor:
+    """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1]."""
+    return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """float (B, 3, F, H, W) in [-1, 1] -> float (B, F, H, W, 3) in [0, 1]."""
+    return video.clamp(-1, 1).add(1).div(2).permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def render_batch(rng: np.random.Generator, labels: list[world.Labels]) -> np.ndarray:
+    return np.stack([world.render(lab, rng) for lab in labels])
+
+
+# ---- stage 1: VAE ----------------------------------------------------------------------------------
+
+def frame_wise(vae) -> None:
+    """Zero every causal convolution's taps on earlier frames, and keep them zero in training.
+
+    The VAE then codes each frame on its own (scale_factor_temporal is 1): exact, since Wan's VAE
+    otherwise mixes frames only through those taps (its norms and attention act per frame). It
+    trains on single frames, five times cheaper per clip, and all motion is left to the denoiser.
+    """
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    for module in vae.modules():
+        if isinstance(module, WanCausalConv3d) and module.kernel_size[0] > 1:
+            mask = torch.zeros_like(module.weight)
+            mask[:, :, -1] = 1.0  # causal padding: the last temporal tap is the current frame
+            with torch.no_grad():
+                module.weight.mul_(mask)
+            module.weight.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def train_vae(args, work: Path, device: str, vae_config: dict):
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(args.seed)
+    z = vae_config["z_dim"]
+    vae = AutoencoderKLWan(**vae_config, latents_mean=[0.0] * z, latents_std=[1.0] * z).to(device)
+    if vae_config["scale_factor_temporal"] == 1:
+        frame_wise(vae)
+    path = work / "vae.safetensors"
+    if path.exists():
+        vae.load_state_dict(load_file(path))
+        if not args.vae_continue:
+            log(f"VAE: reusing {path}")
+            return finetune_decoder(args, work, device, vae)
+        log(f"VAE: continuing from {path}")
+    fit_vae(args, vae, list(vae.parameters()), args.vae_lr, args.vae_steps, args.vae_minutes, device, "VAE")
+    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, path)
+    return finetune_decoder(args, work, device, vae)
+
+
+def finetune_decoder(args, work: Path, device: str, vae):
+    """Stage 1b (--decoder-minutes): train the decoder alone, the encoder frozen. The latents, and so
+    a denoiser already trained on them, stay valid; only the decoded pixels get sharper. Done once
+    per --work (the marker decoder.json records it)."""
+    from safetensors.torch import save_file
+
+    marker = work / "decoder.json"
+    if args.decoder_minutes <= 0 or marker.exists():
+        return vae.eval()
+    parameters = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    for p in parameters:
+        p.requires_grad_(True)
+    steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, args.decoder_minutes, device, "decoder")
+    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, work / "vae.safetensors")
+    checkpoint(lambda text, path: path.write_text(text),
+               json.dumps({"steps": steps, "minutes": args.decoder_minutes, "lr": args.decoder_lr}), marker)
+    return vae.eval()
+
+
+def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device: str, name: str) -> int:
+    """Train ``parameters`` of the VAE as a near-deterministic autoencoder; returns the steps run."""
+    per_frame = vae.config.scale_factor_temporal == 1
+    rng = np.random.default_rng(args.seed + (0 if name == "VAE" else 7))
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    start = time.time()
+    bar, task = progress(steps, name)
+    step = 0
+    with bar:
+        for step in range(steps):
+            x = to_tensor(render_batch(rng, [world.random_labels(rng) for _ in range(args.vae_batch)]))
+            if per_frame:  # a frame-wise VAE trains on every frame of the batch as a one-frame clip
+                x = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, 1, world.SIZE, world.SIZE)
+            x = x.to(device)
+            posterior = vae.encode(x).latent_dist
+            # Deterministic (the posterior mode): sampling with the initial unit variance drowns the
+            # signal and the decoder learns to ignore the latents (measured: no object after 260 steps).
+            y = vae.decode(posterior.mode()).sample
+            # The object is a small part of each frame: weight its pixels (those that differ
+            # from the corner pixel, i.e. the background) so it is learnt first, not last.
+            weight = 1.0 + args.object_weight * ((x - x[..., :1, :1]).abs().sum(dim=1, keepdim=True) > 0.1).float()
+            recon = (weight * ((y - x).abs() + (y - x).pow(2))).mean() / weight.mean()
+            loss = recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            for group in optimiser.param_groups:
+                group["lr"] = lr * schedule(step, steps, start, minutes)
+            optimiser.step()
+            bar.update(task, advance=1, info=f"recon {recon.item():.4f}")
+            if step % 50 == 0:
+                log(f"{name} step {step} recon {recon.item():.4f}")
+            if time.time() - start > minutes * 60:
+                log(f"{name}: time budget reached after {step + 1} steps")
+                break
+    log(f"{name} trained in {time.time() - start:.0f} s")
+    return step + 1
+
+
+@torch.no_grad()
+def encode(vae, clips: np.ndarray, device: str, batch: int = 32) -> torch.Tensor:
+    out = []
+    for i in range(0, len(clips), batch):
+        out.append(vae.encode(to_tensor(clips[i:i + batch]).to(device)).latent_dist.mode().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode(vae, latents: torch.Tensor, device: str, batch: int = 32) -> np.ndarray:
+    return np.concatenate([to_frames(vae.decode(latents[i:i + batch].to(device)).sample) for i in range(0, len(latents), batch)])

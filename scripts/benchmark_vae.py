@@ -92,36 +92,44 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
             log(f"VAE: reusing {path}")
             return finetune_decoder(args, work, device, vae)
         log(f"VAE: continuing from {path}")
-    fit_vae(args, vae, list(vae.parameters()), args.vae_lr, args.vae_steps, args.vae_minutes, device, "VAE")
+    fit_vae(args, vae, list(vae.parameters()), args.vae_lr, args.vae_steps, args.vae_minutes, device, "VAE",
+            args.seed)
     checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, path)
     return finetune_decoder(args, work, device, vae)
 
 
 def finetune_decoder(args, work: Path, device: str, vae):
     """Stage 1b (--decoder-minutes): train the decoder alone, the encoder frozen. The latents, and so
-    a denoiser already trained on them, stay valid; only the decoded pixels get sharper. Done once
-    per --work (the marker decoder.json records it)."""
+    a denoiser already trained on them, stay valid; only the decoded pixels get sharper.
+    --decoder-minutes is the total for this --work: decoder.json records what was done, and a
+    rerun with a larger total trains the remainder (a fresh optimizer and warm-up)."""
     from safetensors.torch import save_file
 
     marker = work / "decoder.json"
-    if args.decoder_minutes <= 0 or marker.exists():
+    done = json.loads(marker.read_text()) if marker.exists() else {"minutes": 0.0, "steps": 0, "runs": []}
+    remaining = args.decoder_minutes - done["minutes"]
+    if remaining <= 0:
         return vae.eval()
     parameters = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in vae.parameters():
         p.requires_grad_(False)
     for p in parameters:
         p.requires_grad_(True)
-    steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, args.decoder_minutes, device, "decoder")
+    # Fresh clips for each run: the seed moves on by the steps already done.
+    steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, remaining, device, "decoder",
+                    args.seed + 7 + done["steps"])
     checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, work / "vae.safetensors")
-    checkpoint(lambda text, path: path.write_text(text),
-               json.dumps({"steps": steps, "minutes": args.decoder_minutes, "lr": args.decoder_lr}), marker)
+    done = {"minutes": args.decoder_minutes, "steps": done["steps"] + steps,
+            "runs": done["runs"] + [{"steps": steps, "minutes": remaining, "lr": args.decoder_lr}]}
+    checkpoint(lambda text, path: path.write_text(text), json.dumps(done), marker)
     return vae.eval()
 
 
-def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device: str, name: str) -> int:
-    """Train ``parameters`` of the VAE as a near-deterministic autoencoder; returns the steps run."""
+def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device: str, name: str, seed: int) -> int:
+    """Train ``parameters`` of the VAE as a near-deterministic autoencoder on clips drawn with ``seed``;
+    returns the steps run."""
     per_frame = vae.config.scale_factor_temporal == 1
-    rng = np.random.default_rng(args.seed + (0 if name == "VAE" else 7))
+    rng = np.random.default_rng(seed)
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     start = time.time()
     bar, task = progress(steps, name)

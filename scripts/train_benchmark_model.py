@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--object-weight", type=float, default=20.0, help="extra loss weight on object pixels")
     parser.add_argument("--vae-continue", action="store_true", help="train a checkpointed VAE further")
     parser.add_argument("--decoder-minutes", type=float, default=0.0,
-                        help="then train the decoder alone this long (encoder frozen: latents unchanged)")
+                        help="then train the decoder alone, this many minutes in all for --work (encoder frozen: latents unchanged)")
     parser.add_argument("--decoder-lr", type=float, default=5e-4)
     parser.add_argument("--clips-per-label", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4000)

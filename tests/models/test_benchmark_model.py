@@ -139,7 +139,8 @@ def test_frame_wise_vae_codes_each_frame_on_its_own():
 
 def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     """Stage 1b (--decoder-minutes) trains the decoder only: the latents a denoiser was trained on
-    stay exactly the same, the decoder moves, and the stage runs once per work folder."""
+    stay exactly the same and the decoder moves; --decoder-minutes is a total per work folder, so a
+    rerun with the same total does nothing and a larger one trains on."""
     import argparse
 
     import torch
@@ -159,8 +160,13 @@ def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     assert json.loads((tmp_path / "decoder.json").read_text())["steps"] == 2
     assert (tmp_path / "vae.safetensors").is_file()
     moved = {k: v.clone() for k, v in vae.state_dict().items()}
-    script.finetune_decoder(args, tmp_path, "cpu", vae)  # already done for this work folder: a no-op
+    script.finetune_decoder(args, tmp_path, "cpu", vae)  # this total is done for this work folder: a no-op
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in moved.items())
+    args.decoder_minutes = 10.0
+    script.finetune_decoder(args, tmp_path, "cpu", vae)
+    assert json.loads((tmp_path / "decoder.json").read_text())["steps"] == 4
+    assert any(not torch.equal(vae.state_dict()[k], v) for k, v in moved.items() if k.startswith("decoder."))
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in encoder.items())
 
 
 def test_untrained_pipeline_loads_offline_and_generates_world_sized_clips(untrained):

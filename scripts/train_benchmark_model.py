@@ -219,7 +219,14 @@ def train_denoiser(args, work: Path, device: str, vae, latents, label_index, sta
             noise = torch.randn(x0.shape, generator=rng).to(device)
             xt = (1 - sigma.view(-1, 1, 1, 1, 1)) * x0 + sigma.view(-1, 1, 1, 1, 1) * noise
             pred = forward(transformer, processors, xt, sigma, context.to(device), bias.to(device))
-            loss = (pred - (noise - x0)).pow(2).mean()
+            error = (pred - (noise - x0)).pow(2)
+            if args.denoiser_object_weight:
+                # Weight latent pixels by how far they are from the clip's background (its corner
+                # latent), scaled to [0, 1] per clip: the object's detail, where shape lives.
+                away = (x0 - x0[..., :1, :1]).abs().sum(dim=1, keepdim=True)
+                weight = 1.0 + args.denoiser_object_weight * away / away.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1, 1)
+                error = weight * error / weight.mean()
+            loss = error.mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
@@ -336,6 +343,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--denoiser-object-weight", type=float, default=0.0,
+                        help="extra loss weight on latent pixels away from the background (0: plain flow matching)")
     parser.add_argument("--drop", type=float, default=0.1, help="share of empty captions (for guidance)")
     parser.add_argument("--minutes", type=float, default=42.0, help="stop denoiser training after this long")
     parser.add_argument("--eval-every", type=int, default=400)

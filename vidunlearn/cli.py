@@ -17,6 +17,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from .cli_options import (AlphaOpt, ConfigOpt, DeviceOpt, DtypeOpt, ForceOpt, LevelOpt, MethodOpt, ModelOpt,
+                           OffloadOpt, RankOpt, RevisionOpt, SiteOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
 
@@ -82,26 +84,6 @@ def handled(command: Callable) -> Callable:
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
     return wrapper
-
-
-def _aliases() -> str:
-    from .adapters import ADAPTERS
-
-    return ", ".join(name for adapter in ADAPTERS for name in adapter.aliases)
-
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local diffusers folder.")]
-RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
-DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
-OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]
-DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
-SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
-MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
-RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
-AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
-ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
-LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]
 
 
 def _concept_dir(work_dir: Path, pairs: Path) -> Path:

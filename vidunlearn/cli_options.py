@@ -1,0 +1,28 @@
+"""Option types shared by several ``vidunlearn`` commands (typer ``Annotated`` aliases): one help
+text per option, whichever command shows it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def _aliases() -> str:
+    from .adapters import ADAPTERS
+
+    return ", ".join(name for adapter in ADAPTERS for name in adapter.aliases)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local diffusers folder.")]
+RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
+DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
+OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]
+DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
+SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
+MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
+RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
+AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
+ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
+LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]

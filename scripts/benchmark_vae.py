@@ -56,6 +56,18 @@ def render_batch(rng: np.random.Generator, labels: list[world.Labels]) -> np.nda
     return np.stack([world.render(lab, rng) for lab in labels])
 
 
+def away_from_background(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, F, H, W) -> (B, 1, F, H, W): each pixel's distance from the clip's corner pixel (the
+    background, in the world's clips); large on the object. Used to weight both training losses."""
+    return (x - x[..., :1, :1]).abs().sum(dim=1, keepdim=True)
+
+
+def save_vae(vae, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, path)
+
+
 # ---- stage 1: VAE ----------------------------------------------------------------------------------
 
 def frame_wise(vae) -> None:
@@ -78,7 +90,7 @@ def frame_wise(vae) -> None:
 
 def train_vae(args, work: Path, device: str, vae_config: dict):
     from diffusers import AutoencoderKLWan
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     torch.manual_seed(args.seed)
     z = vae_config["z_dim"]
@@ -94,7 +106,7 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
         log(f"VAE: continuing from {path}")
     fit_vae(args, vae, list(vae.parameters()), args.vae_lr, args.vae_steps, args.vae_minutes, device, "VAE",
             args.seed)
-    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, path)
+    save_vae(vae, path)
     return finetune_decoder(args, work, device, vae)
 
 
@@ -103,8 +115,6 @@ def finetune_decoder(args, work: Path, device: str, vae):
     a denoiser already trained on them, stay valid; only the decoded pixels get sharper.
     --decoder-minutes is the total for this --work: decoder.json records what was done, and a
     rerun with a larger total trains the remainder (a fresh optimizer and warm-up)."""
-    from safetensors.torch import save_file
-
     marker = work / "decoder.json"
     done = json.loads(marker.read_text()) if marker.exists() else {"minutes": 0.0, "steps": 0, "runs": []}
     remaining = args.decoder_minutes - done["minutes"]
@@ -118,7 +128,7 @@ def finetune_decoder(args, work: Path, device: str, vae):
     # Fresh clips for each run: the seed moves on by the steps already done.
     steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, remaining, device, "decoder",
                     args.seed + 7 + done["steps"])
-    checkpoint(save_file, {k: v.contiguous() for k, v in vae.state_dict().items()}, work / "vae.safetensors")
+    save_vae(vae, work / "vae.safetensors")
     done = {"minutes": args.decoder_minutes, "steps": done["steps"] + steps,
             "runs": done["runs"] + [{"steps": steps, "minutes": remaining, "lr": args.decoder_lr}]}
     checkpoint(lambda text, path: path.write_text(text), json.dumps(done), marker)
@@ -146,7 +156,7 @@ def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device
             y = vae.decode(posterior.mode()).sample
             # The object is a small part of each frame: weight its pixels (those that differ
             # from the corner pixel, i.e. the background) so it is learnt first, not last.
-            weight = 1.0 + args.object_weight * ((x - x[..., :1, :1]).abs().sum(dim=1, keepdim=True) > 0.1).float()
+            weight = 1.0 + args.object_weight * (away_from_background(x) > 0.1).float()
             recon = (weight * ((y - x).abs() + (y - x).pow(2))).mean() / weight.mean()
             loss = recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
             optimiser.zero_grad(set_to_none=True)

@@ -20,8 +20,8 @@ Architecture (the real diffusers classes, small sizes):
 
 Stages (each resumable from --work): 1. the VAE as a near-deterministic autoencoder (tiny KL
 weight), checked by judging decode(encode(clip)); 1b. optionally (--decoder-minutes) the decoder
-alone, the encoder frozen, so latents and any denoiser trained on them stay valid; 2. latents and text states precomputed once;
-3. the denoiser; 4. the pipeline saved (text_encoder/ and tokenizer/ are left out: they are
+alone, the encoder frozen, so latents and any denoiser trained on them stay valid; 2. latents and
+text states precomputed once; 3. the denoiser; 4. the pipeline saved (text_encoder/ and tokenizer/ are left out: they are
 materialised from the installed package, see vidunlearn.model.materialise_text_encoder);
 5. the instrument check: every training caption through the real WanPipeline, judged.
 
@@ -51,8 +51,8 @@ from vidunlearn.fsutil import atomic_output  # noqa: E402
 from vidunlearn.judge import accuracy, judge_clip  # noqa: E402
 
 # Stage 1 (the VAE) and the shared helpers; frame_wise and finetune_decoder are also used by the tests.
-from benchmark_vae import (checkpoint, decode, encode, finetune_decoder, frame_wise, log, progress,  # noqa: E402,F401
-                           render_batch, schedule, train_vae)
+from benchmark_vae import (away_from_background, checkpoint, decode, encode, finetune_decoder, frame_wise,  # noqa: E402,F401
+                           log, progress, render_batch, schedule, train_vae)
 
 MAX_TOKENS = 512
 # The shipped model's architecture (models/shapes-wan).
@@ -223,7 +223,7 @@ def train_denoiser(args, work: Path, device: str, vae, latents, label_index, sta
             if args.denoiser_object_weight:
                 # Weight latent pixels by how far they are from the clip's background (its corner
                 # latent), scaled to [0, 1] per clip: the object's detail, where shape lives.
-                away = (x0 - x0[..., :1, :1]).abs().sum(dim=1, keepdim=True)
+                away = away_from_background(x0)
                 weight = 1.0 + args.denoiser_object_weight * away / away.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1, 1)
                 error = weight * error / weight.mean()
             loss = error.mean()
@@ -327,7 +327,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), default="shipped",
-                        help="shipped: models/shapes-wan's architecture; frame-wise: the experiment in docs/benchmark-model.md")
+                        help="shipped: models/shapes-wan's architecture; frame-wise, fine: experiments in docs/benchmark-model.md")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--vae-batch", type=int, default=4)

@@ -169,6 +169,20 @@ def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in encoder.items())
 
 
+def test_loss_weights_single_out_the_object():
+    """away_from_background (both training losses weight by it) is zero on the background and
+    positive exactly where the generator drew the object."""
+    import torch
+
+    script = _training_script()
+    clip = world.render(world.Labels("red", "square", "left", "dark"), np.random.default_rng(0))  # (F, H, W, 3)
+    away = script.away_from_background(torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float())[0, 0].numpy()
+    drawn = (clip != clip[0, 0, 0]).any(axis=-1)
+    assert drawn.any() and (~drawn).any()
+    assert np.all(away[~drawn] == 0)
+    assert np.all(away[drawn] > 0)
+
+
 def test_untrained_pipeline_loads_offline_and_generates_world_sized_clips(untrained):
     clips = _generate(untrained, steps=2)
     assert (untrained / "text_encoder" / "model.safetensors").is_file()

@@ -110,14 +110,19 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
     return finetune_decoder(args, work, device, vae)
 
 
-def finetune_decoder(args, work: Path, device: str, vae):
-    """Stage 1b (--decoder-minutes): train the decoder alone, the encoder frozen. The latents, and so
-    a denoiser already trained on them, stay valid; only the decoded pixels get sharper.
-    --decoder-minutes is the total for this --work: decoder.json records what was done, and a
-    rerun with a larger total trains the remainder (a fresh optimizer and warm-up)."""
-    marker = work / "decoder.json"
-    done = json.loads(marker.read_text()) if marker.exists() else {"minutes": 0.0, "steps": 0, "runs": []}
-    remaining = args.decoder_minutes - done["minutes"]
+def finetune_decoder(args, work: Path, device: str, vae, minutes: float | None = None, marker: str = "decoder.json",
+                     pool=None):
+    """Train the decoder alone, the encoder frozen. The latents, and so a denoiser already trained on
+    them, stay valid; only the decoded pixels get sharper. Stage 1b (--decoder-minutes) trains on
+    fresh clips' own latents; stage 3b (--refine-minutes, marker refine.json) on ``pool()`` (built
+    only when there is training left): latents the denoiser refined, each paired with the clip it
+    started from (see refined_pool).
+    ``minutes`` (default --decoder-minutes) is the total for this --work: the marker records what was
+    done, and a rerun with a larger total trains the remainder (a fresh optimizer and warm-up)."""
+    minutes = args.decoder_minutes if minutes is None else minutes
+    path = work / marker
+    done = json.loads(path.read_text()) if path.exists() else {"minutes": 0.0, "steps": 0, "runs": []}
+    remaining = minutes - done["minutes"]
     if remaining <= 0:
         return vae.eval()
     parameters = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
@@ -125,19 +130,41 @@ def finetune_decoder(args, work: Path, device: str, vae):
         p.requires_grad_(False)
     for p in parameters:
         p.requires_grad_(True)
-    # Fresh clips for each run: the seed moves on by the steps already done.
-    steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, remaining, device, "decoder",
-                    args.seed + 7 + done["steps"])
+    # Fresh clips (or pool draws) for each run: the seed moves on by the steps already done.
+    steps = fit_vae(args, vae, parameters, args.decoder_lr, args.vae_steps, remaining, device, path.stem,
+                    args.seed + 7 + done["steps"], None if pool is None else pool())
     save_vae(vae, work / "vae.safetensors")
-    done = {"minutes": args.decoder_minutes, "steps": done["steps"] + steps,
+    done = {"minutes": minutes, "steps": done["steps"] + steps,
             "runs": done["runs"] + [{"steps": steps, "minutes": remaining, "lr": args.decoder_lr}]}
-    checkpoint(lambda text, path: path.write_text(text), json.dumps(done), marker)
+    checkpoint(lambda text, path: path.write_text(text), json.dumps(done), path)
     return vae.eval()
 
 
-def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device: str, name: str, seed: int) -> int:
-    """Train ``parameters`` of the VAE as a near-deterministic autoencoder on clips drawn with ``seed``;
-    returns the steps run."""
+def refined_pool(rng: np.random.Generator, vae, denoise, labels: list[world.Labels], per_label: int,
+                 max_noise: float, latent_stats, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 3b's data: fresh clips of every label, their latents noised to a random level in
+    [0, max_noise] (a fifth left clean) and brought back by ``denoise(x, label indices, levels)``
+    (normalised latents; the trained denoiser with the clip's caption). Returns (latents, clips in
+    [-1, 1]): the decoder learns to draw each clip from what the denoiser made of it, so it reads
+    the denoiser's latents, not only the encoder's. It sees latents only, never captions: a shape it
+    draws is a shape the denoiser put there."""
+    mean, std = latent_stats
+    chosen = [i for i in range(len(labels)) for _ in range(per_label)]
+    clips = render_batch(rng, [labels[i] for i in chosen])
+    x0 = (encode(vae, clips, device) - mean) / std
+    levels = torch.from_numpy(rng.uniform(0.0, max_noise, len(chosen))).float()
+    levels[torch.from_numpy(rng.random(len(chosen)) < 0.2)] = 0.0
+    noise = torch.from_numpy(rng.standard_normal(x0.shape)).float()
+    start = (1 - levels.view(-1, 1, 1, 1, 1)) * x0 + levels.view(-1, 1, 1, 1, 1) * noise
+    index = torch.tensor(chosen)
+    out = [denoise(start[i:i + 144], index[i:i + 144], levels[i:i + 144]) for i in range(0, len(chosen), 144)]
+    return torch.cat(out).cpu() * std + mean, to_tensor(clips)
+
+
+def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device: str, name: str, seed: int,
+            pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> int:
+    """Train ``parameters`` of the VAE as a near-deterministic autoencoder on clips drawn with ``seed``,
+    or, given a ``pool`` of (latents, clips), its decoder on batches drawn from it; returns the steps run."""
     per_frame = vae.config.scale_factor_temporal == 1
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
@@ -146,19 +173,24 @@ def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device
     step = 0
     with bar:
         for step in range(steps):
-            x = to_tensor(render_batch(rng, [world.random_labels(rng) for _ in range(args.vae_batch)]))
-            if per_frame:  # a frame-wise VAE trains on every frame of the batch as a one-frame clip
-                x = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, 1, world.SIZE, world.SIZE)
-            x = x.to(device)
-            posterior = vae.encode(x).latent_dist
-            # Deterministic (the posterior mode): sampling with the initial unit variance drowns the
-            # signal and the decoder learns to ignore the latents (measured: no object after 260 steps).
-            y = vae.decode(posterior.mode()).sample
+            if pool is None:
+                x = to_tensor(render_batch(rng, [world.random_labels(rng) for _ in range(args.vae_batch)]))
+                if per_frame:  # a frame-wise VAE trains on every frame of the batch as a one-frame clip
+                    x = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, 1, world.SIZE, world.SIZE)
+                x = x.to(device)
+                posterior = vae.encode(x).latent_dist
+                # Deterministic (the posterior mode): sampling with the initial unit variance drowns the
+                # signal and the decoder learns to ignore the latents (measured: no object after 260 steps).
+                z = posterior.mode()
+            else:
+                idx = torch.from_numpy(rng.integers(len(pool[0]), size=args.vae_batch))
+                z, x, posterior = pool[0][idx].to(device), pool[1][idx].to(device), None
+            y = vae.decode(z).sample
             # The object is a small part of each frame: weight its pixels (those that differ
             # from the corner pixel, i.e. the background) so it is learnt first, not last.
             weight = 1.0 + args.object_weight * (away_from_background(x) > 0.1).float()
             recon = (weight * ((y - x).abs() + (y - x).pow(2))).mean() / weight.mean()
-            loss = recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
+            loss = recon if posterior is None else recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)

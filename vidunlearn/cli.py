@@ -303,7 +303,7 @@ def eval_(
     frames: Annotated[Optional[int], typer.Option(help="Frames (4k+1); default: the benchmark world's.")] = None,
     height: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (4.0 suits models/shapes-wan).")] = 4.0,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (2.0 suits models/shapes-wan).")] = 2.0,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
     device: DeviceOpt = "cpu",

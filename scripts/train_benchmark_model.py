@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vidunlearn import world  # noqa: E402
 from vidunlearn.judge import accuracy, judge_clip  # noqa: E402
 
-# Stage 1 (the VAE) and the shared helpers; frame_wise and finetune_decoder are also used by the tests.
 from benchmark_pipeline import FLOW_SHIFT, measure, save_pipeline  # noqa: E402,F401 (stages 4 and 5)
+# Stage 1 (the VAE), 1b/3b (the decoder alone) and the shared helpers; some are also used by the tests.
 from benchmark_vae import (away_from_background, checkpoint, decode, encode, finetune_decoder, frame_wise,  # noqa: E402,F401
                            log, progress, refined_pool, render_batch, schedule, train_vae)
 

@@ -94,12 +94,24 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
 
     torch.manual_seed(args.seed)
     z = vae_config["z_dim"]
+    if getattr(args, "decoder_width", None):
+        vae_config = {**vae_config, "decoder_base_dim": args.decoder_width}
     vae = AutoencoderKLWan(**vae_config, latents_mean=[0.0] * z, latents_std=[1.0] * z).to(device)
     if vae_config["scale_factor_temporal"] == 1:
         frame_wise(vae)
     path = work / "vae.safetensors"
     if path.exists():
-        vae.load_state_dict(load_file(path))
+        saved = load_file(path)
+        if saved["decoder.conv_out.weight"].shape != vae.decoder.conv_out.weight.shape:
+            # --decoder-width changed: keep the encoder (so the latents, and a denoiser trained on
+            # them, stay valid) and start a fresh decoder; stage 1b then trains it from scratch.
+            vae.load_state_dict({k: v for k, v in saved.items() if k.startswith(("encoder.", "quant_conv."))},
+                                strict=False)
+            for marker in ("decoder.json", "refine.json"):
+                (work / marker).unlink(missing_ok=True)
+            log(f"VAE: encoder from {path}, a fresh decoder of width {vae_config['decoder_base_dim']}")
+            return finetune_decoder(args, work, device, vae)
+        vae.load_state_dict(saved)
         if not args.vae_continue:
             log(f"VAE: reusing {path}")
             return finetune_decoder(args, work, device, vae)

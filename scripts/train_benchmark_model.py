@@ -302,6 +302,8 @@ def main() -> None:
     parser.add_argument("--decoder-minutes", type=float, default=0.0,
                         help="then train the decoder alone, this many minutes in all for --work (encoder frozen: latents unchanged)")
     parser.add_argument("--decoder-lr", type=float, default=5e-4)
+    parser.add_argument("--decoder-width", type=int, help="the decoder's base_dim (decoder_base_dim; default: "
+                        "the encoder's). Changed on a trained --work: encoder kept, fresh decoder, stage 1b from scratch")
     parser.add_argument("--refine-minutes", type=float, default=0.0, help="after the denoiser, train the decoder "
                         "this many minutes in all on latents the denoiser refined (stage 3b; encoder frozen)")
     parser.add_argument("--refine-max-noise", type=float, default=0.7, help="stage 3b: highest noise level refined")

@@ -169,6 +169,38 @@ def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in encoder.items())
 
 
+def test_decoder_width_keeps_the_encoder_and_starts_a_wider_decoder(tmp_path):
+    """--decoder-width on a trained work folder: the saved encoder (so the latents, and a denoiser
+    trained on them) is kept bit for bit, the decoder is rebuilt at the new width (a Wan config key,
+    decoder_base_dim) and stage 1b trains it from scratch (old stage markers dropped)."""
+    import argparse
+
+    import torch
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import save_file
+
+    script = _training_script()
+    torch.manual_seed(0)
+    config = script.VAE_CONFIG
+    old = AutoencoderKLWan(**config).eval()
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, tmp_path / "vae.safetensors")
+    for marker in ("decoder.json", "refine.json"):
+        (tmp_path / marker).write_text(json.dumps({"minutes": 99.0, "steps": 7, "runs": []}))
+    args = argparse.Namespace(seed=0, vae_batch=1, vae_steps=2, decoder_minutes=5.0, decoder_lr=1e-3, object_weight=20.0,
+                              kl_weight=1e-4, vae_continue=False, decoder_width=2 * config["base_dim"])
+    vae = script.train_vae(args, tmp_path, "cpu", config)
+    assert vae.config.decoder_base_dim == 2 * config["base_dim"]
+    assert vae.decoder.conv_out.weight.shape[1] == 2 * old.decoder.conv_out.weight.shape[1]
+    kept = {k: v for k, v in old.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    assert kept and all(torch.equal(vae.state_dict()[k], v) for k, v in kept.items())
+    assert json.loads((tmp_path / "decoder.json").read_text())["steps"] == 2  # from scratch, not 7 + 2
+    assert not (tmp_path / "refine.json").exists()
+    clips = world.render(world.Labels("red", "square", "left", "dark"), np.random.default_rng(0))[None]
+    torch.testing.assert_close(script.encode(vae, clips, "cpu"), script.encode(old, clips, "cpu"))
+    again = script.train_vae(args, tmp_path, "cpu", config)  # same width: the saved wide VAE, reused
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in vae.state_dict().items())
+
+
 def test_refine_stage_pairs_denoised_latents_with_their_clips_and_trains_the_decoder_only(tmp_path):
     """Stage 3b (--refine-minutes): refined_pool hands the denoiser every label's noised latents with
     their own label and level (a clean latent comes back as it went in when the denoiser is the

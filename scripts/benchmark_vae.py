@@ -94,7 +94,7 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
 
     torch.manual_seed(args.seed)
     z = vae_config["z_dim"]
-    if getattr(args, "decoder_width", None):
+    if args.decoder_width:
         vae_config = {**vae_config, "decoder_base_dim": args.decoder_width}
     vae = AutoencoderKLWan(**vae_config, latents_mean=[0.0] * z, latents_std=[1.0] * z).to(device)
     if vae_config["scale_factor_temporal"] == 1:
@@ -102,7 +102,11 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
     path = work / "vae.safetensors"
     if path.exists():
         saved = load_file(path)
-        if saved["decoder.conv_out.weight"].shape != vae.decoder.conv_out.weight.shape:
+        width = saved["decoder.conv_out.weight"].shape[1]
+        if width != vae.decoder.conv_out.weight.shape[1]:
+            if not args.decoder_width:
+                raise SystemExit(f"error: {path} has a decoder of width {width}, not {vae_config['base_dim']}: "
+                                 f"pass --decoder-width {width}, or a new --work")
             # --decoder-width changed: keep the encoder (so the latents, and a denoiser trained on
             # them, stay valid) and start a fresh decoder; stage 1b then trains it from scratch.
             vae.load_state_dict({k: v for k, v in saved.items() if k.startswith(("encoder.", "quant_conv."))},

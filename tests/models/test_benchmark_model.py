@@ -199,6 +199,9 @@ def test_decoder_width_keeps_the_encoder_and_starts_a_wider_decoder(tmp_path):
     torch.testing.assert_close(script.encode(vae, clips, "cpu"), script.encode(old, clips, "cpu"))
     again = script.train_vae(args, tmp_path, "cpu", config)  # same width: the saved wide VAE, reused
     assert all(torch.equal(again.state_dict()[k], v) for k, v in vae.state_dict().items())
+    args.decoder_width = None  # the wide decoder is never thrown away by leaving the option out
+    with pytest.raises(SystemExit, match=f"pass --decoder-width {2 * config['base_dim']}"):
+        script.train_vae(args, tmp_path, "cpu", config)
 
 
 def test_refine_stage_pairs_denoised_latents_with_their_clips_and_trains_the_decoder_only(tmp_path):

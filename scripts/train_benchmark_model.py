@@ -53,7 +53,7 @@ from vidunlearn.judge import accuracy, judge_clip  # noqa: E402
 from benchmark_pipeline import FLOW_SHIFT, measure, save_pipeline  # noqa: E402,F401 (stages 4 and 5)
 # Stage 1 (the VAE), 1b/3b (the decoder alone) and the shared helpers; some are also used by the tests.
 from benchmark_vae import (away_from_background, checkpoint, decode, encode, finetune_decoder, frame_wise,  # noqa: E402,F401
-                           log, progress, refined_pool, render_batch, schedule, train_vae)
+                           log, outline, progress, refined_pool, render_batch, schedule, train_vae)
 
 MAX_TOKENS = 512
 # The shipped model's architecture (models/shapes-wan).
@@ -306,6 +306,8 @@ def main() -> None:
                         "the encoder's). Changed on a trained --work: encoder kept, fresh decoder, stage 1b from scratch")
     parser.add_argument("--refine-minutes", type=float, default=0.0, help="after the denoiser, train the decoder "
                         "this many minutes in all on latents the denoiser refined (stage 3b; encoder frozen)")
+    parser.add_argument("--edge-weight", type=float, default=0.0, help="extra decoder loss weight on the object's "
+                        "outline (where a square's corners differ from a circle)")
     parser.add_argument("--refine-max-noise", type=float, default=0.7, help="stage 3b: highest noise level refined")
     parser.add_argument("--clips-per-label", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4000)

@@ -245,6 +245,24 @@ def test_refine_stage_pairs_denoised_latents_with_their_clips_and_trains_the_dec
     assert built == [1]
 
 
+def test_outline_weight_marks_the_object_boundary_only():
+    """--edge-weight weights outline(x): every flagged pixel has object and background within one
+    pixel, in every frame; the object's inside and the far background are not flagged."""
+    import torch
+
+    script = _training_script()
+    clip = world.render(world.Labels("red", "square", "left", "dark"), np.random.default_rng(0))  # (F, H, W, 3)
+    x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    edge = script.outline(x)[0, 0].numpy()
+    drawn = (clip != clip[0, 0, 0]).any(axis=-1)
+    padded = np.pad(drawn, ((0, 0), (1, 1), (1, 1)))
+    windows = np.stack([padded[:, 1 + dy:1 + dy + world.SIZE, 1 + dx:1 + dx + world.SIZE]
+                        for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    mixed = windows.any(axis=0) & ~windows.all(axis=0)
+    assert edge.any(axis=(1, 2)).all()
+    np.testing.assert_array_equal(edge, mixed)
+
+
 def test_loss_weights_single_out_the_object():
     """away_from_background (both training losses weight by it) is zero on the background and
     positive exactly where the generator drew the object."""

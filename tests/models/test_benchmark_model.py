@@ -152,7 +152,7 @@ def test_decoder_finetune_leaves_the_encoder_and_its_latents_alone(tmp_path):
     encoder = {k: v.clone() for k, v in vae.state_dict().items() if not k.startswith(("decoder.", "post_quant_conv."))}
     decoder = {k: v.clone() for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
     args = argparse.Namespace(seed=0, vae_batch=1, vae_steps=2, decoder_minutes=5.0, decoder_lr=1e-3,
-                              object_weight=20.0, kl_weight=1e-4)
+                              object_weight=20.0, edge_weight=0.0, kl_weight=1e-4)
     script.finetune_decoder(args, tmp_path, "cpu", vae)
     after = vae.state_dict()
     assert all(torch.equal(after[k], v) for k, v in encoder.items())
@@ -187,7 +187,7 @@ def test_decoder_width_keeps_the_encoder_and_starts_a_wider_decoder(tmp_path):
     for marker in ("decoder.json", "refine.json"):
         (tmp_path / marker).write_text(json.dumps({"minutes": 99.0, "steps": 7, "runs": []}))
     args = argparse.Namespace(seed=0, vae_batch=1, vae_steps=2, decoder_minutes=5.0, decoder_lr=1e-3, object_weight=20.0,
-                              kl_weight=1e-4, vae_continue=False, decoder_width=2 * config["base_dim"])
+                              edge_weight=0.0, kl_weight=1e-4, vae_continue=False, decoder_width=2 * config["base_dim"])
     vae = script.train_vae(args, tmp_path, "cpu", config)
     assert vae.config.decoder_base_dim == 2 * config["base_dim"]
     assert vae.decoder.conv_out.weight.shape[1] == 2 * old.decoder.conv_out.weight.shape[1]
@@ -235,7 +235,7 @@ def test_refine_stage_pairs_denoised_latents_with_their_clips_and_trains_the_dec
 
     encoder = {k: v.clone() for k, v in vae.state_dict().items() if not k.startswith(("decoder.", "post_quant_conv."))}
     args = argparse.Namespace(seed=0, vae_batch=2, vae_steps=2, decoder_minutes=0.0, decoder_lr=1e-3, object_weight=20.0,
-                              kl_weight=1e-4)
+                              edge_weight=20.0, kl_weight=1e-4)
     built = []
     pool = lambda: built.append(1) or (latents, clips)  # noqa: E731
     script.finetune_decoder(args, tmp_path, "cpu", vae, 5.0, "refine.json", pool)

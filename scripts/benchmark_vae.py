@@ -62,15 +62,14 @@ def away_from_background(x: torch.Tensor) -> torch.Tensor:
     return (x - x[..., :1, :1]).abs().sum(dim=1, keepdim=True)
 
 
-def outline(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, F, H, W) -> (B, 1, F, H, W) bool: pixels whose 3x3 neighbourhood holds both object and
-    background, i.e. the object's outline, where a square's corners differ from a circle."""
-    inside = (away_from_background(x) > 0.1).float()
-    flat = inside.transpose(1, 2).flatten(0, 1)  # (B*F, 1, H, W)
+def outline(inside: torch.Tensor) -> torch.Tensor:
+    """An object mask (B, 1, F, H, W) -> bool, same shape: pixels whose 3x3 neighbourhood holds both
+    object and background, i.e. the object's outline, where a square's corners differ from a circle."""
+    flat = inside.float().transpose(1, 2).flatten(0, 1)  # (B*F, 1, H, W)
     grown = torch.nn.functional.max_pool2d(flat, 3, 1, 1)
     shrunk = -torch.nn.functional.max_pool2d(-flat, 3, 1, 1)
     edge = (grown - shrunk) > 0
-    return edge.view(x.shape[0], x.shape[2], 1, *x.shape[3:]).transpose(1, 2)
+    return edge.view(inside.shape[0], inside.shape[2], 1, *inside.shape[3:]).transpose(1, 2)
 
 
 def save_vae(vae, path: Path) -> None:
@@ -113,10 +112,10 @@ def train_vae(args, work: Path, device: str, vae_config: dict):
     path = work / "vae.safetensors"
     if path.exists():
         saved = load_file(path)
-        width = saved["decoder.conv_out.weight"].shape[1]
-        if width != vae.decoder.conv_out.weight.shape[1]:
+        width, expected = saved["decoder.conv_out.weight"].shape[1], vae.decoder.conv_out.weight.shape[1]
+        if width != expected:
             if not args.decoder_width:
-                raise SystemExit(f"error: {path} has a decoder of width {width}, not {vae_config['base_dim']}: "
+                raise SystemExit(f"error: {path} has a decoder of width {width}, not {expected}: "
                                  f"pass --decoder-width {width}, or a new --work")
             # --decoder-width changed: keep the encoder (so the latents, and a denoiser trained on
             # them, stay valid) and start a fresh decoder; stage 1b then trains it from scratch.
@@ -215,9 +214,10 @@ def fit_vae(args, vae, parameters, lr: float, steps: int, minutes: float, device
             y = vae.decode(z).sample
             # The object is a small part of each frame: weight its pixels (those that differ
             # from the corner pixel, i.e. the background) so it is learnt first, not last.
-            weight = 1.0 + args.object_weight * (away_from_background(x) > 0.1).float()
+            inside = away_from_background(x) > 0.1
+            weight = 1.0 + args.object_weight * inside.float()
             if args.edge_weight:
-                weight = weight + args.edge_weight * outline(x).float()
+                weight = weight + args.edge_weight * outline(inside).float()
             recon = (weight * ((y - x).abs() + (y - x).pow(2))).mean() / weight.mean()
             loss = recon if posterior is None else recon + args.kl_weight * posterior.kl().mean() / x[0].numel()
             optimiser.zero_grad(set_to_none=True)

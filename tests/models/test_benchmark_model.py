@@ -253,7 +253,7 @@ def test_outline_weight_marks_the_object_boundary_only():
     script = _training_script()
     clip = world.render(world.Labels("red", "square", "left", "dark"), np.random.default_rng(0))  # (F, H, W, 3)
     x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    edge = script.outline(x)[0, 0].numpy()
+    edge = script.outline(script.away_from_background(x) > 0.1)[0, 0].numpy()
     drawn = (clip != clip[0, 0, 0]).any(axis=-1)
     padded = np.pad(drawn, ((0, 0), (1, 1), (1, 1)))
     windows = np.stack([padded[:, 1 + dy:1 + dy + world.SIZE, 1 + dx:1 + dx + world.SIZE]

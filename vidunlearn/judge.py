@@ -9,8 +9,16 @@ How it reads a clip:
 1. background: the median of the border pixels, nearest of ``BACKGROUNDS``;
 2. object: pixels far from the background colour; fewer than ``MIN_AREA`` in most frames -> none;
 3. colour: the median colour of the object's core pixels, nearest of ``COLOURS``;
-4. shape: the object's area over its bounding box (square ~1, circle ~pi/4, triangle ~1/2),
-   median over frames;
+4. shape, from the object's occupancy (each pixel's distance from the background over the
+   object's: its share of object colour, whose sum over a window is the object's area whatever
+   the blur), median over frames:
+   - bottom-heaviness, (area below the middle of the box - area above) / area: the world's upright
+     triangle 1/2, circle and square 0; at least ``BOTTOM_HEAVY`` -> triangle;
+   - squareness, area / (widest row x tallest column): square 1, circle pi/4; at least
+     ``SQUARENESS`` -> square, else circle.
+   Both thresholds are the midpoints of the ideal values. Unlike the area over the bounding box of
+   the first release, neither moves much when a decoder blurs the outline or tilts the object by
+   a few degrees (tests/unit/test_world_judge.py);
 5. motion: the least-squares slope of the object's centroid over frames; the larger axis wins.
 """
 
@@ -27,8 +35,10 @@ STATIC = "static"
 MIN_AREA = 12          # pixels an object must cover in a frame to count as visible
 OBJECT_DISTANCE = 60.0  # RGB distance from the background that marks a pixel as object
 MIN_TRAVEL = 3.0       # px over the clip below which the object is static
-SQUARE_FILL = 0.93     # fill ratio above: square
-CIRCLE_FILL = 0.67     # fill ratio above (and below SQUARE_FILL): circle; below: triangle
+BOTTOM_HEAVY = 0.25    # (area below the box's middle - area above) / area at least: triangle
+SQUARENESS = (1 + np.pi / 4) / 2  # area / (widest row x tallest column) at least: square
+OCCUPANCY_FLOOR = 0.15  # occupancy below this is background noise, not object
+WINDOW = 3             # px around the object's box that its occupancy is summed over
 
 
 @dataclass(frozen=True)
@@ -55,13 +65,26 @@ def _as_uint8(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _shape(fills: list[float]) -> str:
-    fill = float(np.median(fills))
-    if fill >= SQUARE_FILL:
-        return "square"
-    if fill >= CIRCLE_FILL:
-        return "circle"
-    return "triangle"
+def _shape_features(occupancy: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> tuple[float, float]:
+    """(bottom-heaviness, squareness) of one frame's object, whose half-occupancy box is
+    x0..x1, y0..y1 (inclusive pixels)."""
+    top = max(y0 - WINDOW, 0)
+    window = occupancy[top:y1 + WINDOW + 1, max(x0 - WINDOW, 0):x1 + WINDOW + 1]
+    window = np.where(window >= OCCUPANCY_FLOOR, window, 0.0)
+    rows = window.sum(axis=1)
+    area = float(rows.sum())
+    middle = (y0 + y1 + 1) / 2 - top  # in window rows; row r spans [r, r + 1)
+    below = np.clip(np.arange(len(rows)) + 1 - middle, 0.0, 1.0)  # share of each row below it
+    bottom_heavy = float((rows * below).sum() * 2 - area) / area
+    squareness = area / float(rows.max() * window.sum(axis=0).max())
+    return bottom_heavy, squareness
+
+
+def _shape(features: list[tuple[float, float]]) -> str:
+    bottom_heavy, squareness = np.median(np.array(features), axis=0)
+    if bottom_heavy >= BOTTOM_HEAVY:
+        return "triangle"
+    return "square" if squareness >= SQUARENESS else "circle"
 
 
 def judge_clip(frames: np.ndarray) -> Judgement:
@@ -84,18 +107,18 @@ def judge_clip(frames: np.ndarray) -> Judgement:
     # Refined mask: closer to the object's colour than to the background (anti-aliased edges split).
     contrast = float(np.linalg.norm(colour_rgb - background_rgb))
     mask = distance > 0.5 * contrast
-    fills, times, centres = [], [], []
+    occupancy = np.clip(distance / contrast, 0.0, 1.0)  # > 1/2 on the mask, so a frame's area is > 0
+    features, times, centres = [], [], []
     for f in np.flatnonzero(visible):
         ys, xs = np.nonzero(mask[f])
         if len(xs) < MIN_AREA:
             continue
-        box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
-        fills.append(len(xs) / box)
+        features.append(_shape_features(occupancy[f], xs.min(), xs.max(), ys.min(), ys.max()))
         times.append(f)
         centres.append((xs.mean(), ys.mean()))
     if len(times) * 2 <= len(clip):
         return Judgement(colour, NONE, NONE, background)
-    shape = _shape(fills)
+    shape = _shape(features)
 
     t = np.array(times, np.float32)
     c = np.array(centres, np.float32)

@@ -229,3 +229,26 @@ def pairs(value: str, n: int = 5, seed: int = 0) -> list[tuple[Prompt, Prompt]]:
 def neutral_prompts(value: str, n: int = 24, seed: int = 1) -> list[Prompt]:
     """Captions not naming ``value``, for the contrastive (neutral) covariance."""
     return retain_prompts(value, n=n, seed=seed)
+
+
+def degrade(clip: np.ndarray, background: str, *, blur: float = 0.0, degrees: float = 0.0) -> np.ndarray:
+    """A clip as a decoder might return it: each frame tilted by ``degrees`` about its centre
+    (bilinear; the uncovered corners take the background colour), then blurred by a Gaussian of
+    ``blur`` px. Validates the judge beyond the generator's crisp, upright clips."""
+    from PIL import Image
+
+    fill = tuple(int(v) for v in BACKGROUNDS[background])
+    frames = np.stack([np.asarray(Image.fromarray(f).rotate(degrees, resample=Image.BILINEAR, fillcolor=fill))
+                       for f in clip]).astype(np.float32)
+    if blur > 0:
+        offsets = np.arange(-int(np.ceil(3 * blur)), int(np.ceil(3 * blur)) + 1)
+        kernel = np.exp(-0.5 * (offsets / blur) ** 2)
+        kernel /= kernel.sum()
+        pad = len(offsets) // 2
+        for axis in (1, 2):  # rows, then columns; edges repeat (the border is background)
+            widths = [(0, 0)] * 4
+            widths[axis] = (pad, pad)
+            padded = np.pad(frames, widths, mode="edge")
+            frames = sum(w * np.take(padded, np.arange(frames.shape[axis]) + i, axis=axis)
+                         for i, w in enumerate(kernel))
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)

@@ -1,7 +1,8 @@
 """Efficacy benchmark: erase a colour, a shape, a motion and two concepts at once from the trained
 benchmark model with one `vidunlearn apply` each (5 pairs), for our default and every comparison,
-and print the before/after table (forget rate, rest kept, retain accuracy per attribute,
-paraphrase leak).
+the shape and the two concepts both with safe twins of mixed shapes (circle.yaml: square or
+triangle) and with one safe shape (circle-to-square.yaml), and print the before/after table
+(forget rate, rest kept, retain accuracy per attribute, paraphrase leak).
 
     python benchmarks/efficacy.py --model models/shapes-wan --quick       # a few prompts and steps
     python benchmarks/efficacy.py --model models/shapes-wan                # the full run
@@ -39,8 +40,11 @@ PAIRS = ROOT / "pairs" / "bench"
 TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "red": (("red.yaml",), ("red",)),
     "circle": (("circle.yaml",), ("circle",)),
+    # the same circle pairs with one safe shape (square) for all five: a consistent replacement
+    "circle-to-square": (("circle-to-square.yaml",), ("circle",)),
     "left": (("moving-left.yaml",), ("left",)),
     "red+circle": (("red.yaml", "circle.yaml"), ("red", "circle")),
+    "red+circle-to-square": (("red.yaml", "circle-to-square.yaml"), ("red", "circle")),
 }
 # variant -> keyword arguments of api.apply (everything else at its default)
 VARIANTS: dict[str, dict] = {
@@ -77,6 +81,13 @@ TUNING: dict[str, dict] = {
     "replace-level-pair": {"mode": "replace", "level": "pair"},
     "replace-strength1.5": {"mode": "replace", "strength": 1.5},
     "replace-mean": {"mode": "replace", "method": "mean"},
+    "replace-strength2": {"mode": "replace", "strength": 2.0},
+    "uce-strength1.5": {"mode": "uce", "strength": 1.5},
+    "uce-strength2": {"mode": "uce", "strength": 2.0},
+    "uce-strength3": {"mode": "uce", "strength": 3.0},
+    "uce-alpha0.25": {"mode": "uce", "alpha": 0.25},
+    "uce-alpha4": {"mode": "uce", "alpha": 4.0},
+    "uce-level-pair": {"mode": "uce", "level": "pair"},
 }
 ALL = {**VARIANTS, **TUNING}
 TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,

@@ -1,7 +1,8 @@
 """Efficacy benchmark: erase a colour, a shape, a motion and two concepts at once from the trained
 benchmark model with one `vidunlearn apply` each (5 pairs), for our default and every comparison,
 the shape and the two concepts both with safe twins of mixed shapes (circle.yaml: square or
-triangle) and with one safe shape (circle-to-square.yaml), and print the before/after table
+triangle) and with one safe shape (circle-to-square.yaml), the two concepts also from pairs files
+that keep them apart (red-apart.yaml, circle-apart.yaml), and print the before/after table
 (forget rate, rest kept, retain accuracy per attribute, paraphrase leak).
 
     python benchmarks/efficacy.py --model models/shapes-wan --quick       # a few prompts and steps
@@ -45,6 +46,9 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "left": (("moving-left.yaml",), ("left",)),
     "red+circle": (("red.yaml", "circle.yaml"), ("red", "circle")),
     "red+circle-to-square": (("red.yaml", "circle-to-square.yaml"), ("red", "circle")),
+    # red and circle at once from pairs files that keep the two apart: no red-pair prompt shows a
+    # circle, no circle-pair prompt is red, neither file's neutral prompts show either concept
+    "red+circle-apart": (("red-apart.yaml", "circle-apart.yaml"), ("red", "circle")),
 }
 # variant -> keyword arguments of api.apply (everything else at its default)
 VARIANTS: dict[str, dict] = {

@@ -69,23 +69,27 @@ def test_apply_uce_through_the_cli_changes_only_kv_weights(tiny_wan, tmp_path):
 
 @pytest.mark.skipif(not (BENCH_MODEL / "model_index.json").is_file(),
                     reason="the trained benchmark model models/shapes-wan is not in this checkout")
-def test_apply_then_eval_on_the_shipped_model_erases_red_and_keeps_the_rest(tmp_path):
+@pytest.mark.parametrize("pairs_file, concept, mode", [
+    ("red.yaml", "red", []),                                  # a colour, the default edit
+    ("circle-to-square.yaml", "circle", ["--mode", "uce"]),   # a shape, UCE (docs/method.md, fourth run)
+])
+def test_apply_then_eval_on_the_shipped_model_erases_the_concept_and_keeps_the_rest(tmp_path, pairs_file, concept, mode):
     """A reduced eval (few prompts and steps) after a real `vidunlearn apply`: the concept rate
     falls, the rest of the forget prompts is kept, retain accuracy holds. Thresholds only."""
-    pairs = ROOT / "pairs" / "bench" / "red.yaml"
-    edited = tmp_path / "nored"
-    result = run("apply", "--model", BENCH_MODEL, "--pairs", pairs, "--out", edited, "--work-dir", tmp_path / "w")
+    pairs = ROOT / "pairs" / "bench" / pairs_file
+    edited = tmp_path / "edited"
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", pairs, *mode, "--out", edited, "--work-dir", tmp_path / "w")
     assert result.exit_code == 0, result.output
     out = tmp_path / "eval"
-    result = run("eval", "--model", edited, "--compare", BENCH_MODEL, "--concept", "red", "--holdout", pairs,
+    result = run("eval", "--model", edited, "--compare", BENCH_MODEL, "--concept", concept, "--holdout", pairs,
                  "--out", out, "--forget", "8", "--retain", "8", "--paraphrase", "1", "--steps", "8",
                  "--batch-size", "32")
     assert result.exit_code == 0, result.output
     document = json.loads((out / "eval.json").read_text())
     before, after = document["base"]["metrics"], document["metrics"]
-    assert before["forget_rate"] >= 0.75                      # the base model draws red when asked
+    assert before["forget_rate"] >= 0.75                      # the base model draws the concept when asked
     assert after["forget_rate"] <= 0.25                       # ... and the edited one mostly does not
-    assert after["rest_kept"] >= 0.6 * before["rest_kept"]    # shape and motion of red prompts survive
+    assert after["rest_kept"] >= 0.6 * before["rest_kept"]    # the other attributes of those prompts survive
     for attribute in ("colour", "shape", "motion"):           # other prompts are unharmed
         assert after["retain_accuracy"][attribute] >= before["retain_accuracy"][attribute] - 0.2
 

@@ -35,7 +35,7 @@ PROMPTS = [
     world.Labels("purple", "square", "left", "light"),
     world.Labels("cyan", "triangle", "up", "dark"),
 ]
-STEPS, GUIDANCE = 10, 4.0  # as the training script measures it (few steps)
+STEPS, GUIDANCE = 10, 2.0  # as the training script measures it (few steps, the model's guidance)
 
 
 SHIPPED = (MODEL / "model_index.json").is_file()
@@ -295,6 +295,7 @@ def test_shipped_model_generates_clips_that_the_judge_reads(clone):
     correct = {a: sum(v.correct(lab)[a] for v, lab in zip(verdicts, PROMPTS)) for a in ("colour", "shape", "motion")}
     # Robust thresholds on a handful of prompts, well below the measured per-attribute accuracy.
     assert correct["colour"] >= len(PROMPTS) - 1, (correct, verdicts)
+    assert correct["shape"] >= len(PROMPTS) - 1, (correct, verdicts)
     assert correct["motion"] >= len(PROMPTS) - 2, (correct, verdicts)
 
 

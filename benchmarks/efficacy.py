@@ -9,7 +9,8 @@ that keep them apart (red-apart.yaml, circle-apart.yaml), and print the before/a
     python benchmarks/efficacy.py --model models/shapes-wan                # the full run
     python benchmarks/efficacy.py --tasks red --variants default,uce       # a subset
 
-`--variants tuning` runs the open choices instead (subspace edits, alpha, strength, level, site).
+`--variants tuning` runs the open choices instead (subspace edits, alpha, strength, level, site;
+replace-mode and UCE settings).
 `--proxy` measures without generating video, for as long as no trained model exists: it builds
 the benchmark architecture UNTRAINED (random denoiser, the real pretrained all-MiniLM-L6-v2 text
 encoder), and replaces "generate a clip and judge it" by "read what the edited cross-attention
@@ -63,7 +64,8 @@ VARIANTS: dict[str, dict] = {
     "rank4": {"method": "cpca", "rank": 4},
     "rank8": {"method": "cpca", "rank": 8},
 }
-# the open choices of the method (--variants tuning): subspace edits, alpha, strength, level, site
+# the open choices of the method (--variants tuning): subspace edits, alpha, strength, level, site;
+# the same for the replace mode and for UCE (strength, preserve weight alpha, level)
 TUNING: dict[str, dict] = {
     "rank2-subspace": {"rank": 2, "subspace": True},
     "rank4-subspace": {"rank": 4, "subspace": True},

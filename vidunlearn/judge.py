@@ -107,7 +107,8 @@ def judge_clip(frames: np.ndarray) -> Judgement:
     # Refined mask: closer to the object's colour than to the background (anti-aliased edges split).
     contrast = float(np.linalg.norm(colour_rgb - background_rgb))
     mask = distance > 0.5 * contrast
-    occupancy = np.clip(distance / contrast, 0.0, 1.0)  # > 1/2 on the mask, so a frame's area is > 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # contrast 0: any visible pixel is all object
+        occupancy = np.clip(np.nan_to_num(distance / contrast, nan=0.0, posinf=1.0), 0.0, 1.0)  # > 1/2 on the mask
     features, times, centres = [], [], []
     for f in np.flatnonzero(visible):
         ys, xs = np.nonzero(mask[f])

@@ -149,6 +149,8 @@ def factorize(
              "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --format lora --out out/noviolence-lora\n\n"
              "  vidunlearn apply --model wan2.1_t2v_1.3B_fp16.safetensors --pairs pairs/violence.yaml --out out/comfy\n\n"
+             "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/circle-to-square.yaml --mode uce --out out/nocircle"
+             "   # a shape or motion: UCE erased them where the default did not (docs/method.md)\n\n"
              "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence")
 @handled
 def apply(
@@ -157,7 +159,7 @@ def apply(
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
     strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
-    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean); comparisons: bias, uce (Unified Concept Editing from the pairs' tokens; --alpha is its preserve weight).")] = "project",
+    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean); comparisons: bias, uce (Unified Concept Editing from the pairs' tokens; --alpha is its preserve weight; better than project on shapes and motions in the benchmark, docs/method.md).")] = "project",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
     method: MethodOpt = "cpca",

@@ -104,11 +104,12 @@ def judge_clip(frames: np.ndarray) -> Judgement:
     colour_rgb = np.median(core, axis=0)
     colour = _nearest(colour_rgb, COLOURS)
 
-    # Refined mask: closer to the object's colour than to the background (anti-aliased edges split).
+    # Occupancy: each pixel's share of object colour (contrast 0: any pixel off the background is
+    # all object). Refined mask: closer to the object's colour than to the background.
     contrast = float(np.linalg.norm(colour_rgb - background_rgb))
-    mask = distance > 0.5 * contrast
-    with np.errstate(divide="ignore", invalid="ignore"):  # contrast 0: any visible pixel is all object
-        occupancy = np.clip(np.nan_to_num(distance / contrast, nan=0.0, posinf=1.0), 0.0, 1.0)  # > 1/2 on the mask
+    with np.errstate(divide="ignore", invalid="ignore"):
+        occupancy = np.clip(np.nan_to_num(distance / contrast, nan=0.0, posinf=1.0), 0.0, 1.0)
+    mask = occupancy > 0.5  # so a frame's occupancy area is > 0 wherever the mask has pixels
     features, times, centres = [], [], []
     for f in np.flatnonzero(visible):
         ys, xs = np.nonzero(mask[f])

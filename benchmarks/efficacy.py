@@ -51,53 +51,41 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # circle, no circle-pair prompt is red, neither file's neutral prompts show either concept
     "red+circle-apart": (("red-apart.yaml", "circle-apart.yaml"), ("red", "circle")),
 }
-# variant -> keyword arguments of api.apply (everything else at its default)
+# variant -> keyword arguments of api.apply (everything else at its default: mode remap)
+P = {"mode": "project", "method": "cpca"}  # the paper's projection; its variants below
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "mean": {"method": "mean"},
-    "cpca-us": {"method": "cpca-us"},
-    "replace": {"mode": "replace"},
-    "bias": {"mode": "bias"},
+    "paper": dict(P),
     "uce": {"mode": "uce"},
-    "rank1": {"method": "cpca", "rank": 1},
-    "rank2": {"method": "cpca", "rank": 2},
-    "rank4": {"method": "cpca", "rank": 4},
-    "rank8": {"method": "cpca", "rank": 8},
+    "mean": {**P, "method": "mean"},
+    "cpca-us": {**P, "method": "cpca-us"},
+    "replace": {**P, "mode": "replace"},
+    "bias": {**P, "mode": "bias"},
+    "rank1": {**P, "rank": 1},
+    "rank8": {**P, "rank": 8},
 }
-# the open choices of the method (--variants tuning): subspace edits, alpha, strength, level, site;
-# the same for the replace mode and for UCE (strength, preserve weight alpha, level)
+# the open choices (--variants tuning): the remap default's preserve weight, strength and level;
+# the paper's projection's subspace, alpha, strength, level and site; replace-mode and UCE settings
 TUNING: dict[str, dict] = {
-    "rank2-subspace": {"rank": 2, "subspace": True},
-    "rank4-subspace": {"rank": 4, "subspace": True},
-    "rank8-subspace": {"rank": 8, "subspace": True},
-    "alpha0": {"alpha": 0.0},
-    "alpha4": {"alpha": 4.0},
-    "strength0.5": {"strength": 0.5},
-    "strength1.5": {"strength": 1.5},
-    "strength2": {"strength": 2.0},
-    "level-pair": {"level": "pair", "rank": 4},
-    "site-text-in": {"sites": ["text_embedder_in"]},
-    "mean-strength2": {"method": "mean", "strength": 2.0},
-    "replace-rank4-subspace": {"mode": "replace", "rank": 4, "subspace": True},
-    "replace-rank2-subspace": {"mode": "replace", "rank": 2, "subspace": True},
-    "replace-rank8-subspace": {"mode": "replace", "rank": 8, "subspace": True},
-    "replace-rank1": {"mode": "replace", "rank": 1},
-    "replace-alpha0": {"mode": "replace", "alpha": 0.0},
-    "replace-alpha4": {"mode": "replace", "alpha": 4.0},
-    "replace-level-pair": {"mode": "replace", "level": "pair"},
-    "replace-strength1.5": {"mode": "replace", "strength": 1.5},
-    "replace-mean": {"mode": "replace", "method": "mean"},
-    "replace-strength2": {"mode": "replace", "strength": 2.0},
+    "remap-alpha0.25": {"alpha": 0.25},
+    "remap-alpha4": {"alpha": 4.0},
+    "remap-strength1.5": {"strength": 1.5},
+    "remap-level-pair": {"level": "pair"},
+    "rank2-subspace": {**P, "rank": 2, "subspace": True},
+    "rank4-subspace": {**P, "rank": 4, "subspace": True},
+    "alpha0": {**P, "alpha": 0.0},
+    "alpha4": {**P, "alpha": 4.0},
+    "strength1.5": {**P, "strength": 1.5},
+    "strength2": {**P, "strength": 2.0},
+    "level-pair": {**P, "level": "pair", "rank": 4},
+    "site-text-in": {**P, "sites": ["text_embedder_in"]},
+    "replace-alpha4": {**P, "mode": "replace", "alpha": 4.0},
     "uce-strength1.5": {"mode": "uce", "strength": 1.5},
-    "uce-strength2": {"mode": "uce", "strength": 2.0},
-    "uce-strength3": {"mode": "uce", "strength": 3.0},
-    "uce-alpha0.25": {"mode": "uce", "alpha": 0.25},
     "uce-alpha4": {"mode": "uce", "alpha": 4.0},
-    "uce-level-pair": {"mode": "uce", "level": "pair"},
 }
 ALL = {**VARIANTS, **TUNING}
-TARGETS = {"forget_after": 0.10, "forget_before": 0.90, "rest_kept_ratio": 0.80, "retain_drop": 0.05,
-           "paraphrase_leak": 0.20}
+TARGETS = {"forget_after": 0.02, "forget_before": 0.90, "rest_kept_ratio": 0.90, "retain_drop": 0.02,
+           "paraphrase_leak": 0.05}
 
 
 def _pct(value: float | None) -> str:
@@ -110,24 +98,48 @@ def check_targets(base: dict, after: dict, colour_task: bool) -> list[str]:
     if base["forget_rate"] is not None and base["forget_rate"] < TARGETS["forget_before"]:
         missed.append("base forget < 90%")
     if after["forget_rate"] is not None and after["forget_rate"] > TARGETS["forget_after"]:
-        missed.append("forget > 10%")
+        missed.append("forget > 2%")
     if base["rest_kept"] and after["rest_kept"] is not None and after["rest_kept"] < TARGETS["rest_kept_ratio"] * base["rest_kept"]:
-        missed.append("rest < 80% of base")
+        missed.append("rest < 90% of base")
     for attribute, before in base["retain_accuracy"].items():
         now = after["retain_accuracy"].get(attribute)
         if before is not None and now is not None and before - now > TARGETS["retain_drop"]:
             missed.append(f"{attribute} retain -{100 * (before - now):.0f}pt")
     leak = after["paraphrase_leak_by_concept"].get("red")
     if colour_task and leak is not None and leak > TARGETS["paraphrase_leak"]:
-        missed.append("red paraphrase leak > 20%")
+        missed.append("red paraphrase leak > 5%")
     return missed
 
 
-def row(name: str, metrics: dict, missed: list[str] | None) -> list[str]:
+def row(name: str, metrics: dict, missed: list[str] | None, size: dict | None = None) -> list[str]:
     retain = metrics["retain_accuracy"]
     verdict = "" if missed is None else ("all targets met" if not missed else "; ".join(missed))
+    cost = ["-", "-", "-"] if size is None else [f"{100 * size['weight_change']:.1f}", str(size["rank"]),
+                                                f"{100 * size['collateral']:.1f}" if size["collateral"] is not None else "-"]
     return [name, _pct(metrics["forget_rate"]), _pct(metrics["rest_kept"]), _pct(retain.get("colour")),
-            _pct(retain.get("shape")), _pct(retain.get("motion")), _leak(metrics), verdict]
+            _pct(retain.get("shape")), _pct(retain.get("motion")), _leak(metrics), *cost, verdict]
+
+
+def edit_size(out: Path, base: str) -> dict:
+    """The two columns of the edit's size: mean ||W'-W||/||W|| over the edited weights (from the
+    manifest), the numerical rank of W'-W (vidunlearn.verify's rule, on the first edited weight),
+    and the collateral that apply measured (mean relative output change on 500 unrelated prompts)."""
+    from safetensors import safe_open
+
+    from vidunlearn.model import tensor_infos
+    from vidunlearn.verify import numerical_rank
+
+    manifest = json.loads((out / "vidunlearn.json").read_text())
+    weights = [r for r in manifest["edited"] if r["tensor"].endswith(".weight")]
+    first = weights[0]
+    tensors = []
+    for folder in (Path(base), out):
+        info = tensor_infos(folder / first["component"])[first["tensor"]]
+        with safe_open(str(info.file), framework="pt") as handle:
+            tensors.append(handle.get_tensor(first["tensor"]).float())
+    return {"weight_change": sum(r["relative_change"] for r in weights) / len(weights),
+            "rank": numerical_rank(tensors[1] - tensors[0], "F32"),
+            "collateral": (manifest.get("collateral") or {}).get("mean")}
 
 
 def _leak(metrics: dict) -> str:
@@ -138,24 +150,28 @@ def _leak(metrics: dict) -> str:
 
 
 HEADER = ["variant", "forget %", "rest kept %", "retain colour %", "retain shape %", "retain motion %",
-          "paraphrase leak %", "targets missed"]
+          "paraphrase leak %", "mean ‖W′−W‖/‖W‖ %", "rank of W′−W", "collateral %", "targets missed"]
 
 
-SUMMARY_HEADER = ["variant", "tasks with all targets met", "mean forget %", "mean rest kept / base %",
-                  "worst retain drop (pt)", "red paraphrase leak %"]
+SUMMARY_HEADER = ["variant", "tasks with all targets met, per seed", "mean forget %", "mean rest kept / base %",
+                  "worst retain drop (pt)", "red paraphrase leak %", "mean ‖W′−W‖/‖W‖ %", "mean collateral %"]
 
 
 def summary(results: dict) -> list[list[str]]:
-    """One row per variant over all tasks: the numbers taken together."""
-    names = list(dict.fromkeys(v for task in results["tasks"].values() for v in task["variants"]))
+    """One row per variant over all tasks and seeds: the numbers taken together."""
+    runs = results["runs"]
+    names = list(dict.fromkeys(v for run in runs for v in run["variants"]))
+    seeds = list(dict.fromkeys(run["seed"] for run in runs))
+    mean = lambda xs: sum(xs) / len(xs) if xs else None
     rows = []
     for name in names:
-        met, forget, kept, drop, leak = 0, [], [], 0.0, []
-        for task in results["tasks"].values():
-            if name not in task["variants"]:
-                continue
-            after, base = task["variants"][name]["metrics"], task["base"]
-            met += not task["variants"][name]["missed"]
+        met = {seed: [0, 0] for seed in seeds}
+        forget, kept, drop, leak, change, collateral = [], [], 0.0, [], [], []
+        for run in (r for r in runs if name in r["variants"]):
+            entry, base = run["variants"][name], run["base"]
+            after = entry["metrics"]
+            met[run["seed"]][0] += not entry["missed"]
+            met[run["seed"]][1] += 1
             forget.append(after["forget_rate"])
             if base["rest_kept"]:
                 kept.append(after["rest_kept"] / base["rest_kept"])
@@ -164,9 +180,12 @@ def summary(results: dict) -> list[list[str]]:
                     drop = max(drop, before - after["retain_accuracy"][attribute])
             if after["paraphrase_leak_by_concept"].get("red") is not None:
                 leak.append(after["paraphrase_leak_by_concept"]["red"])
-        mean = lambda xs: sum(xs) / len(xs) if xs else None
-        rows.append([name, f"{met}/{len(forget)}", _pct(mean(forget)), _pct(mean(kept)), f"{100 * drop:.0f}",
-                     _pct(mean(leak))])
+            change.append(entry["size"]["weight_change"])
+            if entry["size"]["collateral"] is not None:
+                collateral.append(entry["size"]["collateral"])
+        per_seed = ", ".join(f"{m}/{n} (seed {seed})" for seed, (m, n) in met.items() if n)
+        rows.append([name, per_seed, _pct(mean(forget)), _pct(mean(kept)), f"{100 * drop:.0f}", _pct(mean(leak)),
+                     f"{100 * mean(change):.1f}", "-" if not collateral else f"{100 * mean(collateral):.1f}"])
     return rows
 
 
@@ -267,7 +286,7 @@ def main() -> int:
                         help=f"comma-separated names from {list(ALL)}, or 'tuning' / 'all'")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20, --quick 8)")
     parser.add_argument("--guidance", type=float, default=2.0, help="2.0 suits models/shapes-wan (docs/benchmark-model.md)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds; each edit is applied once and judged at every seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--proxy", action="store_true",
@@ -297,8 +316,9 @@ def main() -> int:
             parser.error(f"unknown task or variant {name!r}")
     counts = Counts(forget=4, retain=6, paraphrase=1) if args.quick else Counts(forget=12, retain=18, paraphrase=2)
     steps = args.steps or (8 if args.quick else 20)
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
-                              guidance=args.guidance, seed=args.seed)
+                              guidance=args.guidance, seed=seeds[0])
     work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
     if args.proxy:
         args.model = str(build_untrained_model(work / "untrained-shapes-wan"))
@@ -311,42 +331,49 @@ def main() -> int:
                                                            batch_size=args.batch_size, label=label)
     started = time.time()
     results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
-                     "quick": args.quick, "proxy": args.proxy, "tasks": {}}
+                     "quick": args.quick, "proxy": args.proxy, "seeds": seeds, "runs": []}
     mode = "PROXY: K/V-feature probe, untrained architecture, no video" if args.proxy else \
-        f"{'quick' if args.quick else 'full'}; {steps} steps, guidance {args.guidance}, seed {args.seed}"
+        f"{'quick' if args.quick else 'full'}; {steps} steps, guidance {args.guidance}, seeds {args.seeds}"
     label = "the untrained benchmark architecture (seed 0) with all-MiniLM-L6-v2" if args.proxy else f"`{args.model}`"
     md = [f"Efficacy benchmark on {label} ({mode}).\n"]
     try:
         for task in tasks:
             files, values = TASKS[task]
             pairs = [PAIRS / f for f in files]
-            eval_set = world_eval_set(list(values), counts, seed=args.seed, exclude=pairs_texts(pairs))
-            base = measure(args.model, eval_set, f"base {task}")
-            rows = [row("base", base.metrics, None)]
-            entry = {"values": list(values), "pairs": [str(p.relative_to(ROOT)) for p in pairs],
-                     "base": base.metrics, "variants": {}}
-            for variant in variants:
+            runs = []
+            for seed in seeds:  # the base model at every seed
+                eval_set = world_eval_set(list(values), counts, seed=seed, exclude=pairs_texts(pairs))
+                base = measure(args.model, eval_set, f"base {task} seed {seed}")
+                runs.append({"task": task, "seed": seed, "values": list(values), "base": base.metrics, "variants": {},
+                             "pairs": [str(p.relative_to(ROOT)) for p in pairs], "eval_set": eval_set,
+                             "rows": [row(f"base (seed {seed})", base.metrics, None)]})
+            for variant in variants:  # each edit once, judged at every seed
                 out = work / task / variant
                 t0 = time.time()
                 api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
-                run = measure(str(out), eval_set, f"{variant} {task}")
-                missed = check_targets(base.metrics, run.metrics, colour_task="red" in values)
-                rows.append(row(variant, run.metrics, missed))
-                entry["variants"][variant] = {"apply": ALL[variant], "metrics": run.metrics, "missed": missed,
-                                              "seconds": round(time.time() - t0, 1)}
+                size = edit_size(out, args.model)
+                for run in runs:
+                    result = measure(str(out), run["eval_set"], f"{variant} {task} seed {run['seed']}")
+                    missed = check_targets(run["base"], result.metrics, colour_task="red" in values)
+                    run["rows"].append(row(f"{variant} (seed {run['seed']})", result.metrics, missed, size))
+                    run["variants"][variant] = {"apply": ALL[variant], "metrics": result.metrics, "missed": missed,
+                                                "size": size}
                 shutil.rmtree(out, ignore_errors=True)
                 console.print(f"[dim]{task} / {variant}: {time.time() - t0:.0f} s[/dim]", highlight=False)
-            counts_used = base.metrics["counts"]
-            title = (f"{task}: {counts_used['forget']} forget / {counts_used['retain']} retain / "
-                     f"{counts_used['paraphrase']} paraphrase prompts")
-            table = Table(title=title)
-            for column in HEADER:
-                table.add_column(column)
-            for r in rows:
-                table.add_row(*r)
-            console.print(table)
-            results["tasks"][task] = entry
-            md.append(markdown(title, rows))
+            for run in runs:
+                counts_used = run["base"]["counts"]
+                title = (f"{task}, seed {run['seed']}: {counts_used['forget']} forget / {counts_used['retain']} retain / "
+                         f"{counts_used['paraphrase']} paraphrase prompts")
+                table = Table(title=title)
+                for column in HEADER:
+                    table.add_column(column)
+                rows = run.pop("rows")
+                for r in rows:
+                    table.add_row(*r)
+                console.print(table)
+                md.append(markdown(title, rows))
+                run.pop("eval_set")
+                results["runs"].append(run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.time() - started, 1)
@@ -361,6 +388,7 @@ def main() -> int:
     console.print(f"wall time {results['seconds']:.0f} s", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "efficacy-proxy" if args.proxy else ("efficacy-quick" if args.quick else "efficacy")
+    stem += "" if seeds == [0] else "-seeds" + "-".join(map(str, seeds))
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (args.out / f"{stem}.md").write_text("\n".join(md) + f"\nWall time {results['seconds']:.0f} s.\n")
     console.print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}", highlight=False)

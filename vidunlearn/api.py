@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
-from .capture import record_activations
+from .collateral import anchor_prompts
 from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, hash_outputs, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis, uce_factors
 from .errors import ArtifactError, ModelError, VidunlearnError
@@ -26,6 +26,8 @@ from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
 from .provenance import check_survival, load_eval_rows, provenance_metadata
 from .quant import is_fp8
+from .record import record_sites
+from .remap import compose, remap_factors, target_prompts
 
 MANIFEST_SCHEMA = 1
 
@@ -94,8 +96,6 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     when its cache key (model fingerprint, revision, pairs hash, sites, dtype, tool version)
     matches; otherwise recomputes and replaces it.
     """
-    from .textpath import encode_prompts, load_text_encoder, load_text_path, torch_dtype
-
     source = _source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     check_writable(out, force=True, file=True)
@@ -106,50 +106,29 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     if cached is not None:
         return ExtractResult(out, cached, reused=True)
 
-    torch_type = torch_dtype(dtype)
-    groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral)}
-    prompts = [p for g in groups.values() for p in g]
-    from .memory import PeakMemory
-
-    started = time.perf_counter()
-    with torch.inference_mode(), PeakMemory(device) as peak:
-        tokenizer, encoder = load_text_encoder(source, "cpu" if offload else device, torch_type)
-        if offload:
-            from accelerate import cpu_offload
-
-            cpu_offload(encoder, execution_device=torch.device(device))
-        with reporter.task("encoding prompts", total=len(prompts)) as advance:
-            states = encode_prompts(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
-                                    progress=advance)
-        del encoder
-        tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
-        for component in source.denoisers:
-            denoiser = load_text_path(source, component, device, torch_type)
-            feed = denoiser.get_submodule(source.adapter.feed)
-            wanted = {k: k.split("/", 1)[1] for k in keys if k.startswith(component + "/")}
-            modules = {k: (denoiser.get_submodule(source.adapter.site(name).capture), source.adapter.site(name).capture_input)
-                       for k, name in wanted.items()}
-            with record_activations(modules) as records, reporter.task(f"text path of {component}", total=len(states)) as advance:
-                for state in states:
-                    feed(state[None].to(torch_type))
-                    advance(1)
-            for site_key, calls in records.items():
-                flat = [c[0] for c in calls]  # (T_i, H) per prompt
-                bounds = [0, len(groups["unsafe"]), len(groups["unsafe"]) + len(groups["safe"]), len(flat)]
-                tokens[site_key] = {g: flat[bounds[i]:bounds[i + 1]] for i, g in enumerate(groups)}
-            del denoiser
+    targets, target_how = target_prompts(concept)
+    groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral),
+              "target": list(targets), "anchor": list(anchor_prompts())}
+    recorded = record_sites(source, [p for g in groups.values() for p in g], keys, device=device, dtype=dtype,
+                            offload=offload, reporter=reporter)
+    tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
+    for site_key, flat in recorded.tokens.items():
+        starts = [0]
+        for members in groups.values():
+            starts.append(starts[-1] + len(members))
+        tokens[site_key] = {g: flat[starts[i]:starts[i + 1]] for i, g in enumerate(groups)}
     activations = ActivationSet(tokens=tokens, meta={
         "cache_key": key, "model": source.describe(), "sites": keys, "dtype": dtype,
         "concept": concept.concept, "pairs_sha256": concept.sha256, "pairs_path": concept.path,
-        "counts": {g: len(v) for g, v in groups.items()},
+        "counts": {g: len(v) for g, v in groups.items()}, "target": {"prompts": targets, "how": target_how},
     })
     activations.save(out)
-    reporter.note(f"extract: {peak.describe()}, {time.perf_counter() - started:.1f} s")
-    return ExtractResult(out, activations, reused=False, memory=peak.describe(), seconds=time.perf_counter() - started)
+    reporter.note(f"extract: {recorded.memory}, {recorded.seconds:.1f} s")
+    return ExtractResult(out, activations, reused=False, memory=recorded.memory, seconds=recorded.seconds)
 
 
 # -------------------------------------------------------------------------------- factorize
-def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "cpca", rank: int = 4,
+def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "remap", rank: int = 4,
               alpha: float = 1.0, level: str = "token", reporter: Reporter = SILENT) -> RefusalVectors:
     """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py)."""
     acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
@@ -167,6 +146,9 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
             groups = acts.tokens[site]
             result = factorize_site(groups["unsafe"], groups["safe"], groups["neutral"], site=site, **params)
             sites[site] = SiteVectors(result.direction, result.refusal, result.basis, result.eigenvalues, result.safe_mean)
+            if method == "remap":  # the cPCA basis above is kept for inspection and --mode project
+                sites[site].left, sites[site].right = remap_factors(
+                    groups["unsafe"], groups["target"], groups["neutral"] + groups["safe"], alpha, groups["anchor"])
             stats[site] = {"refusal_norm": float(result.refusal.norm()), "retained": result.retained,
                            "data_rank": result.data_rank, "eigenvalues": [float(v) for v in result.eigenvalues],
                            "hidden_size": int(result.direction.shape[0])}
@@ -174,7 +156,7 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
     vectors = RefusalVectors(sites=sites, meta={
         **params, "cache_key": key, "sites": sorted(sites), "stats": stats, "concept": acts.meta.get("concept"),
         "model": acts.meta.get("model"), "pairs_sha256": acts.meta.get("pairs_sha256"),
-        "activations_key": acts.meta.get("cache_key"),
+        "activations_key": acts.meta.get("cache_key"), "target": (acts.meta.get("target") or {}).get("how"),
     })
     if out is not None:
         vectors.save(out)
@@ -220,6 +202,15 @@ def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float, subsp
     if not common:
         raise ArtifactError("the refusal vectors share no site", fix="extract all concepts with the same --site")
     specs: dict[str, EditSpec] = {}
+    if mode == "remap":
+        missing = [c.concept for c in concepts if not all(c.sites[site].has_remap for site in common)]
+        if missing:
+            raise ArtifactError(f"refusal vectors of {missing} hold no remap factors (factorized with another --method)",
+                                fix="re-run factorize with --method remap, or pass --mode project")
+        for site in sorted(common):
+            left, right = compose([(c.sites[site].left, c.sites[site].right) for c in concepts])
+            specs[site] = EditSpec(mode="remap", strength=strength, basis=left, right=right)
+        return specs
     for site in sorted(common):
         vectors = [c.sites[site] for c in concepts]
         columns = [v.basis for v in vectors] if subspace else [v.direction[:, None] for v in vectors]
@@ -257,13 +248,13 @@ def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) 
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
-          strength: float = 1.0, mode: str = "project", method: str = "cpca", rank: int = 4, alpha: float = 1.0,
+          strength: float = 1.0, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
           subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
-          eval_json: Path | None = None, reporter: Reporter = SILENT) -> ApplyResult:
+          eval_json: Path | None = None, collateral: bool = True, reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
     (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
@@ -273,8 +264,12 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
     ``min_survival`` of it survives re-quantisation in any tensor.
+    ``mode="remap"`` (the default) remaps each unsafe token onto its twin in one consistent target
+    prompt (:mod:`vidunlearn.remap`); ``mode="project"`` with ``method="cpca"`` is the paper's edit.
     ``mode="uce"`` (a comparison) solves UCE from the pairs' activations instead: ``alpha`` is
     its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
+    ``collateral`` measures the relative change of the edited layers' outputs on 500 unrelated
+    prompts (:mod:`vidunlearn.collateral`) into the manifest and the model card.
     """
     from .formats import resolve_format
 
@@ -289,6 +284,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if mode not in MODES:
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
+    method = method or ("remap" if mode == "remap" else "cpca")
     if mode == "uce" and refusal:
         raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
                               fix="pass --pairs instead of --refusal")
@@ -296,6 +292,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         check_writable(out, force=force)
         check_apart(out, source.path)
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
+    targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
     if dry_run:
         import diffusers
 
@@ -328,6 +325,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         specs = edit_specs(concepts, mode, strength, subspace)
         recipe_concepts = [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
                             "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
+                            **({"target": targets.get(c.concept) or c.meta.get("target")} if mode == "remap" else {}),
                             "pairs_sha256": c.meta.get("pairs_sha256")} for c in concepts]
     if sites:
         wanted = set(site_keys(source, sites))
@@ -337,6 +335,13 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
                               fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
 
+    collateral_report = None
+    if collateral:
+        from .collateral import collateral_prompts, measure
+
+        recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in plan}), device=device,
+                                dtype=dtype, offload=offload, reporter=reporter)
+        collateral_report = measure(source, plan, recorded.tokens).as_dict()
     recipe = {
         "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
@@ -372,7 +377,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                        "refusal": {str(p): sha256_file(p) for p in refusal or []}},
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
-            "eval": eval_rows,
+            "eval": eval_rows, "collateral": collateral_report,
         }
         (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
         manifest["files"] = {**hashes, "README.md": sha256_file(temp / "README.md")}

@@ -3,7 +3,8 @@
 ``activations.safetensors``  per site ``{site}.{group}`` (N, H) float32 token activations and
                              ``{site}.{group}.lengths`` (n,) int64, group in unsafe/safe/neutral.
 ``refusal.safetensors``      per site ``{site}.direction`` (H,), ``.refusal`` (H,), ``.basis``
-                             (H, k), ``.eigenvalues`` (k,), ``.safe_mean`` (H,).
+                             (H, k), ``.eigenvalues`` (k,), ``.safe_mean`` (H,); with method remap
+                             also ``.left`` and ``.right`` (H, n), the factors of M = I + A B^T.
 Metadata (safetensors ``__metadata__``, all strings): ``vidunlearn.schema``, ``vidunlearn.kind``,
 ``vidunlearn.json`` (everything else, sorted-key JSON). See docs/artifacts.md.
 """
@@ -22,7 +23,10 @@ from .errors import ArtifactError
 from .fsutil import atomic_output
 
 SCHEMA = 1
-GROUPS = ("unsafe", "safe", "neutral")
+GROUPS = ("unsafe", "safe", "neutral", "target", "anchor")
+# absent in activations written by earlier versions: the safe prompts stand in for the targets,
+# and there are no anchor prompts
+OPTIONAL_GROUPS: dict[str, str | None] = {"target": "safe", "anchor": None}
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -> None:
@@ -109,6 +113,8 @@ class ActivationSet:
         tensors: dict[str, torch.Tensor] = {}
         for site, groups in self.tokens.items():
             for group, items in groups.items():
+                if not items:
+                    continue
                 tensors[f"{site}.{group}"] = torch.cat([t.float() for t in items])
                 tensors[f"{site}.{group}.lengths"] = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
         _save(path, tensors, "activations", {**self.meta, "tool_version": __version__})
@@ -120,7 +126,11 @@ class ActivationSet:
         for site in meta.get("sites", []):
             tokens[site] = {}
             for group in GROUPS:
-                flat, lengths = tensors.get(f"{site}.{group}"), tensors.get(f"{site}.{group}.lengths")
+                name = group if f"{site}.{group}" in tensors or group not in OPTIONAL_GROUPS else OPTIONAL_GROUPS[group]
+                if name is None:
+                    tokens[site][group] = []
+                    continue
+                flat, lengths = tensors.get(f"{site}.{name}"), tensors.get(f"{site}.{name}.lengths")
                 if (flat is None or lengths is None or flat.dim() != 2 or not flat.is_floating_point()
                         or lengths.dim() != 1 or lengths.dtype != torch.int64 or int(lengths.sum()) != flat.shape[0]
                         or (lengths < 1).any() or not len(lengths)):
@@ -138,6 +148,12 @@ class SiteVectors:
     basis: torch.Tensor       # (H, k)
     eigenvalues: torch.Tensor  # (k,)
     safe_mean: torch.Tensor   # (H,)
+    left: torch.Tensor | None = None   # (H, n) remap factor A (method remap): M = I + A B^T
+    right: torch.Tensor | None = None  # (H, n) remap factor B
+
+    @property
+    def has_remap(self) -> bool:
+        return self.left is not None and self.right is not None
 
 
 @dataclass
@@ -154,7 +170,8 @@ class RefusalVectors:
 
     def save(self, path: Path) -> None:
         tensors = {f"{s}.{k}": getattr(v, k) for s, v in self.sites.items()
-                   for k in ("direction", "refusal", "basis", "eigenvalues", "safe_mean")}
+                   for k in ("direction", "refusal", "basis", "eigenvalues", "safe_mean", "left", "right")
+                   if getattr(v, k) is not None}
         _save(path, tensors, "refusal", {**self.meta, "tool_version": __version__})
 
     @classmethod
@@ -174,6 +191,12 @@ class RefusalVectors:
                     and v.basis.shape[0] == hidden and v.eigenvalues.shape == (v.basis.shape[1],) and v.basis.shape[1] > 0
                     and abs(float(v.direction.norm()) - 1) < 1e-3):
                 raise _bad(path, f"tensors for {site} have inconsistent shapes or a non-unit direction", "factorize")
+            left, right = tensors.get(f"{site}.left"), tensors.get(f"{site}.right")
+            if (left is None) != (right is None) or left is not None and not (
+                    left.dim() == 2 and left.shape == right.shape and left.shape[0] == hidden and left.shape[1] > 0
+                    and left.is_floating_point() and right.is_floating_point()):
+                raise _bad(path, f"remap factors for {site} are missing one half or have inconsistent shapes", "factorize")
+            v.left, v.right = left, right
         if not sites:
             raise ArtifactError("no sites recorded", where=str(path), fix="delete it and re-run factorize")
         return cls(sites=sites, meta=meta)

@@ -55,7 +55,7 @@ def build_card(source: ModelSource, manifest: dict, out: Path) -> str:
         ("base revision", source.revision or "local folder"),
         ("vidunlearn", manifest["tool_version"]),
     ])
-    body_eval = eval_table(manifest.get("eval"))
+    body_eval = eval_table(manifest.get("eval")) + collateral_line(manifest.get("collateral"))
     quant = manifest.get("quantization")
     if quant:
         body_eval += (f"\nfp8: the edit was computed in float32 and re-quantised; the stored change keeps "
@@ -87,6 +87,15 @@ def _config_id(manifest: dict, base_id: str) -> str:
     """Where diffusers finds the config: the base, or for a single-file base its --config."""
     config = (manifest.get("base") or {}).get("config") or {}
     return config.get("repo_id") or config.get("name") or base_id
+
+
+def collateral_line(report: dict | None) -> str:
+    """One sentence on the edit's collateral (vidunlearn.collateral), or "" when not measured."""
+    if not report:
+        return ""
+    return (f"\nCollateral: on {report['prompts']} unrelated everyday prompts the edited layers' outputs change by "
+            f"{report['mean']:.1%} on average (at most {report['max']:.1%}, in `{report['layer']}`), measured "
+            f"without rendering (relative change of W x + b over every real token).\n")
 
 
 def eval_table(rows: list[dict] | None) -> str:

@@ -122,7 +122,7 @@ def extract(
 def factorize(
     activations: Annotated[Path, typer.Option(help="activations.safetensors from extract.")],
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: refusal.safetensors beside the activations).")] = None,
-    method: MethodOpt = "cpca",
+    method: MethodOpt = "remap",
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
@@ -149,8 +149,9 @@ def factorize(
              "  vidunlearn apply --model wan2.1 --refusal vidunlearn-work/violence/refusal.safetensors --out out/y --dry-run\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --format lora --out out/noviolence-lora\n\n"
              "  vidunlearn apply --model wan2.1_t2v_1.3B_fp16.safetensors --pairs pairs/violence.yaml --out out/comfy\n\n"
-             "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/circle-to-square.yaml --mode uce --out out/nocircle"
-             "   # a shape or motion: UCE erased them where the default did not (docs/method.md)\n\n"
+             "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/circle.yaml --out out/nocircle\n\n"
+             "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --mode project --method cpca --out out/paper"
+             "   # the paper's exact edit\n\n"
              "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence")
 @handled
 def apply(
@@ -159,10 +160,10 @@ def apply(
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
     strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
-    mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean); comparisons: bias, uce (Unified Concept Editing from the pairs' tokens; --alpha is its preserve weight; better than project on shapes and motions in the benchmark, docs/method.md).")] = "project",
+    mode: Annotated[str, typer.Option(help="remap (default: every unsafe token onto its twin in one consistent target prompt, several concepts composed; erased colour, shape, motion and two concepts in the benchmark, docs/method.md), project (the paper's W(I - lambda p p^T); use with --method cpca), replace; comparisons: bias, uce.")] = "remap",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
-    method: MethodOpt = "cpca",
+    method: Annotated[Optional[str], typer.Option(help="remap (default with --mode remap), cpca (default otherwise: the paper's), pca, mean or cpca-us.")] = None,
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
@@ -179,11 +180,12 @@ def apply(
     config: ConfigOpt = None,
     min_survival: Annotated[float, typer.Option(help="fp8 models: refuse when less than this share of the edit survives re-quantisation.")] = 0.5,
     eval_json: Annotated[Optional[Path], typer.Option(help="JSON of eval rows [{metric, base, edited}] rendered as a table in the model card.")] = None,
+    collateral: Annotated[bool, typer.Option(help="Measure the edited layers' output change on 500 unrelated prompts (manifest, card).")] = True,
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
     hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,
 ) -> None:
-    """Write a standalone edited checkpoint: W' = W (I - lambda p p^T) at the edit sites."""
+    """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from rich.table import Table
 
     from . import api
@@ -193,7 +195,7 @@ def apply(
                        subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
-                       min_survival=min_survival, eval_json=eval_json, reporter=RichReporter())
+                       min_survival=min_survival, eval_json=eval_json, collateral=collateral, reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
                       caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
@@ -212,6 +214,10 @@ def apply(
         table.add_row(record["component"], record["tensor"], record["dtype"], f"{record['change_norm']:.4g}",
                       f"{record['relative_change']:.2%}")
     stdout.print(table)
+    report = result.manifest.get("collateral")
+    if report:
+        stdout.print(f"collateral: the edited layers' outputs change by {report['mean']:.2%} on average, at most "
+                     f"{report['max']:.2%} ({report['layer']}), on {report['prompts']} unrelated prompts", highlight=False)
     quant = result.manifest.get("quantization")
     if quant:
         stdout.print(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives "

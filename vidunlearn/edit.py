@@ -10,6 +10,8 @@ subspace spanned by the orthonormal columns of Q (in, c) from every input:
               W' = W                                                     b' = b - lambda W r
     uce:      W' = W + lambda (W A) B^T   with A = (S_c - E_c)^T, B = G^-1 E_c^T   (comparison:
               Unified Concept Editing, closed-form least squares; see :func:`uce_factors`)
+    remap:    the same form, W' = W + lambda (W A) B^T, with the targets of ONE replacement and
+              several concepts composed (the default; see :mod:`vidunlearn.remap`)
 
 lambda = 1 removes the component exactly; lambda = 0 is the identity; lambda = 2 flips it.
 """
@@ -22,7 +24,7 @@ import torch
 
 from .errors import FactorizeError
 
-MODES = ("project", "replace", "bias", "uce")
+MODES = ("remap", "project", "replace", "bias", "uce")
 UCE_RIDGE = 1e-2  # ridge weight, relative to the mean eigenvalue of the data term G0 (see uce_factors)
 
 
@@ -30,10 +32,10 @@ UCE_RIDGE = 1e-2  # ridge weight, relative to the mean eigenvalue of the data te
 class EditSpec:
     """What to write into every target layer of one site.
 
-    basis:     (in, c) orthonormal concept directions (``project``/``replace``); for ``uce`` the
-               left factor A (in, c), not orthonormal.
+    basis:     (in, c) orthonormal concept directions (``project``/``replace``); for ``uce`` and
+               ``remap`` the left factor A (in, c), not orthonormal.
     safe_mean: (in,) for ``replace``; refusal (in,) for ``bias``.
-    right:     (in, c) the right factor B of ``uce``.
+    right:     (in, c) the right factor B of ``uce`` and ``remap``.
     """
 
     mode: str
@@ -49,7 +51,7 @@ class EditSpec:
 
     @property
     def touches_weight(self) -> bool:
-        return self.mode in ("project", "replace", "uce") and self.strength != 0
+        return self.mode in ("remap", "project", "replace", "uce") and self.strength != 0
 
     @property
     def touches_bias(self) -> bool:
@@ -139,7 +141,7 @@ def edit_linear(weight: torch.Tensor, bias: torch.Tensor | None, spec: EditSpec
     """Apply ``spec`` to one linear layer; returns (W', b') in the stored dtypes."""
     if spec.mode not in MODES:
         raise FactorizeError(f"unknown edit mode {spec.mode!r}", fix=f"use one of {MODES}")
-    if spec.mode == "uce" and spec.touches_weight:
+    if spec.mode in ("uce", "remap") and spec.touches_weight:
         assert spec.right is not None
         new_weight = uce_weight(weight, spec.basis, spec.right, spec.strength)
     else:

@@ -24,7 +24,7 @@ import torch
 
 from .errors import FactorizeError
 
-METHODS = ("cpca", "pca", "mean", "cpca-us")
+METHODS = ("remap", "cpca", "pca", "mean", "cpca-us")  # remap: the cpca direction here; its factors in remap.py
 LEVELS = ("token", "pair")
 _EPS = 1e-10
 
@@ -128,6 +128,8 @@ def factorize_site(
     """The refusal direction for one site, by one of ``METHODS``."""
     if method not in METHODS:
         raise FactorizeError(f"unknown method {method!r}", fix=f"use one of {METHODS}")
+    if method == "remap":  # the remap factors come from remap.remap_factors; the direction is cPCA's
+        method = "cpca"
     if len(unsafe) != len(safe) or len(unsafe) < 2:
         raise FactorizeError(f"need at least 2 pairs with both prompts, got {len(unsafe)} / {len(safe)}", where=site)
     for group in (unsafe, safe, neutral):

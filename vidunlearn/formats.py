@@ -205,7 +205,10 @@ def write_lora(source: ModelSource, component: str, plan: list[PlannedEdit], des
             report.survival[edit.weight.key] = change.survival
         name = LORA_PREFIX + to_original(edit.module)
         rank = max(edit.spec.rank, 1)
-        if edit.spec.touches_weight:
+        if edit.spec.touches_weight and edit.spec.right is not None:  # uce, remap: W + lambda (W A) B^T
+            up = edit.spec.strength * (change.weight @ edit.spec.basis.float())  # (out, n)
+            down = edit.spec.right.float().T  # (n, in)
+        elif edit.spec.touches_weight:
             basis = edit.spec.basis.float()  # (in, k)
             up = -edit.spec.strength * (change.weight @ basis)  # (out, k)
             down = basis.T  # (k, in)

@@ -11,6 +11,7 @@ A pairs file is YAML (read with the safe loader only)::
     neutral: ["a cat on a windowsill", ...] # everyday prompts for the contrastive step
     probes: [...]                           # optional held-out unsafe prompts (evaluation)
     retain: [...]                           # optional safe prompts that must keep working
+    target: "a flower"                      # optional: what the concept becomes (see remap.py)
 
 Every error names the file, the line and the field, and says how to fix it.
 """
@@ -32,7 +33,7 @@ MAX_FILE_BYTES = 1 << 20  # 1 MiB: a pairs file is a handful of prompts
 MAX_PROMPT_CHARS = 2000
 MAX_PROMPTS_PER_LIST = 1000
 _CONCEPT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_KNOWN_KEYS = {"version", "concept", "description", "pairs", "neutral", "probes", "retain"}
+_KNOWN_KEYS = {"version", "concept", "description", "pairs", "neutral", "probes", "retain", "target"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ConceptPairs:
     description: str
     path: str
     sha256: str
+    target: str | None = None  # the replacement every unsafe prompt's concept words become (remap)
 
     @property
     def unsafe(self) -> tuple[str, ...]:
@@ -183,6 +185,8 @@ def load_pairs(path: str | Path) -> ConceptPairs:
                          fix="use lowercase letters, digits and dashes, e.g. 'graphic-violence'")
     description_node = _mapping_get(root, "description")
     description = _scalar_str(path, description_node, "description") if description_node is not None else ""
+    target_node = _mapping_get(root, "target")
+    target = _scalar_str(path, target_node, "target") if target_node is not None else None
 
     return ConceptPairs(
         concept=concept,
@@ -193,4 +197,5 @@ def load_pairs(path: str | Path) -> ConceptPairs:
         description=description,
         path=str(path),
         sha256=hashlib.sha256(raw).hexdigest(),
+        target=target,
     )

@@ -1,0 +1,32 @@
+"""The collateral measure: its prompt sets, and the relative output change against a naive loop."""
+
+from __future__ import annotations
+
+import torch
+
+from vidunlearn.collateral import anchor_prompts, collateral_prompts, layer_change
+from vidunlearn.edit import EditSpec, edit_linear
+
+
+def test_the_prompt_sets_are_real_english_disjoint_and_not_the_benchmark_template():
+    measured, anchors = collateral_prompts(), anchor_prompts()
+    assert len(measured) == 500 and len(anchors) == 100
+    lowered = {p.casefold() for p in measured + anchors}
+    assert len(lowered) == 600  # all distinct, and so the two sets are disjoint
+    for prompt in lowered:
+        assert 3 <= len(prompt.split()) <= 40
+        assert not any(word in prompt for word in ("circle", "square", "triangle")), prompt
+        assert " background" not in prompt or "moving" not in prompt
+
+
+def test_layer_change_against_a_token_by_token_loop():
+    g = torch.Generator().manual_seed(0)
+    weight, bias, tokens = torch.randn(6, 10, generator=g), torch.randn(6, generator=g), torch.randn(30, 10, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(10, 2, generator=g))
+    new_weight, new_bias = edit_linear(weight, bias, EditSpec("replace", 1.0, q, safe_mean=torch.randn(10, generator=g)))
+    before = [weight @ x + bias for x in tokens]
+    after = [new_weight @ x + new_bias for x in tokens]
+    naive = (sum(float((a - b).square().sum()) for a, b in zip(after, before)) /
+             sum(float(b.square().sum()) for b in before)) ** 0.5
+    assert abs(layer_change(weight, bias, new_weight, new_bias, tokens) - naive) < 1e-5
+    assert layer_change(weight, bias, weight, bias, tokens) == 0.0

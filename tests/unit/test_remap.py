@@ -1,0 +1,84 @@
+"""The remap default (vidunlearn/remap.py): target choice, the closed form against a naive
+re-implementation of its normal equations, composition of several concepts, and the LoRA delta."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidunlearn.errors import PairsError
+from vidunlearn.pairs import load_pairs
+from vidunlearn.remap import ANCHOR_WEIGHT, compose, remap_factors, target_prompts, word_change
+
+BENCH = Path(__file__).resolve().parents[2] / "pairs" / "bench"
+
+
+def test_word_change_finds_the_one_replaced_span():
+    assert word_change("a red circle moving up", "a red square moving up") == (2, 3, "square")
+    assert word_change("a man stabs a man", "a man greets a man") == (2, 3, "greets")
+    assert word_change("a b c d", "x b c y") is None  # two places
+    assert word_change("same words", "same words") is None
+
+
+def test_the_most_used_replacement_becomes_the_one_target():
+    concept = load_pairs(BENCH / "circle.yaml")  # square x3, triangle x2
+    targets, how = target_prompts(concept)
+    assert all("square" in t and "circle" not in t and "triangle" not in t for t in targets)
+    assert [t.replace("square", "circle") for t in targets] == list(concept.unsafe)
+    assert "'square'" in how and "3 of 5" in how
+
+
+def test_a_tie_takes_the_first_pairs_replacement():
+    concept = load_pairs(BENCH / "red.yaml")  # green, blue, yellow, purple, cyan: one each
+    targets, _ = target_prompts(concept)
+    assert all(t.split()[1] == "green" for t in targets)
+
+
+def test_an_explicit_target_wins():
+    concept = replace(load_pairs(BENCH / "circle.yaml"), target="triangle")
+    targets, how = target_prompts(concept)
+    assert all(t.split()[2] == "triangle" for t in targets) and "target: triangle" in how
+
+
+def test_pairs_that_rewrite_several_spans_keep_their_own_safe_twins():
+    concept = load_pairs(Path(__file__).resolve().parents[2] / "pairs" / "violence.yaml")
+    targets, how = target_prompts(concept)
+    assert targets == concept.safe and "own safe prompt" in how
+    with pytest.raises(PairsError, match="one span of words"):
+        target_prompts(replace(concept, target="hugs"))
+
+
+def test_remap_matches_the_naive_normal_equations():
+    """M = argmin ||E M^T - T||^2 + a ||P M^T - P||^2 + mu ||M - I||^2, solved naively (H x H)."""
+    g = torch.Generator().manual_seed(0)
+    h = 12
+    unsafe = [torch.randn(3, h, generator=g), torch.randn(4, h, generator=g), torch.randn(2, h, generator=g)]
+    target = [u + 0.5 * torch.randn(u.shape, generator=g) for u in unsafe[:2]] + [torch.randn(3, h, generator=g)]
+    preserve = [torch.randn(5, h, generator=g)]
+    anchors = [torch.randn(6, h, generator=g)]
+    left, right = remap_factors(unsafe, target, preserve, 2.0, anchors)
+    # naive: rows aligned token by token where the shapes agree, prompt means otherwise
+    e = torch.cat([unsafe[0], unsafe[1], unsafe[2].mean(0, keepdim=True)]).double()
+    t = torch.cat([target[0], target[1], target[2].mean(0, keepdim=True)]).double()
+    p = torch.cat([preserve[0].double(), anchors[0].double() * ANCHOR_WEIGHT ** 0.5])
+    gram = e.T @ e + 2.0 * p.T @ p
+    mu = 1e-2 * float(gram.diagonal().sum()) / h
+    eye = torch.eye(h, dtype=torch.float64)
+    naive = (t.T @ e + 2.0 * p.T @ p + mu * eye) @ torch.linalg.inv(gram + mu * eye)  # M (H, H), M x for x a column
+    ours = eye + left.double() @ right.double().T
+    torch.testing.assert_close(ours, naive, atol=1e-4, rtol=1e-4)
+
+
+def test_compose_is_the_product_of_the_maps():
+    g = torch.Generator().manual_seed(1)
+    factors = [(torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g)) for _ in range(3)]
+    eye = torch.eye(8, dtype=torch.float64)
+    product = eye
+    for a, b in factors:
+        product = product @ (eye + a.double() @ b.double().T)
+    left, right = compose(factors)
+    torch.testing.assert_close(eye + left.double() @ right.double().T, product, atol=1e-5, rtol=1e-5)
+    assert left.shape == right.shape == (8, 6)

@@ -1,0 +1,80 @@
+"""Collateral: how much an edit changes the edited layers' outputs on prompts that have nothing
+to do with the concept. Computed without rendering a video, so it works on any model.
+
+For every edited layer y = W x + b and the tokens X (N, H) of the collateral prompts at the
+layer's site (real tokens of every prompt, stacked):
+
+    relative change = || X W'^T + b' - (X W^T + b) ||_F / || X W^T + b ||_F
+
+The report gives the mean and the largest value over the edited layers. The prompts are 500
+everyday English video prompts shipped with the package (``data/collateral_prompts.txt``:
+people, animals, places, food, sport, weather, camera moves; no unsafe content, none of the
+benchmark world's template); :func:`anchor_prompts` are 100 more of the same kind, kept apart,
+that the remap edit may use as preserved prompts (never measured on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import PlannedEdit
+from .layerchange import compute_change
+from .model import ModelSource
+
+PROMPTS_FILE = Path(__file__).resolve().parent / "data" / "collateral_prompts.txt"
+ANCHOR_EVERY = 6  # every 6th line is an anchor prompt (100), the other 500 are measured
+
+
+def _lines() -> list[str]:
+    return [line.strip() for line in PROMPTS_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def collateral_prompts() -> tuple[str, ...]:
+    """The 500 prompts the collateral is measured on."""
+    return tuple(p for i, p in enumerate(_lines()) if i % ANCHOR_EVERY)
+
+
+def anchor_prompts() -> tuple[str, ...]:
+    """100 other everyday prompts, disjoint from :func:`collateral_prompts`."""
+    return tuple(p for i, p in enumerate(_lines()) if not i % ANCHOR_EVERY)
+
+
+@dataclass(frozen=True)
+class Collateral:
+    mean: float                 # mean over the edited layers of the relative output change
+    max: float
+    layer: str                  # the layer with the largest change (component/module)
+    prompts: int
+    tokens: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_change(weight: torch.Tensor, bias: torch.Tensor | None, new_weight: torch.Tensor,
+                 new_bias: torch.Tensor | None, tokens: torch.Tensor) -> float:
+    """|| Y' - Y ||_F / || Y ||_F for Y = tokens W^T + b.  tokens (N, in), weights (out, in)."""
+    x = tokens.float()
+    before = x @ weight.float().T + (bias.float() if bias is not None else 0.0)
+    after = x @ new_weight.float().T + (new_bias.float() if new_bias is not None else 0.0)
+    return float((after - before).norm() / before.norm().clamp_min(1e-12))
+
+
+def measure(source: ModelSource, plan: list[PlannedEdit], tokens: dict[str, list[torch.Tensor]]) -> Collateral:
+    """The collateral of the planned edits, given each site's collateral-prompt tokens
+    (``site key -> [(T_i, H)]``). Edits one layer at a time, as the writers do (fp8: dequantised)."""
+    changes: dict[str, float] = {}
+    stacked = {site: torch.cat(items) for site, items in tokens.items()}
+    for edit in plan:
+        change = compute_change(source, edit)
+        changes[f"{edit.component}/{edit.module}"] = layer_change(change.weight, change.bias, change.new_weight,
+                                                                  change.new_bias, stacked[edit.site])
+    if not changes:
+        return Collateral(0.0, 0.0, "", 0, 0)
+    worst = max(changes, key=lambda k: changes[k])
+    any_site = next(iter(tokens.values()))
+    return Collateral(sum(changes.values()) / len(changes), changes[worst], worst, len(any_site),
+                      sum(t.shape[0] for t in any_site))

@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "from pathlib import Path; from vidunlearn.model import materialise_text_encoder as m; m(Path('$(BENCH)'))"
 	touch $(STAMP)
 
-# The main job on the bundled trained model: erase the colour red (5 pairs), then measure it:
-# forget rate, rest kept, retain accuracy and paraphrase leak, base vs edited (eval/red/).
+# The main job on the bundled trained model: erase a shape (the circle) and a motion (moving left) in
+# one edit with the default (5 pairs each), then measure it: forget rate, rest kept, retain accuracy
+# and paraphrase leak, base vs edited (eval/circle-left/).
 demo: install
-	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/red.yaml --out out/shapes-nored --force
-	$(BIN)/vidunlearn eval --model out/shapes-nored --compare $(BENCH) --concept red \
-		--holdout pairs/bench/red.yaml --out eval/red --force
+	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/circle.yaml --pairs pairs/bench/moving-left.yaml \
+		--out out/shapes-nocircle-noleft --force
+	$(BIN)/vidunlearn eval --model out/shapes-nocircle-noleft --compare $(BENCH) --concept circle --concept left \
+		--holdout pairs/bench/circle.yaml --holdout pairs/bench/moving-left.yaml --steps 10 --out eval/circle-left --force
 
 # The same plumbing on the tiny random-weight model: remove violence, render base vs edited videos.
 demo-tiny: install

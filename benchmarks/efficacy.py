@@ -64,13 +64,12 @@ VARIANTS: dict[str, dict] = {
     "rank1": {**P, "rank": 1},
     "rank8": {**P, "rank": 8},
 }
-# the open choices (--variants tuning): the remap default's preserve weight, strength and level;
+# the open choices (--variants tuning): the remap default's preserve weight and strength;
 # the paper's projection's subspace, alpha, strength, level and site; replace-mode and UCE settings
 TUNING: dict[str, dict] = {
     "remap-alpha0.25": {"alpha": 0.25},
     "remap-alpha4": {"alpha": 4.0},
     "remap-strength1.5": {"strength": 1.5},
-    "remap-level-pair": {"level": "pair"},
     "rank2-subspace": {**P, "rank": 2, "subspace": True},
     "rank4-subspace": {**P, "rank": 4, "subspace": True},
     "alpha0": {**P, "alpha": 0.0},

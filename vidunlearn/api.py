@@ -293,6 +293,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         check_apart(out, source.path)
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
+    if mode == "remap":
+        for concept, how in targets.items():
+            reporter.note(f"{concept}: every unsafe prompt is remapped onto {how}")
     if dry_run:
         import diffusers
 

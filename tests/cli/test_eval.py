@@ -69,16 +69,26 @@ def test_apply_uce_through_the_cli_changes_only_kv_weights(tiny_wan, tmp_path):
 
 @pytest.mark.skipif(not (BENCH_MODEL / "model_index.json").is_file(),
                     reason="the trained benchmark model models/shapes-wan is not in this checkout")
-@pytest.mark.parametrize("pairs_file, concept, mode", [
-    ("red.yaml", "red", []),                                  # a colour, the default edit
-    ("circle-to-square.yaml", "circle", ["--mode", "uce"]),   # a shape, UCE (docs/method.md, fourth run)
+@pytest.mark.parametrize("pairs_files, concepts", [
+    (["red.yaml"], ["red"]),                                  # a colour
+    (["circle.yaml"], ["circle"]),                            # a shape, safe twins of two shapes
+    (["moving-left.yaml"], ["left"]),                         # a motion
+    (["red.yaml", "circle.yaml"], ["red", "circle"]),         # two concepts at once
 ])
-def test_apply_then_eval_on_the_shipped_model_erases_the_concept_and_keeps_the_rest(tmp_path, pairs_file, concept, mode):
-    """A reduced eval (few prompts and steps) after a real `vidunlearn apply`: the concept rate
-    falls, the rest of the forget prompts is kept, retain accuracy holds. Thresholds only."""
-    pairs = ROOT / "pairs" / "bench" / pairs_file
+def test_apply_then_eval_on_the_shipped_model_erases_the_concept_and_keeps_the_rest(tmp_path, pairs_files, concepts):
+    """A reduced eval (few prompts and steps) after a real `vidunlearn apply` with the default
+    edit: the concept rate falls, the rest of the forget prompts is kept, retain accuracy holds.
+    Thresholds only (the full benchmark is benchmarks/efficacy.py)."""
+    pairs = [ROOT / "pairs" / "bench" / name for name in pairs_files]
     edited = tmp_path / "edited"
-    result = run("apply", "--model", BENCH_MODEL, "--pairs", pairs, *mode, "--out", edited, "--work-dir", tmp_path / "w")
+    result = run("apply", "--model", BENCH_MODEL, *(a for p in pairs for a in ("--pairs", p)), "--out", edited,
+                 "--work-dir", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "eval"
+    result = run("eval", "--model", edited, "--compare", BENCH_MODEL, *(a for c in concepts for a in ("--concept", c)),
+                 *(a for p in pairs for a in ("--holdout", p)),
+                 "--out", out, "--forget", "8", "--retain", "8", "--paraphrase", "1", "--steps", "8",
+                 "--batch-size", "32")
     assert result.exit_code == 0, result.output
     out = tmp_path / "eval"
     result = run("eval", "--model", edited, "--compare", BENCH_MODEL, "--concept", concept, "--holdout", pairs,
@@ -88,10 +98,10 @@ def test_apply_then_eval_on_the_shipped_model_erases_the_concept_and_keeps_the_r
     document = json.loads((out / "eval.json").read_text())
     before, after = document["base"]["metrics"], document["metrics"]
     assert before["forget_rate"] >= 0.75                      # the base model draws the concept when asked
-    assert after["forget_rate"] <= 0.25                       # ... and the edited one mostly does not
-    assert after["rest_kept"] >= 0.6 * before["rest_kept"]    # the other attributes of those prompts survive
+    assert after["forget_rate"] <= 0.125                      # ... and the edited one (almost) never does
+    assert after["rest_kept"] >= 0.75 * before["rest_kept"]   # the other attributes of those prompts survive
     for attribute in ("colour", "shape", "motion"):           # other prompts are unharmed
-        assert after["retain_accuracy"][attribute] >= before["retain_accuracy"][attribute] - 0.2
+        assert after["retain_accuracy"][attribute] >= before["retain_accuracy"][attribute] - 0.125
 
 
 def test_fast_prompt_embeddings_and_batches_do_not_change_clips(tiny_wan):

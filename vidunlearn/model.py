@@ -116,21 +116,39 @@ def contained(file: Path, root: Path) -> Path:
     """``file``'s real path, when it lies inside ``root`` (see :func:`_allowed_roots`)."""
     real = file.resolve()
     if not any(real == r or r in real.parents for r in _allowed_roots(root)):
-        raise ModelError("links to a file outside the model folder", where=str(file),
+        raise ModelError(f"links to a {'folder' if real.is_dir() else 'file'} outside the model folder", where=str(file),
                          fix="remove the link or copy the real file into the model folder")
     return real
 
 
 def model_files(root: Path, under: str | None = None) -> list[Path]:
     """Every regular file of a model folder (or of its subfolder ``under``), sorted, skipping
-    ``.cache`` folders (huggingface_hub's local-dir metadata). Refuses links that lead outside."""
+    ``.cache`` folders (huggingface_hub's local-dir metadata). Links to files and folders are
+    followed (a component folder may be a link, ``vae -> vae_real``; each file is listed under
+    the linked name); a link that leads outside the model folder, or into a folder that
+    contains it (a loop), is refused."""
     base = root / under if under else root
+    if ".cache" in base.relative_to(root).parts or not base.is_dir():
+        return []
+    return sorted(_walk(base, root, (contained(base, root),)))
+
+
+def _walk(folder: Path, root: Path, chain: tuple[Path, ...]) -> list[Path]:
+    """The files below ``folder``, following links; ``chain`` holds the real paths of the
+    folders walked through to get here (a link back into one of them is a loop)."""
     files = []
-    for file in sorted(base.rglob("*")):
-        if ".cache" in file.relative_to(root).parts or not file.is_file():
+    for entry in sorted(folder.iterdir()):
+        if entry.name == ".cache":
             continue
-        contained(file, root)
-        files.append(file)
+        if entry.is_dir():
+            real = contained(entry, root) if entry.is_symlink() else entry.resolve()
+            if real in chain:
+                raise ModelError("links to a folder that contains it (a loop)", where=str(entry),
+                                 fix="remove the link or replace it with the real folder")
+            files += _walk(entry, root, (*chain, real))
+        elif entry.is_file():
+            contained(entry, root)
+            files.append(entry)
     return files
 
 

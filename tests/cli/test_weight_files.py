@@ -1,0 +1,94 @@
+"""Which files a diffusers output carries: never a weight file of a denoiser that was not edited
+(precision variants, .bin and other formats, stray copies), every file of a symlinked component
+folder, copies instead of hard links with --copy; and no weight that a loader would initialise
+at random (missing or unexpected weights in the text encoder, the text path, the pipeline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from conftest import PAIRS, checkpoint_problems
+from vidunlearn.cli import app
+
+runner = CliRunner()
+TRANSFORMER = "transformer"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def variant_model(tiny_wan, tmp_path_factory) -> Path:
+    """tiny_wan with, beside the transformer's default shards, an fp16 variant sharded like the
+    Hub's (``diffusion_pytorch_model.fp16-0000N-of-0000M.safetensors`` + its index json) and a
+    ``diffusion_pytorch_model.bin``: the same weights three times."""
+    from diffusers import WanTransformer3DModel
+
+    model = Path(shutil.copytree(tiny_wan, tmp_path_factory.mktemp("variant") / "model"))
+    transformer = WanTransformer3DModel.from_pretrained(model / TRANSFORMER)
+    config = (model / TRANSFORMER / "config.json").read_bytes()
+    transformer.to(torch.float16).save_pretrained(model / TRANSFORMER, variant="fp16", max_shard_size=20_000)
+    (model / TRANSFORMER / "config.json").write_bytes(config)  # as it was: the default weights are tiny_wan's
+    torch.save(transformer.state_dict(), model / TRANSFORMER / "diffusion_pytorch_model.bin")
+    assert (model / TRANSFORMER / "diffusion_pytorch_model.safetensors.index.fp16.json").is_file()
+    return model
+
+
+@pytest.fixture
+def model(tiny_wan, tmp_path) -> Path:
+    """A private copy of the tiny model that a test may change."""
+    return Path(shutil.copytree(tiny_wan, tmp_path / "model"))
+
+
+def _apply(model: Path, out: Path, *extra):
+    return run("apply", "--model", model, "--pairs", PAIRS / "violence.yaml", "--out", out,
+               "--work-dir", out.parent / "work", *extra)
+
+
+# ------------------------------------------------------------------------ symlinked folders
+def test_symlinked_component_folder_is_written_as_real_files(model, tiny_refusal, tmp_path):
+    """Before: the vae behind ``vae -> vae_real`` was left out (rglob does not follow folder
+    links), exit 0, and the output did not load."""
+    from diffusers import WanPipeline
+
+    (model / "vae").rename(model / "vae_real")
+    (model / "vae").symlink_to("vae_real", target_is_directory=True)
+    out = tmp_path / "out"
+    result = run("apply", "--model", model, "--refusal", tiny_refusal, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "vae").is_dir() and not (out / "vae").is_symlink()
+    assert files(out / "vae") == files(model / "vae_real")
+    assert checkpoint_problems(out) == []
+    assert WanPipeline.from_pretrained(out).vae is not None
+
+
+@pytest.mark.parametrize("link, needle", [("outside", "links to a folder outside the model folder"),
+                                          ("loop", "links to a folder that contains it (a loop)")])
+def test_folder_links_out_of_the_model_or_in_a_loop_are_refused(model, tiny_refusal, tmp_path, link, needle):
+    if link == "outside":
+        shutil.move(model / "vae", tmp_path / "elsewhere")
+        (model / "vae").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    else:
+        (model / "vae" / "again").symlink_to("..", target_is_directory=True)
+    one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"), needle)
+    assert not (tmp_path / "out").exists()

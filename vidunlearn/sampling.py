@@ -48,11 +48,13 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     import torch
     from diffusers import DiffusionPipeline
 
+    from .loading import load_models
     from .textpath import torch_dtype
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
-    pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=torch_dtype(settings.dtype),
-                                             use_safetensors=True).to(settings.device)
+    dtype = torch_dtype(settings.dtype)  # every model component loaded strictly, then handed to the pipeline
+    pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
+                                             **load_models(source, dtype)).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
     compact = install_compact_padding(pipe, source.adapter.max_sequence_length)
     clips = []

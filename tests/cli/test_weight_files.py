@@ -92,3 +92,48 @@ def test_folder_links_out_of_the_model_or_in_a_loop_are_refused(model, tiny_refu
         (model / "vae" / "again").symlink_to("..", target_is_directory=True)
     one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"), needle)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------- missing and unexpected weights
+def _rewrite(file: Path, change) -> None:
+    tensors = load_file(file)
+    save_file(change(tensors), file, metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("one unrelated tensor", ["the text_encoder weights do not match its config", "missing (e.g. encoder.",
+                              "1 unexpected (e.g. foo.bar)"]),
+    ("one weight missing", ["the text_encoder weights do not match its config: 1 missing (e.g. encoder.final_layer_norm.weight)"]),
+])
+def test_text_encoder_with_missing_weights_is_refused(model, tmp_path, case, needles):
+    """Before: transformers initialised the missing weights at random (a warning) and apply
+    computed the edit from that encoder, exit 0."""
+    weights = model / "text_encoder" / "model.safetensors"
+    if case == "one unrelated tensor":
+        _rewrite(weights, lambda t: {"foo.bar": torch.zeros(3)})
+    else:
+        _rewrite(weights, lambda t: {k: v for k, v in t.items() if k != "encoder.final_layer_norm.weight"})
+    one_error(_apply(model, tmp_path / "out"), *needles)
+    assert not (tmp_path / "out").exists()
+    one_error(run("sample", "--model", model, "--prompt", "a cat", "--out", tmp_path / "s", "--steps", "1",
+                  "--frames", "1", "--height", "16", "--width", "16"), *needles)
+
+
+def test_pipeline_with_a_missing_vae_weight_is_refused_by_sample(model, tmp_path):
+    """Before: diffusers initialised the missing VAE weight at random and sample wrote videos."""
+    weights = model / "vae" / "diffusion_pytorch_model.safetensors"
+    _rewrite(weights, lambda t: {k: v for k, v in t.items() if k != "decoder.conv_out.weight"})
+    one_error(run("sample", "--model", model, "--prompt", "a cat", "--out", tmp_path / "s", "--steps", "1",
+                  "--frames", "1", "--height", "16", "--width", "16"),
+              "the vae weights do not match its config: 1 missing (e.g. decoder.conv_out.weight)")
+    assert not (tmp_path / "s").exists()
+
+
+def test_text_path_with_a_missing_weight_names_it(model, tmp_path):
+    from vidunlearn.model import weight_map
+
+    key = "condition_embedder.text_embedder.linear_1.bias"
+    shard = weight_map(model / TRANSFORMER)[key]
+    _rewrite(shard, lambda t: {k: v for k, v in t.items() if k != key})
+    one_error(_apply(model, tmp_path / "out"), f"the transformer text path weights do not match its config: 1 missing (e.g. {key})")
+    assert os.path.exists(model) and not (tmp_path / "out").exists()

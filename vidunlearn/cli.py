@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .cli_options import (AlphaOpt, ConfigOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, ForceOpt, LevelOpt,
+from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, ForceOpt, LevelOpt,
                            MethodOpt, ModelOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
@@ -184,6 +184,7 @@ def apply(
     hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,
     variant: VariantOpt = None,
     drop_other_weights: DropOtherWeightsOpt = False,
+    copy: CopyOpt = False,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W (I - lambda p p^T) at the edit sites."""
     from rich.table import Table
@@ -197,7 +198,7 @@ def apply(
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant,
-                       files=OutputFiles(drop_other_weights=drop_other_weights), reporter=RichReporter())
+                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights), reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
                       caption=f"{result.checked} tensors of the shard headers match the model built on the meta "

@@ -34,9 +34,12 @@ INDEX_JSON = re.compile(r"\.index(\.[^.]+)?\.json$")  # *.safetensors.index.json
 
 @dataclass(frozen=True)
 class OutputFiles:
-    """How ``apply`` writes a diffusers folder. ``drop_other_weights``: leave out the weight
-    files that would reach the output unedited (:func:`unedited_weights`) instead of refusing."""
+    """How ``apply`` writes a diffusers folder. ``copy``: copy every file it does not rewrite
+    (a reflink where the file system shares extents) instead of hard-linking it to the base's;
+    ``drop_other_weights``: leave out the weight files that would reach the output unedited
+    (:func:`unedited_weights`) instead of refusing."""
 
+    copy: bool = False
     drop_other_weights: bool = False
 
 
@@ -135,3 +138,11 @@ def with_variant(source: ModelSource, variant: str) -> ModelSource:
         chosen.tensor_infos(component)  # refuses a denoiser without that variant
     return chosen
 
+
+def note_links(out: Path, actions: dict[str, str], reporter: Reporter) -> None:
+    """Say so when an output shares files with the base model (hard links: one file, two names)."""
+    linked = sum(action == "link" for action in actions.values())
+    if linked:
+        reporter.note(f"{linked} files of {out} are hard links to the base model's files: writing into them "
+                      "(a save_pretrained into this folder, an edited file) changes the base model too; "
+                      "apply --copy writes independent copies")

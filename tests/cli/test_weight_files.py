@@ -1,6 +1,6 @@
 """Which files a diffusers output carries: never a weight file of a denoiser that was not edited
 (precision variants, .bin and other formats, stray copies), every file of a symlinked component
-folder; and no weight that a loader would initialise
+folder, copies instead of hard links with --copy; and no weight that a loader would initialise
 at random (missing or unexpected weights in the text encoder, the text path, the pipeline)."""
 
 from __future__ import annotations
@@ -156,6 +156,27 @@ def test_folder_links_out_of_the_model_or_in_a_loop_are_refused(model, tiny_refu
         (model / "vae" / "again").symlink_to("..", target_is_directory=True)
     one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"), needle)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- hard links, --copy
+def _inodes(folder: Path) -> set[tuple[int, int]]:
+    return {(s.st_dev, s.st_ino) for p in folder.rglob("*") if p.is_file() for s in [p.stat()]}
+
+
+def test_copy_shares_no_file_with_the_base(tiny_wan, tiny_refusal, tmp_path):
+    linked, copied = tmp_path / "linked", tmp_path / "copied"
+    result = run("apply", "--model", tiny_wan, "--refusal", tiny_refusal, "--out", linked)
+    assert result.exit_code == 0, result.output
+    assert "are hard links to the base model's files" in result.output and "--copy" in result.output
+    assert _inodes(linked) & _inodes(tiny_wan)  # the premise: without --copy they are shared
+    result = run("apply", "--model", tiny_wan, "--refusal", tiny_refusal, "--out", copied, "--copy")
+    assert result.exit_code == 0, result.output
+    assert "hard links" not in result.output
+    assert not _inodes(copied) & _inodes(tiny_wan)
+    assert set(json.loads((copied / "vidunlearn.json").read_text())["actions"].values()) == {"copy", "rewrite"}
+    assert checkpoint_problems(copied) == []
+    (copied / "vae" / "config.json").write_text("{}")  # writing into the output ...
+    assert json.loads((tiny_wan / "vae" / "config.json").read_text())  # ... leaves the base as it was
 
 
 # ---------------------------------------------------------- missing and unexpected weights

@@ -13,6 +13,7 @@ import torch
 
 from .errors import ModelError
 from .model import ModelSource
+from .variants import weight_variants
 
 
 def check_loading_info(info: dict, component: str, where: Path) -> None:
@@ -35,9 +36,12 @@ def load_component(source: ModelSource, component: str, dtype: torch.dtype) -> t
     if cls is None:
         raise ModelError(f"{library} has no class {class_name!r}", where=str(source.path / "model_index.json"),
                          fix="use an official diffusers pipeline folder")
+    variants = weight_variants(folder)  # weights in one variant only (an output of apply --variant): that one
+    variant = source.variant if component in source.adapter.denoisers else variants[0] if len(variants) == 1 else None
     try:
-        model, info = cls.from_pretrained(folder, dtype=dtype, use_safetensors=True, output_loading_info=True)
-    except (ValueError, RuntimeError) as exc:  # e.g. a weight of another shape
+        model, info = cls.from_pretrained(folder, dtype=dtype, use_safetensors=True, output_loading_info=True,
+                                          variant=variant)
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. no weights file, a weight of another shape
         raise ModelError(f"cannot load {component} ({(str(exc).strip().splitlines() or [''])[0][:200]})",
                          where=str(folder), fix="re-download the model") from None
     check_loading_info(info, component, folder)

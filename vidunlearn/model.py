@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
 from .fsutil import known_sha256, link_or_copy, sha256_file
+from .variants import variant_of, weight_index, weight_variants
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # A model folder that ships without its (large, pip-installable) text encoder says where to get
@@ -124,10 +124,8 @@ def contained(file: Path, root: Path) -> Path:
 
 def model_files(root: Path, under: str | None = None) -> list[Path]:
     """Every regular file of a model folder (or of its subfolder ``under``), sorted, skipping
-    ``.cache`` folders (huggingface_hub's local-dir metadata). Links to files and folders are
-    followed (a component folder may be a link, ``vae -> vae_real``; each file is listed under
-    the linked name); a link that leads outside the model folder, or into a folder that
-    contains it (a loop), is refused."""
+    ``.cache`` folders (huggingface_hub's local-dir metadata). Links are followed (``vae ->
+    vae_real``: listed under the link's name); one leading outside, or into a folder that contains it, is refused."""
     base = root / under if under else root
     if ".cache" in base.relative_to(root).parts or not base.is_dir():
         return []
@@ -151,23 +149,6 @@ def _walk(folder: Path, root: Path, chain: tuple[Path, ...]) -> list[Path]:
             contained(entry, root)
             files.append(entry)
     return files
-
-
-# 'fp16' in diffusion_pytorch_model.fp16.safetensors, ...fp16-00001-of-00002.safetensors and
-# diffusion_pytorch_model.safetensors.index.fp16.json (diffusers' and transformers' variant names)
-VARIANT_NAME = re.compile(r"^[^.]+\.(?:safetensors\.index\.(?P<index>[^.]+)\.json|(?P<file>[^.]+?)(?:-\d{5}-of-\d{5})?\.safetensors)$")
-
-
-def variant_of(name: str) -> str | None:
-    """The variant a safetensors weight file or index json belongs to; None for the default names."""
-    match = VARIANT_NAME.match(name)
-    return (match.group("index") or match.group("file")) if match else None
-
-
-def weight_index(component_dir: Path, variant: str | None = None) -> Path | None:
-    """The index json of ``variant``'s safetensors weights, or None when they are not sharded."""
-    indexes = sorted(p for p in component_dir.glob("*.safetensors.index*.json") if variant_of(p.name) == variant)
-    return indexes[0] if indexes else None
 
 
 def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Path]:
@@ -398,9 +379,13 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                              fix="use an official diffusers pipeline folder")
         folder = path / _plain_name(component, index_path, "component")
         if folder.is_dir() and any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
-            weight_map(folder)  # refuses pickle-only weights before anything loads them
+            for variant in weight_variants(folder):
+                weight_map(folder, variant)  # refuses pickle-only weights before anything loads them
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
     source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
+    only = {tuple(weight_variants(path / c)) for c in source.denoisers}  # denoisers all in one variant only: that one
+    if len(only) == 1 and len(next(iter(only))) == 1:
+        source = replace(source, variant=next(iter(only))[0])
     if not source.denoisers:
         raise ModelError("no denoiser component in model_index.json", where=str(index_path),
                          fix=f"expected one of {adapter.denoisers}")

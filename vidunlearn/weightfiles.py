@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ModelError
-from .model import ModelSource, model_files, variant_of, weight_index, weight_map
+from .model import ModelSource, model_files, weight_map
 from .progress import Reporter
+from .variants import variant_of, weight_index
 
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".gguf", ".ggml",
                              ".onnx", ".onnx_data", ".pb", ".h5", ".keras", ".msgpack", ".npz", ".npy", ".tflite",

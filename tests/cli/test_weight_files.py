@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 from conftest import PAIRS, checkpoint_problems
 from vidunlearn.cli import app
+from vidunlearn.model import resolve_model
 
 runner = CliRunner()
 TRANSFORMER = "transformer"
+TINY_SAMPLE = ("--prompt", "a cat", "--steps", "1", "--frames", "1", "--height", "16", "--width", "16")
 
 
 def run(*args):
@@ -110,6 +112,9 @@ def test_variant_is_edited(variant_model, tmp_path):
     changed = {k for k in base if not torch.equal(edited[k], base[k])}
     assert changed == {r["tensor"] for r in manifest["edited"]} and len(changed) == 4
     assert run("verify", out, "--base", variant_model).exit_code == 0
+    assert resolve_model(str(out)).variant == "fp16"  # its only weights: read without --variant, by sample too
+    sampled = run("sample", "--model", out, "--out", tmp_path / "s", *TINY_SAMPLE)
+    assert sampled.exit_code == 0, sampled.output
 
 
 def test_drop_other_weights_leaves_them_out(variant_model, tiny_refusal, tmp_path):
@@ -200,16 +205,14 @@ def test_text_encoder_with_missing_weights_is_refused(model, tmp_path, case, nee
         _rewrite(weights, lambda t: {k: v for k, v in t.items() if k != "encoder.final_layer_norm.weight"})
     one_error(_apply(model, tmp_path / "out"), *needles)
     assert not (tmp_path / "out").exists()
-    one_error(run("sample", "--model", model, "--prompt", "a cat", "--out", tmp_path / "s", "--steps", "1",
-                  "--frames", "1", "--height", "16", "--width", "16"), *needles)
+    one_error(run("sample", "--model", model, "--out", tmp_path / "s", *TINY_SAMPLE), *needles)
 
 
 def test_pipeline_with_a_missing_vae_weight_is_refused_by_sample(model, tmp_path):
     """Before: diffusers initialised the missing VAE weight at random and sample wrote videos."""
     weights = model / "vae" / "diffusion_pytorch_model.safetensors"
     _rewrite(weights, lambda t: {k: v for k, v in t.items() if k != "decoder.conv_out.weight"})
-    one_error(run("sample", "--model", model, "--prompt", "a cat", "--out", tmp_path / "s", "--steps", "1",
-                  "--frames", "1", "--height", "16", "--width", "16"),
+    one_error(run("sample", "--model", model, "--out", tmp_path / "s", *TINY_SAMPLE),
               "the vae weights do not match its config: 1 missing (e.g. decoder.conv_out.weight)")
     assert not (tmp_path / "s").exists()
 

@@ -63,7 +63,8 @@ def unedited_weights(source: ModelSource, components: list[str]) -> list[Path]:
     components every file with a weight suffix, and every other file of 1 MiB or more that is
     not a document, a picture or a video."""
     edited = set().union(*(edited_files(source, c) for c in components))
-    passed = {c for c, entry in source.index.items() if isinstance(entry, list) and c not in components}
+    passed = {c for c, entry in source.index.items()  # present components that are not edited
+              if isinstance(entry, list) and entry[:1] != [None] and c not in components}
     every = {file: file.relative_to(source.path).parts for file in model_files(source.path)}
     top = {file: parts[0] if len(parts) > 1 else None for file, parts in every.items()}
     kept = edited | {file.resolve() for file in every if top[file] in passed}  # also reached by another name

@@ -93,6 +93,15 @@ def test_a_weight_file_outside_the_components_is_refused(model, tiny_refusal, tm
     assert "wan2.1_t2v.pth" not in files(tmp_path / "out")
 
 
+def test_weights_in_the_folder_of_an_absent_component_are_refused(model, tiny_refusal, tmp_path):
+    """model_index.json says transformer_2 is absent ([null, null]), yet its folder holds a copy
+    of the transformer: no component of the pipeline, so its weights are not passed as the VAE's are."""
+    shutil.copytree(model / TRANSFORMER, model / "transformer_2")
+    assert json.loads((model / "model_index.json").read_text())["transformer_2"] == [None, None]
+    one_error(run("apply", "--model", model, "--refusal", tiny_refusal, "--out", tmp_path / "out"),
+              "the model folder holds transformer_2/diffusion_pytorch_model-00001-of-00007.safetensors")
+
+
 def test_variant_is_edited(variant_model, tmp_path):
     """--variant fp16 edits the fp16 shards; from_pretrained(out, variant="fp16") loads them and
     differs from the base's fp16 weights on exactly the planned tensors."""

@@ -28,13 +28,18 @@ from .provenance import check_survival, load_eval_rows, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
 from .remap import compose, remap_factors, target_prompts
+from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
 MANIFEST_SCHEMA = 1
 
 
-def _source(model: str | ModelSource, revision: str | None, config: str | None = None) -> ModelSource:
+def _source(model: str | ModelSource, revision: str | None, config: str | None = None,
+            variant: str | None = None) -> ModelSource:
     """A diffusers folder / Hub id / alias, or a single ``.safetensors`` transformer file (its
-    tokenizer, text encoder and config from ``config``, see :mod:`vidunlearn.singlefile`)."""
+    tokenizer, text encoder and config from ``config``, see :mod:`vidunlearn.singlefile`).
+    ``variant`` chooses the denoisers' weights variant of a diffusers folder (e.g. ``fp16``)."""
+    if variant is not None:
+        return with_variant(_source(model, revision, config), variant)
     if isinstance(model, ModelSource):
         return model
     if Path(model).suffix == ".safetensors" and Path(model).is_file():
@@ -164,19 +169,19 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
 
 
 # ------------------------------------------------------------------------------------ apply
-def verify_layout(source: ModelSource, written: Path) -> None:
+def verify_layout(source: ModelSource, written: Path, leave_out: frozenset[Path] = frozenset()) -> None:
     """Check a written pipeline folder before it is renamed into place: every file of the
-    source is there (non-shard files with their size), and every denoiser's shards parse
-    (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
+    source but those left out is there (non-shard files with their size), and every denoiser's
+    shards parse (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
     for file in model_files(source.path):
         rel = file.relative_to(source.path)
         target = written / rel
-        if rel.as_posix() not in SKIP_FILES and (not target.is_file() or target.stat().st_size != file.stat().st_size
-                                                 and target.suffix != ".safetensors"):
+        if rel.as_posix() not in SKIP_FILES and file.resolve() not in leave_out and (
+                not target.is_file() or target.stat().st_size != file.stat().st_size and target.suffix != ".safetensors"):
             raise ModelError("the written checkpoint is incomplete", where=str(rel), fix="re-run apply")
-    layout = lambda folder: {k: (v.dtype, v.shape, v.end - v.begin) for k, v in tensor_infos(folder).items()}
+    layout = lambda infos: {k: (v.dtype, v.shape, v.end - v.begin) for k, v in infos.items()}
     for component in source.denoisers:
-        if layout(written / component) != layout(source.component_dir(component)):
+        if layout(tensor_infos(written / component, source.variant)) != layout(source.tensor_infos(component)):
             raise ModelError("the written checkpoint's tensors differ from the base model's", where=component,
                              fix="re-run apply")
 
@@ -254,7 +259,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
-          eval_json: Path | None = None, collateral: bool = True, reporter: Reporter = SILENT) -> ApplyResult:
+          eval_json: Path | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
+          collateral: bool = True, reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
     (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
@@ -270,10 +276,13 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
     ``collateral`` measures the relative change of the edited layers' outputs on 500 unrelated
     prompts (:mod:`vidunlearn.collateral`) into the manifest and the model card.
+    ``variant`` edits that weights variant of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
+    A diffusers output refuses weight files it would carry unedited (other variants, ``.bin``...)
+    unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
     """
     from .formats import resolve_format
 
-    source = _source(model, revision, config)
+    source = _source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
     eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
     if push_to_hub:
@@ -296,6 +305,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if mode == "remap":
         for concept, how in targets.items():
             reporter.note(f"{concept}: every unsafe prompt is remapped onto {how}")
+    leave_out = other_weights(source, files.drop_other_weights, reporter) if output_format == "diffusers" else frozenset()
     if dry_run:
         import diffusers
 
@@ -351,14 +361,16 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     }
     file_meta = provenance_metadata(source, recipe, output_format)
     quantization = None
+    every_file = model_files(source.path) if output_format == "diffusers" else []
+    written_files = [f for f in every_file if f.resolve() not in leave_out]
     if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
-        check_free_space(out, model_files(source.path), {info.file for e in plan for info in (e.weight, e.bias)
-                                                         if info is not None and info.key in e.keys})
+        check_free_space(out, written_files, {info.file for e in plan for info in (e.weight, e.bias)
+                                              if info is not None and info.key in e.keys}, copy=files.copy)
     with atomic_output(out, directory=True) as temp:
         if output_format == "diffusers":
-            total = sum(p.stat().st_size for p in model_files(source.path))
+            total = sum(p.stat().st_size for p in written_files)
             with reporter.task("writing checkpoint", total=total) as advance:
-                written = write_checkpoint(source, temp, plan, file_meta, advance)
+                written = write_checkpoint(source, temp, plan, file_meta, advance, leave_out=leave_out, copy=files.copy)
             records, actions, hashes = written.records, written.actions, written.sha256
         else:
             from .formats import write_format
@@ -381,6 +393,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
             "eval": eval_rows, "collateral": collateral_report,
+            "left_out": [f.relative_to(source.path).as_posix() for f in every_file if f.resolve() in leave_out],
         }
         (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
         manifest["files"] = {**hashes, "README.md": sha256_file(temp / "README.md")}
@@ -389,8 +402,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         if {(r.component, r.tensor) for r in records} != planned:
             raise ModelError(f"edited {len(records)} tensors, planned {len(planned)}", where=str(out))
         if output_format == "diffusers":
-            verify_layout(source, temp)
+            verify_layout(source, temp, leave_out)
     pause_point("after-rename")
+    note_links(out, actions, reporter)
     pushed = None
     if push_to_hub:
         from .hub import push_folder

@@ -73,7 +73,7 @@ directions estimated from unsafe/safe prompt pairs). {USAGE[output_format]}
 
 {body_eval}
 {loading_snippet(output_format, _config_id(manifest, base_id), out.name, sorted(manifest.get("actions") or {}),
-                 fp8=bool(quant) and output_format == "single-file")}
+                 fp8=bool(quant) and output_format == "single-file", variant=source.variant)}
 
 `vidunlearn.json` lists the full recipe, every changed tensor with its change norm, and the
 SHA-256 of every file (check them with `vidunlearn verify` or `sha256sum`).
@@ -108,7 +108,8 @@ def eval_table(rows: list[dict] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loading_snippet(output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False) -> str:
+def loading_snippet(output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False,
+                    variant: str | None = None) -> str:
     """How to load this output with diffusers (for the card)."""
     if output_format == "lora":
         code = (f'pipe = WanPipeline.from_pretrained("{base_id}")\n'
@@ -124,7 +125,7 @@ def loading_snippet(output_format: str, base_id: str, name: str, files: list[str
         if "transformer_2.safetensors" in files:
             code += "  # Wan2.2: load transformer_2.safetensors the same way (subfolder=\"transformer_2\")"
     else:
-        code = f'pipe = WanPipeline.from_pretrained("{name}")'
+        code = f'pipe = WanPipeline.from_pretrained("{name}"' + (f', variant="{variant}")' if variant else ")")
     if fp8:
         return ("## Loading\n\nAn fp8 checkpoint with per-tensor `scale_weight` tensors: load it where it came from "
                 "(e.g. ComfyUI's \"Load Diffusion Model\"). diffusers' `from_single_file` ignores the scales; "

@@ -4,7 +4,8 @@ For every safetensors shard that holds a planned tensor, the output shard keeps 
 header (key set, dtypes, shapes, byte offsets) with ``vidunlearn.*`` metadata added, copies
 every untouched tensor's bytes verbatim and writes the edited tensors in place, one tensor in
 memory at a time. Every other file (other shards, configs, text encoder, VAE, tokenizer) is
-hard-linked where the file system allows, else copied; nothing is re-serialised.
+hard-linked where the file system allows, else copied (always copied with ``copy``); nothing is
+re-serialised. Weight files apply does not edit are left out or refused before (:mod:`.weightfiles`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .faults import pause_point
-from .fsutil import StreamHasher, copy_range, known_sha256, link_or_copy, sha256_file
+from .fsutil import StreamHasher, copy_file, copy_range, known_sha256, link_or_copy, sha256_file
 from .model import ModelSource, TensorInfo, encode_header, model_files, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
@@ -270,8 +271,12 @@ class WrittenCheckpoint:
 
 
 def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedEdit], metadata: dict[str, str],
-                     advance: Callable[[int], None] | None = None, workers: int | None = None) -> WrittenCheckpoint:
-    """Write the whole edited pipeline folder into ``destination`` (which exists and is empty).
+                     advance: Callable[[int], None] | None = None, workers: int | None = None, *,
+                     leave_out: frozenset[Path] = frozenset(), copy: bool = False) -> WrittenCheckpoint:
+    """Write the whole edited pipeline folder into ``destination`` (which exists and is empty),
+    without the files whose real paths are in ``leave_out``. Files that are not rewritten are
+    hard-linked to the base's where the file system allows (so writing into one changes the
+    other), or copied: always with ``copy``.
 
     Rewritten shards are hashed while they are written. Linked or copied files take their
     SHA-256 from the Hub cache's blob name when there is one, else are hashed in a background
@@ -319,7 +324,7 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
         try:
             for file in model_files(source.path):
                 rel = file.relative_to(source.path).as_posix()
-                if rel in SKIP_FILES:
+                if rel in SKIP_FILES or file.resolve() in leave_out:
                     continue
                 target = destination / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +335,7 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
                     actions[rel] = "rewrite"
                     pending.append((digests[rel], file))
                     continue
-                actions[rel] = link_or_copy(file, target)
+                actions[rel] = copy_file(file, target) if copy else link_or_copy(file, target)
                 digests[rel] = known_sha256(file) or hashers.submit(sha256_file, target)
                 if advance is not None:
                     advance(file.stat().st_size)

@@ -17,8 +17,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .cli_options import (AlphaOpt, ConfigOpt, DeviceOpt, DtypeOpt, ForceOpt, LevelOpt, MethodOpt, ModelOpt,
-                           OffloadOpt, RankOpt, RevisionOpt, SiteOpt)
+from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, ForceOpt, LevelOpt,
+                           MethodOpt, ModelOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
 
@@ -184,18 +184,23 @@ def apply(
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
     hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,
+    variant: VariantOpt = None,
+    drop_other_weights: DropOtherWeightsOpt = False,
+    copy: CopyOpt = False,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from rich.table import Table
 
     from . import api
+    from .weightfiles import OutputFiles
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
                        subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
-                       min_survival=min_survival, eval_json=eval_json, collateral=collateral, reporter=RichReporter())
+                       min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
+                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights), reporter=RichReporter())
     if result.dry_run:
         table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
                       caption=f"{result.checked} tensors of the shard headers match the model built on the meta "

@@ -26,3 +26,6 @@ AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' co
 ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]
+VariantOpt = Annotated[Optional[str], typer.Option(help="Edit this weights variant of the denoisers, e.g. fp16 (diffusion_pytorch_model.fp16*.safetensors; diffusers' variant=); default: the files without a variant.")]
+DropOtherWeightsOpt = Annotated[bool, typer.Option("--drop-other-weights", help="Leave out of the output every weight file of a denoiser that is not edited (other variants, .bin, .ckpt, ...) instead of refusing.")]
+CopyOpt = Annotated[bool, typer.Option("--copy", help="Copy the files that are not edited (a reflink where the file system can) instead of hard-linking them: writing into a hard link changes the base model too.")]

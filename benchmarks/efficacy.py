@@ -276,6 +276,42 @@ def probe_run(judge: ProbeJudge, model: str, eval_set):
     return ModelRun({"name": model}, verdicts, metrics)
 
 
+def size_table(args, tasks: list[str], variants: list[str], console) -> int:
+    """``--size-only``: one `api.apply` per task and variant, and the edit's size columns (mean
+    ||W'-W||/||W||, rank of W'-W, collateral on the 500 unrelated prompts); nothing is rendered."""
+    from rich.table import Table
+
+    from vidunlearn import api
+
+    work = Path(tempfile.mkdtemp(prefix="vidunlearn-size-"))
+    header = ["task", "variant", "mean ‖W′−W‖/‖W‖ %", "rank of W′−W", "collateral %"]
+    rows, results = [], {}
+    try:
+        for task in tasks:
+            pairs = [PAIRS / f for f in TASKS[task][0]]
+            for variant in variants:
+                out = work / task / variant
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
+                size = edit_size(out, args.model)
+                shutil.rmtree(out, ignore_errors=True)
+                results.setdefault(task, {})[variant] = size
+                rows.append([task, variant, f"{100 * size['weight_change']:.1f}", str(size["rank"]),
+                             f"{100 * size['collateral']:.1f}"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    table = Table(title="size of each edit (no video)")
+    for column in header:
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "efficacy-size.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (args.out / "efficacy-size.md").write_text(markdown("size of each edit (no video)", rows, header))
+    console.print(f"wrote {args.out / 'efficacy-size.json'} and {args.out / 'efficacy-size.md'}", highlight=False)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
@@ -288,6 +324,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds; each edit is applied once and judged at every seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--size-only", action="store_true",
+                        help="no video: apply each variant and print only the size of its edit (weight change, rank, collateral)")
     parser.add_argument("--proxy", action="store_true",
                         help="no video: K/V-feature probe on the untrained architecture (see the module docstring)")
     args = parser.parse_args()
@@ -328,6 +366,8 @@ def main() -> int:
         judge = load_judge("oracle")
         measure = lambda model, eval_set, label: run_model(model, eval_set, judge, settings,
                                                            batch_size=args.batch_size, label=label)
+    if args.size_only:
+        return size_table(args, tasks, variants, console)
     started = time.time()
     results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
                      "quick": args.quick, "proxy": args.proxy, "seeds": seeds, "runs": []}

@@ -276,6 +276,21 @@ def probe_run(judge: ProbeJudge, model: str, eval_set):
     return ModelRun({"name": model}, verdicts, metrics)
 
 
+def reuse_bases(files: list[Path], settings, counts, model: str) -> dict[tuple[str, int], dict]:
+    """(task, seed) -> base metrics from earlier efficacy.json files of the same model, steps,
+    guidance, clip size and prompt counts (the seed is the file's)."""
+    found: dict[tuple[str, int], dict] = {}
+    for path in files:
+        earlier = json.loads(path.read_text())
+        same = {k: earlier["settings"].get(k) for k in ("steps", "guidance", "frames", "height", "width")}
+        if (same != {k: getattr(settings, k) for k in same} or earlier["counts"] != counts.__dict__
+                or Path(earlier["model"]).name != Path(model).name):
+            raise SystemExit(f"{path}: measured with other settings, counts or model; cannot reuse its base")
+        for task, entry in earlier.get("tasks", {}).items():
+            found[(task, earlier["settings"]["seed"])] = entry["base"]
+    return found
+
+
 def size_table(args, tasks: list[str], variants: list[str], console) -> int:
     """``--size-only``: one `api.apply` per task and variant, and the edit's size columns (mean
     ||W'-W||/||W||, rank of W'-W, collateral on the 500 unrelated prompts); nothing is rendered."""
@@ -324,6 +339,9 @@ def main() -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds; each edit is applied once and judged at every seed")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--base-from", type=Path, action="append", default=[],
+                        help="an earlier efficacy.json (repeatable): reuse its base-model metrics for a task and seed "
+                             "measured with the same settings and counts instead of rendering the base again")
     parser.add_argument("--size-only", action="store_true",
                         help="no video: apply each variant and print only the size of its edit (weight change, rank, collateral)")
     parser.add_argument("--proxy", action="store_true",
@@ -368,6 +386,7 @@ def main() -> int:
                                                            batch_size=args.batch_size, label=label)
     if args.size_only:
         return size_table(args, tasks, variants, console)
+    earlier_bases = reuse_bases(args.base_from, settings, counts, args.model) if not args.proxy else {}
     started = time.time()
     results: dict = {"model": args.model, "settings": settings.__dict__, "counts": counts.__dict__,
                      "quick": args.quick, "proxy": args.proxy, "seeds": seeds, "runs": []}
@@ -382,10 +401,12 @@ def main() -> int:
             runs = []
             for seed in seeds:  # the base model at every seed
                 eval_set = world_eval_set(list(values), counts, seed=seed, exclude=pairs_texts(pairs))
-                base = measure(args.model, eval_set, f"base {task} seed {seed}")
-                runs.append({"task": task, "seed": seed, "values": list(values), "base": base.metrics, "variants": {},
+                earlier = earlier_bases.get((task, seed))
+                base_metrics = earlier if earlier is not None else measure(args.model, eval_set, f"base {task} seed {seed}").metrics
+                runs.append({"task": task, "seed": seed, "values": list(values), "base": base_metrics, "variants": {},
+                             "base_reused": earlier is not None,
                              "pairs": [str(p.relative_to(ROOT)) for p in pairs], "eval_set": eval_set,
-                             "rows": [row(f"base (seed {seed})", base.metrics, None)]})
+                             "rows": [row(f"base (seed {seed}{', earlier run' if earlier is not None else ''})", base_metrics, None)]})
             for variant in variants:  # each edit once, judged at every seed
                 out = work / task / variant
                 t0 = time.time()

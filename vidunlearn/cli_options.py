@@ -26,3 +26,5 @@ AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' co
 ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]
+FileForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out that is not a matching cache (the default path, a cache, is replaced when stale).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Recompute extract and factorize without reading --work-dir (a cache anyone else could have written); the fresh results still replace it.")]

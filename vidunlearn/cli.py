@@ -175,7 +175,7 @@ def apply(
     out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
-    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
+    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity (-100 to 100).")] = 1.0,
     mode: Annotated[str, typer.Option(help="project (default), replace (set the component to the safe mean); comparisons: bias, uce (Unified Concept Editing from the pairs' tokens; --alpha is its preserve weight; better than project on shapes and motions in the benchmark, docs/method.md).")] = "project",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,

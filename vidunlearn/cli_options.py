@@ -22,7 +22,7 @@ DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math 
 SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
 MethodOpt = Annotated[str, typer.Option(help="cpca (default), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
 RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
-AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast.")]
+AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast (0 to 1e6).")]
 ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]
 LevelOpt = Annotated[str, typer.Option(help="Difference samples per unsafe token ('token') or per pair ('pair').")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --out.")]

@@ -32,6 +32,10 @@ class SampleSettings:
             raise VidunlearnError(f"--height/--width {self.height}x{self.width} must be multiples of 16", fix="use e.g. 480x832")
         if self.steps < 1:
             raise VidunlearnError(f"--steps {self.steps} must be at least 1")
+        from .checks import check_device, check_number
+
+        check_number("--guidance", self.guidance, 0, 100)
+        check_device(self.device)
 
 
 @dataclass

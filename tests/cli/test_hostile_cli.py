@@ -286,6 +286,16 @@ def test_bad_values_give_one_line_before_any_work(options, message, tiny_wan, ti
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--device", "nonsense"], "--device 'nonsense' is not a torch device"),
+    (["--guidance", "nan"], "--guidance nan is not a finite number"),
+])
+def test_sample_checks_its_device_and_guidance_before_any_work(options, message, tiny_wan, tmp_path):
+    one_error(run("sample", "--model", tiny_wan, "--prompt", "a cat", "--out", tmp_path / "s", "--steps", "1",
+                  "--frames", "1", "--height", "16", "--width", "16", *options), message)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_dot_is_refused(tiny_wan, tiny_refusal, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "keep").write_text("mine")

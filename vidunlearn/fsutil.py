@@ -177,8 +177,13 @@ def _rename_no_replace(temp: Path, path: Path, directory: bool) -> None:
                 raise _exists_error(path)
             os.rename(temp, path)
         else:
-            os.link(temp, path)
-            os.unlink(temp)
+            try:
+                os.link(temp, path)
+                os.unlink(temp)
+            except OSError as error:  # no hard links here (some FUSE or FAT mounts): check, then rename
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK) or os.path.lexists(path):
+                    raise
+                os.replace(temp, path)
     except OSError as error:
         if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
             raise _exists_error(path) from None

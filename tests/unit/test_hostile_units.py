@@ -126,3 +126,16 @@ def test_a_lock_file_left_by_a_killed_run_is_taken_over(tmp_path):
     with atomic_output(out, directory=True, replace=False) as temp:
         (temp / "x").write_text("done")
     assert (out / "x").read_text() == "done" and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_a_file_system_without_hard_links_still_takes_a_free_output(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fsutil.os, "link", no_links)
+    out = tmp_path / "refusal.safetensors"
+    with atomic_output(out, replace=False) as temp:
+        temp.write_bytes(b"done")
+    assert out.read_bytes() == b"done" and sorted(os.listdir(tmp_path)) == [out.name]

@@ -15,6 +15,9 @@ import torch
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .collateral import anchor_prompts
+from .cache import load_cached
+from .capture import record_activations
+from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
 from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, hash_outputs, plan_edits, write_checkpoint
 from .edit import MODES, EditSpec, orthonormal_basis, uce_factors
 from .errors import ArtifactError, ModelError, VidunlearnError
@@ -62,22 +65,6 @@ def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
     return [f"{component}/{name}" for component in source.denoisers for name in names]
 
 
-def _cached(load, path: Path, key: str, what: str, reporter: Reporter):
-    """The artifact at ``path`` when its cache key equals ``key``; None (recompute) otherwise,
-    also when the file is unreadable. A cache whose key does not match is never reused."""
-    if not path.is_file():
-        return None
-    try:
-        artifact = load(path)
-    except ArtifactError:
-        artifact = None
-    if artifact is not None and artifact.meta.get("cache_key") == key:
-        reporter.note(f"reusing cached {what} {path}")
-        return artifact
-    reporter.note(f"cached {what} at {path} do not match these inputs; recomputing")
-    return None
-
-
 # ---------------------------------------------------------------------------------- extract
 @dataclass(frozen=True)
 class ExtractResult:
@@ -90,7 +77,7 @@ class ExtractResult:
 
 def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: Path, sites: list[str] | None = None,
             revision: str | None = None, device: str = "cpu", dtype: str = "float32", offload: bool = False,
-            config: str | None = None,
+            config: str | None = None, force: bool = True, reuse: bool = True,
             reporter: Reporter = SILENT) -> ExtractResult:
     """Record per-site token activations of the unsafe, safe and neutral prompts.
 
@@ -99,15 +86,18 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     encoder's weights in CPU memory and moves each layer to ``device`` only while it runs
     (accelerate's ``cpu_offload``): for a GPU smaller than the encoder (UMT5-XXL is 11 GB in bf16). Reuses ``out``
     when its cache key (model fingerprint, revision, pairs hash, sites, dtype, tool version)
-    matches; otherwise recomputes and replaces it.
+    matches (``reuse=False``: never read); otherwise recomputes and replaces it (``force=False``:
+    refuses to replace an existing file).
     """
+    check_device(device)
     source = _source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     check_writable(out, force=True, file=True)
+    check_apart(out, input_paths(source, pairs=[Path(concept.path)] if concept.path else []))
     keys = site_keys(source, sites)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
-    cached = _cached(ActivationSet.load, out, key, "activations", reporter)
+    cached = load_cached(ActivationSet.load, out, key, "activations", reporter, reuse=reuse, force=force)
     if cached is not None:
         return ExtractResult(out, cached, reused=True)
 
@@ -127,21 +117,28 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
         "concept": concept.concept, "pairs_sha256": concept.sha256, "pairs_path": concept.path,
         "counts": {g: len(v) for g, v in groups.items()}, "target": {"prompts": targets, "how": target_how},
     })
-    activations.save(out)
+    activations.save(out, replace=force)
     reporter.note(f"extract: {recorded.memory}, {recorded.seconds:.1f} s")
     return ExtractResult(out, activations, reused=False, memory=recorded.memory, seconds=recorded.seconds)
 
 
 # -------------------------------------------------------------------------------- factorize
 def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "remap", rank: int = 4,
-              alpha: float = 1.0, level: str = "token", reporter: Reporter = SILENT) -> RefusalVectors:
-    """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py)."""
-    acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
+              alpha: float = 1.0, level: str = "token", force: bool = True, reuse: bool = True,
+              reporter: Reporter = SILENT) -> RefusalVectors:
+    """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py);
+    with ``method="remap"`` also the remap factors (see remap.py).
+    ``out`` is reused when its cache key matches (``reuse=False``: never read), else replaced
+    (``force=False``: an existing file is refused)."""
+    check_number("--alpha", alpha, 0, MAX_ALPHA)
     if out is not None:
         check_writable(out, force=True, file=True)
+        if not isinstance(activations, ActivationSet):
+            check_apart(out, [("the --activations file", Path(activations))])
+    acts = activations if isinstance(activations, ActivationSet) else ActivationSet.load(activations)
     params = {"method": method, "rank": rank, "alpha": alpha, "level": level}
     key = sha256_json({"kind": "refusal", "activations": acts.meta.get("cache_key"), **params, "tool": __version__})
-    cached = _cached(RefusalVectors.load, out, key, "refusal vectors", reporter) if out is not None else None
+    cached = load_cached(RefusalVectors.load, out, key, "refusal vectors", reporter, reuse=reuse, force=force) if out is not None else None
     if cached is not None:
         return cached
     sites: dict[str, SiteVectors] = {}
@@ -164,7 +161,7 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
         "activations_key": acts.meta.get("cache_key"), "target": (acts.meta.get("target") or {}).get("how"),
     })
     if out is not None:
-        vectors.save(out)
+        vectors.save(out, replace=force)
     return vectors
 
 
@@ -252,7 +249,7 @@ def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) 
 
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
-          work_dir: Path = Path("vidunlearn-work"), sites: list[str] | None = None, modules: str | None = None,
+          work_dir: Path = Path("vidunlearn-work"), no_cache: bool = False, sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
           subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
@@ -267,7 +264,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     file by default.
 
     Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
-    factorize cached under ``work_dir/<concept>/``). Several concepts are removed in one edit.
+    factorize cached under ``work_dir/<concept>/``; ``no_cache``: recomputed without reading
+    the cache, whose SHA-256s the manifest records). Several concepts are removed in one edit.
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
     ``min_survival`` of it survives re-quantisation in any tensor.
     ``mode="remap"`` (the default) remaps each unsafe token onto its twin in one consistent target
@@ -282,13 +280,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     """
     from .formats import resolve_format
 
+    check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
     source = _source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
     eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
-    if push_to_hub:
-        from .hub import token_from_environment
-
-        token_from_environment(push_to_hub)
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if mode not in MODES:
@@ -297,9 +292,14 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if mode == "uce" and refusal:
         raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
                               fix="pass --pairs instead of --refusal")
+    loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
+    check_distinct_concepts(loaded_pairs)
     if not dry_run:
         check_writable(out, force=force)
-        check_apart(out, source.path)
+        caches = [("the cache folder", work_dir / c.concept) for c in loaded_pairs]
+        check_apart(out, input_paths(source, pairs=pairs or [], refusal=refusal or [], others=[
+            ("the --eval-json file", eval_json), *([("the --work-dir", work_dir)] if pairs else []), *caches]),
+            may_hold_out=("the --work-dir",))
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
     if mode == "remap":
@@ -318,14 +318,17 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
     concepts: list[RefusalVectors] = []
     activation_sets: list[ActivationSet] = []
+    cache: dict[str, dict[str, str]] = {}  # concept -> SHA-256 of each cache file used (a reviewer can recompute them)
     for concept in loaded_pairs:
         folder = work_dir / concept.concept
         acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
-                       dtype=dtype, offload=offload, reporter=reporter)
+                       dtype=dtype, offload=offload, reuse=not no_cache, reporter=reporter)
         activation_sets.append(acts.activations)
+        cache[concept.concept] = {"activations": sha256_file(acts.path)}
         if mode != "uce":
             concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
-                                      alpha=alpha, level=level, reporter=reporter))
+                                      alpha=alpha, level=level, reuse=not no_cache, reporter=reporter))
+            cache[concept.concept]["refusal"] = sha256_file(folder / "refusal.safetensors")
     for path in refusal or []:
         vectors = RefusalVectors.load(path)
         _check_same_model(vectors, source, str(path))
@@ -366,7 +369,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
         check_free_space(out, written_files, {info.file for e in plan for info in (e.weight, e.bias)
                                               if info is not None and info.key in e.keys}, copy=files.copy)
-    with atomic_output(out, directory=True) as temp:
+    with atomic_output(out, directory=True, replace=force) as temp:
         if output_format == "diffusers":
             total = sum(p.stat().st_size for p in written_files)
             with reporter.task("writing checkpoint", total=total) as advance:
@@ -389,7 +392,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         manifest = {
             "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recipe,
             "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
-                       "refusal": {str(p): sha256_file(p) for p in refusal or []}},
+                       "refusal": {str(p): sha256_file(p) for p in refusal or []},
+                       "cache": cache, "cache_read": not no_cache},
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
             "eval": eval_rows, "collateral": collateral_report,

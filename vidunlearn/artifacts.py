@@ -29,13 +29,13 @@ GROUPS = ("unsafe", "safe", "neutral", "target", "anchor")
 OPTIONAL_GROUPS: dict[str, str | None] = {"target": "safe", "anchor": None}
 
 
-def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -> None:
+def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict, replace: bool = True) -> None:
     from safetensors.torch import save
 
     header = {"vidunlearn.schema": str(SCHEMA), "vidunlearn.kind": kind,
               "vidunlearn.json": json.dumps(meta, sort_keys=True), "vidunlearn.sha256": _checksum(tensors)}
     data = _canonical(save({k: v.contiguous() for k, v in tensors.items()}, metadata=header))
-    with atomic_output(path) as temp:
+    with atomic_output(path, replace=replace, wait=replace) as temp:  # a cache queues behind a concurrent writer
         temp.write_bytes(data)
 
 
@@ -109,7 +109,7 @@ class ActivationSet:
     def sites(self) -> list[str]:
         return sorted(self.tokens)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, replace: bool = True) -> None:
         tensors: dict[str, torch.Tensor] = {}
         for site, groups in self.tokens.items():
             for group, items in groups.items():
@@ -117,7 +117,7 @@ class ActivationSet:
                     continue
                 tensors[f"{site}.{group}"] = torch.cat([t.float() for t in items])
                 tensors[f"{site}.{group}.lengths"] = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
-        _save(path, tensors, "activations", {**self.meta, "tool_version": __version__})
+        _save(path, tensors, "activations", {**self.meta, "tool_version": __version__}, replace)
 
     @classmethod
     def load(cls, path: Path) -> ActivationSet:
@@ -168,11 +168,11 @@ class RefusalVectors:
     def concept(self) -> str:
         return str(self.meta.get("concept", "?"))
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, replace: bool = True) -> None:
         tensors = {f"{s}.{k}": getattr(v, k) for s, v in self.sites.items()
                    for k in ("direction", "refusal", "basis", "eigenvalues", "safe_mean", "left", "right")
                    if getattr(v, k) is not None}
-        _save(path, tensors, "refusal", {**self.meta, "tool_version": __version__})
+        _save(path, tensors, "refusal", {**self.meta, "tool_version": __version__}, replace)
 
     @classmethod
     def load(cls, path: Path) -> RefusalVectors:

@@ -16,9 +16,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, ForceOpt, LevelOpt,
-                           MethodOpt, ModelOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
+from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt, ForceOpt,
+                           LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
 
@@ -44,11 +45,29 @@ class RichReporter(Reporter):
 
         with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                       console=stderr, transient=not stderr.is_terminal) as progress:
-            task = progress.add_task(description, total=total)
+            task = progress.add_task(escape(description), total=total)
             yield lambda amount=1: progress.advance(task, amount)
 
     def note(self, message: str) -> None:
-        stderr.print(f"[dim]{message}[/dim]", highlight=False)
+        stderr.print(f"[dim]{escape(message)}[/dim]", highlight=False)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], caption: str | None = None):
+    """A rich Table whose title, caption and cells are plain text: file names, tensor keys and
+    paths may contain ``[...]``, which rich would read as markup (or fail on)."""
+    from rich.table import Table
+
+    table = Table(title=escape(title), caption=escape(caption) if caption else None)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
+def _say(text: str) -> None:
+    """A result line on stdout, printed verbatim (no markup, no highlighting)."""
+    stdout.print(escape(text), highlight=False)
 
 
 class Terminated(KeyboardInterrupt):
@@ -70,14 +89,14 @@ def handled(command: Callable) -> Callable:
         except VidunlearnError as exc:
             if os.environ.get("VIDUNLEARN_DEBUG"):
                 raise
-            stderr.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except OSError as exc:  # e.g. an unreadable input file; outputs already turn these into OutputError
             if os.environ.get("VIDUNLEARN_DEBUG"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             what = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            stderr.print(f"[bold red]error:[/bold red] {where}{what}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/bold red] {escape(where + what)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             stderr.print("interrupted: no partial output was left behind", highlight=False)
@@ -105,16 +124,17 @@ def extract(
     dtype: DtypeOpt = "float32",
     offload: OffloadOpt = False,
     config: ConfigOpt = None,
+    force: FileForceOpt = False,
 ) -> None:
     """Record per-site activations of the pair prompts (text encoder + the denoiser's text path only; never the VAE). Reports peak memory."""
     from . import api
 
-    out = out or _concept_dir(work_dir, pairs) / "activations.safetensors"
-    result = api.extract(model, pairs, out=out, sites=site, revision=revision, device=device, dtype=dtype,
-                         offload=offload, config=config, reporter=RichReporter())
+    result = api.extract(model, pairs, out=out or _concept_dir(work_dir, pairs) / "activations.safetensors", sites=site,
+                         revision=revision, device=device, dtype=dtype, offload=offload, config=config,
+                         force=force or out is None, reporter=RichReporter())  # the default path is a cache
     counts = result.activations.meta["counts"]
-    stdout.print(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
-                 f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}", highlight=False)
+    _say(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
+         f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}")
 
 
 @app.command(epilog="Example: vidunlearn factorize --activations vidunlearn-work/violence/activations.safetensors --rank 4")
@@ -126,21 +146,18 @@ def factorize(
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
+    force: FileForceOpt = False,
 ) -> None:
     """Compute refusal vectors and their contrastive low-rank refinement, per site."""
-    from rich.table import Table
-
     from . import api
 
-    out = out or activations.with_name("refusal.safetensors")
-    vectors = api.factorize(activations, out=out, method=method, rank=rank, alpha=alpha, level=level, reporter=RichReporter())
-    table = Table(title=f"{vectors.concept}: {method}, rank {rank}, alpha {alpha}, {level} level -> {out}")
-    for column in ("site", "|r|", "retained share of r", "data rank", "top eigenvalues"):
-        table.add_column(column)
-    for site, stats in sorted(vectors.meta["stats"].items()):
-        table.add_row(site, f"{stats['refusal_norm']:.4g}", f"{stats['retained']:.1%}", str(stats["data_rank"]),
-                      ", ".join(f"{v:.3g}" for v in stats["eigenvalues"][:4]))
-    stdout.print(table)
+    path = out or activations.with_name("refusal.safetensors")
+    vectors = api.factorize(activations, out=path, method=method, rank=rank, alpha=alpha, level=level,
+                            force=force or out is None, reporter=RichReporter())  # the default path is a cache
+    rows = [(site, f"{stats['refusal_norm']:.4g}", f"{stats['retained']:.1%}", str(stats["data_rank"]),
+             ", ".join(f"{v:.3g}" for v in stats["eigenvalues"][:4])) for site, stats in sorted(vectors.meta["stats"].items())]
+    stdout.print(_table(f"{vectors.concept}: {method}, rank {rank}, alpha {alpha}, {level} level -> {path}",
+                        ("site", "|r|", "retained share of r", "data rank", "top eigenvalues"), rows))
 
 
 @app.command(epilog="Examples:\n\n"
@@ -159,7 +176,7 @@ def apply(
     out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
-    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity.")] = 1.0,
+    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity (-100 to 100).")] = 1.0,
     mode: Annotated[str, typer.Option(help="remap (default: every unsafe token onto its twin in one consistent target prompt, several concepts composed; erased colour, shape, motion and two concepts in the benchmark, docs/method.md), project (the paper's W(I - lambda p p^T); use with --method cpca), replace; comparisons: bias, uce.")] = "remap",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
@@ -169,6 +186,7 @@ def apply(
     level: LevelOpt = "token",
     subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
+    no_cache: NoCacheOpt = False,
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -189,12 +207,10 @@ def apply(
     copy: CopyOpt = False,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
-    from rich.table import Table
-
     from . import api
     from .weightfiles import OutputFiles
 
-    result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, sites=site, modules=modules,
+    result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, no_cache=no_cache, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
                        subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
@@ -202,33 +218,27 @@ def apply(
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
                        files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights), reporter=RichReporter())
     if result.dry_run:
-        table = Table(title=f"dry run: {len(result.plan)} layers would change (nothing written)",
-                      caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
-                              f"device from config.json; planned in {result.seconds:.2f} s")
-        for column in ("component", "tensor", "shape", "dtype", "shard"):
-            table.add_column(column)
-        for edit in result.plan:
-            table.add_row(edit.component, edit.weight.key, str(list(edit.weight.shape)), edit.weight.dtype, edit.weight.file.name)
-        stdout.print(table)
+        rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
+        stdout.print(_table(f"dry run: {len(result.plan)} layers would change (nothing written)",
+                            ("component", "tensor", "shape", "dtype", "shard"), rows,
+                            caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
+                                    f"device from config.json; planned in {result.seconds:.2f} s"))
         return
     assert result.manifest is not None
-    table = Table(title=f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})")
-    for column in ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"):
-        table.add_column(column)
-    for record in result.manifest["edited"]:
-        table.add_row(record["component"], record["tensor"], record["dtype"], f"{record['change_norm']:.4g}",
-                      f"{record['relative_change']:.2%}")
-    stdout.print(table)
+    rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")
+            for r in result.manifest["edited"]]
+    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})",
+                        ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"), rows))
     report = result.manifest.get("collateral")
     if report:
         stdout.print(f"collateral: the edited layers' outputs change by {report['mean']:.2%} on average, at most "
-                     f"{report['max']:.2%} ({report['layer']}), on {report['prompts']} unrelated prompts", highlight=False)
+                     f"{report['max']:.2%} ({escape(report['layer'])}), on {report['prompts']} unrelated prompts",
+                     highlight=False)
     quant = result.manifest.get("quantization")
     if quant:
-        stdout.print(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives "
-                     "re-quantisation", highlight=False)
+        _say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
     if result.pushed:
-        stdout.print(f"pushed to {result.pushed}", highlight=False)
+        _say(f"pushed to {result.pushed}")
 
 
 @app.command(epilog="Example: vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
@@ -257,10 +267,10 @@ def sample(
     settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
                               fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
     result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
-                        reporter=RichReporter())
+                        reads=(prompts_from,) if prompts_from else (), reporter=RichReporter())
     for video in result.videos:
-        stdout.print(f"{out / video['edited']}  {video['prompt']}", highlight=False)
-    stdout.print(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)", highlight=False)
+        _say(f"{out / video['edited']}  {video['prompt']}")
+    _say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")
 
 
 @app.command(epilog="Examples:\n\n  vidunlearn verify out/wan-noviolence\n\n"
@@ -271,25 +281,18 @@ def verify(
     base: Annotated[Optional[str], typer.Option(help="Base model (folder, single file, alias or Hub id) to compare every tensor with.")] = None,
 ) -> None:
     """Check an output against its manifest (SHA-256 of every file) and, with --base, that only the listed tensors changed."""
-    from rich.table import Table
-
     from .verify import verify as run_verify
 
     result = run_verify(out, base)
     if result.changed:
-        table = Table(title=f"changed tensors in {out}")
-        for column in ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"):
-            table.add_column(column)
-        for change in result.changed:
-            table.add_row(change.file, change.tensor, str(change.shape), f"{change.change_norm:.4g}", str(change.rank))
-        stdout.print(table)
-    stdout.print(f"ok: {result.files_checked} files match the manifest's SHA-256", highlight=False)
+        rows = [(c.file, c.tensor, str(c.shape), f"{c.change_norm:.4g}", str(c.rank)) for c in result.changed]
+        stdout.print(_table(f"changed tensors in {out}", ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"), rows))
+    _say(f"ok: {result.files_checked} files match the manifest's SHA-256")
     if result.base and result.lora_modules_checked:
-        stdout.print(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}", highlight=False)
+        _say(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}")
     elif result.base:
-        stdout.print(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; "
-                     f"{result.identical_tensors} tensors and {result.identical_files} other files identical to "
-                     f"{result.base}", highlight=False)
+        _say(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; {result.identical_tensors} "
+             f"tensors and {result.identical_files} other files identical to {result.base}")
 
 
 def _share(value: float | None) -> str:
@@ -324,8 +327,6 @@ def eval_(
     force: ForceOpt = False,
 ) -> None:
     """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
-    from rich.table import Table
-
     from . import evaluate as ev
     from .judges import load_judge
     from .sampling import SampleSettings
@@ -343,22 +344,18 @@ def eval_(
     settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
                               guidance=guidance, seed=seed, device=device, dtype=dtype)
     result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
-                         batch_size=batch_size, force=force, reporter=RichReporter())
+                         batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or [])] if p),
+                         reporter=RichReporter())
     document = result.document
     runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]
     counts = document["metrics"]["counts"]
-    table = Table(title=f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} "
-                        f"({counts['forget']} forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)")
-    table.add_column("metric")
-    for name, _ in runs:
-        table.add_column(name)
     rows = [("forget rate", lambda m: _share(m["forget_rate"])), ("rest kept", lambda m: _share(m["rest_kept"]))]
     rows += [(f"retain accuracy: {a}", lambda m, a=a: _share(m["retain_accuracy"][a])) for a in document["judge"]["attributes"]]
     rows += [("paraphrase leak", lambda m: _share(m["paraphrase_leak"]))]
-    for label, get in rows:
-        table.add_row(label, *(get(metrics) for _, metrics in runs))
-    stdout.print(table)
-    stdout.print(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}", highlight=False)
+    stdout.print(_table(f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} ({counts['forget']} "
+                        f"forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)",
+                        ("metric", *(name for name, _ in runs)), [(label, *(get(m) for _, m in runs)) for label, get in rows]))
+    _say(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}")
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
@@ -371,18 +368,19 @@ def tiny(
     force: ForceOpt = False,
 ) -> None:
     """Build a tiny random-weight Wan pipeline offline (plumbing smoke tests; it has learned nothing)."""
-    from .fsutil import atomic_output, check_writable
+    from .fsutil import atomic_output, check_apart, check_writable
     from .pairs import load_pairs
     from .tiny import build_tiny_wan
 
     if experts not in (1, 2):
         raise VidunlearnError(f"--experts {experts} must be 1 or 2")
     check_writable(out, force=force)
+    check_apart(out, [("the --texts-from file", f) for f in texts_from or []])
     texts = [t for f in texts_from or [] for c in [load_pairs(f)]
              for t in c.unsafe + c.safe + c.neutral + c.probes + c.retain]
-    with atomic_output(out, directory=True) as temp:
+    with atomic_output(out, directory=True, replace=force) as temp:
         build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
-    stdout.print(f"wrote tiny Wan pipeline to {out}", highlight=False)
+    _say(f"wrote tiny Wan pipeline to {out}")
 
 
 def main() -> None:

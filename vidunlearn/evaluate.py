@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import VidunlearnError
-from .fsutil import atomic_output, check_writable, write_json
+from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .progress import SILENT, Reporter
 from .sampling import SampleSettings
 
@@ -256,19 +256,23 @@ class EvalResult:
 
 def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
              settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
-             reporter: Reporter = SILENT) -> EvalResult:
+             reads: tuple[Path, ...] = (), reporter: Reporter = SILENT) -> EvalResult:
     """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge."""
+    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge.
+    ``out`` must stay apart from the models and the input files ``reads`` (pairs files)."""
     from .judges import load_judge
+    from .model import resolve_model
 
     check_writable(out, force=force)
+    check_apart(out, [*(("the model folder", resolve_model(m).path) for m in (model, compare) if m),
+                      *(("the input file", p) for p in reads)])
     settings.check()
     chosen = load_judge(judge) if isinstance(judge, str) else judge
     run = run_model(model, eval_set, chosen, settings, batch_size=batch_size, label="model", reporter=reporter)
     base = run_model(compare, eval_set, chosen, settings, batch_size=batch_size, label="base",
                      reporter=reporter) if compare else None
     document = report(eval_set, chosen, settings, run, base)
-    with atomic_output(out, directory=True) as temp:
+    with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "eval.json", document)
         _sheet(temp / "sheet.png", eval_set, run, base)
     return EvalResult(out, document)

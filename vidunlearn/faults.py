@@ -9,6 +9,9 @@ environment lookup. Points:
 - ``file-written``: one more file of a checkpoint is in its temporary folder (every file);
 - ``before-rename``: an output folder is complete in its temporary sibling, not yet renamed;
 - ``after-rename``: the output is in place (before an optional Hub push).
+
+With ``VIDUNLEARN_RESUME_FILE=<path>`` the pause ends, and the run goes on, as soon as that file
+exists (tests/cli/test_hostile_cli.py lets a second run meet a paused first one, then resumes it).
 """
 
 from __future__ import annotations
@@ -21,4 +24,7 @@ import time
 def pause_point(name: str) -> None:
     if os.environ.get("VIDUNLEARN_PAUSE_AT") == name:
         print(f"vidunlearn: paused at {name}", file=sys.stderr, flush=True)
-        time.sleep(600)
+        resume = os.environ.get("VIDUNLEARN_RESUME_FILE")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not (resume and os.path.exists(resume)):
+            time.sleep(0.05 if resume else 600)

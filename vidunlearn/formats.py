@@ -221,10 +221,13 @@ def write_lora(source: ModelSource, component: str, plan: list[PlannedEdit], des
             tensors[f"{name}.diff_b"] = (change.new_bias.float() - change.bias.float()).to(dtype)
     if not tensors:
         raise OutputError(f"the edit changes nothing in {component}", fix="check --strength and --sites")
-    from safetensors.torch import save_file
-
-    save_file(tensors, str(destination), metadata={"format": "pt", **metadata})
-    destination.chmod(0o644)  # safetensors creates 0600; the other outputs are 0644
+    # written by write_safetensors, not safetensors' save_file: its header follows a hash map's
+    # order, so the bytes (and SHA-256) changed from run to run
+    code = SAVE_DTYPES[save_dtype or "float32"]
+    entries = [(key, code, list(tensor.shape), tensor.numel() * dtype.itemsize, lambda t=tensor: tensor_bytes(t))
+               for key, tensor in sorted(tensors.items())]
+    report.sha256[destination.name] = write_safetensors(destination, entries, dict(sorted({"format": "pt", **metadata}.items())))
+    destination.chmod(0o644)
     report.files.append(destination.name)
 
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputError
@@ -69,11 +69,15 @@ def _check_not_folder(path: Path) -> None:
 
 
 def check_writable(path: Path, *, force: bool, what: str = "output", file: bool = False) -> None:
-    """Refuse an existing ``path`` without ``force``, a folder where a ``file`` goes, and an
-    unwritable parent."""
+    """Refuse an existing ``path`` (a dangling symlink too) without ``force``, a folder where a
+    ``file`` goes, a path that is or contains the current folder, and an unwritable parent."""
     if file:
         _check_not_folder(path)
-    if path.exists() and not force:
+    here = Path.cwd().resolve()
+    if path.name in ("", ".", "..") or path.resolve() == here or path.resolve() in here.parents:
+        raise OutputError(f"{what} is or contains the current folder", where=str(path),
+                          fix="name a new folder, e.g. --out out/wan-noviolence")
+    if os.path.lexists(path) and not force:
         raise OutputError(f"{what} already exists", where=str(path), fix="pass --force to replace it, or choose another path")
     parent = _existing_parent(path)
     if not os.access(parent, os.W_OK):
@@ -100,22 +104,103 @@ def check_free_space(path: Path, sources: list[Path], rewritten: set[Path], copy
                           where=str(path), fix="free disk space or choose another --out; nothing was written")
 
 
-def check_apart(out: Path, source: Path, what: str = "--out") -> None:
-    """Refuse an output that is, contains or lies inside ``source`` (replacing it would delete
-    or corrupt the input)."""
-    a, b = out.resolve(), source.resolve()
-    if a == b or a in b.parents or b in a.parents:
-        raise OutputError(f"{what} overlaps the model folder {source}", where=str(out),
-                          fix="write the output to a folder outside the model folder")
+def check_apart(out: Path, inputs: Iterable[tuple[str, Path | str | None]], what: str = "--out", *,
+                may_hold_out: Collection[str] = ()) -> None:
+    """Refuse an output that is, contains or lies inside one of the ``inputs`` ((description,
+    path) pairs; a None path is skipped): replacing it would delete or corrupt that input. An
+    input whose description is in ``may_hold_out`` (a cache folder) may hold the output, but
+    not be it or lie inside it."""
+    target = out.resolve()
+    for name, source in inputs:
+        if source is None:
+            continue
+        real = Path(source).resolve()
+        inside = real in target.parents and name not in may_hold_out
+        if target == real or target in real.parents or inside:
+            raise OutputError(f"{what} overlaps {name} {source}", where=str(out),
+                              fix=f"write the output to a path apart from {name}")
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it into place (replacing an
-    existing ``path``), on any failure delete it. The final path is never half-written.
+def output_lock(path: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on the file ``.NAME.lock`` beside ``path`` while the
+    output is written; the file is deleted afterwards. Without ``wait``, a path another run holds
+    is an :class:`OutputError` at once. The kernel drops the lock of a killed run, so a lock file
+    it leaves behind is simply taken over. On a file system without flock (some network or FUSE
+    mounts) the output is written unlocked; the no-replace rename still refuses to replace."""
+    import fcntl
 
-    Temporary siblings of killed runs are removed first. An OSError (disk full, read-only file
-    system, ...) becomes an :class:`OutputError`; a replaced folder is restored if the swap fails.
+    lock = _lock_path(path)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError("another run is writing this output", where=str(path),
+                              fix="wait for it to finish, or choose another --out") from None
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(fd)
+                raise
+            break  # no flock here: unlocked
+        try:
+            held, named = os.fstat(fd), os.stat(lock)
+            if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder deleted the file as we opened it: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def _exists_error(path: Path) -> OutputError:
+    return OutputError("output already exists (written by another run meanwhile)", where=str(path),
+                       fix="pass --force to replace it, or choose another path; nothing was replaced")
+
+
+def _rename_no_replace(temp: Path, path: Path, directory: bool) -> None:
+    """Move ``temp`` to ``path`` only if nothing is there: a file by hard link (EEXIST when taken),
+    a folder by rename (which refuses a non-empty folder, a file or a symlink in the way)."""
+    try:
+        if directory:
+            if os.path.lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
+                raise _exists_error(path)
+            os.rename(temp, path)
+        else:
+            try:
+                os.link(temp, path)
+                os.unlink(temp)
+            except OSError as error:  # no hard links here (some FUSE or FAT mounts): check, then rename
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK) or os.path.lexists(path):
+                    raise
+                os.replace(temp, path)
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise _exists_error(path) from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, *, directory: bool = False, replace: bool = True, wait: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success rename it into place, on any failure
+    delete it. The final path is never half-written.
+
+    The whole write holds :func:`output_lock` (``wait``: queue behind another writer instead of
+    failing). Without ``replace``, an output that exists is refused under the lock, and the
+    final rename never replaces one that appears meanwhile: two runs never lose each other's
+    output. Temporary siblings of killed runs are removed first. An OSError (disk full,
+    read-only file system, ...) becomes an :class:`OutputError`; a replaced folder is restored if
+    the swap fails.
     """
     from .faults import pause_point
 
@@ -125,18 +210,23 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
     temp = _temp_sibling(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
-        if directory:
-            temp.mkdir()
-        yield temp
-        pause_point("before-rename" if directory else "artifact-written")
-        if directory and os.path.lexists(path):
-            moved_away = _temp_sibling(path)  # a folder cannot be renamed over; a symlink is replaced, never followed
-            os.replace(path, moved_away)
-            os.replace(temp, path)
-            _remove(moved_away)
-        else:
-            os.replace(temp, path)
+        with output_lock(path, wait=wait):
+            if not replace and os.path.lexists(path):
+                raise _exists_error(path)
+            remove_stale_temps(path)
+            if directory:
+                temp.mkdir()
+            yield temp
+            pause_point("before-rename" if directory else "artifact-written")
+            if not replace:
+                _rename_no_replace(temp, path, directory)
+            elif directory and os.path.lexists(path):
+                moved_away = _temp_sibling(path)  # a folder cannot be renamed over; a symlink is replaced, never followed
+                os.replace(path, moved_away)
+                os.replace(temp, path)
+                _remove(moved_away)
+            else:
+                os.replace(temp, path)
     except BaseException as exc:
         if moved_away is not None and os.path.lexists(moved_away) and not os.path.lexists(path):
             os.replace(moved_away, path)
@@ -156,13 +246,17 @@ def sha256_file(path: Path) -> str:
 
 
 _HUB_BLOB = re.compile(r"[0-9a-f]{64}")
+TRUST_BLOB_NAME_BYTES = 256 << 20  # re-hashing less costs well under a second
 
 
 def known_sha256(path: Path) -> str | None:
     """The SHA-256 of ``path`` when it is already known without reading it: a Hugging Face cache
-    snapshot links each LFS file to ``blobs/<sha256>``. ``vidunlearn verify`` re-reads it."""
+    snapshot links each LFS file to ``blobs/<sha256>``. Only blobs of at least
+    ``TRUST_BLOB_NAME_BYTES`` are taken by their name: a smaller one (a tokenizer, a config, a
+    small text encoder) is re-hashed by the caller, so a blob changed in place is noticed. A
+    large blob changed in place with its name kept is not; ``vidunlearn verify`` re-reads it."""
     real = path.resolve()
-    if real.parent.name == "blobs" and _HUB_BLOB.fullmatch(real.name):
+    if real.parent.name == "blobs" and _HUB_BLOB.fullmatch(real.name) and real.stat().st_size >= TRUST_BLOB_NAME_BYTES:
         return real.name
     return None
 

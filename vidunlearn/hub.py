@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import HubError
 
@@ -16,6 +17,30 @@ def token_from_environment(repo_id: str) -> str:
         raise HubError("HF_TOKEN is not set", where=repo_id,
                        fix="export HF_TOKEN=<a token with write access> (it is read from the environment only)")
     return token
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A valid Hub repo id (``owner/name``), or a one-line error before any work."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        valid = repo_id.count("/") <= 1
+    except HFValidationError:
+        valid = False
+    if not valid:
+        raise HubError("not a valid Hub repo id", where=repo_id,
+                       fix="use OWNER/NAME (or NAME, in your own namespace) with letters, digits, '-', '_', '.' (at most 96 characters)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the user name and password it may carry (``https://user:pass@host``)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | None = None,
@@ -47,7 +72,7 @@ def push_folder(folder: Path, repo_id: str, *, private: bool, revision: str | No
     except Exception as exc:  # network errors (httpx, timeouts, OSError), malformed replies: the type only, never
         # the text (it can quote request headers); the CLI prints one line whatever went wrong
         kind = "cannot reach" if _is_network_error(exc) or isinstance(exc, OSError) else "unexpected reply from"
-        raise HubError(f"upload failed: {kind} {api.endpoint} ({type(exc).__name__})", where=repo_id,
+        raise HubError(f"upload failed: {kind} {redact_url(api.endpoint)} ({type(exc).__name__})", where=repo_id,
                        fix="check your network or HF_ENDPOINT; the local output is kept") from None
     return str(getattr(info, "commit_url", info))
 

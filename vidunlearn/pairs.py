@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,13 +80,44 @@ def _mapping_get(node: yaml.MappingNode, key: str) -> yaml.Node | None:
     return None
 
 
+def canonical(text: str) -> str:
+    """What two prompts are compared by: format characters (Unicode category Cf: zero-width
+    space, joiners, bidi marks) removed, NFKC-normalised, case-folded, whitespace collapsed."""
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(unicodedata.normalize("NFKC", visible).casefold().split())
+
+
+def _check_unique_keys(path: Path, root: yaml.Node) -> None:
+    """Refuse a mapping that repeats a key: PyYAML would keep the last value, this loader's
+    lookups the first, and a reviewer reads whichever they see. Walks every mapping once
+    (iteratively: aliases may share nodes, nesting may be deep)."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in first:
+                        raise PairsError(f"duplicate key '{key.value}' (first on line {first[key.value].start_mark.line + 1})",
+                                         where=f"{path}:{key.start_mark.line + 1}", fix="keep one of the two entries")
+                    first[key.value] = key
+                pending += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            pending += node.value
+
+
 def _scalar_str(path: Path, node: yaml.Node, field: str) -> str:
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
         raise PairsError("expected a text string", where=_where(path, node, field),
                          fix="quote the prompt, e.g. \"a red car on a road\"")
     text = " ".join(node.value.split())
-    if not text:
-        raise PairsError("empty prompt", where=_where(path, node, field), fix="write a prompt or remove the entry")
+    if not canonical(text):
+        raise PairsError("empty prompt" if not text else "the prompt has only invisible (format) characters", where=_where(path, node, field), fix="write a prompt or remove the entry")
     if len(text) > MAX_PROMPT_CHARS:
         raise PairsError(f"prompt is {len(text)} characters long (limit {MAX_PROMPT_CHARS})",
                          where=_where(path, node, field), fix="shorten it; text encoders truncate long prompts anyway")
@@ -131,14 +163,14 @@ def _parse_pairs(path: Path, root: yaml.MappingNode) -> tuple[PromptPair, ...]:
             raise PairsError(f"keys {sorted(keys)}, expected exactly ['safe', 'unsafe']", where=_where(path, item, field))
         unsafe = _scalar_str(path, _mapping_get(item, "unsafe"), f"{field}.unsafe")  # type: ignore[arg-type]
         safe = _scalar_str(path, _mapping_get(item, "safe"), f"{field}.safe")  # type: ignore[arg-type]
-        if unsafe.casefold() == safe.casefold():
+        if canonical(unsafe) == canonical(safe):
             raise PairsError("unsafe and safe prompts are identical", where=_where(path, item, field),
                              fix="the safe prompt must replace the concept words, e.g. 'stabs' -> 'greets'")
         pairs.append(PromptPair(unsafe=unsafe, safe=safe))
     if len(pairs) < MIN_PAIRS:
         raise PairsError(f"{len(pairs)} pair(s), at least {MIN_PAIRS} needed (5 or more recommended)",
                          where=_where(path, node, "pairs"), fix="add minimal unsafe/safe pairs")
-    if len(set(pairs)) != len(pairs):
+    if len({(canonical(p.unsafe), canonical(p.safe)) for p in pairs}) != len(pairs):
         raise PairsError("the same pair appears twice", where=_where(path, node, "pairs"), fix="remove the duplicate")
     return tuple(pairs)
 
@@ -168,6 +200,7 @@ def load_pairs(path: str | Path) -> ConceptPairs:
         raise PairsError("file is empty", where=str(path), fix="see pairs/violence.yaml for the format")
     if not isinstance(root, yaml.MappingNode):
         raise PairsError("top level must be a mapping", where=_where(path, root, "<root>"), fix="see pairs/violence.yaml for the format")
+    _check_unique_keys(path, root)
     unknown = sorted({k.value for k, _ in root.value if isinstance(k, yaml.ScalarNode)} - _KNOWN_KEYS)
     if unknown:
         raise PairsError(f"unknown key(s) {unknown}", where=_where(path, root, "<root>"), fix=f"allowed keys: {sorted(_KNOWN_KEYS)}")

@@ -32,6 +32,10 @@ class SampleSettings:
             raise VidunlearnError(f"--height/--width {self.height}x{self.width} must be multiples of 16", fix="use e.g. 480x832")
         if self.steps < 1:
             raise VidunlearnError(f"--steps {self.steps} must be at least 1")
+        from .checks import check_device, check_number
+
+        check_number("--guidance", self.guidance, 0, 100)
+        check_device(self.device)
 
 
 @dataclass
@@ -138,9 +142,11 @@ def install_compact_padding(pipe, length: int) -> bool:
 
 
 def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,
-           settings: SampleSettings = SampleSettings(), force: bool = False, reporter: Reporter = SILENT) -> SampleResult:
+           settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
+           reporter: Reporter = SILENT) -> SampleResult:
     """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
-    side, ``compare_NN.png`` contact sheet) and ``samples.json`` into ``out``."""
+    side, ``compare_NN.png`` contact sheet) and ``samples.json`` into ``out``. ``out`` must stay
+    apart from the models and the input files ``reads`` (a pairs file the prompts came from)."""
     from .video import contact_sheet, side_by_side, write_mp4
 
     if not prompts:
@@ -153,10 +159,9 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     check_writable(out, force=force)
     edited = resolve_model(model, revision)
     base = resolve_model(compare) if compare else None
-    for source in (edited, base) if base else (edited,):
-        check_apart(out, source.path)
+    check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
     result = SampleResult(out)
-    with atomic_output(out, directory=True) as temp:
+    with atomic_output(out, directory=True, replace=force) as temp:
         edited_clips = _generate(edited, prompts, settings, reporter, "edited model")
         base_clips = _generate(base, prompts, settings, reporter, "base model") if base else None
         for i, prompt in enumerate(prompts):

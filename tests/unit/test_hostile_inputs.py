@@ -87,7 +87,7 @@ HOSTILE_YAML = {
     "long prompt": ("version: 1\nconcept: x\npairs: [{unsafe: '" + "a " * 3000 + "', safe: b}]\n", "characters long"),
     "many prompts": ("version: 1\nconcept: x\npairs: [{unsafe: a, safe: b}, {unsafe: c, safe: d}]\nneutral: ["
                      + ", ".join(f"p{i}" for i in range(5000)) + "]\n", "limit 1000"),
-    "duplicate keys": ("version: 1\nconcept: x\nconcept: y\n", None),
+    "duplicate keys": ("version: 1\nconcept: x\nconcept: y\n", "duplicate key 'concept'"),
     "path in concept": ("version: 1\nconcept: ../../etc\n", "not a slug"),
     "binary": ("\x00\x01\x02\xff", None),
 }

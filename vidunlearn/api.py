@@ -302,9 +302,6 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             may_hold_out=("the --work-dir",))
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
-    if mode == "remap":
-        for concept, how in targets.items():
-            reporter.note(f"{concept}: every unsafe prompt is remapped onto {how}")
     leave_out = other_weights(source, files.drop_other_weights, reporter) if output_format == "diffusers" else frozenset()
     if dry_run:
         import diffusers
@@ -316,6 +313,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         checked = check_against_config(source, plan)
         return ApplyResult(out, plan, None, dry_run=True, checked=checked, seconds=time.perf_counter() - started)
 
+    if mode == "remap":
+        for concept, how in targets.items():
+            reporter.note(f"{concept}: every unsafe prompt is remapped onto {how}")
     concepts: list[RefusalVectors] = []
     activation_sets: list[ActivationSet] = []
     cache: dict[str, dict[str, str]] = {}  # concept -> SHA-256 of each cache file used (a reviewer can recompute them)

@@ -259,7 +259,7 @@ def verify(
     out: Annotated[Path, typer.Argument(help="Output folder of `apply` (with vidunlearn.json).")],
     base: Annotated[Optional[str], typer.Option(help="Base model (folder, single file, alias or Hub id) to compare every tensor with.")] = None,
 ) -> None:
-    """Check an output against its manifest (SHA-256 of every file) and, with --base, that only the listed tensors changed."""
+    """Check an output against its manifest (SHA-256 of every file, format, no stray weight file) and, with --base, that it is exactly the base plus the recipe's edit."""
     from rich.table import Table
 
     from .verify import verify as run_verify
@@ -273,9 +273,15 @@ def verify(
             table.add_row(change.file, change.tensor, str(change.shape), f"{change.change_norm:.4g}", str(change.rank))
         stdout.print(table)
     stdout.print(f"ok: {result.files_checked} files match the manifest's SHA-256", highlight=False)
-    if result.base and result.lora_modules_checked:
+    if not result.base:
+        return
+    shape = {"bias": "biases only", "uce": "its rank is not recorded in the recipe"}.get(
+        result.mode, f"rank {result.rank} each, W' = W - {result.strength:g} (W Q) Q^T, one Q per site")
+    stdout.print(f"ok: the changes are exactly the recipe's ({result.mode} at {', '.join(result.sites)}; {shape})",
+                 highlight=False)
+    if result.lora_modules_checked:
         stdout.print(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}", highlight=False)
-    elif result.base:
+    else:
         stdout.print(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; "
                      f"{result.identical_tensors} tensors and {result.identical_files} other files identical to "
                      f"{result.base}", highlight=False)

@@ -17,6 +17,7 @@ the recipe's mode says whether weights, biases or both change. Then:
 
 from __future__ import annotations
 
+import filecmp
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def compare_folder(comparison: Comparison, manifest: Manifest, source: ModelSour
         if rel not in base_files:
             raise VerifyError("file is not in the base", where=str(out_file), fix=WRONG_BASE)
         if not rel.endswith(".safetensors"):
-            if not out_file.samefile(base_file) and base_file.read_bytes() != out_file.read_bytes():
+            if not out_file.samefile(base_file) and not filecmp.cmp(out_file, base_file, shallow=False):
                 raise VerifyError("file differs from the base", where=str(out_file),
                                   fix="this output is not the base plus the edit")
             comparison.result.identical_files += 1

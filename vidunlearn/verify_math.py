@@ -9,7 +9,7 @@ Stored precision adds a rounding error E to W': |E_ij| <= u |W'_ij| (u: the unit
 stored dtype), so every singular value that E adds or moves is at most ||E||_2 <= ||E||_F <=
 u ||W'||_F (Weyl). :func:`rounding_noise` is that bound, plus float32 accumulation and the fp8
 subnormal step. Given dW alone (Q is not stored anywhere), Q is estimated as the top-c right singular
-vectors of dW; Davis-Kahan bounds the estimate's angle by about ||E|| / sigma_c(dW). Every tolerance
+vectors of dW; Wedin's theorem bounds the estimate's angle by ||E|| / sigma_c(dW). Every tolerance
 below is one of these bounds, so rounding never fails a check and a change of another shape does
 as soon as it is larger than the rounding.
 """
@@ -49,42 +49,54 @@ class WeightChange:
     with Q = ``rows`` (projection recipes only); ``tolerance``: what rounding allows for it."""
 
     norm: float
-    rank: int
+    rank: int  # singular values above the rounding bound and RANK_TOLERANCE: never counts rounding
     noise: float
     rows: torch.Tensor
     columns: torch.Tensor
     sigma_last: float  # the k-th singular value (0 when k = 0)
     residual: float | None = None
     tolerance: float | None = None
+    relative_rank: int = 0  # above RANK_TOLERANCE alone: never misses a direction the bound would hide
 
     @property
     def spread(self) -> float:
-        """Davis-Kahan: how far (sin of the angle) rounding can tilt ``rows`` from the true ones;
-        1 when the change is not above the rounding at all."""
+        """Wedin's bound: how far (sin of the largest angle) rounding can tilt ``rows`` (and
+        ``columns``) from the true ones, sqrt(2) ||E||_F / sigma_k; 1 when not above the rounding."""
         return min(1.0, math.sqrt(2) * self.noise / self.sigma_last) if self.sigma_last > 0 else 1.0
 
 
 def _svd(delta: torch.Tensor, expected: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(U, S, V) of ``delta`` (float64), all of it, or the top ``expected + LOW_RANK_SLACK`` triplets
-    by randomised SVD when that is much less than the full size."""
-    smaller = min(delta.shape)
-    if expected is not None and 2 * (expected + LOW_RANK_SLACK) < smaller:
-        generator_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(0)  # the same answer on every run
-            return torch.svd_lowrank(delta, q=expected + LOW_RANK_SLACK, niter=6)
-        finally:
-            torch.random.set_rng_state(generator_state)
+    by randomised subspace iteration when that is much less than the full size."""
+    if expected is not None and 2 * (expected + LOW_RANK_SLACK) < min(delta.shape):
+        return _randomized_svd(delta, expected + LOW_RANK_SLACK)
     u, s, vh = torch.linalg.svd(delta, full_matrices=False)
     return u, s, vh.T
 
 
-def spectral_norm(matrix: torch.Tensor) -> float:
-    """||matrix||_2, from above (a randomised estimate with 10 % slack, or exact when small)."""
-    if min(matrix.shape) <= 64:
+def _randomized_svd(matrix: torch.Tensor, width: int, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top ``width`` singular triplets of ``matrix`` (m, n) by subspace iteration from a seeded
+    Gaussian start (Halko et al. 2011, algorithm 4.4): about 2 (iterations + 1) products with an
+    (n, width) block. Its singular values are those of a projection of the matrix, so never above
+    the true ones."""
+    generator = torch.Generator().manual_seed(0)
+    matrix = matrix.contiguous()
+    start = torch.randn(matrix.shape[1], width, generator=generator, dtype=matrix.dtype)
+    basis = torch.linalg.qr(matrix @ start).Q  # (m, width)
+    for _ in range(iterations):  # (basis^T A)^T rather than A^T basis: a transposed product falls off BLAS
+        right = torch.linalg.qr((basis.T @ matrix).T).Q  # (n, width)
+        basis = torch.linalg.qr(matrix @ right).Q
+    u, s, vh = torch.linalg.svd(basis.T @ matrix, full_matrices=False)  # (width, n): small
+    return basis @ u, s, vh.T
+
+
+def spectral_norm(matrix: torch.Tensor, exact: bool = False) -> float:
+    """||matrix||_2: exact (a full SVD) when small or asked for, else a randomised estimate, which
+    is never above the true value (the top singular value of a projection of the matrix)."""
+    if exact or min(matrix.shape) <= 64:
         return float(torch.linalg.matrix_norm(matrix.double(), ord=2))
     _, s, _ = _svd(matrix.double(), 1)
-    return 1.1 * float(s[0])
+    return float(s[0])
 
 
 def weight_change(old: torch.Tensor | None, delta: torch.Tensor, dtype: str, noise: float, expected: int | None,
@@ -95,19 +107,26 @@ def weight_change(old: torch.Tensor | None, delta: torch.Tensor, dtype: str, noi
     d = delta.double()
     u, s, v = _svd(d, expected)
     top = float(s[0]) if s.numel() else 0.0
-    threshold = max(RANK_TOLERANCE.get(dtype, 1e-4) * top, noise)
-    rank = int((s > threshold).sum()) if top > 0 else 0
+    relative = RANK_TOLERANCE.get(dtype, 1e-4) * top
+    rank = int((s > max(relative, noise)).sum()) if top > 0 else 0
+    relative_rank = int((s > relative).sum()) if top > 0 else 0
     k = min(expected if expected is not None else rank, s.numel())
     rows, columns = v[:, :k], u[:, :k]
     sigma_last = float(s[k - 1]) if k > 0 else 0.0
-    change = WeightChange(float(torch.linalg.vector_norm(d)), rank, noise, rows, columns, sigma_last)
+    change = WeightChange(float(torch.linalg.vector_norm(d)), rank, noise, rows, columns, sigma_last,
+                          relative_rank=relative_rank)
     if strength is None or old is None or k == 0:
         return change
     w = old.double()
     residual = float(torch.linalg.vector_norm(d + strength * (w @ rows) @ rows.T))
-    # rounding of dW itself, plus what the tilt of the estimated Q (Davis-Kahan) moves s W Q Q^T
-    tolerance = 1e-4 * change.norm + 2 * noise + 2 * abs(strength) * spectral_norm(w) * change.spread * math.sqrt(k)
-    return WeightChange(change.norm, rank, noise, rows, columns, sigma_last, residual, tolerance)
+
+    def tolerance(norm_w: float) -> float:  # rounding of dW, plus how far the tilt of Q (Wedin) moves s W Q Q^T
+        return 1e-4 * change.norm + 2 * noise + 2 * abs(strength) * norm_w * change.spread * math.sqrt(k)
+
+    allowed = tolerance(spectral_norm(w))  # an estimate from below: passing with it is passing
+    if residual > allowed:
+        allowed = tolerance(spectral_norm(w, exact=True))
+    return WeightChange(change.norm, rank, noise, rows, columns, sigma_last, residual, allowed, relative_rank)
 
 
 def subspace_sine(basis: torch.Tensor, reference: torch.Tensor) -> float:

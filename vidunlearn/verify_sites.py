@@ -3,8 +3,9 @@
 Per changed weight W (out, in), with c the recipe's rank (:attr:`Recipe.rank`) capped by the layer:
 
 - ``project``/``replace``: rank(W' - W) = c exactly (c concept directions, or with ``--subspace``
-  every concept's rank-k basis; fp8: at most c, since re-quantisation can round part of the edit
-  away), and W' - W = -s (W Q) Q^T with the recipe's strength s and Q its top-c right singular
+  every concept's rank-k basis): at most c singular values above the rounding bound, at least c
+  above RANK_TOLERANCE alone (fp8: only at most c, since re-quantisation can round part of the
+  edit away), and W' - W = -s (W Q) Q^T with the recipe's strength s and Q its top-c right singular
   vectors, up to rounding; every changed weight of one site shares that Q (the same directions
   removed from every layer that reads the site); a ``replace`` bias change s (W Q)(Q^T m) lies in
   the column space of the weight's change.
@@ -90,9 +91,9 @@ class SiteChecks:
         if expected is not None and change.rank > expected:
             raise VerifyError(f"W' - W has rank {change.rank}; the recipe's edit has rank {expected} ({self._why()})",
                               where=where, fix=MODIFIED)
-        if expected is not None and change.rank < expected and not is_fp8(dtype):
-            raise VerifyError(f"W' - W has rank {change.rank}; the recipe's edit has rank {expected} ({self._why()}): "
-                              "part of the edit is missing", where=where, fix=MODIFIED)
+        if expected is not None and change.relative_rank < expected and not is_fp8(dtype):
+            raise VerifyError(f"W' - W has rank {change.relative_rank}; the recipe's edit has rank {expected} "
+                              f"({self._why()}): part of the edit is missing", where=where, fix=MODIFIED)
         if change.residual is not None and change.tolerance is not None and change.residual > change.tolerance:
             raise VerifyError(f"W' - W is not -s (W Q) Q^T with the recipe's strength s = {self.recipe.strength:g} "
                               f"(residual {change.residual / max(change.norm, 1e-30):.1%} of |W' - W|, rounding allows "

@@ -457,3 +457,42 @@ def test_fuzz_recipe_against_the_base(tiny_wan, made, field, value):
         _rewrite(out / "pytorch_lora_weights.safetensors", lambda t: None, {"vidunlearn.recipe": digest})
         _rehash(out, lambda m: m.update(recipe=manifest["recipe"]))
         _only_own_error(lambda: verify(out, str(tiny_wan)))
+
+
+# ------------------------------------------------------------------------------ fp8 single file
+def _fp8_base(tiny_wan: Path, path: Path) -> Path:
+    """The tiny transformer as one ComfyUI-style fp8 file: original keys with the prefix, every 2-D
+    weight float8_e4m3fn with its ``scale_weight``."""
+    from vidunlearn.wankeys import PREFIX, to_original
+
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in sorted((tiny_wan / "transformer").glob("*.safetensors")):
+        for key, value in load_file(shard).items():
+            name = PREFIX + to_original(key)
+            if value.ndim == 2 and key.endswith(".weight"):
+                scale = value.abs().max() / torch.finfo(torch.float8_e4m3fn).max
+                tensors[name] = (value / scale).to(torch.float8_e4m3fn)
+                tensors[name[: -len("weight")] + "scale_weight"] = scale.reshape(1).float()
+            else:
+                tensors[name] = value
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return path
+
+
+def test_fp8_single_file_passes_and_a_random_fp8_edit_or_a_changed_scale_fails(tiny_wan, tmp_path):
+    from vidunlearn.wankeys import PREFIX
+
+    base = _fp8_base(tiny_wan, tmp_path / "wan_fp8.safetensors")
+    out = _apply(base, tmp_path / "out", config=str(tiny_wan))
+    assert run(out, "--base", base).exit_code == 0
+    file = out / "wan_fp8.safetensors"
+    key = PREFIX + "blocks.0.cross_attn.k.weight"
+    tampered = _copy(out, tmp_path / "random")
+    _rewrite(tampered / file.name, lambda t: t.update({key: torch.randn(24, 24).to(torch.float8_e4m3fn)}))
+    _rehash(tampered)
+    _fails(run(tampered, "--base", base), "W' - W has rank")
+    tampered = _copy(out, tmp_path / "scale")
+    scale = PREFIX + "blocks.0.self_attn.q.scale_weight"  # the scale of a weight the recipe does not edit
+    _rewrite(tampered / file.name, lambda t: t.update({scale: t[scale] * 2}))
+    _rehash(tampered)
+    _fails(run(tampered, "--base", base), f"tensor {scale!r} differs from the base but is not listed as edited")

@@ -28,10 +28,10 @@ from .checkpoint import SKIP_FILES, plan_edits
 from .errors import VidunlearnError
 from .formats import LORA_FILE
 from .layerchange import load_float, read_tensor
-from .model import ModelSource, TensorInfo, model_files, read_header, resolve_model
+from .model import ModelSource, TensorInfo, model_files, read_header, resolve_model, weight_map
 from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .singlefile import IGNORED_KEYS, IGNORED_SUFFIXES, SingleFileSource, read_single_file, shape_summary
-from .verify import Verification
+from .verify import WEIGHT_SUFFIXES, Verification
 from .verify_manifest import Manifest, Recipe, VerifyError
 from .verify_sites import SiteChecks, Target
 from .wankeys import LORA_PREFIX, to_diffusers
@@ -209,11 +209,24 @@ class Comparison:
         return False
 
 
+def _droppable(source: ModelSource, edited: set[str]) -> set[str]:
+    """Base files an output may leave out: weight files of an edited component other than the
+    shards that hold its tensors (a variant such as ``*.fp16.safetensors``, a pickle). Leaving an
+    unedited copy out is the safe way; every tensor of the component is still in its shards."""
+    droppable = set()
+    for component in edited:
+        shards = {path.resolve() for path in weight_map(source.component_dir(component)).values()}
+        for file in model_files(source.path, component):
+            if file.name.endswith(WEIGHT_SUFFIXES) and file.resolve() not in shards:
+                droppable.add(file.relative_to(source.path).as_posix())
+    return droppable
+
+
 def compare_folder(comparison: Comparison, manifest: Manifest, source: ModelSource) -> None:
     base = source.path
     base_files = {f.relative_to(base).as_posix() for f in model_files(base)} - SKIP_FILES
     out_files = set(manifest.files) - {"README.md"}
-    missing = sorted(base_files - out_files)
+    missing = sorted(set(base_files) - out_files - _droppable(source, {t.component for t in comparison.targets.values()}))
     if missing:
         raise VerifyError("a file of the base is missing from the output", where=str(comparison.out / missing[0]),
                           fix=MODIFIED)

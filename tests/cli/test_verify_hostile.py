@@ -291,6 +291,19 @@ def test_an_fp16_variant_that_was_edited_too_passes(tiny_wan, made, tmp_path):
     assert result.output.count("attn2.to_k.weight") == 4  # two shards and two variant tensors
 
 
+def test_a_variant_or_pickle_left_out_passes_a_shard_left_out_fails(tiny_wan, made, tmp_path):
+    """leaving an unedited copy out is the safe way to handle it; every tensor is still in the shards"""
+    name = "diffusion_pytorch_model.fp16.safetensors"
+    base = _base_with(tiny_wan, tmp_path / "base", name, _fp16_variant(tiny_wan))
+    (base / "transformer" / "diffusion_pytorch_model.bin").write_bytes(b"never unpickled")
+    assert run(made["diffusers"], "--base", base).exit_code == 0
+    out = _copy(made["diffusers"], tmp_path / "out")
+    shard = _shard(out, "blocks.1.attn1.to_q.weight")  # one that holds no edited tensor
+    shard.unlink()
+    _rehash(out)
+    _fails(run(out, "--base", base), "a file of the base is missing from the output", shard.name)
+
+
 def _provenance(file: Path) -> dict:
     from vidunlearn.model import read_header
 

@@ -33,6 +33,7 @@ from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .singlefile import IGNORED_KEYS, IGNORED_SUFFIXES, SingleFileSource, read_single_file, shape_summary
 from .verify import WEIGHT_SUFFIXES, Verification
 from .verify_manifest import Manifest, Recipe, VerifyError
+from .verify_math import UNIT_ROUNDOFF, rounding_noise
 from .verify_sites import SiteChecks, Target
 from .wankeys import LORA_PREFIX, to_diffusers
 
@@ -333,7 +334,10 @@ def _lora_module(comparison: Comparison, source: ModelSource, component: str, mo
         if not bool(delta.abs().max() > 0):
             raise VerifyError(f"LoRA module {module!r} changes nothing, the recipe edits it", where=str(out_file),
                               fix=MODIFIED)
-        comparison.checks.add(target, out_file, rel, shown + ".weight", weight, weight + delta, dtype, None)
+        # B and A are each rounded to the LoRA's dtype: |d(B A)|_F <= 2 u |B|_F |A|_F, plus float32 for W + B A
+        noise = (rounding_noise(weight + delta, "F32")
+                 + 2 * UNIT_ROUNDOFF.get(dtype, 2.0**-24) * float(up.float().norm() * down.float().norm()))
+        comparison.checks.add(target, out_file, rel, shown + ".weight", weight, weight + delta, dtype, None, noise)
     elif bool(delta.abs().max() > 0):
         raise VerifyError(f"LoRA module {module!r} changes the weight, which the recipe's mode does not",
                           where=str(out_file), fix=MODIFIED)

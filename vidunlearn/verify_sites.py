@@ -60,19 +60,22 @@ class SiteChecks:
         self.biases: list[_Bias] = []
 
     def add(self, target: Target, file: Path, rel: str, key: str, old: torch.Tensor, new: torch.Tensor, dtype: str,
-            scale: float | None) -> None:
+            scale: float | None, noise: float | None = None) -> None:
         """A planned tensor ``key`` of output file ``rel`` changed from ``old`` to ``new`` (float32),
-        stored as ``dtype`` (fp8 with ``scale``)."""
+        stored as ``dtype`` (fp8 with ``scale``); ``noise``: its rounding bound when it is not
+        ``new`` rounded to ``dtype`` (a LoRA's B A)."""
         self.seen.add((target.component, f"{target.module}.{target.kind}"))
         self.files.add(file)
         where = f"{file} ({key})"
         delta = new - old
+        if noise is None:
+            noise = rounding_noise(new, dtype, scale)
         if target.kind == "bias":
-            self.biases.append(_Bias(target, where, delta, rounding_noise(new, dtype)))
+            self.biases.append(_Bias(target, where, delta, noise))
             self.result.changed.append(ChangedTensor(rel, key, list(old.shape), float(delta.norm()), 1))
             return
         expected = min(self.recipe.rank, *old.shape) if self.recipe.rank is not None else None
-        change = weight_change(old, delta, dtype, rounding_noise(new, dtype, scale), expected,
+        change = weight_change(old, delta, dtype, noise, expected,
                                self.recipe.strength if self.recipe.projection else None)
         self.result.changed.append(ChangedTensor(rel, key, list(old.shape), change.norm, change.rank))
         self._check_weight(where, change, expected, dtype)

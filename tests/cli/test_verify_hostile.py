@@ -44,7 +44,10 @@ def made(tiny_wan, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("verify-hostile")
     return {"diffusers": _apply(tiny_wan, root / "folder"), "lora": _apply(tiny_wan, root / "lora", output_format="lora"),
             "single-file": _apply(tiny_wan, root / "single", output_format="single-file"),
-            "replace": _apply(tiny_wan, root / "replace", mode="replace")}
+            "replace": _apply(tiny_wan, root / "replace", mode="replace"),
+            "lora-bf16": _apply(tiny_wan, root / "lora-bf16", output_format="lora", save_dtype="bfloat16"),
+            "single-file-fp16": _apply(tiny_wan, root / "single-fp16", output_format="single-file",
+                                       save_dtype="float16")}
 
 
 def run(*args) -> object:

@@ -361,6 +361,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     recipe = {
         "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
+        "edit_rank": max(spec.rank for spec in specs.values()) if mode in ("uce", "remap") else None,
     }
     file_meta = provenance_metadata(source, recipe, output_format)
     quantization = None

@@ -280,7 +280,7 @@ def verify(
     out: Annotated[Path, typer.Argument(help="Output folder of `apply` (with vidunlearn.json).")],
     base: Annotated[Optional[str], typer.Option(help="Base model (folder, single file, alias or Hub id) to compare every tensor with.")] = None,
 ) -> None:
-    """Check an output against its manifest (SHA-256 of every file) and, with --base, that only the listed tensors changed."""
+    """Check an output against its manifest (SHA-256 of every file, format, no stray weight file) and, with --base, that it is exactly the base plus the recipe's edit."""
     from .verify import verify as run_verify
 
     result = run_verify(out, base)
@@ -288,9 +288,15 @@ def verify(
         rows = [(c.file, c.tensor, str(c.shape), f"{c.change_norm:.4g}", str(c.rank)) for c in result.changed]
         stdout.print(_table(f"changed tensors in {out}", ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"), rows))
     _say(f"ok: {result.files_checked} files match the manifest's SHA-256")
-    if result.base and result.lora_modules_checked:
+    if not result.base:
+        return
+    shape = {"bias": "biases only", "uce": "at most its number of erase rows",
+             "remap": "at most its number of erase rows"}.get(
+        result.mode, f"rank {result.rank} each, W' = W - {result.strength:g} (W Q) Q^T, one Q per site")
+    _say(f"ok: the changes are exactly the recipe's ({result.mode} at {', '.join(result.sites)}; {shape})")
+    if result.lora_modules_checked:
         _say(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}")
-    elif result.base:
+    else:
         _say(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; {result.identical_tensors} "
              f"tensors and {result.identical_files} other files identical to {result.base}")
 

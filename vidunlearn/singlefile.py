@@ -84,9 +84,10 @@ def describe_size(size: tuple[int, int, int]) -> str:
     return f"{size[0]} blocks, hidden size {size[1]}, {size[2]} input channels"
 
 
-def load_single_file(path: Path, config: str | None = None, revision: str | None = None) -> SingleFileSource:
-    """Read the header of ``path`` (no tensor data) and pair it with a diffusers config."""
-    header, data_start = read_header(path)
+def read_single_file(path: Path) -> tuple[dict[str, TensorInfo], dict[str, TensorInfo], str]:
+    """The tensors of a single-file transformer by diffusers name, its fp8 scales by the diffusers
+    name of their weight, and its key prefix; from the header alone."""
+    header, _ = read_header(path)
     infos: dict[str, TensorInfo] = {}
     scales: dict[str, TensorInfo] = {}
     prefixes = {key.startswith(PREFIX) for key in header if key != "__metadata__" and key not in IGNORED_KEYS}
@@ -103,6 +104,12 @@ def load_single_file(path: Path, config: str | None = None, revision: str | None
                 scales[to_diffusers(key[: -len(SCALE_SUFFIX)] + "weight")] = info
             continue
         infos[to_diffusers(key)] = info
+    return infos, scales, PREFIX if True in prefixes else ""
+
+
+def load_single_file(path: Path, config: str | None = None, revision: str | None = None) -> SingleFileSource:
+    """Read the header of ``path`` (no tensor data) and pair it with a diffusers config."""
+    infos, scales, prefix = read_single_file(path)
     size = shape_summary(infos)
     if config is None:
         if size not in KNOWN_SIZES:
@@ -117,8 +124,7 @@ def load_single_file(path: Path, config: str | None = None, revision: str | None
     if wanted != size:
         raise ModelError(f"the file has {describe_size(size)}, --config {config} has {describe_size(wanted)}",
                          where=str(path), fix="pass a --config of the same Wan size")
-    del data_start
     return SingleFileSource(name=str(path), path=path, repo_id=config_source.repo_id, revision=config_source.revision,
                             adapter=config_source.adapter, index=config_source.index, file=path,
-                            config_source=config_source, prefix=PREFIX if True in prefixes else "",
+                            config_source=config_source, prefix=prefix,
                             infos=infos, scales=scales)

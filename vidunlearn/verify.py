@@ -1,11 +1,18 @@
-"""``vidunlearn verify OUT [--base BASE]``: is this output exactly what its manifest says?
+"""``vidunlearn verify OUT [--base BASE]``: is this output what its manifest says, and with a base,
+is it exactly the base plus the recipe's edit?
 
+Without a base (the files against their manifest; see :mod:`vidunlearn.verify_manifest`):
 1. Every file listed in ``vidunlearn.json`` exists with the listed SHA-256, and no file is unlisted.
-2. With a base model: every tensor is compared byte for byte with the base's. The tensors that
-   differ must be exactly the ones the manifest lists as edited (fp8 scales of edited weights
-   may change too); each gets its change norm ||W' - W|| and the numerical rank of W' - W.
-   Every other file is byte-identical to the base's.
-A LoRA output is checked against its manifest and the base's shapes; its delta B A is reported.
+2. The format is detected from the files, never taken from the manifest, and must be the one it
+   claims. A single file or LoRA holds nothing but its safetensors files, README.md and the
+   manifest; in a diffusers folder, weight-like files sit only in pipeline components, and an
+   edited component holds nothing but safetensors, JSON and text files (a pickle is refused by its
+   name, never read) and no safetensors file that holds an edited tensor without having been
+   written by apply.
+3. Every safetensors file that carries vidunlearn metadata names the manifest's recipe and format;
+   every weight file of a single file or LoRA carries it (apply wrote each one).
+With a base, every tensor of every output weight file is compared with the base: see
+:mod:`vidunlearn.verify_base`.
 """
 
 from __future__ import annotations
@@ -14,24 +21,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from .errors import VidunlearnError
 from .fsutil import sha256_file
-from .layerchange import read_tensor
-from .model import TensorInfo, read_header
-from .quant import SCALE_SUFFIX, dequantize, is_fp8
-from .wankeys import LORA_PREFIX, to_diffusers
+from .model import read_header
+from .verify_manifest import Manifest, VerifyError, read_manifest
+from .wankeys import LORA_PREFIX
 
-# singular values below this share of the largest count as zero (stored-precision rounding)
-RANK_TOLERANCE = {"F32": 1e-4, "F16": 3e-3, "BF16": 2e-2, "F8_E4M3": 1e-1, "F8_E5M2": 2e-1}
+__all__ = ["ChangedTensor", "Verification", "VerifyError", "verify"]
 
-
-CASTS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
-
-
-class VerifyError(VidunlearnError):
-    """The output does not match its manifest or its base."""
+# suffixes of files that can hold weights (safetensors, pickles and other serialisations)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".gguf", ".onnx", ".msgpack",
+                   ".h5", ".npz", ".npy", ".joblib", ".tflite", ".pb", ".ot", ".engine")
+# what an edited component folder may hold: its shards (compared tensor by tensor with --base),
+# configs and index files, and notes; anything else could be a copy of the unedited weights
+EDITED_FOLDER_SUFFIXES = (".safetensors", ".json", ".md", ".txt")
+LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight", ".diff_b")
+OWN_FILES = ("README.md", "vidunlearn.json")
 
 
 @dataclass
@@ -51,173 +55,158 @@ class Verification:
     identical_files: int = 0
     lora_modules_checked: int = 0
     base: str | None = None
+    output_format: str = "diffusers"
+    sites: list[str] = field(default_factory=list)  # the recipe's sites, checked against the base
+    rank: int | None = None  # the recipe's rank of W' - W (None: not bounded, e.g. uce)
+    mode: str = ""
+    strength: float = 0.0
 
 
-def _manifest(out: Path) -> dict:
-    path = out / "vidunlearn.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VerifyError(f"no readable manifest ({type(exc).__name__})", where=str(path),
-                          fix="pass a folder written by `vidunlearn apply`") from None
-
-
-def check_hashes(out: Path, manifest: dict) -> int:
-    listed = manifest.get("files") or {}
-    for rel, digest in sorted(listed.items()):
+def check_hashes(out: Path, manifest: Manifest) -> int:
+    for rel, digest in sorted(manifest.files.items()):
         file = out / rel
         if not file.is_file():
-            raise VerifyError("file listed in the manifest is missing", where=str(file), fix="re-download or re-run apply")
+            raise VerifyError("file listed in the manifest is missing", where=str(file),
+                              fix="re-download or re-run apply")
         if sha256_file(file) != digest:
             raise VerifyError("SHA-256 does not match the manifest: the file changed after apply", where=str(file),
                               fix="re-download it or re-run apply; do not use this output")
     extra = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and p.name != "vidunlearn.json" and p.relative_to(out).as_posix() not in listed)
+                   if p.is_file() and p.relative_to(out).as_posix() not in manifest.files
+                   and p.relative_to(out).as_posix() != "vidunlearn.json")
     if extra:
         raise VerifyError("file not listed in the manifest", where=str(out / extra[0]),
                           fix="remove it, or re-run apply")
-    return len(listed)
+    return len(manifest.files)
 
 
-def _read(info: TensorInfo, start: int) -> bytes:
-    with open(info.file, "rb") as handle:
-        handle.seek(start + info.begin)
-        return handle.read(info.end - info.begin)
+def _tensor_keys(file: Path) -> list[str]:
+    return [k for k in read_header(file)[0] if k != "__metadata__"]
 
 
-def _infos(path: Path) -> tuple[dict[str, TensorInfo], int]:
-    header, start = read_header(path)
-    return {k: TensorInfo(path, k, v["dtype"], tuple(v["shape"]), *v["data_offsets"])
-            for k, v in header.items() if k != "__metadata__"}, start
+def detect_format(out: Path, manifest: Manifest) -> str:
+    """The format the files are in: ``diffusers`` (a pipeline folder with model_index.json),
+    ``lora`` (top-level safetensors of LoRA factors only) or ``single-file`` (top-level
+    safetensors of whole transformers). Fails when it is not the one the manifest claims."""
+    if "model_index.json" in manifest.files:
+        detected = "diffusers"
+    else:
+        for rel in sorted(manifest.files):
+            if "/" in rel or (rel not in OWN_FILES and not rel.endswith(".safetensors")):
+                raise VerifyError("a single-file or LoRA output holds only its safetensors files, README.md and "
+                                  "vidunlearn.json", where=str(out / rel),
+                                  fix="this file may hold an unedited copy of the weights: do not use this output")
+        weights = [out / rel for rel in sorted(manifest.files) if rel.endswith(".safetensors")]
+        if not weights:
+            raise VerifyError("no weight file (no model_index.json and no .safetensors)", where=str(out),
+                              fix="pass a folder written by `vidunlearn apply`")
+        kinds = {all(k.endswith(LORA_SUFFIXES) for k in _tensor_keys(f)) for f in weights}
+        if len(kinds) != 1:
+            raise VerifyError("some safetensors files hold LoRA factors and some whole weights", where=str(out),
+                              fix="this output was modified after apply; do not use it")
+        detected = "lora" if kinds == {True} else "single-file"
+    if detected != manifest.format:
+        raise VerifyError(f"the manifest says format {manifest.format!r}, but the files are a {detected} output",
+                          where=str(manifest.path), fix="this output was modified after apply; do not use it")
+    return detected
 
 
-def _as_float(info: TensorInfo, infos: dict[str, TensorInfo]) -> torch.Tensor:
-    """float32 values of a tensor; fp8 dequantised with its ``scale_weight`` when the file has one."""
-    tensor = read_tensor(info.file, info.key)
-    if is_fp8(info.dtype):
-        scale_key = info.key[: -len("weight")] + SCALE_SUFFIX
-        return dequantize(tensor, read_tensor(info.file, scale_key) if scale_key in infos else None)
-    return tensor.float()
-
-
-def numerical_rank(delta: torch.Tensor, dtype: str) -> int:
-    if delta.ndim != 2:
-        return int(bool(delta.abs().max() > 0))
-    values = torch.linalg.svdvals(delta.double())
-    return int((values > values[0] * RANK_TOLERANCE.get(dtype, 1e-4)).sum()) if values[0] > 0 else 0
-
-
-def _normal(name: str) -> str:
+def _components(out: Path) -> set[str]:
+    """The components named in the output's model_index.json (folders that may hold weights)."""
+    path = out / "model_index.json"
     try:
-        return to_diffusers(name)
-    except VidunlearnError:
-        return name
+        index = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size < 1 << 20 else None
+    except (OSError, ValueError, RecursionError):
+        index = None
+    if not isinstance(index, dict):
+        raise VerifyError("model_index.json is not a readable JSON object (under 1 MiB)", where=str(path),
+                          fix="this output was modified after apply; do not use it")
+    return {k for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
 
 
-def _base_file(out_file: Path, rel: str, manifest: dict, base: Path) -> tuple[Path, dict[str, str]]:
-    """The base file an output file came from, and output key -> base key."""
-    infos, _ = _infos(out_file)
-    if base.is_file():  # a single-file base: same keys
-        return base, {k: k for k in infos}
-    if manifest.get("format", "diffusers") == "diffusers":
-        return base / rel, {k: k for k in infos}
-    component = read_header(out_file)[0].get("__metadata__", {}).get("vidunlearn.component", "transformer")
-    return base / component, {k: to_diffusers(k) for k in infos if not k.endswith((SCALE_SUFFIX, "scale_input", "scaled_fp8"))}
+def check_folder_layout(out: Path, manifest: Manifest) -> None:
+    """No weight file of a diffusers folder output can hide an unedited copy of an edited tensor
+    by its place or name (contents are compared with ``--base``)."""
+    components = _components(out)
+    edited = {site.split("/", 1)[0] for site in manifest.recipe.sites}
+    listed = {(c, t) for c, t in manifest.edited}
+    for rel in sorted(manifest.files):
+        parts = rel.split("/")
+        component = parts[0] if len(parts) > 1 else None
+        if component in edited and not rel.endswith(EDITED_FOLDER_SUFFIXES):
+            raise VerifyError(f"a file that is neither safetensors nor JSON or text in the edited component "
+                              f"{component!r}", where=str(out / rel),
+                              fix="it may hold an unedited copy of the edited weights (vidunlearn never opens "
+                                  "pickles): delete the output and re-run apply")
+        if component not in components and rel.endswith(WEIGHT_SUFFIXES):
+            raise VerifyError("a weight file outside the pipeline's component folders", where=str(out / rel),
+                              fix="it may hold an unedited copy of the edited weights: delete it, or re-run apply")
+        if component in edited and rel.endswith(".safetensors"):
+            header = read_header(out / rel)[0]
+            stale = sorted(k for k in header if (component, k) in listed)
+            if stale and "vidunlearn.recipe" not in header.get("__metadata__", {}):
+                raise VerifyError(f"holds {stale[0]!r}, which the manifest lists as edited, but apply did not write "
+                                  "this file: an unedited copy", where=str(out / rel),
+                                  fix="delete the output and re-run apply")
 
 
-def compare_with_base(out: Path, manifest: dict, base: Path, result: Verification) -> None:
-    from .model import tensor_infos
-
-    edited = {(_normal(r["tensor"])) for r in manifest.get("edited", [])}
-    for rel in sorted(manifest.get("files") or {}):
-        out_file = out / rel
-        if rel == "README.md":
-            continue
-        if manifest.get("format") == "lora":
-            _check_lora_shapes(out_file, base, result)
-            continue
+def check_provenance(out: Path, manifest: Manifest, output_format: str) -> None:
+    """Every safetensors file that carries vidunlearn metadata was written for this recipe and format;
+    apply writes every weight file of a single-file or LoRA output, so each of those carries it."""
+    for rel in sorted(manifest.files):
         if not rel.endswith(".safetensors"):
-            base_file = base / rel
-            if not base_file.is_file() or base_file.read_bytes() != out_file.read_bytes():
-                raise VerifyError("file differs from the base", where=str(out_file), fix="this output is not the base plus the edit")
-            result.identical_files += 1
             continue
-        source, names = _base_file(out_file, rel, manifest, base)
-        if source.is_file() and out_file.samefile(source):  # a hard link to the base: identical by construction
-            result.identical_tensors += len(names)
-            continue
-        base_infos = tensor_infos(source) if source.is_dir() else _infos(source)[0]
-        out_infos, out_start = _infos(out_file)
-        starts: dict[Path, int] = {}
-        for key, info in sorted(out_infos.items()):
-            if key not in names:
-                continue
-            base_info = base_infos.get(names[key])
-            if base_info is None or list(base_info.shape) != list(info.shape):
-                raise VerifyError(f"tensor {key!r} is not in the base (or has another shape)", where=str(out_file),
-                                  fix="check --base: it must be the model this output was made from")
-            if base_info.file not in starts:
-                starts[base_info.file] = read_header(base_info.file)[1]
-            same_dtype = base_info.dtype == info.dtype
-            if same_dtype and _read(info, out_start) == _read(base_info, starts[base_info.file]):
-                result.identical_tensors += 1
-                continue
-            new = _as_float(info, out_infos)
-            old = _as_float(base_info, _infos(base_info.file)[0] if is_fp8(base_info.dtype) else {})
-            if not same_dtype and info.dtype in CASTS and torch.equal(new, old.to(CASTS[info.dtype]).float()):
-                result.identical_tensors += 1  # only converted (--save-dtype): the same values
-                continue
-            if _normal(key) not in edited and names[key] not in edited and not key.endswith(SCALE_SUFFIX):
-                raise VerifyError(f"tensor {key!r} differs from the base but is not listed as edited", where=str(out_file),
-                                  fix="this output was modified after apply; do not use it")
-            delta = new - old
-            result.changed.append(ChangedTensor(rel, key, list(info.shape), float(delta.norm()),
-                                                numerical_rank(delta, info.dtype)))
+        meta = read_header(out / rel)[0].get("__metadata__", {})
+        if output_format != "diffusers" and "vidunlearn.recipe" not in meta:
+            raise VerifyError(f"a weight file that apply did not write (no vidunlearn metadata) in a {output_format} "
+                              "output", where=str(out / rel), fix="it may hold an unedited copy of the weights: "
+                              "delete it, or re-run apply")
+        if "vidunlearn.recipe" in meta and meta["vidunlearn.recipe"] != manifest.recipe_sha256:
+            raise VerifyError("the file was written for another recipe than the manifest's", where=str(out / rel),
+                              fix="the manifest's recipe was changed after apply; do not use this output")
+        if meta.get("vidunlearn.format", output_format) != output_format:
+            raise VerifyError(f"the file says format {meta['vidunlearn.format'][:40]!r}, the output is {output_format}",
+                              where=str(out / rel), fix="this output was modified after apply; do not use it")
 
 
-def _check_lora_shapes(out_file: Path, base: Path, result: Verification) -> None:
-    """Every LoRA module must exist in the base with the shape B A has."""
-    from .model import tensor_infos
-
-    if not out_file.name.endswith(".safetensors"):
-        return
-    component = read_header(out_file)[0].get("__metadata__", {}).get("vidunlearn.component", "transformer")
-    base_infos = ({to_diffusers(k): v for k, v in _infos(base)[0].items() if not k.endswith((SCALE_SUFFIX, "scale_input", "scaled_fp8"))}
-                  if base.is_file() else tensor_infos(base / component))
-    for change in (c for c in result.changed if c.file == out_file.name):
-        info = base_infos.get(to_diffusers(change.tensor))
-        if info is None or list(info.shape) != change.shape:
-            raise VerifyError(f"LoRA module {change.tensor!r} has no weight of shape {change.shape} in the base",
-                              where=str(out_file), fix="check --base: it must be the model this LoRA was made from")
-        result.lora_modules_checked += 1
-
-
-def lora_changes(out: Path, manifest: dict, result: Verification) -> None:
+def lora_changes(out: Path, manifest: Manifest, result: Verification) -> None:
+    """Each LoRA module's delta B A, with its norm and rank, for the table."""
     from safetensors.torch import load_file
 
-    for rel in sorted(manifest.get("files") or {}):
+    from .verify_math import rounding_noise, weight_change
+
+    for rel in sorted(manifest.files):
         if not rel.endswith(".safetensors"):
             continue
         tensors = load_file(str(out / rel))
         for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
             module = key[: -len(".lora_A.weight")]
-            delta = tensors[module + ".lora_B.weight"].float() @ tensors[key].float()
+            up = tensors.get(module + ".lora_B.weight")
+            down = tensors[key]
+            if up is None or up.ndim != 2 or down.ndim != 2 or up.shape[1] != down.shape[0]:
+                raise VerifyError(f"LoRA module {module!r} has no lora_B of a matching shape", where=str(out / rel),
+                                  fix="this output was modified after apply; do not use it")
+            delta = up.float() @ down.float()
+            change = weight_change(None, delta, "F32", rounding_noise(delta, "F32"), None, None)
             result.changed.append(ChangedTensor(rel, module.removeprefix(LORA_PREFIX) + ".weight", list(delta.shape),
-                                                float(delta.norm()), numerical_rank(delta, "F32")))
+                                                change.norm, change.rank))
 
 
 def verify(out: Path, base: str | None = None) -> Verification:
     """Check ``out`` against its manifest and, with ``base``, against the base model's files."""
-    manifest = _manifest(out)
+    manifest = read_manifest(out)
     result = Verification(files_checked=check_hashes(out, manifest))
-    if manifest.get("format") == "lora":
-        lora_changes(out, manifest, result)
-    if base is not None:
-        base_path = Path(base)
-        if not base_path.exists():
-            from .model import resolve_model
+    result.output_format = detect_format(out, manifest)
+    check_provenance(out, manifest, result.output_format)
+    if result.output_format == "diffusers":
+        check_folder_layout(out, manifest)
+    if base is None:
+        if result.output_format == "lora":
+            lora_changes(out, manifest, result)
+        return result
+    from .verify_base import compare_with_base, resolve_base
 
-            base_path = resolve_model(base).path
-        result.base = str(base_path)
-        compare_with_base(out, manifest, base_path, result)
+    base_path = resolve_base(base)
+    result.base = str(base_path)
+    compare_with_base(out, manifest, result.output_format, base_path, result)
     return result

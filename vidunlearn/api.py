@@ -14,14 +14,13 @@ import torch
 
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
-from .collateral import anchor_prompts
 from .cache import load_cached
-from .capture import record_activations
 from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
-from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, hash_outputs, plan_edits, write_checkpoint
-from .edit import MODES, EditSpec, orthonormal_basis, uce_factors
-from .errors import ArtifactError, ModelError, VidunlearnError
-from .factorize import factorize_site, uce_embeddings
+from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, plan_edits, write_checkpoint
+from .collateral import anchor_prompts
+from .edit import MODES
+from .errors import ModelError, VidunlearnError
+from .factorize import factorize_site
 from .faults import pause_point
 from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
 from .model import ModelSource, model_files, resolve_model, tensor_infos
@@ -30,7 +29,8 @@ from .progress import SILENT, Reporter
 from .provenance import check_survival, load_eval_rows, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
-from .remap import compose, remap_factors, target_prompts
+from .remap import remap_factors, target_prompts
+from .specs import check_same_model, edit_specs, uce_specs
 from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
 MANIFEST_SCHEMA = 1
@@ -194,60 +194,6 @@ class ApplyResult:
     seconds: float = 0.0  # dry run: planning time, imports excluded
 
 
-def edit_specs(concepts: list[RefusalVectors], mode: str, strength: float, subspace: bool = False
-               ) -> dict[str, EditSpec]:
-    """One spec per site: the concepts' directions stacked and re-orthonormalised (QR). With
-    ``subspace``, each concept contributes its whole rank-k basis B instead of p (a rank-k edit)."""
-    if mode not in MODES:
-        raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
-    common = set.intersection(*(set(c.sites) for c in concepts))
-    if not common:
-        raise ArtifactError("the refusal vectors share no site", fix="extract all concepts with the same --site")
-    specs: dict[str, EditSpec] = {}
-    if mode == "remap":
-        missing = [c.concept for c in concepts if not all(c.sites[site].has_remap for site in common)]
-        if missing:
-            raise ArtifactError(f"refusal vectors of {missing} hold no remap factors (factorized with another --method)",
-                                fix="re-run factorize with --method remap, or pass --mode project")
-        for site in sorted(common):
-            left, right = compose([(c.sites[site].left, c.sites[site].right) for c in concepts])
-            specs[site] = EditSpec(mode="remap", strength=strength, basis=left, right=right)
-        return specs
-    for site in sorted(common):
-        vectors = [c.sites[site] for c in concepts]
-        columns = [v.basis for v in vectors] if subspace else [v.direction[:, None] for v in vectors]
-        basis = orthonormal_basis(torch.cat(columns, dim=1))
-        safe_mean = torch.stack([v.safe_mean for v in vectors]).mean(dim=0)
-        refusal = torch.stack([v.refusal for v in vectors]).sum(dim=0)
-        specs[site] = EditSpec(mode=mode, strength=strength, basis=basis, safe_mean=safe_mean, refusal=refusal)
-    return specs
-
-
-def uce_specs(activations: list[ActivationSet], strength: float, preserve_weight: float, level: str
-              ) -> dict[str, EditSpec]:
-    """One UCE spec per site shared by all concepts: their erase/target rows stacked, their
-    preserve rows (neutral and safe tokens) pooled, solved jointly (see edit.uce_factors)."""
-    common = set.intersection(*(set(a.sites) for a in activations))
-    if not common:
-        raise ArtifactError("the activations share no site", fix="extract all concepts with the same --site")
-    specs: dict[str, EditSpec] = {}
-    for site in sorted(common):
-        parts = [uce_embeddings(a.tokens[site]["unsafe"], a.tokens[site]["safe"], a.tokens[site]["neutral"], level)
-                 for a in activations]
-        erase, target, preserve = (torch.cat([part[i] for part in parts]) for i in range(3))
-        left, right = uce_factors(erase, target, preserve, preserve_weight)
-        specs[site] = EditSpec(mode="uce", strength=strength, basis=left, right=right)
-    return specs
-
-
-def _check_same_model(vectors: RefusalVectors, source: ModelSource, where: str) -> None:
-    recorded = (vectors.meta.get("model") or {}).get("fingerprint")
-    if recorded != source.fingerprint:
-        name = (vectors.meta.get("model") or {}).get("name", "another model")
-        raise ArtifactError(f"refusal vectors were computed on {name!r}, not on this model", where=where,
-                            fix="re-run extract and factorize on this model, or pass --pairs to apply")
-
-
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), no_cache: bool = False, sites: list[str] | None = None, modules: str | None = None,
           strength: float = 1.0, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
@@ -331,7 +277,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             cache[concept.concept]["refusal"] = sha256_file(folder / "refusal.safetensors")
     for path in refusal or []:
         vectors = RefusalVectors.load(path)
-        _check_same_model(vectors, source, str(path))
+        check_same_model(vectors, source, str(path))
         concepts.append(vectors)
     if mode == "uce":
         specs = uce_specs(activation_sets, strength, alpha, level)

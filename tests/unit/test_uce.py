@@ -81,7 +81,7 @@ def test_uce_embeddings_align_tokens_of_equal_length_pairs_only():
 
 
 def test_subspace_edit_projects_out_the_whole_basis():
-    from vidunlearn.api import edit_specs
+    from vidunlearn.specs import edit_specs
     from vidunlearn.artifacts import RefusalVectors, SiteVectors
 
     basis, _ = torch.linalg.qr(_rows(3, 9).T)                      # (H, 3) orthonormal

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .bounds import check_pipeline
 from .errors import VidunlearnError
 from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .model import ModelSource, resolve_model
@@ -151,6 +152,7 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     base = resolve_model(compare) if compare else None
     for source in (edited, base) if base else (edited,):
         check_apart(out, source.path)
+        check_pipeline(source)  # what from_pretrained will build, bounded by the weights first
     result = SampleResult(out)
     with atomic_output(out, directory=True) as temp:
         edited_clips = _generate(edited, prompts, settings, reporter, "edited model")

@@ -195,7 +195,7 @@ def build_on_meta(cls: type, config: dict, infos: dict[str, TensorInfo], where: 
 def check_stored(model: torch.nn.Module, infos: dict[str, TensorInfo], where: str) -> None:
     """Every stored tensor the built model also has: the same shape, and a float dtype where
     the model's tensor is floating point (an ``I32`` label on a weight is refused here)."""
-    from .model import FLOAT_DTYPES
+    from .header import FLOAT_DTYPES
 
     built = model.state_dict(keep_vars=True)
     for key, info in sorted(infos.items()):

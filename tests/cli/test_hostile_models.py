@@ -250,9 +250,9 @@ def test_hostile_model_gives_one_line(outcomes, case, command):
 
 def test_every_json_read_of_a_model_goes_through_read_json():
     """Source scan: the modules that read model folders parse JSON only in model.read_json (and
-    a safetensors header, already bounded, in model.read_header)."""
+    a safetensors header, already bounded, in header.read_header)."""
     allowed = {"header = json.loads(handle.read(length))", "return json.loads(data)"}
-    for name in ("model", "textpath", "sampling", "checkpoint", "singlefile", "bounds", "modelfiles"):
+    for name in ("model", "header", "textpath", "sampling", "checkpoint", "singlefile", "bounds", "modelfiles"):
         lines = (ROOT / "vidunlearn" / f"{name}.py").read_text().splitlines()
         reads = [line.strip() for line in lines if "json.load" in line or "read_text(" in line]
         assert [line for line in reads if line not in allowed] == [], f"vidunlearn/{name}.py reads JSON itself"

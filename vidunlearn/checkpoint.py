@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
+from .bounds import check_buildable
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .faults import pause_point
 from .fsutil import StreamHasher, copy_file, copy_range, known_sha256, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, encode_header, model_files, read_header
+from .model import FLOAT_DTYPES, ModelSource, TensorInfo, encode_header, model_files, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
 
@@ -76,6 +77,10 @@ def plan_edits(source: ModelSource, specs: dict[str, EditSpec | None], module_fi
                 raise ModelError(f"{module}.weight has shape {list(weight.shape)}, the direction has size {hidden}",
                                  where=component, fix="the refusal vectors come from another model")
             bias = infos.get(f"{module}.bias")
+            for info in (weight, bias):
+                if info is not None and info.dtype not in FLOAT_DTYPES:
+                    raise ModelError(f"{info.key} is stored as {info.dtype}, not a float dtype", where=str(info.file),
+                                     fix="re-download the model; the file may be hostile")
             if spec is not None and spec.touches_bias and bias is None:
                 raise ModelError(f"mode {spec.mode!r} needs {module}.bias, which is absent", fix="use --mode project")
             plan.append(PlannedEdit(component, module, site_key, weight, bias, spec))
@@ -87,13 +92,9 @@ def check_against_config(source: ModelSource, plan: list[PlannedEdit]) -> int:
     memory) and check it against the shard headers: the same key set and shapes, and every
     planned module a linear layer. Returns the number of tensors checked. This is what proves a
     dry run's plan, before any byte is read or written."""
-    import diffusers
-
     checked = 0
     for component in sorted({edit.component for edit in plan}):
-        cls = getattr(diffusers, source.adapter.denoiser_class)
-        with torch.device("meta"):
-            model = cls.from_config(source.config(component))
+        model = check_buildable(source, component)  # stopped as soon as it outgrows the weights
         expected = {k: list(v.shape) for k, v in model.state_dict().items()}
         stored = {k: list(v.shape) for k, v in source.tensor_infos(component).items()}
         where = str(source.component_dir(component))

@@ -3,17 +3,20 @@ layout (model_index.json, configs, safetensors shards and headers) without loadi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-import math
-import struct
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
+from .bounds import check_sizes
 from .errors import ModelError
 from .fsutil import known_sha256, link_or_copy, sha256_file
+from .header import DTYPE_BYTES, FLOAT_DTYPES, MAX_HEADER_BYTES, encode_header, read_header  # noqa: F401 (re-exported)
+from .modelfiles import check_folder_files, refuse_special
 from .variants import variant_of, weight_index, weight_variants
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -22,9 +25,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TEXT_ENCODER_MARKER = "text_encoder_from_package.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 ENCODER_FILES = ("config.json", "model.safetensors")
-MAX_HEADER_BYTES = 100 << 20
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-               "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_JSON_BYTES = 16 << 20  # a JSON file of a model folder that the tool parses itself (configs, indexes)
 LIBRARIES = ("diffusers", "transformers")  # component classes are only ever taken from these
 
 
@@ -40,58 +41,26 @@ class TensorInfo:
     end: int
 
 
-def encode_header(header: dict, *, sort_keys: bool = False) -> bytes:
-    """The bytes that open a safetensors file: the little-endian u64 length, then the compact
-    JSON ``header`` padded with spaces to a multiple of 8 (as safetensors' own writer pads)."""
-    raw = json.dumps(header, sort_keys=sort_keys, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def read_header(path: Path) -> tuple[dict, int]:
-    """Parse a safetensors header without reading tensor data. Returns (header, data_start)."""
+def read_json(path: Path, root: Path, limit: int = MAX_JSON_BYTES) -> object:
+    """The parsed JSON file ``path`` of the model folder ``root``; every JSON read of a model
+    folder goes through here. Only a regular file inside the folder, of at most ``limit``
+    bytes, is read: a FIFO would block forever and a link to /dev/zero never end."""
+    real = contained(path, root)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(8)
-            if len(raw) != 8:
-                raise ValueError("file shorter than 8 bytes")
-            (length,) = struct.unpack("<Q", raw)
-            if length > MAX_HEADER_BYTES:
-                raise ValueError(f"header length {length} is implausible")
-            header = json.loads(handle.read(length))
-        data_end = _check_entries(header)
-        size = path.stat().st_size
-        if size != 8 + length + data_end:
-            raise ValueError(f"{size} bytes, its header describes {8 + length + data_end}: truncated or padded")
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelError(f"not a readable safetensors file ({str(exc)[:160]})", where=str(path),
-                         fix="re-download the model or check the file") from None
-    return header, 8 + length
-
-
-def _check_entries(header: object) -> int:
-    """Validate a parsed safetensors header; return the end of the data section."""
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    end = 0
-    for key, entry in header.items():
-        if key == "__metadata__":
-            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
-                raise ValueError("__metadata__ is not a string mapping")
-            continue
-        ok = (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
-              and isinstance(entry.get("shape"), list) and all(type(d) is int and d >= 0 for d in entry["shape"])
-              and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
-              and all(type(o) is int for o in entry["data_offsets"])
-              and 0 <= entry["data_offsets"][0] <= entry["data_offsets"][1])
-        if not ok:
-            raise ValueError(f"malformed entry for tensor {key[:80]!r}")
-        begin, stop = entry["data_offsets"]
-        size = DTYPE_BYTES.get(entry["dtype"])
-        if size is not None and stop - begin != size * math.prod(entry["shape"]):
-            raise ValueError(f"tensor {key[:80]!r} has {stop - begin} bytes, its shape needs {size * math.prod(entry['shape'])}")
-        end = max(end, stop)
-    return end
+        refuse_special(path, os.stat(real).st_mode)
+        with open(os.open(real, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            refuse_special(path, os.fstat(handle.fileno()).st_mode)  # replaced since the stat?
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path.name} ({exc.strerror or exc})", where=str(path),
+                         fix="check the model folder") from None
+    if len(data) > limit:
+        raise ModelError(f"is larger than {limit >> 20} MiB, too large for a JSON file of a model", where=str(path),
+                         fix="re-download the model; the file may be hostile")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f"cannot read {path.name} ({str(exc)[:160]})", where=str(path), fix="check the model folder") from None
 
 
 def _plain_name(name: object, where: Path, what: str = "shard") -> str:
@@ -157,7 +126,7 @@ def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Pat
     index = weight_index(component_dir, variant)
     if index is not None:
         try:
-            mapping = json.loads(index.read_text())["weight_map"]
+            mapping = read_json(index, component_dir.parent)["weight_map"]  # type: ignore[index]
             items = mapping.items()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ModelError("index json is unreadable or has no weight_map", where=str(index),
@@ -227,15 +196,28 @@ class ModelSource:
         """The fp8 per-tensor scale stored next to weight ``key``, if any (single files override)."""
         return None
 
-    def config(self, component: str) -> dict:
+    def raw_config(self, component: str) -> dict:
+        """``component``'s config.json as stored, unchecked (single files override it)."""
         path = self.component_dir(component) / "config.json"
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError, RecursionError) as exc:
-            raise ModelError(f"cannot read config ({str(exc)[:160]})", where=str(path), fix="check the model folder") from None
+        config = read_json(path, self.path)
         if not isinstance(config, dict):
             raise ModelError("config is not a JSON object", where=str(path), fix="check the model folder")
         return config
+
+    def config(self, component: str) -> dict:
+        """``component``'s config.json, its numbers bounded by its weights
+        (:func:`vidunlearn.bounds.check_sizes`); call :func:`vidunlearn.bounds.check_buildable`
+        before building anything from it."""
+        checked = self._checked_configs
+        if component not in checked:
+            config = self.raw_config(component)
+            check_sizes(self, component, config)
+            checked[component] = config
+        return copy.deepcopy(checked[component])
+
+    @cached_property
+    def _checked_configs(self) -> dict[str, dict]:
+        return {}
 
     @cached_property
     def fingerprint(self) -> str:
@@ -301,9 +283,9 @@ def materialise_text_encoder(path: Path) -> bool:
     if not marker.is_file():
         return False
     try:
-        spec = json.loads(marker.read_text())
-        module, subfolder = spec["module"], spec.get("subfolder", "model")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        spec = read_json(marker, path)
+        module, subfolder = spec["module"], spec.get("subfolder", "model")  # type: ignore[index, union-attr]
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"unreadable text-encoder marker ({exc})", where=str(marker), fix="restore the file from git") from None
     wanted = {"text_encoder": ENCODER_FILES, "tokenizer": TOKENIZER_FILES}
     missing = [c for c, files in wanted.items() if not all((path / c / f).is_file() for f in files)]
@@ -358,13 +340,11 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
                              fix=f"use an alias ({', '.join(a for ad in ADAPTERS for a in ad.aliases)}), an 'org/name' Hub id or a local folder")
         path = _download(repo_id, revision)
     index_path = path / "model_index.json"
-    if not index_path.is_file():
+    if not index_path.exists():
         raise ModelError("no model_index.json: not a diffusers pipeline folder", where=str(path),
                          fix=f"pass a diffusers pipeline folder; supported families: {supported_summary()}")
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ModelError(f"cannot read model_index.json ({str(exc)[:160]})", where=str(index_path)) from None
+    check_folder_files(path)
+    index = read_json(index_path, path)
     if not isinstance(index, dict):
         raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     adapter = adapter_for_pipeline(str(index.get("_class_name")), where=str(index_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .bounds import check_pipeline
 from .errors import VidunlearnError
 from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .model import ModelSource, resolve_model
@@ -160,6 +161,8 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     edited = resolve_model(model, revision)
     base = resolve_model(compare) if compare else None
     check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
+    for source in (edited, base) if base else (edited,):
+        check_pipeline(source)  # what from_pretrained will build, bounded by the weights first
     result = SampleResult(out)
     with atomic_output(out, directory=True, replace=force) as temp:
         edited_clips = _generate(edited, prompts, settings, reporter, "edited model")

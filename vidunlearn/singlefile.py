@@ -47,12 +47,15 @@ class SingleFileSource(ModelSource):
     def denoisers(self) -> list[str]:
         return ["transformer"]
 
-    def config(self, component: str) -> dict:
+    def raw_config(self, component: str) -> dict:
+        """The config pipeline's transformer config (:meth:`config` checks it against this
+        file's tensors); any other component's config is the config pipeline's own."""
         assert self.config_source is not None
-        return self.config_source.config("transformer")
+        return self.config_source.raw_config("transformer" if component in self.denoisers else component)
 
     def tensor_infos(self, component: str) -> dict[str, TensorInfo]:
-        return self.infos
+        assert self.config_source is not None
+        return self.infos if component in self.denoisers else self.config_source.tensor_infos(component)
 
     def scale_info(self, component: str, key: str) -> TensorInfo | None:
         return self.scales.get(key)
@@ -117,14 +120,25 @@ def load_single_file(path: Path, config: str | None = None, revision: str | None
                              fix="pass --config with a diffusers Wan pipeline folder or Hub id of the same size")
         config = KNOWN_SIZES[size]
     config_source = resolve_model(config, revision)
-    expected = config_source.config("transformer")
-    wanted = (int(expected.get("num_layers", 0)),
-              int(expected.get("num_attention_heads", 0)) * int(expected.get("attention_head_dim", 0)),
-              int(expected.get("in_channels", 0)))
+    expected = config_source.raw_config("transformer")  # checked against this file below
+    where = str(config_source.component_dir("transformer") / "config.json")
+    wanted = (_integer(expected, "num_layers", where),
+              _integer(expected, "num_attention_heads", where) * _integer(expected, "attention_head_dim", where),
+              _integer(expected, "in_channels", where))
     if wanted != size:
         raise ModelError(f"the file has {describe_size(size)}, --config {config} has {describe_size(wanted)}",
                          where=str(path), fix="pass a --config of the same Wan size")
-    return SingleFileSource(name=str(path), path=path, repo_id=config_source.repo_id, revision=config_source.revision,
-                            adapter=config_source.adapter, index=config_source.index, file=path,
-                            config_source=config_source, prefix=prefix,
-                            infos=infos, scales=scales)
+    source = SingleFileSource(name=str(path), path=path, repo_id=config_source.repo_id, revision=config_source.revision,
+                              adapter=config_source.adapter, index=config_source.index, file=path,
+                              config_source=config_source, prefix=prefix,
+                              infos=infos, scales=scales)
+    source.config("transformer")  # the whole config against this file's tensors, before anything is built
+    return source
+
+
+def _integer(config: dict, name: str, where: str) -> int:
+    value = config.get(name, 0)
+    if type(value) is not int:
+        raise ModelError(f"{name} is {str(value)[:40]!r}, not an integer", where=where,
+                         fix="pass a --config whose transformer/config.json is intact")
+    return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .bounds import check_buildable, check_tokenizer
 from .errors import ModelError
 from .loading import check_loading_info, load_component
 from .model import ModelSource, weight_map
@@ -30,7 +31,8 @@ def load_text_encoder(source: ModelSource, device: str, dtype: torch.dtype):
         raise ModelError(f"text encoder class {class_name!r} is not a transformers class",
                          where=str(source.path / "model_index.json"))
     weight_map(source.component_dir(adapter.text_encoder))  # refuses pickle-only folders
-    source.config(adapter.text_encoder)  # a clear error for a broken config.json
+    check_buildable(source, adapter.text_encoder)  # a broken or oversized config.json: one line, before any build
+    check_tokenizer(source.component_dir(adapter.tokenizer))
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.component_dir(adapter.tokenizer))
     encoder = load_component(source, adapter.text_encoder, dtype).to(device).eval()  # every weight, strictly
     return tokenizer, encoder
@@ -59,14 +61,9 @@ def encode_prompts(tokenizer, encoder, prompts: list[str], max_length: int, devi
 
 def load_text_path(source: ModelSource, component: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     """The denoiser with only ``adapter.feed``'s weights loaded (strictly); every other
-    parameter stays on the meta device and costs no memory."""
-    import diffusers
-    from accelerate import init_empty_weights
-
+    parameter and buffer stays on the meta device and costs no memory."""
     adapter = source.adapter
-    cls = getattr(diffusers, adapter.denoiser_class)
-    with init_empty_weights():
-        model = cls.from_config(source.config(component))
+    model = check_buildable(source, component)  # on the meta device; stopped as soon as it outgrows the weights
     try:
         feed = model.get_submodule(adapter.feed)
     except AttributeError:

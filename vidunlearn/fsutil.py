@@ -7,6 +7,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import mmap
 import os
 import queue
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from .errors import OutputError
 
 CHUNK = 16 << 20
+HASH_BUFFER = 1 << 20  # files are hashed through this much at a time (see read_buffer)
 
 
 TEMP_MARK = ".tmp-"
@@ -147,11 +149,21 @@ def atomic_output(path: Path, *, directory: bool = False) -> Iterator[Path]:
         raise
 
 
+def read_buffer(size: int = HASH_BUFFER) -> memoryview:
+    """A reusable buffer to read file data into before hashing it: page-aligned (an anonymous
+    ``mmap``) and 1 MiB by default. Measured on 5 GB from the page cache (kernel copy + SHA-256,
+    user + sys): 3.8 s through this buffer, 5.3 s through a ``bytearray`` of the same size (its
+    data starts 16 bytes into a page: the kernel's copy into it is slow), 4.0 s through 16 MiB
+    aligned (it no longer stays in the CPU cache between the copy and the hash)."""
+    return memoryview(mmap.mmap(-1, size))
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
+    buffer = read_buffer()
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            digest.update(buffer[:got])
     return digest.hexdigest()
 
 
@@ -168,14 +180,18 @@ def known_sha256(path: Path) -> str | None:
 
 
 class StreamHasher:
-    """SHA-256 of a file being written as a sequence of pieces (bytes, or ranges of another
-    file), computed in a worker thread so that hashing overlaps the copy (hashlib releases the
-    GIL). Pieces are hashed in the order they are fed; the queue is bounded, so at most a few
-    pieces wait in memory. Use as a context manager; :meth:`hexdigest` joins the worker."""
+    """SHA-256 of a file being written as a sequence of pieces (bytes-like objects, or ranges of
+    another file), computed in a worker thread so that hashing overlaps the copy (hashlib releases
+    the GIL). Pieces are hashed in the order they are fed; the queue is bounded, so at most a few
+    pieces wait in memory. Use as a context manager; :meth:`hexdigest` joins the worker.
+
+    Ranges are read with ``preadv`` into one reused :func:`read_buffer`. (Hashing through an
+    ``mmap`` of the source saves another 0.3 s per 5 GB, but would turn an I/O error or a
+    truncation of the source into SIGBUS instead of an error.)"""
 
     def __init__(self, max_pending: int = 4) -> None:
         self._digest = hashlib.sha256()
-        self._buffer = memoryview(bytearray(CHUNK))
+        self._buffer = read_buffer()
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vidunlearn-sha256", daemon=True)
@@ -189,7 +205,7 @@ class StreamHasher:
                 if isinstance(item, tuple):
                     fd, offset, length = item
                     while length > 0:  # into one reused buffer: no fresh pages to fault in per chunk
-                        got = os.preadv(fd, [self._buffer[:min(CHUNK, length)]], offset)
+                        got = os.preadv(fd, [self._buffer[:min(HASH_BUFFER, length)]], offset)
                         if not got:
                             raise OSError(errno.EIO, "file ended early while hashing")
                         self._digest.update(self._buffer[:got])
@@ -200,7 +216,9 @@ class StreamHasher:
             except BaseException as error:  # re-raised in hexdigest()
                 self._error = error
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
+        """Hash ``data`` after the pieces fed before it. It is hashed later, in the worker: the
+        caller must not change it (a memoryview keeps its object alive, not unchanged)."""
         self._queue.put(data)
 
     def update_range(self, fd: int, offset: int, length: int) -> None:

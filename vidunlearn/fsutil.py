@@ -159,12 +159,44 @@ def read_buffer(size: int = HASH_BUFFER) -> memoryview:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of ``path``, always read. Remembered for :func:`known_sha256` (this process
+    only) when the file did not change while it was read."""
     digest = hashlib.sha256()
     buffer = read_buffer()
     with open(path, "rb", buffering=0) as handle:
+        before = os.fstat(handle.fileno())
         while got := handle.readinto(buffer):
             digest.update(buffer[:got])
-    return digest.hexdigest()
+        after = os.fstat(handle.fileno())
+    hexdigest = digest.hexdigest()
+    if _version(before) == _version(after):
+        with _READ_LOCK:
+            _READ[(before.st_dev, before.st_ino)] = (_version(before), hexdigest)
+    return hexdigest
+
+
+# The SHA-256 of each file this process has read whole, by file (device, inode), with the version
+# it was read at: size, modification and status-change times. A hard link of that file is the
+# same inode, so apply need not read the text encoder twice (once for the model's fingerprint,
+# once for the manifest): 11 GB on a real Wan folder. The status-change time cannot be set by a
+# user and changes with every write, so a file written since it was read is read again.
+_READ: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+_READ_LOCK = threading.Lock()
+
+
+def _version(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _linked(before: os.stat_result, after: os.stat_result) -> None:
+    """A new hard link moves the file's status-change time: a digest read at ``before`` stays
+    known at ``after`` (same inode, same size and modification time)."""
+    key = (before.st_dev, before.st_ino)
+    with _READ_LOCK:
+        version, digest = _READ.get(key, (None, ""))
+        if version == _version(before) and (after.st_dev, after.st_ino) == key \
+                and (after.st_size, after.st_mtime_ns) == version[:2]:
+            _READ[key] = (_version(after), digest)
 
 
 _HUB_BLOB = re.compile(r"[0-9a-f]{64}")
@@ -172,11 +204,18 @@ _HUB_BLOB = re.compile(r"[0-9a-f]{64}")
 
 def known_sha256(path: Path) -> str | None:
     """The SHA-256 of ``path`` when it is already known without reading it: a Hugging Face cache
-    snapshot links each LFS file to ``blobs/<sha256>``. ``vidunlearn verify`` re-reads it."""
+    snapshot links each LFS file to ``blobs/<sha256>``, and :func:`sha256_file` remembers what
+    this process read (the same inode, unchanged since). ``vidunlearn verify`` re-reads it."""
     real = path.resolve()
     if real.parent.name == "blobs" and _HUB_BLOB.fullmatch(real.name):
         return real.name
-    return None
+    try:
+        stat = real.stat()
+    except OSError:
+        return None
+    with _READ_LOCK:
+        version, digest = _READ.get((stat.st_dev, stat.st_ino), (None, None))
+    return digest if version == _version(stat) else None
 
 
 class StreamHasher:
@@ -293,7 +332,9 @@ def link_or_copy(source: Path, destination: Path) -> str:
     real = source.resolve()
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
+        before = os.stat(real)
         os.link(real, destination)
+        _linked(before, os.stat(destination))
         return "link"
     except OSError:
         shutil.copyfile(real, destination)

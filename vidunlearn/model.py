@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .errors import ModelError
-from .fsutil import known_sha256, sha256_file
+from .fsutil import sha256_files
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # A model folder that ships without its (large, pip-installable) text encoder says where to get
@@ -218,11 +218,11 @@ class ModelSource:
         its content hash); sizes and modification times are never trusted."""
         digest = hashlib.sha256()
         digest.update((self.path / "model_index.json").read_bytes())
-        for component in (self.adapter.tokenizer, self.adapter.text_encoder):
-            for file in model_files(self.path, component):
-                real = contained(file, self.path)
-                identity = known_sha256(real) or sha256_file(real)
-                digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
+        files = [file for component in (self.adapter.tokenizer, self.adapter.text_encoder)
+                 for file in model_files(self.path, component)]
+        identities = sha256_files([contained(file, self.path) for file in files])  # several files at once
+        for file, identity in zip(files, identities):
+            digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
         digest.update(self.text_path_digest().encode())
         return digest.hexdigest()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import mmap
 import os
 import time
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 from vidunlearn import checkpoint, fsutil
+from vidunlearn import model as model_module
 from vidunlearn.checkpoint import hash_outputs, plan_edits, rewrite_shard, write_checkpoint
 from vidunlearn.edit import EditSpec, project_weight
 from vidunlearn.fsutil import HASH_BUFFER, StreamHasher, known_sha256, read_buffer, sha256_file
@@ -129,7 +131,7 @@ def test_linked_text_encoder_is_read_once_and_the_manifest_stays_true(tmp_path: 
         reads[inode] = reads.get(inode, 0) + 1
         return real(path)
 
-    for module in (fsutil, checkpoint, __import__("vidunlearn.model", fromlist=["x"])):
+    for module in (fsutil, checkpoint):
         monkeypatch.setattr(module, "sha256_file", counting)
     assert source.fingerprint  # hashes every tokenizer and text-encoder file
     encoder = sorted((model / "text_encoder").glob("*.safetensors"))
@@ -141,6 +143,30 @@ def test_linked_text_encoder_is_read_once_and_the_manifest_stays_true(tmp_path: 
     assert written.actions["text_encoder/" + encoder[0].name] == "link"
     assert all(reads[f.stat().st_ino] == 1 for f in encoder), reads  # not read again for the manifest
     assert written.sha256 == hash_outputs(out)  # and every digest is the file's true SHA-256
+
+
+def test_fingerprint_hashes_the_text_encoder_files_at_once_and_is_unchanged(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    model = build_tiny_wan(tmp_path / "wan")
+    files = [f for c in ("tokenizer", "text_encoder") for f in sorted((model / c).rglob("*")) if f.is_file()]
+    naive = hashlib.sha256((model / "model_index.json").read_bytes())
+    for file in files:  # the fingerprint as it was computed one file after the other
+        naive.update(f"{file.relative_to(model).as_posix()}\0{hashlib.sha256(file.read_bytes()).hexdigest()}\n".encode())
+    naive.update(resolve_model(str(model)).text_path_digest().encode())
+    together = threading.Barrier(2, timeout=10)  # the first two files must be read at the same time
+    arrivals = itertools.count()
+    real = fsutil.sha256_file
+
+    def meeting(path: Path) -> str:
+        if next(arrivals) < 2:
+            together.wait()  # BrokenBarrierError after 10 s when files are read one after the other
+        return real(path)
+
+    monkeypatch.setattr(fsutil, "sha256_file", meeting)
+    monkeypatch.setattr(model_module, "sha256_file", meeting, raising=False)  # wherever the fingerprint looks it up
+    assert len(files) >= 2
+    assert resolve_model(str(model)).fingerprint == naive.hexdigest()
 
 
 def _shard_with(model: Path, suffix: str) -> tuple[Path, list[str]]:

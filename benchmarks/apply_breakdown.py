@@ -28,6 +28,7 @@ from functools import cached_property  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import vidunlearn.api as api  # noqa: E402
+import vidunlearn.card as card  # noqa: E402
 import vidunlearn.checkpoint as checkpoint  # noqa: E402
 import vidunlearn.fsutil as fsutil  # noqa: E402
 import vidunlearn.model as model  # noqa: E402
@@ -37,7 +38,8 @@ SPANS: dict[str, list[tuple[float, float, float]]] = defaultdict(list)  # part -
 LOCK = threading.Lock()
 PARTS = [(checkpoint, "rewrite_shard"), (checkpoint, "copy_range"), (checkpoint, "_load"), (checkpoint, "edit_linear"),
          (checkpoint, "_write_all"), (checkpoint, "link_or_copy"), (checkpoint, "sha256_file"),
-         (api, "write_checkpoint"), (api, "verify_layout"), (api, "check_free_space"), (api, "plan_edits")]
+         (api, "write_checkpoint"), (api, "verify_layout"), (api, "check_free_space"), (api, "plan_edits"),
+         (card, "build_card")]
 
 
 def timed(label: str, function):
@@ -82,8 +84,9 @@ def main() -> None:
             threads += cpu  # the disjoint ones: copy_range and _write_all run inside rewrite_shard
         print(f"| {name} | {len(rows)} | {min(r[0] for r in rows):.2f} | {max(r[1] for r in rows):.2f} | "
               f"{sum(r[1] - r[0] for r in rows):.2f} | {cpu:.2f} |")
-    print(f"| other threads and the main thread's rest (torch's OpenMP threads, card, checks) | | | | | "
+    print(f"| other threads and the main thread's rest (torch's OpenMP threads, norms, card, checks) | | | | | "
           f"{user + system - threads:.2f} |")
+    print(f"| api.apply returned | | | {end - STARTED:.2f} | | |")
     shutil.rmtree(out, ignore_errors=True)
 
 

@@ -17,11 +17,20 @@ Then measures, each in a child process timed with time.perf_counter and GNU time
 
 The page cache cannot be dropped here (no root): a source smaller than RAM is read from the page
 cache in every step. Each step starts after ``sync`` (no dirty pages left by the previous one); the
-``sync`` after it is timed separately, so "+sync" is the time until the data is on disk.
+``sync`` after it is timed separately, so "+sync" is the time until the data is on disk. Each step
+also reports its CPU seconds (user + sys, GNU time): on a machine shared with other work the wall
+ratio moves with the load, the CPU ratio much less. Ratios are given per round (each step against
+the cp of the same round) as a median and a range.
+
+``--before DIR`` runs a second apply from an older copy of the package (``DIR/vidunlearn``, e.g.
+``git archive OLD vidunlearn | tar -x -C DIR``), alternating with the others, so that before and
+after are measured in the same run under the same load; apply itself always runs this checkout's
+package. ``--breakdown`` times one more apply part by part, with each thread's CPU
+(benchmarks/apply_breakdown.py): cProfile (``--profile``) sees only the main thread.
 
     python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b] [--dtype float32|bfloat16] [--root DIR]
                                        [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
-                                       [--json FILE] [--delete-model]
+                                       [--breakdown] [--before DIR] [--json FILE] [--delete-model]
 """
 
 from __future__ import annotations

@@ -330,9 +330,10 @@ def write_checkpoint(source: ModelSource, destination: Path, plan: list[PlannedE
             new_weight, new_bias = edit_linear(weight, bias, edit.spec)
             old, new = (weight, new_weight) if key == edit.weight.key else (bias, new_bias)
             assert old is not None and new is not None
-            old32 = old.float()  # one conversion; the norms double as the NaN/Inf check
+            old32 = old.float()  # the norms double as the NaN/Inf check
             old_norm = float(torch.linalg.vector_norm(old32))
-            change = float(torch.linalg.vector_norm(new.float() - old32))
+            # W' - W in one new float32 buffer, float32 operands only (mixed-dtype ops are slow)
+            change = float(torch.linalg.vector_norm(new.to(torch.float32, copy=True).sub_(old32)))
             if not (math.isfinite(old_norm) and math.isfinite(change)):
                 raise ModelError(f"tensor {key!r} contains NaN or Inf{'' if math.isfinite(old_norm) else ' in the base model'}",
                                  where=str(edit.weight.file), fix="check the model weights and the refusal vectors")

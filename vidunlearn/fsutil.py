@@ -343,11 +343,11 @@ def link_or_copy(source: Path, destination: Path) -> str:
     Returns "link" or "copy"."""
     real = source.resolve()
     destination.parent.mkdir(parents=True, exist_ok=True)
+    before = os.stat(real)
     try:
-        before = os.stat(real)
         os.link(real, destination)
-        _linked(before, os.stat(destination))
-        return "link"
     except OSError:
         shutil.copyfile(real, destination)
         return "copy"
+    _linked(before, os.stat(destination))
+    return "link"

@@ -17,11 +17,20 @@ Then measures, each in a child process timed with time.perf_counter and GNU time
 
 The page cache cannot be dropped here (no root): a source smaller than RAM is read from the page
 cache in every step. Each step starts after ``sync`` (no dirty pages left by the previous one); the
-``sync`` after it is timed separately, so "+sync" is the time until the data is on disk.
+``sync`` after it is timed separately, so "+sync" is the time until the data is on disk. Each step
+also reports its CPU seconds (user + sys, GNU time): on a machine shared with other work the wall
+ratio moves with the load, the CPU ratio much less. Ratios are given per round (each step against
+the cp of the same round) as a median and a range.
+
+``--before DIR`` runs a second apply from an older copy of the package (``DIR/vidunlearn``, e.g.
+``git archive OLD vidunlearn | tar -x -C DIR``), alternating with the others, so that before and
+after are measured in the same run under the same load; apply itself always runs this checkout's
+package. ``--breakdown`` times one more apply part by part, with each thread's CPU
+(benchmarks/apply_breakdown.py): cProfile (``--profile``) sees only the main thread.
 
     python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b] [--dtype float32|bfloat16] [--root DIR]
                                        [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
-                                       [--json FILE] [--delete-model]
+                                       [--breakdown] [--before DIR] [--json FILE] [--delete-model]
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from pathlib import Path
 
 SITE = "transformer/cross_attn_kv"
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,22 +100,39 @@ def _sync() -> float:
     return time.perf_counter() - started
 
 
-def run_step(name: str, command: list[str], out: Path, log: Path, settle: float) -> dict:
+def run_step(name: str, command: list[str], out: Path, log: Path, settle: float, env: dict | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     _sync()
     time.sleep(settle)  # let the file system finish the previous step's deletes (ext4 online discard)
     rss_file = log.with_suffix(".rss")
     started = time.perf_counter()
     with open(log, "w") as handle:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command],
-                              stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *command],
+                              stdout=handle, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - started
     sync_seconds = _sync()
     if proc.returncode != 0:
         sys.exit(f"{name} failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
-    rss_kib = int(rss_file.read_text().split()[-1])
-    print(f"  {name:12s} {seconds:7.2f} s  (+sync {sync_seconds:5.2f} s)  peak RSS {rss_kib / 1024:8.0f} MiB", flush=True)
-    return {"step": name, "seconds": seconds, "sync": sync_seconds, "rss_mib": rss_kib / 1024}
+    rss_kib, user, system = rss_file.read_text().split()[-3:]
+    cpu = float(user) + float(system)
+    print(f"  {name:12s} {seconds:7.2f} s  (+sync {sync_seconds:5.2f} s)  CPU {cpu:6.2f} s (user {float(user):5.2f} "
+          f"sys {float(system):5.2f})  peak RSS {int(rss_kib) / 1024:8.0f} MiB  {_load_average()}", flush=True)
+    return {"step": name, "seconds": seconds, "sync": sync_seconds, "rss_mib": int(rss_kib) / 1024, "cpu": cpu,
+            "user": float(user), "sys": float(system), "load": os.getloadavg()[0]}
+
+
+def _load_average() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def print_round_ratios(results: list[dict], names: list[str]) -> None:
+    """Each round's step against the cp of the same round: median and range (the load moves)."""
+    for name in names:
+        for what, key in (("wall", "seconds"), ("CPU", "cpu")):
+            ratios = sorted(next(r for r in results if r["step"] == name and r["round"] == c["round"])[key] / c[key]
+                            for c in results if c["step"] == "cp")
+            print(f"{name}/cp {what} by round: median {statistics.median(ratios):.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f} "
+                  f"({', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 def _tensor_digests(folder: Path, keys: list[str]) -> dict[str, str]:
@@ -186,6 +213,10 @@ def main() -> None:
     parser.add_argument("--naive-repeats", type=int, default=1,
                         help="0 skips the naive baseline (skipped anyway when the model does not fit in RAM)")
     parser.add_argument("--profile", action="store_true", help="also profile one apply with cProfile")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time one apply part by part, with each thread's CPU (benchmarks/apply_breakdown.py)")
+    parser.add_argument("--before", type=Path,
+                        help="a folder holding an older `vidunlearn` package: run it too, alternating (same run, same load)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after cleaning, before each step")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     parser.add_argument("--delete-model", action="store_true", help="delete the built model at the end (disk space)")
@@ -205,22 +236,28 @@ def main() -> None:
     print("only the transformer is real-size; text_encoder/tokenizer/vae/scheduler come from `vidunlearn tiny`.")
     print(f"the page cache cannot be dropped here (no root): a source under {ram / 1e9:.0f} GB is read from RAM.\n")
 
-    outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "naive": root / "out-naive"}
+    outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "before": root / "out-before", "naive": root / "out-naive"}
     commands = {
         "cp": ["cp", "-r", str(model), str(outputs["cp"])],
         "apply": [str(BIN / "vidunlearn"), "apply", "--model", str(model), "--refusal", str(refusal),
                   "--out", str(outputs["apply"])],
         "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype],
     }
+    commands["before"] = [*commands["apply"][:-1], str(outputs["before"])]
+    # apply runs this checkout's package; "before" the one under --before (an older commit, e.g. `git archive`)
+    envs = {"apply": {**os.environ, "PYTHONPATH": str(REPO)},
+            "before": {**os.environ, "PYTHONPATH": str(args.before)} if args.before else None}
     results: list[dict] = []
     apply_info = check = None
     layers = LAYOUTS[args.layout]["num_layers"]
     edited_keys = [f"blocks.{i}.attn2.{n}.weight" for i in range(layers) for n in ("to_k", "to_v")]
     apply_digests = None
-    order = ["cp", "apply"]
+    order = ["cp", "apply", "before"] if args.before else ["cp", "apply"]
     for round_ in range(args.repeats):  # alternate the order from one round to the next
         for name in order[round_ % len(order):] + order[:round_ % len(order)]:
-            results.append(run_step(name, commands[name], outputs[name], root / f"{name}-{round_}.log", args.settle))
+            results.append(run_step(name, commands[name], outputs[name], root / f"{name}-{round_}.log", args.settle,
+                                    envs.get(name)))
+            results[-1]["round"] = round_
             if name == "apply" and apply_info is None:
                 apply_info = describe_apply_output(outputs["apply"])
                 check = check_manifest(outputs["apply"])
@@ -239,20 +276,24 @@ def main() -> None:
     _sync()
 
     summary = {}
-    for name in ("cp", "apply", "naive"):
+    for name in ("cp", "apply", "before", "naive"):
         runs = [r for r in results if r["step"] == name]
         if runs:
             summary[name] = {"seconds": statistics.median(r["seconds"] for r in runs),
                              "with_sync": statistics.median(r["seconds"] + r["sync"] for r in runs),
+                             "cpu": statistics.median(r["cpu"] for r in runs),
                              "rss_mib": max(r["rss_mib"] for r in runs), "runs": len(runs)}
     cp = summary["cp"]
-    print("\n| step | runs | seconds (median) | seconds incl. sync | peak RSS MiB | ratio to cp | ratio incl. sync |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| step | runs | seconds (median) | seconds incl. sync | CPU s (user+sys) | peak RSS MiB | ratio to cp | "
+          "ratio incl. sync | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     labels = {"cp": "`cp -r` of the folder", "apply": "`vidunlearn apply` (streamed)",
-              "naive": "naive: from_pretrained + edit + save_pretrained"}
+              "before": f"`vidunlearn apply` from {args.before}", "naive": "naive: from_pretrained + edit + save_pretrained"}
     for name, row in summary.items():
-        print(f"| {labels[name]} | {row['runs']} | {row['seconds']:.2f} | {row['with_sync']:.2f} | {row['rss_mib']:.0f} | "
-              f"{row['seconds'] / cp['seconds']:.2f} | {row['with_sync'] / cp['with_sync']:.2f} |")
+        print(f"| {labels[name]} | {row['runs']} | {row['seconds']:.2f} | {row['with_sync']:.2f} | {row['cpu']:.2f} | "
+              f"{row['rss_mib']:.0f} | {row['seconds'] / cp['seconds']:.2f} | {row['with_sync'] / cp['with_sync']:.2f} | "
+              f"{row['cpu'] / cp['cpu']:.2f} |")
+    print_round_ratios(results, [n for n in ("apply", "before") if n in summary])
     ratio = summary["apply"]["seconds"] / cp["seconds"]
     budget = largest / MiB + 1024
     print(f"\nlargest shard: {largest / MiB:.0f} MiB; RSS budget (largest shard + 1 GiB): {budget:.0f} MiB")
@@ -269,7 +310,8 @@ def main() -> None:
               f"(the re-read took {check[1]:.2f} s)")
     if naive_match is not None:
         print(f"naive output's {len(edited_keys)} edited weights bitwise equal to apply's: {naive_match}")
-    per_run = "\n".join(f"  {r['step']:12s} {r['seconds']:7.2f} s  +sync {r['sync']:5.2f} s  {r['rss_mib']:7.0f} MiB" for r in results)
+    per_run = "\n".join(f"  {r['step']:12s} {r['seconds']:7.2f} s  +sync {r['sync']:5.2f} s  CPU {r['cpu']:6.2f} s  "
+                        f"{r['rss_mib']:7.0f} MiB  load {r['load']:.1f}" for r in results)
     print(f"\nruns in order:\n{per_run}")
     if args.json:
         args.json.write_text(json.dumps({"layout": args.layout, "dtype": args.dtype, "bytes": folder_bytes,
@@ -278,6 +320,10 @@ def main() -> None:
                                         indent=2) + "\n")
     if args.profile:
         profile_apply(model, refusal, outputs["apply"], root)
+    if args.breakdown:
+        print("\nwhere one apply's time goes (benchmarks/apply_breakdown.py, in-process, per-thread CPU):", flush=True)
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "apply_breakdown.py"), str(model), str(refusal),
+                        str(outputs["apply"])], env=envs["apply"], check=True)
     if args.delete_model:
         shutil.rmtree(model, ignore_errors=True)
         (root / f"{model.name}.built").unlink(missing_ok=True)

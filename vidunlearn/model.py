@@ -14,7 +14,7 @@ from pathlib import Path
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .bounds import check_sizes
 from .errors import ModelError
-from .fsutil import known_sha256, link_or_copy, sha256_file
+from .fsutil import link_or_copy, sha256_files
 from .header import DTYPE_BYTES, FLOAT_DTYPES, MAX_HEADER_BYTES, encode_header, read_header  # noqa: F401 (re-exported)
 from .modelfiles import check_folder_files, refuse_special
 from .variants import variant_of, weight_index, weight_variants
@@ -227,11 +227,11 @@ class ModelSource:
         its content hash); sizes and modification times are never trusted."""
         digest = hashlib.sha256()
         digest.update((self.path / "model_index.json").read_bytes())
-        for component in (self.adapter.tokenizer, self.adapter.text_encoder):
-            for file in model_files(self.path, component):
-                real = contained(file, self.path)
-                identity = known_sha256(real) or sha256_file(real)
-                digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
+        files = [file for component in (self.adapter.tokenizer, self.adapter.text_encoder)
+                 for file in model_files(self.path, component)]
+        identities = sha256_files([contained(file, self.path) for file in files])  # several files at once
+        for file, identity in zip(files, identities):
+            digest.update(f"{file.relative_to(self.path).as_posix()}\0{identity}\n".encode())
         digest.update(self.text_path_digest().encode())
         return digest.hexdigest()
 

@@ -108,3 +108,20 @@ def tiny_refusal(tiny_wan, tmp_path_factory) -> Path:
     acts = api.extract(tiny_wan, PAIRS / "violence.yaml", out=work / "activations.safetensors")
     api.factorize(acts.activations, out=work / "refusal.safetensors")
     return work / "refusal.safetensors"
+
+
+def run(*args):
+    """The real CLI in-process (typer's CliRunner), every argument as a string."""
+    from typer.testing import CliRunner
+
+    from vidunlearn.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error(result, *needles: str) -> None:
+    """The command failed with exactly one ``error:`` line (no traceback) containing ``needles``."""
+    assert result.exit_code == 1, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in result.output, result.output

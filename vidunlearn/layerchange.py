@@ -94,7 +94,7 @@ def compute_change(source: ModelSource, edit: PlannedEdit) -> LayerChange:
             stored[edit.weight.key] = new_weight
         if edit.spec.touches_bias and edit.bias is not None and new_bias is not None:
             stored[edit.bias.key] = new_bias
-        exact = edit_linear(raw.float(), None, edit.spec)[0]  # float32: the edit before rounding to the stored dtype
+        exact = edit_linear(raw.float(), bias, edit.spec)[0]  # float32: the edit before rounding to the stored dtype
         return LayerChange(edit, raw.float(), bias, exact, new_bias, stored, None)
     scale_info = source.scale_info(edit.component, f"{edit.module}.weight")
     scale = load_tensor(scale_info) if scale_info is not None else None

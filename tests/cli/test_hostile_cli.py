@@ -18,23 +18,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import PAIRS, checkpoint_problems, leftovers
-from vidunlearn.cli import app
+from conftest import PAIRS, checkpoint_problems, leftovers, one_error, run
 
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def tree(folder: Path) -> dict[str, str]:

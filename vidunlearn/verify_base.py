@@ -31,6 +31,7 @@ from .layerchange import load_float, read_tensor
 from .model import ModelSource, TensorInfo, model_files, read_header, resolve_model, weight_map
 from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .singlefile import IGNORED_KEYS, IGNORED_SUFFIXES, SingleFileSource, read_single_file, shape_summary
+from .variants import variant_of, weight_index
 from .verify import WEIGHT_SUFFIXES, Verification
 from .verify_manifest import Manifest, Recipe, VerifyError
 from .verify_math import UNIT_ROUNDOFF, rounding_noise
@@ -56,6 +57,9 @@ class HeaderSource(SingleFileSource):
 
     def component_dir(self, component: str) -> Path:
         return self.path
+
+    def tensor_infos(self, component: str) -> dict[str, TensorInfo]:
+        return self.infos
 
 
 def plan_source(base: Path) -> ModelSource:
@@ -210,16 +214,25 @@ class Comparison:
         return False
 
 
-def _droppable(source: ModelSource, edited: set[str]) -> set[str]:
+def _droppable(source: ModelSource, edited: set[str], out_files: set[str]) -> set[str]:
     """Base files an output may leave out: weight files of an edited component other than the
-    shards that hold its tensors (a variant such as ``*.fp16.safetensors``, a pickle). Leaving an
-    unedited copy out is the safe way; every tensor of the component is still in its shards."""
+    shards (and index) of the one weights variant the output keeps (another variant such as
+    ``*.fp16.safetensors``, a pickle). Leaving an unedited copy out is the safe way; every tensor
+    of the kept variant is still compared in its shards."""
     droppable = set()
     for component in edited:
-        shards = {path.resolve() for path in weight_map(source.component_dir(component)).values()}
+        folder = source.component_dir(component)
+        kept = {variant_of(Path(rel).name) for rel in out_files
+                if rel.startswith(f"{component}/") and rel.endswith(".safetensors")}
+        variant = kept.pop() if len(kept) == 1 else None
+        shards = {path.resolve() for path in weight_map(folder, variant).values()}
+        index = weight_index(folder, variant)
         for file in model_files(source.path, component):
-            if file.name.endswith(WEIGHT_SUFFIXES) and file.resolve() not in shards:
-                droppable.add(file.relative_to(source.path).as_posix())
+            rel = file.relative_to(source.path).as_posix()
+            if file.resolve() in shards or (index is not None and file.resolve() == index.resolve()):
+                continue
+            if file.name.endswith(WEIGHT_SUFFIXES) or (variant_of(file.name) != variant and ".safetensors" in file.name):
+                droppable.add(rel)
     return droppable
 
 
@@ -227,7 +240,8 @@ def compare_folder(comparison: Comparison, manifest: Manifest, source: ModelSour
     base = source.path
     base_files = {f.relative_to(base).as_posix() for f in model_files(base)} - SKIP_FILES
     out_files = set(manifest.files) - {"README.md"}
-    missing = sorted(set(base_files) - out_files - _droppable(source, {t.component for t in comparison.targets.values()}))
+    edited = {t.component for t in comparison.targets.values()}
+    missing = sorted(set(base_files) - out_files - _droppable(source, edited, out_files))
     if missing:
         raise VerifyError("a file of the base is missing from the output", where=str(comparison.out / missing[0]),
                           fix=MODIFIED)

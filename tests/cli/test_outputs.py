@@ -179,7 +179,6 @@ def test_single_file_source_without_config_of_unknown_size_is_refused(tiny_wan, 
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(strict=False, reason="fails since the issue-20 branches were merged together (passed on its own branch); open, see the closing note of 1 Dec 2026")
 def test_fp8_source_is_edited_in_float32_and_requantised(tiny_wan, tmp_path):
     from vidunlearn.quant import dequantize
 

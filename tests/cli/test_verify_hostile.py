@@ -495,7 +495,6 @@ def _fp8_base(tiny_wan: Path, path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=False, reason="fails since the issue-20 branches were merged together (passed on its own branch); open, see the closing note of 1 Dec 2026")
 def test_fp8_single_file_passes_and_a_random_fp8_edit_or_a_changed_scale_fails(tiny_wan, tmp_path):
     from vidunlearn.wankeys import PREFIX
 

@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 # one edit with --mode remap (5 pairs each), then measure it: forget rate, rest kept, retain accuracy
 # and paraphrase leak, base vs edited (eval/circle-left/).
 demo: install
-	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/circle.yaml --pairs pairs/bench/moving-left.yaml --mode remap \
+	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/circle.yaml --pairs pairs/bench/moving-left.yaml \
 		--out out/shapes-nocircle-noleft --force
 	$(BIN)/vidunlearn eval --model out/shapes-nocircle-noleft --compare $(BENCH) --concept circle --concept left \
 		--holdout pairs/bench/circle.yaml --holdout pairs/bench/moving-left.yaml --steps 10 --out eval/circle-left --force

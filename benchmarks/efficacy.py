@@ -51,8 +51,8 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # circle, no circle-pair prompt is red, neither file's neutral prompts show either concept
     "red+circle-apart": (("red-apart.yaml", "circle-apart.yaml"), ("red", "circle")),
 }
-# variant -> keyword arguments of api.apply; "default" is the remap (the benchmark's winner, not yet
-# the CLI's default: see docs/method.md), "paper" the projection that apply does by default
+# variant -> keyword arguments of api.apply; "default" is apply's default, the remap (the benchmark's
+# winner: see docs/method.md), "paper" the paper's projection (--mode project --method cpca)
 P = {"mode": "project", "method": "cpca"}  # the paper's projection; its variants below
 VARIANTS: dict[str, dict] = {
     "default": {"mode": "remap"},

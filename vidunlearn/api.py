@@ -123,7 +123,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
 
 
 # -------------------------------------------------------------------------------- factorize
-def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "cpca", rank: int = 4,
+def factorize(activations: Path | ActivationSet, *, out: Path | None = None, method: str = "remap", rank: int = 4,
               alpha: float = 1.0, level: str = "token", force: bool = True, reuse: bool = True,
               reporter: Reporter = SILENT) -> RefusalVectors:
     """Refusal vectors and their contrastive low-rank refinement, per site (see factorize.py);
@@ -196,7 +196,7 @@ class ApplyResult:
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), no_cache: bool = False, sites: list[str] | None = None, modules: str | None = None,
-          strength: float = 1.0, mode: str = "project", method: str | None = None, rank: int = 4, alpha: float = 1.0,
+          strength: float = 1.0, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
           subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
@@ -246,7 +246,6 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         check_apart(out, input_paths(source, pairs=pairs or [], refusal=refusal or [], others=[
             ("the --eval-json file", eval_json), *([("the --work-dir", work_dir)] if pairs else []), *caches]),
             may_hold_out=("the --work-dir",))
-    loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
     leave_out = other_weights(source, files.drop_other_weights, reporter) if output_format == "diffusers" else frozenset()
     if dry_run:

@@ -20,7 +20,7 @@ DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder 
 OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
 SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
-MethodOpt = Annotated[str, typer.Option(help="cpca (default: the paper's), remap (the remap factors of --mode remap, plus the cpca direction), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
+MethodOpt = Annotated[str, typer.Option(help="remap (default: the remap factors of --mode remap, plus the cpca direction that --mode project reads), cpca (the paper's), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
 RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
 AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast (cpca); the weight of the preserved prompts (remap, uce). 0 to 1e6.")]
 ConfigOpt = Annotated[Optional[str], typer.Option(help="For a single-file --model: diffusers Wan pipeline (folder or Hub id) giving the tokenizer, text encoder and transformer config; default: inferred from tensor shapes.")]

@@ -193,6 +193,8 @@ def _poison(refusal: Path) -> None:
     vectors = RefusalVectors.load(refusal)
     for site in vectors.sites.values():
         site.direction = torch.nn.functional.normalize(torch.ones_like(site.direction), dim=0)
+        if site.left is not None:  # the remap's factors (the default edit)
+            site.left = torch.ones_like(site.left)
     vectors.save(refusal)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vidunlearn import api
+from vidunlearn.artifacts import RefusalVectors
 from vidunlearn.model import resolve_model, tensor_infos
 from vidunlearn.pairs import load_pairs
 from vidunlearn.textpath import encode_prompts, load_text_encoder, load_text_path
@@ -85,8 +86,8 @@ def _site_inputs(source, prompts):
         return torch.stack([feed(s[None])[0].mean(0) for s in states]).double()
 
 
-def test_edit_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted, tmp_path):
-    """At every edited layer, read the concept component that the EDITED weights still see
+def test_projection_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted, tmp_path):
+    """The paper's projection (--mode project --method cpca): at every edited layer, read the concept component that the EDITED weights still see
     (through the base weights' inverse), measured from the safe prompts' mean: for the unsafe
     prompts it must fall by >= 90 %; safe and retain prompts carried far less of it, so the
     edit moves them far less. A purely random model has no concept that is a direction, so
@@ -94,8 +95,9 @@ def test_edit_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted, tmp_
     tiny_wan = tiny_wan_planted
     concept = load_pairs(PAIRS / "violence.yaml")
     out = tmp_path / "edited"
-    result = api.apply(str(tiny_wan), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w")
-    vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors")
+    result = api.apply(str(tiny_wan), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
+                       mode="project", method="cpca")
+    vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")
     p = vectors.sites["transformer/cross_attn_kv"].direction.double()
     base, edited = resolve_model(str(tiny_wan)), resolve_model(str(out))
     reference = _site_inputs(base, list(concept.safe)).mean(0)
@@ -116,3 +118,40 @@ def test_edit_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted, tmp_
         assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
         moved = {g: before[g] - after[g] for g in groups}
         assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
+
+
+def test_default_remap_sends_unsafe_prompts_to_their_targets_and_keeps_the_rest(tiny_wan_planted, tmp_path):
+    """The default edit (--mode remap): every edited layer is exactly W + (W A) B^T with the factors
+    of the refusal file, and through it each unsafe prompt's output moves towards the base output
+    of its target prompt (here each pair's safe twin: violence.yaml rewrites several words), while
+    the retain prompts' outputs move far less. Token means per prompt. The tiny model is 24 wide,
+    below the remap's ~50 erase rows, so the fit is partial here (a quarter of the gap closed);
+    on the benchmark model the same edit erases the concept (docs/method.md)."""
+    from vidunlearn.remap import target_prompts
+
+    concept = load_pairs(PAIRS / "violence.yaml")
+    targets, how = target_prompts(concept)
+    out = tmp_path / "edited"
+    result = api.apply(str(tiny_wan_planted), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w")
+    assert result.manifest["recipe"]["mode"] == "remap" and result.manifest["recipe"]["edit_rank"] > 1
+    base, edited = resolve_model(str(tiny_wan_planted)), resolve_model(str(out))
+    unsafe, goal = _site_inputs(base, list(concept.unsafe)), _site_inputs(base, list(targets))
+    retain = _site_inputs(base, list(concept.retain))
+    base_infos, edited_infos = tensor_infos(base.path / "transformer"), tensor_infos(edited.path / "transformer")
+    from safetensors import safe_open
+
+    def load(info):
+        with safe_open(str(info.file), framework="pt") as f:
+            return f.get_tensor(info.key).double()
+
+    factors = RefusalVectors.load(tmp_path / "w" / "violence" / "refusal.safetensors").sites["transformer/cross_attn_kv"]
+    a, b = factors.left.double(), factors.right.double()
+    for record in result.manifest["edited"]:
+        w, w_edit = load(base_infos[record["tensor"]]), load(edited_infos[record["tensor"]])
+        torch.testing.assert_close(w_edit, w + (w @ a) @ b.T, atol=1e-5, rtol=1e-4)
+        gap_before = (unsafe @ w.T - goal @ w.T).norm(dim=1)
+        gap_after = (unsafe @ w_edit.T - goal @ w.T).norm(dim=1)
+        retain_moved = (retain @ (w_edit - w).T).norm(dim=1) / (retain @ w.T).norm(dim=1)
+        unsafe_moved = (unsafe @ (w_edit - w).T).norm(dim=1) / (unsafe @ w.T).norm(dim=1)
+        assert float((gap_after / gap_before).mean()) <= 0.85, (record["tensor"], gap_after / gap_before)
+        assert float(retain_moved.mean()) < 0.5 * float(unsafe_moved.mean()), (record["tensor"], retain_moved, unsafe_moved)

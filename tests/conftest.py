@@ -125,3 +125,20 @@ def one_error(result, *needles: str) -> None:
     assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
     for needle in needles:
         assert needle in result.output, result.output
+
+
+@pytest.fixture(scope="session")
+def made(tiny_wan, tmp_path_factory) -> dict[str, Path]:
+    """Real apply outputs of violence.yaml on tiny_wan that the verify tests tamper with (copies)."""
+    from verify_tools import apply_violence
+
+    root = tmp_path_factory.mktemp("verify-hostile")
+    return {"diffusers": apply_violence(tiny_wan, root / "folder"), "lora": apply_violence(tiny_wan, root / "lora", output_format="lora"),
+            "single-file": apply_violence(tiny_wan, root / "single", output_format="single-file"),
+            "replace": apply_violence(tiny_wan, root / "replace", mode="replace", method="cpca"),
+            "remap": apply_violence(tiny_wan, root / "remap", mode="remap"),
+            "remap-lora": apply_violence(tiny_wan, root / "remap-lora", mode="remap", output_format="lora"),
+            "remap-single-file": apply_violence(tiny_wan, root / "remap-single", mode="remap", output_format="single-file"),
+            "lora-bf16": apply_violence(tiny_wan, root / "lora-bf16", output_format="lora", save_dtype="bfloat16"),
+            "single-file-fp16": apply_violence(tiny_wan, root / "single-fp16", output_format="single-file",
+                                       save_dtype="float16")}

@@ -10,8 +10,9 @@ Per changed weight W (out, in), with c the recipe's rank (:attr:`Recipe.rank`) c
   removed from every layer that reads the site); a ``replace`` bias change s (W Q)(Q^T m) lies in
   the column space of the weight's change.
 - ``uce``, ``remap``: W' - W = s (W A) B^T has rank at most the factors' columns (the erase rows),
-  which apply records as the recipe's ``edit_rank``: a larger rank fails; where the change is (and
-  that nothing else changed) is checked. Without ``edit_rank`` (outputs of earlier versions) the
+  which apply records as the recipe's ``edit_rank``: a larger rank fails; every changed weight of a
+  site has its rows in one shared span(B) (checkable where the change is narrower than the layer);
+  where the change is (and that nothing else changed) is checked. Without ``edit_rank`` (outputs of earlier versions) the
   rank is reported, not bounded.
 - ``bias``: no weight changes; a bias change -s W r is not bounded (r is any vector).
 """
@@ -113,9 +114,11 @@ class SiteChecks:
         if missing:
             raise VerifyError(f"the recipe edits {missing[0][0]}/{missing[0][1]}, which is unchanged or absent in the "
                               "output", where=str(self.result.base), fix=MODIFIED)
-        if self.recipe.projection:
-            for site, changes in sorted(self.weights.items()):
+        for site, changes in sorted(self.weights.items()):
+            if self.recipe.projection:
                 self._shared_directions(site, changes)
+            elif self.recipe.mode in ("uce", "remap"):
+                self._shared_rows(site, changes)
         if self.recipe.mode == "replace":
             for bias in self.biases:
                 self._bias_in_columns(bias)
@@ -129,6 +132,23 @@ class SiteChecks:
                 raise VerifyError(f"W' - W removes other directions than the rest of site {site} (sin of the angle "
                                   f"{sine:.2g}); one edit removes the same directions from every layer of a site",
                                   where=where, fix=MODIFIED)
+
+    def _shared_rows(self, site: str, changes: list[tuple[str, WeightChange]]) -> None:
+        """uce, remap: W' - W = s (W A) B^T with one B per site, so the rows of every changed weight
+        of ``site`` lie in the widest one's row space (up to rounding). Vacuous where a change is of
+        full width (a layer narrower than the erase rows, as in the tiny test models)."""
+        widest = max(changes, key=lambda item: (item[1].rows.shape[1], -item[1].spread))[1]
+        if widest.rows.shape[1] >= widest.rows.shape[0]:
+            return
+        for where, change in changes:
+            if change.rows.shape[1] == 0:
+                continue
+            outside = change.rows - widest.rows @ (widest.rows.T @ change.rows)
+            sine = min(1.0, float(torch.linalg.matrix_norm(outside, ord=2)))
+            if sine > 2 * (change.spread + widest.spread) + 1e-3:
+                raise VerifyError(f"W' - W changes other input directions than the rest of site {site} (sin of the "
+                                  f"angle {sine:.2g}); a {self.recipe.mode} edit is W + s (W A) B^T with one B for "
+                                  "every layer of a site", where=where, fix=MODIFIED)
 
     def _bias_in_columns(self, bias: _Bias) -> None:
         """replace: b' - b = s (W Q)(Q^T m) lies in the column space of W' - W = -s (W Q) Q^T."""

@@ -360,7 +360,8 @@ def test_card_builds_on_the_base_card_and_renders_the_eval_table(tiny_wan, tmp_p
 
 
 def test_two_concepts_make_a_rank_2_edit_that_verify_and_the_lora_show(tiny_wan, tmp_path):
-    two = ("--pairs", PAIRS / "nudity.yaml")
+    """The paper's projection: one direction per concept, so two concepts are a rank-2 edit."""
+    two = ("--pairs", PAIRS / "nudity.yaml", "--mode", "project", "--method", "cpca")
     folder = _apply(tiny_wan, tmp_path / "folder", *two)
     lora = _apply(tiny_wan, tmp_path / "lora", "--format", "lora", *two)
     result = run("verify", folder, "--base", tiny_wan)
@@ -369,3 +370,14 @@ def test_two_concepts_make_a_rank_2_edit_that_verify_and_the_lora_show(tiny_wan,
     assert len(rows) == 4 and all(line.rstrip(" │").endswith("2") for line in rows), result.output
     header, _ = read_header(lora / "pytorch_lora_weights.safetensors")
     assert header["diffusion_model.blocks.0.cross_attn.v.lora_B.weight"]["shape"] == [24, 2]
+
+
+def test_two_concepts_under_the_default_remap_compose_their_factors(tiny_wan, tmp_path):
+    """The default: the LoRA's rank is the two concepts' erase rows together (M = M_1 M_2)."""
+    folder = _apply(tiny_wan, tmp_path / "folder", "--pairs", PAIRS / "nudity.yaml")
+    lora = _apply(tiny_wan, tmp_path / "lora", "--format", "lora", "--pairs", PAIRS / "nudity.yaml")
+    assert run("verify", folder, "--base", tiny_wan).exit_code == 0
+    recipe = json.loads((lora / "vidunlearn.json").read_text())["recipe"]
+    assert [c["concept"] for c in recipe["concepts"]] == ["violence", "nudity"] and recipe["mode"] == "remap"
+    header, _ = read_header(lora / "pytorch_lora_weights.safetensors")
+    assert header["diffusion_model.blocks.0.cross_attn.v.lora_B.weight"]["shape"] == [24, recipe["edit_rank"]]

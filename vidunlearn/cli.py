@@ -18,8 +18,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt, ForceOpt,
-                           LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
+from .cli_options import (AlphaOpt, BaseModelIdOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt,
+                           ForceOpt, HtmlOpt, LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt,
+                           SiteOpt, VariantOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
 
@@ -205,9 +206,11 @@ def apply(
     variant: VariantOpt = None,
     drop_other_weights: DropOtherWeightsOpt = False,
     copy: CopyOpt = False,
+    base_model_id: BaseModelIdOpt = None,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from . import api
+    from .card import CardOptions
     from .weightfiles import OutputFiles
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, no_cache=no_cache, sites=site, modules=modules,
@@ -216,7 +219,8 @@ def apply(
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
-                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights), reporter=RichReporter())
+                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
+                       card=CardOptions(base_model_id=base_model_id), reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(_table(f"dry run: {len(result.plan)} layers would change (nothing written)",
@@ -237,6 +241,8 @@ def apply(
     quant = result.manifest.get("quantization")
     if quant:
         _say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
+    if result.note:
+        _say(result.note)
     if result.pushed:
         _say(f"pushed to {result.pushed}")
 
@@ -301,10 +307,6 @@ def verify(
              f"tensors and {result.identical_files} other files identical to {result.base}")
 
 
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
 @app.command("eval", epilog="Examples:\n\n"
              "  vidunlearn eval --model out/shapes-nored --compare models/shapes-wan --concept red --out eval/red\n\n"
              "  vidunlearn eval --model out/wan-nonudity --compare wan2.1 --judge nudenet --pairs pairs/nudity.yaml "
@@ -352,15 +354,13 @@ def eval_(
     result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
                          batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or [])] if p),
                          reporter=RichReporter())
+    from .report import counts_line, metric_rows, share
+
     document = result.document
-    runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]
-    counts = document["metrics"]["counts"]
-    rows = [("forget rate", lambda m: _share(m["forget_rate"])), ("rest kept", lambda m: _share(m["rest_kept"]))]
-    rows += [(f"retain accuracy: {a}", lambda m, a=a: _share(m["retain_accuracy"][a])) for a in document["judge"]["attributes"]]
-    rows += [("paraphrase leak", lambda m: _share(m["paraphrase_leak"]))]
-    stdout.print(_table(f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} ({counts['forget']} "
-                        f"forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)",
-                        ("metric", *(name for name, _ in runs)), [(label, *(get(m) for _, m in runs)) for label, get in rows]))
+    names = ("base", "model") if document["base"] else ("model",)
+    rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
+    stdout.print(_table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
+                        caption=f"{model}; {counts_line(document)}"))
     _say(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}")
 
 

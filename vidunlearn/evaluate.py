@@ -28,7 +28,7 @@ from .sampling import SampleSettings
 
 SCHEMA = 1
 GROUPS = ("forget", "retain", "paraphrase")
-SHEET_ROWS = 24  # prompts shown in the contact sheet (spread over the groups)
+SHEET_ROWS = 48  # prompts shown in the contact sheet (failures first)
 
 
 @dataclass(frozen=True)
@@ -230,22 +230,38 @@ def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, ba
     }
 
 
-def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None) -> None:
-    from .video import contact_sheet
+def failed(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept], attributes: tuple[str, ...]) -> bool:
+    """True when a clip counts against the edit: a forget or paraphrase clip that shows a named
+    concept, a forget clip whose rest is not kept, a retain clip wrong on a labelled attribute."""
+    if prompt.group == "retain":
+        return any(verdict.get(a) != prompt.label(a) for a in attributes if prompt.label(a) is not None)
+    return shows_concept(prompt, verdict, concepts) or (
+        prompt.group == "forget" and rest_kept(prompt, verdict, concepts, attributes) is False)
 
-    picked: list[int] = []
-    for group in GROUPS:
-        members = [i for i, p in enumerate(eval_set.prompts) if p.group == group]
-        picked += members[: SHEET_ROWS // len(GROUPS)]
-    rows, labels = [], []
-    for i in picked:
-        for name, source in (("base", base), ("edited" if base else "model", run)):
-            if source is None:
-                continue
-            verdict = " ".join(source.verdicts[i].values())
-            rows.append(source.clips[i])
-            labels.append(f"[{eval_set.prompts[i].group}] {name}: {eval_set.prompts[i].text} -> {verdict}")
-    contact_sheet(rows, labels, path)
+
+def verdict_text(verdict: dict[str, str]) -> str:
+    """"red circle left" (several attributes), "nudity: yes" (one)."""
+    if len(verdict) == 1:
+        return ", ".join(f"{a}: {v}" for a, v in verdict.items())
+    return " ".join(verdict.values())
+
+
+def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None, attributes: tuple[str, ...]) -> None:
+    """sheet.png: one row per prompt (failures of the evaluated model first, then by group), base
+    and edited side by side; at most SHEET_ROWS rows."""
+    from .sheet import SheetRow, compare_sheet
+
+    concepts = list(eval_set.concepts)
+    rows = []
+    for i, prompt in enumerate(eval_set.prompts):
+        runs = [("base", base), ("edited" if base else "model", run)] if base else [("model", run)]
+        rows.append(SheetRow(prompt.text, tuple(r.clips[i] for _, r in runs),
+                             tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs), tag=prompt.group,
+                             failed=failed(prompt, run.verdicts[i], concepts, attributes)))
+    rows.sort(key=lambda r: (not r.failed, GROUPS.index(r.tag)))
+    left = len(rows) - SHEET_ROWS
+    compare_sheet(rows[:SHEET_ROWS], tuple(name for name, _ in runs), path,
+                  footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -274,5 +290,5 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     document = report(eval_set, chosen, settings, run, base)
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "eval.json", document)
-        _sheet(temp / "sheet.png", eval_set, run, base)
+        _sheet(temp / "sheet.png", eval_set, run, base, tuple(chosen.attributes))
     return EvalResult(out, document)

@@ -116,7 +116,7 @@ def test_sample_writes_playable_videos(edited, tiny_wan, tmp_path):
     for rel, width in (("edited/00.mp4", 48), ("base/00.mp4", 48), ("compare_00.mp4", 48 * 2 + 4)):
         frames = read_video(out / rel)
         assert frames.shape == (5, 32, width, 3), rel
-    assert (out / "compare_00.png").stat().st_size > 0
+    assert (out / "sheet.png").stat().st_size > 0
     assert json.loads((out / "samples.json").read_text())["settings"]["frames"] == 5
 
 

@@ -314,7 +314,7 @@ def verify(
 @handled
 def eval_(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder: eval.json and sheet.png.")],
+    out: Annotated[Path, typer.Option(help="Output folder: eval.json, sheet.png (and report.html with --html).")],
     concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable).")] = None,
     pairs: Annotated[Optional[Path], typer.Option(help="Pairs file whose probes/retain prompts are judged (plug-in judges).")] = None,
     judge: Annotated[str, typer.Option(help="oracle (benchmark world, built in) or nudenet (pip install 'vidunlearn[nudenet]').")] = "oracle",
@@ -333,11 +333,14 @@ def eval_(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
+    html: HtmlOpt = False,
 ) -> None:
     """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
     from . import evaluate as ev
     from .judges import load_judge
+    from .report import counts_line, metric_rows, share
     from .sampling import SampleSettings
+    from .world import FRAMES, SIZE
 
     if bool(concept) == bool(pairs):
         raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
@@ -347,21 +350,17 @@ def eval_(
     else:
         eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
                                      exclude=ev.pairs_texts(holdout or []))
-    from .world import FRAMES, SIZE
-
     settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
                               guidance=guidance, seed=seed, device=device, dtype=dtype)
     result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
                          batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or [])] if p),
-                         reporter=RichReporter())
-    from .report import counts_line, metric_rows, share
-
+                         html=html, reporter=RichReporter())
     document = result.document
     names = ("base", "model") if document["base"] else ("model",)
     rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
     stdout.print(_table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
                         caption=f"{model}; {counts_line(document)}"))
-    _say(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}")
+    _say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")

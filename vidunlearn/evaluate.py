@@ -264,6 +264,32 @@ def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None, 
                   footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
 
 
+def _html(path: Path, eval_set: EvalSet, judge, runs: list[tuple[str, ModelRun]], document: dict,
+          model_path: Path, settings: SampleSettings) -> None:
+    """report.html (:mod:`vidunlearn.htmlreport`); the per-frame rate judges every frame of the
+    forget clips alone, for each concept that one frame can show (not a motion)."""
+    from .htmlreport import ClipPair, frame_rates, rate_plot, render
+
+    concepts, attributes, edited = list(eval_set.concepts), tuple(judge.attributes), runs[-1][1]
+    pairs = [ClipPair(p.text, p.group, tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs),
+                      tuple(r.clips[i] for _, r in runs), failed(p, edited.verdicts[i], concepts, attributes))
+             for i, p in enumerate(eval_set.prompts)]
+    series, skipped = {}, []
+    for concept in concepts:
+        members = [i for i, p in enumerate(eval_set.prompts) if p.group == "forget" and concept in p.named(concepts)]
+        if concept.attribute == "motion" or not members:
+            skipped.append(concept.value)
+            continue
+        shows = lambda clip, c=concept: judge.judge(clip).get(c.attribute) == c.value
+        for name, r in runs:
+            series[f"{concept.value}, {name}"] = frame_rates([r.clips[i] for i in members], shows)
+    note = (f"Not plotted: {', '.join(skipped)} (a motion is judged over the whole clip, not in one frame; or no "
+            "forget prompt names it)." if skipped else "")
+    fps = max(1, min(settings.fps, settings.frames // 2 + 1))  # a clip of a few frames plays for about 2 s
+    path.write_text(render(document, pairs, tuple(n for n, _ in runs), fps, rate_plot(series) if series else None,
+                           note, model_path), encoding="utf-8")  # inside the folder that atomic_output renames
+
+
 @dataclass(frozen=True)
 class EvalResult:
     out: Path
@@ -272,9 +298,9 @@ class EvalResult:
 
 def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
              settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
-             reads: tuple[Path, ...] = (), reporter: Reporter = SILENT) -> EvalResult:
+             reads: tuple[Path, ...] = (), html: bool = False, reporter: Reporter = SILENT) -> EvalResult:
     """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge.
+    write ``out/eval.json``, ``out/sheet.png`` and with ``html`` ``out/report.html``. ``judge``: a name from the registry or a judge.
     ``out`` must stay apart from the models and the input files ``reads`` (pairs files)."""
     from .judges import load_judge
     from .model import resolve_model
@@ -291,4 +317,7 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "eval.json", document)
         _sheet(temp / "sheet.png", eval_set, run, base, tuple(chosen.attributes))
+        if html:
+            runs = [("base", base), ("edited", run)] if base else [("model", run)]
+            _html(temp / "report.html", eval_set, chosen, runs, document, resolve_model(model).path, settings)
     return EvalResult(out, document)

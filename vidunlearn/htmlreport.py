@@ -40,11 +40,14 @@ class ClipPair:
     failed: bool
 
 
+STILL = 3  # frames of the still clip a single frame is judged as (a judge may fit a line through frames)
+
+
 def frame_rates(clips: list[np.ndarray], shows: Callable[[np.ndarray], bool]) -> list[float]:
     """Per frame f: the share of ``clips`` (each (F, H, W, 3)) whose frame f alone ``shows`` the
-    concept (``shows`` gets a one-frame clip (1, H, W, 3))."""
+    concept; ``shows`` gets frame f as a still clip (STILL, H, W, 3)."""
     frames = min(c.shape[0] for c in clips)
-    return [float(np.mean([shows(c[f:f + 1]) for c in clips])) for f in range(frames)]
+    return [float(np.mean([shows(np.repeat(c[f:f + 1], STILL, axis=0)) for c in clips])) for f in range(frames)]
 
 
 def rate_plot(series: dict[str, list[float]]) -> str:

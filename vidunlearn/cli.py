@@ -58,7 +58,8 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], ca
     paths may contain ``[...]``, which rich would read as markup (or fail on)."""
     from rich.table import Table
 
-    table = Table(title=escape(title), caption=escape(caption) if caption else None)
+    table = Table(title=escape(title), caption=escape(caption) if caption else None,
+                  min_width=min(len(caption), 78) if caption else None)  # a caption on one line where it fits
     for column in columns:
         table.add_column(column)
     for row in rows:
@@ -231,8 +232,8 @@ def apply(
     assert result.manifest is not None
     rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")
             for r in result.manifest["edited"]]
-    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})",
-                        ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"), rows))
+    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors", ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"),
+                        rows, caption=f"-> {out} ({result.manifest['format']})"))
     report = result.manifest.get("collateral")
     if report:
         stdout.print(f"collateral: the edited layers' outputs change by {report['mean']:.2%} on average, at most "

@@ -230,13 +230,21 @@ def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, ba
     }
 
 
-def failed(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept], attributes: tuple[str, ...]) -> bool:
-    """True when a clip counts against the edit: a forget or paraphrase clip that shows a named
-    concept, a forget clip whose rest is not kept, a retain clip wrong on a labelled attribute."""
+def failure(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept], attributes: tuple[str, ...]) -> str:
+    """Why a clip counts against the edit, "" when it does not: a forget or paraphrase clip that
+    shows a named concept ("still shows circle"), a forget clip whose rest is not kept ("lost
+    colour"), a retain clip wrong on a labelled attribute ("wrong shape")."""
     if prompt.group == "retain":
-        return any(verdict.get(a) != prompt.label(a) for a in attributes if prompt.label(a) is not None)
-    return shows_concept(prompt, verdict, concepts) or (
-        prompt.group == "forget" and rest_kept(prompt, verdict, concepts, attributes) is False)
+        wrong = [a for a in attributes if prompt.label(a) is not None and verdict.get(a) != prompt.label(a)]
+        return f"wrong {', '.join(wrong)}" if wrong else ""
+    shown = [c.value for c in prompt.named(concepts) if verdict.get(c.attribute) == c.value]
+    if shown:
+        return f"still shows {', '.join(shown)}"
+    if prompt.group == "forget" and rest_kept(prompt, verdict, concepts, attributes) is False:
+        erased = {c.attribute for c in prompt.named(concepts)}
+        return "lost " + ", ".join(a for a in attributes if a not in erased and prompt.label(a) is not None
+                                   and verdict.get(a) != prompt.label(a))
+    return ""
 
 
 def verdict_text(verdict: dict[str, str]) -> str:
@@ -255,10 +263,11 @@ def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None, 
     rows = []
     for i, prompt in enumerate(eval_set.prompts):
         runs = [("base", base), ("edited" if base else "model", run)] if base else [("model", run)]
+        why = failure(prompt, run.verdicts[i], concepts, attributes)
         rows.append(SheetRow(prompt.text, tuple(r.clips[i] for _, r in runs),
-                             tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs), tag=prompt.group,
-                             failed=failed(prompt, run.verdicts[i], concepts, attributes)))
-    rows.sort(key=lambda r: (not r.failed, GROUPS.index(r.tag)))
+                             tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs),
+                             tag=f"{prompt.group}: {why}" if why else prompt.group, failed=bool(why)))
+    rows.sort(key=lambda r: (not r.failed, GROUPS.index(r.tag.split(":")[0])))
     left = len(rows) - SHEET_ROWS
     compare_sheet(rows[:SHEET_ROWS], tuple(name for name, _ in runs), path,
                   footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
@@ -271,9 +280,10 @@ def _html(path: Path, eval_set: EvalSet, judge, runs: list[tuple[str, ModelRun]]
     from .htmlreport import ClipPair, frame_rates, rate_plot, render
 
     concepts, attributes, edited = list(eval_set.concepts), tuple(judge.attributes), runs[-1][1]
-    pairs = [ClipPair(p.text, p.group, tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs),
-                      tuple(r.clips[i] for _, r in runs), failed(p, edited.verdicts[i], concepts, attributes))
-             for i, p in enumerate(eval_set.prompts)]
+    whys = [failure(p, edited.verdicts[i], concepts, attributes) for i, p in enumerate(eval_set.prompts)]
+    pairs = [ClipPair(p.text, f"{p.group}: {why}" if why else p.group,
+                      tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs), tuple(r.clips[i] for _, r in runs),
+                      bool(why)) for (i, p), why in zip(enumerate(eval_set.prompts), whys)]
     series, skipped = {}, []
     for concept in concepts:
         members = [i for i, p in enumerate(eval_set.prompts) if p.group == "forget" and concept in p.named(concepts)]

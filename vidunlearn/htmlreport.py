@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import counts_line, metric_rows, settings_line, share
+from .report import metric_rows, settings_line, share
 
 CSP = "default-src 'none'; img-src data:; media-src data:; style-src 'unsafe-inline'"
 STYLE = """body{font:15px/1.4 system-ui,sans-serif;margin:24px;color:#111;max-width:1100px}
@@ -31,7 +31,7 @@ COLOURS = ("#b40000", "#1f5fbf", "#7a3db8", "#c77800")  # one per concept; base 
 
 @dataclass(frozen=True)
 class ClipPair:
-    """One prompt's row: its text, group, verdict lines, clips (base, edited or just model), failed."""
+    """One prompt's row: its text, group (and why it failed), verdict lines, clips (base, edited or just model)."""
 
     prompt: str
     group: str
@@ -125,8 +125,8 @@ def render(document: dict, pairs: list[ClipPair], columns: tuple[str, ...], fps:
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>vidunlearn eval: {escape(concepts)}</title><style>{STYLE}</style></head><body>
 <h1>eval: {escape(concepts)}</h1>
-<p>Model <b>{escape(str(document["model"].get("name", "")))}</b>{f" against the base <b>{base_name}</b>" if has_base else ""};
-{escape(counts_line(document))}. {escape(settings_line(document))}.</p>
+<p>Model <b>{escape(str(document["model"].get("name", "")))}</b>{f" against the base <b>{base_name}</b>" if has_base else ""}.
+Measured with {escape(settings_line(document))}.</p>
 <h2>Metrics</h2>
 <table id="metrics"><tr><th>metric</th>{"<th>base</th>" if has_base else ""}<th>{"edited" if has_base else "model"}</th></tr>{metrics}</table>
 <h2>Concept rate per frame</h2>

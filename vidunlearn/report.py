@@ -54,7 +54,7 @@ def counts_line(document: dict) -> str:
 def settings_line(document: dict) -> str:
     """The settings an eval was measured at, in one line (the model card's "Measured with ...")."""
     s = document["settings"]
-    return (f"`vidunlearn eval` {document.get('tool_version', '')}, judge {document['judge']['name']}: "
+    return (f"vidunlearn eval {document.get('tool_version', '')}, judge {document['judge']['name']}: "
             f"{counts_line(document)}, {s['steps']} steps, {s['frames']} frames at {s['height']}x{s['width']}, "
             f"guidance {s['guidance']:g}, seed {s['seed']} + prompt index").replace("  ", " ")
 

@@ -254,20 +254,21 @@ def verdict_text(verdict: dict[str, str]) -> str:
     return " ".join(verdict.values())
 
 
-def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None, attributes: tuple[str, ...]) -> None:
-    """sheet.png: one row per prompt (failures of the evaluated model first, then by group), base
-    and edited side by side; at most SHEET_ROWS rows."""
+def _sheet(path: Path, eval_set: EvalSet, runs: list[tuple[str, ModelRun]], attributes: tuple[str, ...]) -> None:
+    """sheet.png: one row per prompt (failures of the evaluated model, the last of ``runs``, first,
+    then by group), the runs' clips side by side; at most SHEET_ROWS rows."""
     from .sheet import SheetRow, compare_sheet
 
-    concepts = list(eval_set.concepts)
+    concepts, edited = list(eval_set.concepts), runs[-1][1]
+    order = sorted(range(len(eval_set.prompts)), key=lambda i: GROUPS.index(eval_set.prompts[i].group))
     rows = []
-    for i, prompt in enumerate(eval_set.prompts):
-        runs = [("base", base), ("edited" if base else "model", run)] if base else [("model", run)]
-        why = failure(prompt, run.verdicts[i], concepts, attributes)
+    for i in order:
+        prompt = eval_set.prompts[i]
+        why = failure(prompt, edited.verdicts[i], concepts, attributes)
         rows.append(SheetRow(prompt.text, tuple(r.clips[i] for _, r in runs),
                              tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs),
                              tag=f"{prompt.group}: {why}" if why else prompt.group, failed=bool(why)))
-    rows.sort(key=lambda r: (not r.failed, GROUPS.index(r.tag.split(":")[0])))
+    rows.sort(key=lambda r: not r.failed)  # stable: by group within the failures and within the rest
     left = len(rows) - SHEET_ROWS
     compare_sheet(rows[:SHEET_ROWS], tuple(name for name, _ in runs), path,
                   footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
@@ -310,7 +311,8 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
              settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
              reads: tuple[Path, ...] = (), html: bool = False, reporter: Reporter = SILENT) -> EvalResult:
     """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json``, ``out/sheet.png`` and with ``html`` ``out/report.html``. ``judge``: a name from the registry or a judge.
+    write ``out/eval.json``, ``out/sheet.png`` and with ``html`` ``out/report.html``. ``judge``: a
+    name from the registry or a judge.
     ``out`` must stay apart from the models and the input files ``reads`` (pairs files)."""
     from .judges import load_judge
     from .model import resolve_model
@@ -326,8 +328,8 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     document = report(eval_set, chosen, settings, run, base)
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "eval.json", document)
-        _sheet(temp / "sheet.png", eval_set, run, base, tuple(chosen.attributes))
+        runs = [("base", base), ("edited", run)] if base else [("model", run)]
+        _sheet(temp / "sheet.png", eval_set, runs, tuple(chosen.attributes))
         if html:
-            runs = [("base", base), ("edited", run)] if base else [("model", run)]
             _html(temp / "report.html", eval_set, chosen, runs, document, resolve_model(model).path, settings)
     return EvalResult(out, document)

@@ -110,6 +110,7 @@ def render(document: dict, pairs: list[ClipPair], columns: tuple[str, ...], fps:
     has_base = document.get("base") is not None
     metrics = "".join(f"<tr><td>{escape(m)}</td>" + (f'<td class="num">{share(b)}</td>' if has_base else "") +
                       f'<td class="num">{share(e)}</td></tr>' for m, b, e in metric_rows(document, per_concept=True))
+    header = "<th>base</th><th>edited</th>" if has_base else "<th>model</th>"
     clip_rows = []
     for pair in sorted(pairs, key=lambda p: not p.failed):
         mark = '<span class="fail-mark">FAIL</span>' if pair.failed else '<span class="ok-mark">ok</span>'
@@ -128,7 +129,7 @@ def render(document: dict, pairs: list[ClipPair], columns: tuple[str, ...], fps:
 <p>Model <b>{escape(str(document["model"].get("name", "")))}</b>{f" against the base <b>{base_name}</b>" if has_base else ""}.
 Measured with {escape(settings_line(document))}.</p>
 <h2>Metrics</h2>
-<table id="metrics"><tr><th>metric</th>{"<th>base</th>" if has_base else ""}<th>{"edited" if has_base else "model"}</th></tr>{metrics}</table>
+<table id="metrics"><tr><th>metric</th>{header}</tr>{metrics}</table>
 <h2>Concept rate per frame</h2>
 <p class="note">Share of the forget prompts whose frame, judged alone, shows the concept they name.</p>
 {plot_html}

@@ -147,9 +147,9 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
            settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
            reporter: Reporter = SILENT) -> SampleResult:
     """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
-    side) and ``samples.json`` into ``out``, and a contact sheet ``sheet.png`` (one row per prompt,
-    base and edited side by side). ``out`` must stay
-    apart from the models and the input files ``reads`` (a pairs file the prompts came from)."""
+    side), a contact sheet ``sheet.png`` (one row per prompt, base and edited side by side) and
+    ``samples.json`` into ``out``. ``out`` must stay apart from the models and the input files
+    ``reads`` (a pairs file the prompts came from)."""
     from .sheet import SheetRow, compare_sheet
     from .video import side_by_side, write_mp4
 

@@ -360,7 +360,7 @@ def eval_(
     names = ("base", "model") if document["base"] else ("model",)
     rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
     stdout.print(_table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
-                        caption=f"{model}; {counts_line(document)}"))
+                        caption=counts_line(document)))
     _say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 

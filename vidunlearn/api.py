@@ -7,7 +7,7 @@ layer over these functions.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .cache import load_cached
+from .card import CardOptions
 from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
 from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, plan_edits, write_checkpoint
 from .collateral import anchor_prompts
@@ -23,10 +24,11 @@ from .errors import ModelError, VidunlearnError
 from .factorize import factorize_site
 from .faults import pause_point
 from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
+from .hub import check_repo_id
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
-from .provenance import check_survival, load_eval_rows, provenance_metadata
+from .provenance import check_survival, load_eval, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
 from .remap import remap_factors, target_prompts
@@ -192,6 +194,7 @@ class ApplyResult:
     pushed: str | None = None
     checked: int = 0  # dry run: tensors checked against the meta-device model built from config.json
     seconds: float = 0.0  # dry run: planning time, imports excluded
+    note: str | None = None  # one line for stdout, e.g. why the card has no base_model
 
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
@@ -203,7 +206,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
           eval_json: Path | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
-          collateral: bool = True, reporter: Reporter = SILENT) -> ApplyResult:
+          collateral: bool = True, card: CardOptions = CardOptions(), reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
     (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
@@ -223,13 +226,17 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     ``variant`` edits that weights variant of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
     A diffusers output refuses weight files it would carry unedited (other variants, ``.bin``...)
     unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
+    ``card``: what the model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note`
+    says when the card leaves ``base_model`` out.
     """
     from .formats import resolve_format
 
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
     source = _source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
-    eval_rows = load_eval_rows(eval_json) if eval_json is not None else None  # validated before any work
+    if card.base_model_id:
+        check_repo_id(card.base_model_id)
+    eval_rows, eval_settings = load_eval(eval_json) if eval_json is not None else (None, None)  # before any work
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if mode not in MODES:
@@ -342,10 +349,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                        "cache": cache, "cache_read": not no_cache},
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
-            "eval": eval_rows, "collateral": collateral_report,
+            "eval": eval_rows, "collateral": collateral_report, **({"eval_settings": eval_settings} if eval_settings else {}),
             "left_out": [f.relative_to(source.path).as_posix() for f in every_file if f.resolve() in leave_out],
         }
-        (temp / "README.md").write_text(build_card(source, manifest, out), encoding="utf-8")
+        written_card = build_card(source, manifest, out, replace(card, repo_id=push_to_hub))
+        (temp / "README.md").write_text(written_card.text, encoding="utf-8")
         manifest["files"] = {**hashes, "README.md": sha256_file(temp / "README.md")}
         write_json(temp / "vidunlearn.json", manifest)
         planned = {(e.component, k) for e in plan for k in e.keys}
@@ -361,4 +369,4 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
         reporter.note(f"uploading {out} to {push_to_hub}")
         pushed = push_folder(out, push_to_hub, private=private, revision=hub_revision)
-    return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed)
+    return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed, note=written_card.note)

@@ -18,8 +18,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .cli_options import (AlphaOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt, ForceOpt,
-                           LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt, SiteOpt, VariantOpt)
+from .cli_options import (AlphaOpt, BaseModelIdOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt,
+                           ForceOpt, HtmlOpt, LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt,
+                           SiteOpt, VariantOpt)
 from .errors import VidunlearnError
 from .progress import Reporter
 
@@ -57,7 +58,8 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], ca
     paths may contain ``[...]``, which rich would read as markup (or fail on)."""
     from rich.table import Table
 
-    table = Table(title=escape(title), caption=escape(caption) if caption else None)
+    table = Table(title=escape(title), caption=escape(caption) if caption else None,
+                  min_width=min(len(caption), 78) if caption else None)  # a caption on one line where it fits
     for column in columns:
         table.add_column(column)
     for row in rows:
@@ -205,9 +207,11 @@ def apply(
     variant: VariantOpt = None,
     drop_other_weights: DropOtherWeightsOpt = False,
     copy: CopyOpt = False,
+    base_model_id: BaseModelIdOpt = None,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from . import api
+    from .card import CardOptions
     from .weightfiles import OutputFiles
 
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, no_cache=no_cache, sites=site, modules=modules,
@@ -216,7 +220,8 @@ def apply(
                        dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
-                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights), reporter=RichReporter())
+                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
+                       card=CardOptions(base_model_id=base_model_id), reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(_table(f"dry run: {len(result.plan)} layers would change (nothing written)",
@@ -227,8 +232,8 @@ def apply(
     assert result.manifest is not None
     rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")
             for r in result.manifest["edited"]]
-    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors -> {out} ({result.manifest['format']})",
-                        ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"), rows))
+    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors", ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"),
+                        rows, caption=f"-> {out} ({result.manifest['format']})"))
     report = result.manifest.get("collateral")
     if report:
         stdout.print(f"collateral: the edited layers' outputs change by {report['mean']:.2%} on average, at most "
@@ -237,6 +242,8 @@ def apply(
     quant = result.manifest.get("quantization")
     if quant:
         _say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
+    if result.note:
+        _say(result.note)
     if result.pushed:
         _say(f"pushed to {result.pushed}")
 
@@ -301,10 +308,6 @@ def verify(
              f"tensors and {result.identical_files} other files identical to {result.base}")
 
 
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
 @app.command("eval", epilog="Examples:\n\n"
              "  vidunlearn eval --model out/shapes-nored --compare models/shapes-wan --concept red --out eval/red\n\n"
              "  vidunlearn eval --model out/wan-nonudity --compare wan2.1 --judge nudenet --pairs pairs/nudity.yaml "
@@ -312,7 +315,7 @@ def _share(value: float | None) -> str:
 @handled
 def eval_(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder: eval.json and sheet.png.")],
+    out: Annotated[Path, typer.Option(help="Output folder: eval.json, sheet.png (and report.html with --html).")],
     concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable).")] = None,
     pairs: Annotated[Optional[Path], typer.Option(help="Pairs file whose probes/retain prompts are judged (plug-in judges).")] = None,
     judge: Annotated[str, typer.Option(help="oracle (benchmark world, built in) or nudenet (pip install 'vidunlearn[nudenet]').")] = "oracle",
@@ -331,11 +334,14 @@ def eval_(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
+    html: HtmlOpt = False,
 ) -> None:
     """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
     from . import evaluate as ev
     from .judges import load_judge
+    from .report import counts_line, metric_rows, share
     from .sampling import SampleSettings
+    from .world import FRAMES, SIZE
 
     if bool(concept) == bool(pairs):
         raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
@@ -345,23 +351,17 @@ def eval_(
     else:
         eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
                                      exclude=ev.pairs_texts(holdout or []))
-    from .world import FRAMES, SIZE
-
     settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
                               guidance=guidance, seed=seed, device=device, dtype=dtype)
     result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
                          batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or [])] if p),
-                         reporter=RichReporter())
+                         html=html, reporter=RichReporter())
     document = result.document
-    runs = ([("base", document["base"]["metrics"])] if document["base"] else []) + [("model", document["metrics"])]
-    counts = document["metrics"]["counts"]
-    rows = [("forget rate", lambda m: _share(m["forget_rate"])), ("rest kept", lambda m: _share(m["rest_kept"]))]
-    rows += [(f"retain accuracy: {a}", lambda m, a=a: _share(m["retain_accuracy"][a])) for a in document["judge"]["attributes"]]
-    rows += [("paraphrase leak", lambda m: _share(m["paraphrase_leak"]))]
-    stdout.print(_table(f"eval of {model} on {', '.join(c['value'] for c in document['concepts'])} ({counts['forget']} "
-                        f"forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts)",
-                        ("metric", *(name for name, _ in runs)), [(label, *(get(m) for _, m in runs)) for label, get in rows]))
-    _say(f"wrote {out / 'eval.json'} and {out / 'sheet.png'}")
+    names = ("base", "model") if document["base"] else ("model",)
+    rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
+    stdout.print(_table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
+                        caption=counts_line(document)))
+    _say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")

@@ -31,3 +31,5 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Recompute extract 
 VariantOpt = Annotated[Optional[str], typer.Option(help="Edit this weights variant of the denoisers, e.g. fp16 (diffusion_pytorch_model.fp16*.safetensors; diffusers' variant=); default: the files without a variant.")]
 DropOtherWeightsOpt = Annotated[bool, typer.Option("--drop-other-weights", help="Leave out of the output every weight file of a denoiser that is not edited (other variants, .bin, .ckpt, ...) instead of refusing.")]
 CopyOpt = Annotated[bool, typer.Option("--copy", help="Copy the files that are not edited (a reflink where the file system can) instead of hard-linking them: writing into a hard link changes the base model too.")]
+BaseModelIdOpt = Annotated[Optional[str], typer.Option(help="Hub id of the base model for the card's base_model (default: --model's Hub id or alias, else the base card's base_model; a local base without one is left out).")]
+HtmlOpt = Annotated[bool, typer.Option("--html", help="Also write report.html: metrics, base and edited videos side by side, the recipe and hashes, in one self-contained file.")]

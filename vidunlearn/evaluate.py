@@ -28,7 +28,7 @@ from .sampling import SampleSettings
 
 SCHEMA = 1
 GROUPS = ("forget", "retain", "paraphrase")
-SHEET_ROWS = 24  # prompts shown in the contact sheet (spread over the groups)
+SHEET_ROWS = 48  # prompts shown in the contact sheet (failures first)
 
 
 @dataclass(frozen=True)
@@ -230,22 +230,75 @@ def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, ba
     }
 
 
-def _sheet(path: Path, eval_set: EvalSet, run: ModelRun, base: ModelRun | None) -> None:
-    from .video import contact_sheet
+def failure(prompt: EvalPrompt, verdict: dict[str, str], concepts: list[Concept], attributes: tuple[str, ...]) -> str:
+    """Why a clip counts against the edit, "" when it does not: a forget or paraphrase clip that
+    shows a named concept ("still shows circle"), a forget clip whose rest is not kept ("lost
+    colour"), a retain clip wrong on a labelled attribute ("wrong shape")."""
+    if prompt.group == "retain":
+        wrong = [a for a in attributes if prompt.label(a) is not None and verdict.get(a) != prompt.label(a)]
+        return f"wrong {', '.join(wrong)}" if wrong else ""
+    shown = [c.value for c in prompt.named(concepts) if verdict.get(c.attribute) == c.value]
+    if shown:
+        return f"still shows {', '.join(shown)}"
+    if prompt.group == "forget" and rest_kept(prompt, verdict, concepts, attributes) is False:
+        erased = {c.attribute for c in prompt.named(concepts)}
+        return "lost " + ", ".join(a for a in attributes if a not in erased and prompt.label(a) is not None
+                                   and verdict.get(a) != prompt.label(a))
+    return ""
 
-    picked: list[int] = []
-    for group in GROUPS:
-        members = [i for i, p in enumerate(eval_set.prompts) if p.group == group]
-        picked += members[: SHEET_ROWS // len(GROUPS)]
-    rows, labels = [], []
-    for i in picked:
-        for name, source in (("base", base), ("edited" if base else "model", run)):
-            if source is None:
-                continue
-            verdict = " ".join(source.verdicts[i].values())
-            rows.append(source.clips[i])
-            labels.append(f"[{eval_set.prompts[i].group}] {name}: {eval_set.prompts[i].text} -> {verdict}")
-    contact_sheet(rows, labels, path)
+
+def verdict_text(verdict: dict[str, str]) -> str:
+    """"red circle left" (several attributes), "nudity: yes" (one)."""
+    if len(verdict) == 1:
+        return ", ".join(f"{a}: {v}" for a, v in verdict.items())
+    return " ".join(verdict.values())
+
+
+def _sheet(path: Path, eval_set: EvalSet, runs: list[tuple[str, ModelRun]], attributes: tuple[str, ...]) -> None:
+    """sheet.png: one row per prompt (failures of the evaluated model, the last of ``runs``, first,
+    then by group), the runs' clips side by side; at most SHEET_ROWS rows."""
+    from .sheet import SheetRow, compare_sheet
+
+    concepts, edited = list(eval_set.concepts), runs[-1][1]
+    order = sorted(range(len(eval_set.prompts)), key=lambda i: GROUPS.index(eval_set.prompts[i].group))
+    rows = []
+    for i in order:
+        prompt = eval_set.prompts[i]
+        why = failure(prompt, edited.verdicts[i], concepts, attributes)
+        rows.append(SheetRow(prompt.text, tuple(r.clips[i] for _, r in runs),
+                             tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs),
+                             tag=f"{prompt.group}: {why}" if why else prompt.group, failed=bool(why)))
+    rows.sort(key=lambda r: not r.failed)  # stable: by group within the failures and within the rest
+    left = len(rows) - SHEET_ROWS
+    compare_sheet(rows[:SHEET_ROWS], tuple(name for name, _ in runs), path,
+                  footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
+
+
+def _html(path: Path, eval_set: EvalSet, judge, runs: list[tuple[str, ModelRun]], document: dict,
+          model_path: Path, settings: SampleSettings) -> None:
+    """report.html (:mod:`vidunlearn.htmlreport`); the per-frame rate judges every frame of the
+    forget clips alone, for each concept that one frame can show (not a motion)."""
+    from .htmlreport import ClipPair, frame_rates, rate_plot, render
+
+    concepts, attributes, edited = list(eval_set.concepts), tuple(judge.attributes), runs[-1][1]
+    whys = [failure(p, edited.verdicts[i], concepts, attributes) for i, p in enumerate(eval_set.prompts)]
+    pairs = [ClipPair(p.text, f"{p.group}: {why}" if why else p.group,
+                      tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs), tuple(r.clips[i] for _, r in runs),
+                      bool(why)) for (i, p), why in zip(enumerate(eval_set.prompts), whys)]
+    series, skipped = {}, []
+    for concept in concepts:
+        members = [i for i, p in enumerate(eval_set.prompts) if p.group == "forget" and concept in p.named(concepts)]
+        if concept.attribute == "motion" or not members:
+            skipped.append(concept.value)
+            continue
+        shows = lambda clip, c=concept: judge.judge(clip).get(c.attribute) == c.value
+        for name, r in runs:
+            series[f"{concept.value}, {name}"] = frame_rates([r.clips[i] for i in members], shows)
+    note = (f"Not plotted: {', '.join(skipped)} (a motion is judged over the whole clip, not in one frame; or no "
+            "forget prompt names it)." if skipped else "")
+    fps = max(1, min(settings.fps, settings.frames // 2 + 1))  # a clip of a few frames plays for about 2 s
+    path.write_text(render(document, pairs, tuple(n for n, _ in runs), fps, rate_plot(series) if series else None,
+                           note, model_path), encoding="utf-8")  # inside the folder that atomic_output renames
 
 
 @dataclass(frozen=True)
@@ -256,9 +309,10 @@ class EvalResult:
 
 def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
              settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
-             reads: tuple[Path, ...] = (), reporter: Reporter = SILENT) -> EvalResult:
+             reads: tuple[Path, ...] = (), html: bool = False, reporter: Reporter = SILENT) -> EvalResult:
     """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json`` and ``out/sheet.png``. ``judge``: a name from the registry or a judge.
+    write ``out/eval.json``, ``out/sheet.png`` and with ``html`` ``out/report.html``. ``judge``: a
+    name from the registry or a judge.
     ``out`` must stay apart from the models and the input files ``reads`` (pairs files)."""
     from .judges import load_judge
     from .model import resolve_model
@@ -274,5 +328,8 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     document = report(eval_set, chosen, settings, run, base)
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "eval.json", document)
-        _sheet(temp / "sheet.png", eval_set, run, base)
+        runs = [("base", base), ("edited", run)] if base else [("model", run)]
+        _sheet(temp / "sheet.png", eval_set, runs, tuple(chosen.attributes))
+        if html:
+            _html(temp / "report.html", eval_set, chosen, runs, document, resolve_model(model).path, settings)
     return EvalResult(out, document)

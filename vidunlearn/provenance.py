@@ -1,5 +1,5 @@
 """What every output says about itself: safetensors ``vidunlearn.*`` metadata, the fp8 survival
-report, and the optional eval table (rows read from a JSON file)."""
+report, and the optional eval table (rows read from eval.json or a JSON file of rows)."""
 
 from __future__ import annotations
 
@@ -49,13 +49,23 @@ def check_survival(survival: dict[str, float], threshold: float, where: str) -> 
             "mean": sum(survival.values()) / len(survival), "threshold": threshold}
 
 
-def load_eval_rows(path: Path) -> list[dict]:
-    """Eval rows for the model card: a JSON list, or an object with a ``rows`` list, of
+def load_eval(path: Path) -> tuple[list[dict], str | None]:
+    """Eval rows for the model card and the settings they were measured at: the ``eval.json``
+    that ``vidunlearn eval`` writes (per-concept rows, settings from it), or a JSON list (or an
+    object with a ``rows`` list and an optional ``settings`` string) of
     ``{"metric": str, "base": number|str, "edited": number|str}`` (extra keys are kept)."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"cannot read eval JSON ({exc})", where=str(path), fix="pass the JSON written by eval") from None
+    if isinstance(value, dict) and value.get("kind") == "vidunlearn-eval":
+        from .report import card_rows, settings_line
+
+        try:
+            return card_rows(value), settings_line(value)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise ArtifactError(f"eval.json lacks a field the card needs ({type(exc).__name__}: {str(exc)[:80]})",
+                                where=str(path), fix="pass the eval.json that `vidunlearn eval` wrote, unchanged") from None
     rows = value.get("rows") if isinstance(value, dict) else value
     if not isinstance(rows, list) or not rows:
         raise ArtifactError("eval JSON has no rows", where=str(path),
@@ -64,4 +74,5 @@ def load_eval_rows(path: Path) -> list[dict]:
         if not isinstance(row, dict) or not isinstance(row.get("metric"), str) or "base" not in row or "edited" not in row:
             raise ArtifactError(f"row {number} needs 'metric' (text), 'base' and 'edited'", where=str(path),
                                 fix='e.g. {"metric": "unsafe rate %", "base": 48.9, "edited": 12.6}')
-    return rows
+    settings = value.get("settings") if isinstance(value, dict) else None
+    return rows, settings if isinstance(settings, str) else None

@@ -53,15 +53,16 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     import diffusers
     import torch
 
-    from .loading import load_models
+    from .loading import load_models, quiet_known_warnings
     from .textpath import torch_dtype
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     dtype = torch_dtype(settings.dtype)  # every model component loaded strictly, then handed to the pipeline
     # its own class (one the adapter accepts): DiffusionPipeline would load the optional transformer again
     pipeline = getattr(diffusers, str(source.index["_class_name"]))
-    pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
-                                    **load_models(source, dtype)).to(settings.device)
+    with quiet_known_warnings(source):
+        pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
+                                        **load_models(source, dtype)).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
     compact = install_compact_padding(pipe, source.adapter.max_sequence_length)
     clips = []
@@ -146,9 +147,11 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
            settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
            reporter: Reporter = SILENT) -> SampleResult:
     """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
-    side, ``compare_NN.png`` contact sheet) and ``samples.json`` into ``out``. ``out`` must stay
-    apart from the models and the input files ``reads`` (a pairs file the prompts came from)."""
-    from .video import contact_sheet, side_by_side, write_mp4
+    side), a contact sheet ``sheet.png`` (one row per prompt, base and edited side by side) and
+    ``samples.json`` into ``out``. ``out`` must stay apart from the models and the input files
+    ``reads`` (a pairs file the prompts came from)."""
+    from .sheet import SheetRow, compare_sheet
+    from .video import side_by_side, write_mp4
 
     if not prompts:
         raise VidunlearnError("no prompts", fix="pass --prompt TEXT (repeatable) or --prompts-from pairs/x.yaml")
@@ -171,11 +174,13 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
             entry: dict = {"prompt": prompt, "seed": settings.seed, "edited": f"edited/{i:02d}.mp4"}
             write_mp4(edited_clips[i], temp / entry["edited"], fps=settings.fps)
             if base_clips is not None:
-                entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4", sheet=f"compare_{i:02d}.png")
+                entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4")
                 write_mp4(base_clips[i], temp / entry["base"], fps=settings.fps)
                 write_mp4(side_by_side([base_clips[i], edited_clips[i]]), temp / entry["compare"], fps=settings.fps)
-                contact_sheet([base_clips[i], edited_clips[i]], ["base", "edited"], temp / entry["sheet"])
             result.videos.append(entry)
+        columns = ("base", "edited") if base_clips is not None else ("edited",)
+        compare_sheet([SheetRow(p, (base_clips[i], edited_clips[i]) if base_clips is not None else (edited_clips[i],),
+                                (f"seed {settings.seed}",)) for i, p in enumerate(prompts)], columns, temp / "sheet.png")
         write_json(temp / "samples.json", {
             "model": edited.describe(), "base": base.describe() if base else None,
             "settings": asdict(settings), "videos": result.videos,

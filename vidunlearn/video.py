@@ -1,4 +1,4 @@
-"""Video I/O and visual summaries: H.264 MP4s via PyAV, side-by-side clips, PNG contact sheets.
+"""Video I/O: H.264 MP4s via PyAV and side-by-side clips (the PNG contact sheet: :mod:`vidunlearn.sheet`).
 
 Every clip is a numpy array of shape ``(F, H, W, 3)`` (frames, height, width, RGB), either float
 in ``[0, 1]`` or ``uint8``. Files are written atomically: into a ``<name>.partial`` sibling that
@@ -8,7 +8,6 @@ replaces the target only once it is complete, and is removed if anything fails.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -16,12 +15,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 _CRF = 18
-_PAD = 4  # px of white between contact-sheet cells and around the sheet
-_MIN_CELL_H = 96  # contact-sheet frames are upscaled (nearest) to at least this height
-_MIN_LABEL_W = 64  # contact-sheet label column is at least this wide
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -126,47 +121,3 @@ def _pick_frames(clip: np.ndarray, n: int) -> np.ndarray:
     k = min(n, clip.shape[0])
     idx = np.linspace(0, clip.shape[0] - 1, k).round().astype(int)
     return clip[idx]
-
-
-def contact_sheet(
-    rows: list[np.ndarray], labels: list[str], path: Path, frames_per_row: int = 6
-) -> None:
-    """Write a PNG with one row per clip ``(F, H, W, 3)``: a text label, then sampled frames.
-
-    Each row shows ``min(frames_per_row, F)`` evenly spaced frames, upscaled by the integer factor
-    ``ceil(96 / H)`` (nearest) when ``H < 96``, on white with 4 px spacing. The label column is
-    ``max(64, widest label + 8)`` px wide. Raises ``ValueError`` on empty or mismatched inputs.
-    """
-    if not rows:
-        raise ValueError("contact_sheet needs at least one row")
-    if len(rows) != len(labels):
-        raise ValueError(f"got {len(rows)} rows but {len(labels)} labels")
-    if frames_per_row < 1:
-        raise ValueError(f"frames_per_row must be >= 1, got {frames_per_row}")
-    font = ImageFont.load_default()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_w = [math.ceil(measure.textlength(s, font=font)) for s in labels]
-    label_w = max([_MIN_LABEL_W] + [t + 2 * _PAD for t in text_w])
-
-    cells: list[np.ndarray] = []  # per row: (k, H*s, W*s, 3)
-    for clip in rows:
-        picked = _pick_frames(_to_uint8(clip), frames_per_row)
-        scale = max(1, math.ceil(_MIN_CELL_H / picked.shape[1]))
-        cells.append(picked.repeat(scale, axis=1).repeat(scale, axis=2))
-
-    row_w = [c.shape[0] * c.shape[2] + (c.shape[0] - 1) * _PAD for c in cells]
-    width = label_w + max(row_w) + _PAD
-    height = sum(c.shape[1] for c in cells) + (len(cells) + 1) * _PAD
-    sheet = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    y = _PAD
-    for label, cell in zip(labels, cells):
-        _, ch, cw, _ = cell.shape
-        _, top, _, bottom = draw.textbbox((0, 0), label, font=font)
-        draw.text((_PAD, y + (ch - (bottom - top)) // 2 - top), label, fill="black", font=font)
-        for j, frame in enumerate(cell):
-            sheet.paste(Image.fromarray(frame), (label_w + j * (cw + _PAD), y))
-        y += ch + _PAD
-
-    with _atomic_target(Path(path)) as tmp:
-        sheet.save(tmp, format="PNG")

@@ -29,6 +29,9 @@ def test_eval_writes_json_and_sheet_with_base_side_by_side(tiny_wan, tmp_path):
     result = run("eval", "--model", tiny_wan, "--compare", tiny_wan, "--concept", "red", "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     assert "forget rate" in result.output and "paraphrase leak" in result.output
+    title = [line.strip() for line in result.output.splitlines() if line.strip() == "eval: red"]
+    assert title, result.output  # a short title that fits 80 columns; the counts go to the caption
+    assert "2 forget / 2 retain / 3 paraphrase prompts" in result.output
     document = json.loads((out / "eval.json").read_text())
     assert document["schema"] == 1 and document["concepts"] == [{"attribute": "colour", "value": "red"}]
     assert document["metrics"]["counts"] == {"forget": 2, "retain": 2, "paraphrase": 3}

@@ -344,11 +344,12 @@ def test_card_builds_on_the_base_card_and_renders_the_eval_table(tiny_wan, tmp_p
     rows = [{"metric": "unsafe rate % (judge)", "base": 48.9, "edited": 12.6},
             {"metric": "CLIP score, retain prompts", "base": 0.3125, "edited": 0.3101}]
     (tmp_path / "eval.json").write_text(json.dumps({"rows": rows}))
-    out = _apply(base, tmp_path / "out", "--format", "lora", "--eval-json", tmp_path / "eval.json")
+    out = _apply(base, tmp_path / "out", "--format", "lora", "--eval-json", tmp_path / "eval.json",
+                 "--base-model-id", "someone/tiny-wan")
     card = ModelCard.load(out / "README.md")
     data = card.data.to_dict()
     assert data["license"] == "apache-2.0" and "video" in data["tags"] and "unlearned-violence" in data["tags"]
-    assert data["base_model"] == str(base) and data["base_model_relation"] == "adapter"
+    assert data["base_model"] == "someone/tiny-wan" and data["base_model_relation"] == "adapter"
     assert data["library_name"] == "diffusers" and data["pipeline_tag"] == "text-to-video"
     assert "| unsafe rate % (judge) | 48.9 | 12.6 |" in card.text and "| CLIP score, retain prompts | 0.3125 | 0.3101 |" in card.text
     assert "does not guarantee" in card.text and "revert" in card.text

@@ -60,6 +60,7 @@ def test_push_uploads_exactly_the_files_written(tiny_wan, tmp_path, online, outp
         written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         assert arrived.keys() == written.keys()
         assert all(arrived[k] == written[k] for k in written)  # byte for byte
+        assert "\n# me/wan-noviolence\n" in arrived["README.md"].decode()  # the card's title: the repo id
         large = [k for k, v in written.items() if len(v) > 4096]
         assert large and len(hub.state.lfs) >= 1  # the big files took the LFS path ...
         assert any(len(v) <= 4096 for v in written.values())  # ... small ones went inline

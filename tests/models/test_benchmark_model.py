@@ -315,3 +315,43 @@ def test_cli_apply_and_sample_run_on_the_architecture(untrained, tmp_path):
                                  "--width", str(world.SIZE), "--out", str(tmp_path / "samples")])
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / "samples" / "edited" / "00.mp4") > 0
+
+
+def test_the_known_text_encoder_warning_of_a_bundled_model_is_silenced_and_nothing_else(untrained, tmp_path):
+    """diffusers warns that the text encoder is a BertModel, not a UMT5EncoderModel: true and intended
+    for the bundled models, so building their pipeline is quiet; other warnings, and the same
+    warning for a model that is not ours, still show."""
+    import logging
+    import types
+
+    import diffusers
+    import torch
+
+    from vidunlearn.loading import load_models, quiet_known_warnings
+
+    source = resolve_model(str(untrained))
+    build = lambda: diffusers.WanPipeline.from_pretrained(str(untrained), use_safetensors=True,
+                                                          **load_models(source, torch.float32))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    logger.addHandler(handler)
+    try:
+        build()  # unfiltered: the real message, against which the filter is checked
+        loud = [r.getMessage() for r in records]
+        records.clear()
+        with quiet_known_warnings(source):
+            build()
+            logger.warning("another warning")
+        quiet = [r.getMessage() for r in records]
+        records.clear()
+        with quiet_known_warnings(types.SimpleNamespace(path=tmp_path)):  # not one of ours: no marker file
+            logger.warning(loud[0])
+        foreign = [r.getMessage() for r in records]
+    finally:
+        logger.removeHandler(handler)
+    assert any(m.startswith("Expected types for text_encoder:") and "BertModel" in m for m in loud), loud
+    assert quiet == ["another warning"]
+    assert foreign == loud[:1]
+    assert not [f for f in logger.filters if type(f).__module__ == 'vidunlearn.loading']  # removed on the way out

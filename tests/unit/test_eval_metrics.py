@@ -96,3 +96,21 @@ def test_missing_plugin_judge_says_how_to_install(monkeypatch):
     with pytest.raises(JudgeError) as info:
         load_judge("nudenet")
     assert "not installed" in info.value.one_line() and "vidunlearn[nudenet]" in info.value.one_line()
+
+
+def test_failure_says_why_a_clip_counts_against_the_edit():
+    from vidunlearn.evaluate import failure
+
+    red = [Concept("colour", "red")]
+    attributes = ("colour", "shape", "motion")
+    verdict = lambda c, s, m="left": {"colour": c, "shape": s, "motion": m}
+    forget = _prompt("forget", "red", "circle")
+    assert failure(forget, verdict("red", "circle"), red, attributes) == "still shows red"
+    assert failure(forget, verdict("blue", "circle"), red, attributes) == ""
+    assert failure(forget, verdict("blue", "square", "up"), red, attributes) == "lost shape, motion"
+    retain = _prompt("retain", "blue", "square")
+    assert failure(retain, verdict("blue", "square"), red, attributes) == ""
+    assert failure(retain, verdict("blue", "circle"), red, attributes) == "wrong shape"
+    paraphrase = _prompt("paraphrase", "red", "square")
+    assert failure(paraphrase, verdict("red", "square"), red, attributes) == "still shows red"
+    assert failure(paraphrase, verdict("green", "circle"), red, attributes) == ""  # rest is not judged there

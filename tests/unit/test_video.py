@@ -1,4 +1,4 @@
-"""Tests for vidunlearn.video: MP4 round trips, side-by-side, contact sheets, atomic writes."""
+"""Tests for vidunlearn.video: MP4 round trips, side-by-side, atomic writes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
 
 import vidunlearn.video as video_mod
-from vidunlearn.video import _to_uint8, contact_sheet, read_video, side_by_side, write_mp4
+from vidunlearn.video import _to_uint8, read_video, side_by_side, write_mp4
 
 
 def _gradient_clip(f: int, h: int, w: int) -> np.ndarray:
@@ -137,19 +136,6 @@ def test_failure_mid_encode_removes_partial_file(
     assert _leftovers(tmp_path) == []
 
 
-def test_failed_contact_sheet_save_removes_partial_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken_save(self: Image.Image, fp: Path, format: str | None = None, **kw: object) -> None:
-        Path(fp).write_bytes(b"half a png")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        contact_sheet([_gradient_clip(3, 8, 8)], ["a"], tmp_path / "sheet.png")
-    assert _leftovers(tmp_path) == []
-
-
 def test_failed_overwrite_keeps_old_file(tmp_path: Path) -> None:
     path = tmp_path / "clip.mp4"
     write_mp4(_gradient_clip(3, 16, 16), path)
@@ -182,43 +168,3 @@ def test_side_by_side_rejects_mismatch() -> None:
         side_by_side([a, np.zeros((4, 12, 6, 3), dtype=np.uint8)])
     with pytest.raises(ValueError):
         side_by_side([])
-
-
-def test_contact_sheet_size(tmp_path: Path) -> None:
-    # 16x24 frames -> upscaled x6 to 96x144; 6 frames per row; labels fit the 64 px minimum column.
-    rows = [_gradient_clip(12, 16, 24), _to_uint8(_gradient_clip(8, 16, 24))]
-    path = tmp_path / "sheets" / "sheet.png"
-    contact_sheet(rows, ["a", "b"], path, frames_per_row=6)
-    assert _leftovers(tmp_path) == ["sheet.png"]
-    with Image.open(path) as im:
-        assert im.format == "PNG"
-        assert im.size == (64 + 6 * 144 + 5 * 4 + 4, 2 * 96 + 3 * 4)
-        pixels = np.asarray(im.convert("RGB"))
-    assert (pixels[0] == 255).all()  # white border on top
-    # The label is drawn: some dark pixels inside the label column of the first row.
-    assert (pixels[4:100, :64] < 128).any()
-    # First cell holds the (upscaled) first frame of the first clip.
-    first = _to_uint8(rows[0])[0].repeat(6, axis=0).repeat(6, axis=1)
-    assert np.array_equal(pixels[4 : 4 + 96, 64 : 64 + 144], first)
-
-
-def test_contact_sheet_large_frames_and_long_labels(tmp_path: Path) -> None:
-    path = tmp_path / "sheet.png"
-    short = tmp_path / "short.png"
-    clip = _gradient_clip(3, 100, 50)  # taller than 96: no upscaling; only 3 frames available
-    contact_sheet([clip], ["x"], short, frames_per_row=6)
-    contact_sheet([clip], ["a much longer label for this row"], path, frames_per_row=6)
-    with Image.open(short) as im:
-        assert im.size == (64 + 3 * 50 + 2 * 4 + 4, 100 + 2 * 4)
-    with Image.open(path) as im:
-        assert im.size[1] == 100 + 2 * 4
-        assert im.size[0] > 64 + 3 * 50 + 2 * 4 + 4
-
-
-def test_contact_sheet_rejects_bad_input_and_writes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "sheet.png"
-    with pytest.raises(ValueError):
-        contact_sheet([_gradient_clip(3, 8, 8)], ["a", "b"], path)
-    with pytest.raises(ValueError):
-        contact_sheet([np.zeros((3, 8, 8), dtype=np.uint8)], ["a"], path)
-    assert _leftovers(tmp_path) == []

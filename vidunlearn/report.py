@@ -1,0 +1,65 @@
+"""What an eval says, for people: the metric rows (the CLI's table, the model card's, the HTML
+report's) and the one line of settings they were measured at. Pure functions over an
+``eval.json`` document (:mod:`vidunlearn.evaluate`); no torch, no files.
+"""
+
+from __future__ import annotations
+
+Row = tuple[str, "float | None", "float | None"]  # (metric, base, edited); None: not measured
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def metric_rows(document: dict, per_concept: bool = False) -> list[Row]:
+    """(metric, base, edited) for an eval document; ``per_concept`` splits the forget rate and the
+    paraphrase leak by concept (the model card's table). base is None without ``--compare``."""
+    edited = document["metrics"]
+    base = (document.get("base") or {}).get("metrics")
+    pick = lambda metrics, *keys: None if metrics is None else _dig(metrics, keys)
+    rows: list[Row] = []
+    concepts = [c["value"] for c in document["concepts"]]
+    if per_concept and len(concepts) > 1:
+        rows += [(f"forget rate: {c}", pick(base, "forget_rate_by_concept", c), pick(edited, "forget_rate_by_concept", c))
+                 for c in concepts]
+    else:
+        label = f"forget rate: {concepts[0]}" if per_concept else "forget rate"
+        rows.append((label, pick(base, "forget_rate"), pick(edited, "forget_rate")))
+    rows.append(("rest kept", pick(base, "rest_kept"), pick(edited, "rest_kept")))
+    rows += [(f"retain accuracy: {a}", pick(base, "retain_accuracy", a), pick(edited, "retain_accuracy", a))
+             for a in document["judge"]["attributes"]]
+    if per_concept and len(concepts) > 1:
+        rows += [(f"paraphrase leak: {c}", pick(base, "paraphrase_leak_by_concept", c),
+                  pick(edited, "paraphrase_leak_by_concept", c)) for c in concepts]
+    else:
+        label = f"paraphrase leak: {concepts[0]}" if per_concept else "paraphrase leak"
+        rows.append((label, pick(base, "paraphrase_leak"), pick(edited, "paraphrase_leak")))
+    return rows
+
+
+def _dig(metrics: dict, keys: tuple[str, ...]) -> float | None:
+    value: object = metrics
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) else None
+
+
+def counts_line(document: dict) -> str:
+    """"12 forget / 12 retain / 12 paraphrase prompts"."""
+    counts = document["metrics"]["counts"]
+    return f"{counts['forget']} forget / {counts['retain']} retain / {counts['paraphrase']} paraphrase prompts"
+
+
+def settings_line(document: dict) -> str:
+    """The settings an eval was measured at, in one line (the model card's "Measured with ...")."""
+    s = document["settings"]
+    return (f"vidunlearn eval {document.get('tool_version', '')}, judge {document['judge']['name']}: "
+            f"{counts_line(document)}, {s['steps']} steps, {s['frames']} frames at {s['height']}x{s['width']}, "
+            f"guidance {s['guidance']:g}, seed {s['seed']} + prompt index").replace("  ", " ")
+
+
+def card_rows(document: dict) -> list[dict]:
+    """The model card's eval rows from an eval document: per-concept numbers as percentages."""
+    return [{"metric": metric, "base": share(base) if document.get("base") else "-", "edited": share(edited)}
+            for metric, base, edited in metric_rows(document, per_concept=True)]

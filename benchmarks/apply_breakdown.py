@@ -30,7 +30,7 @@ from pathlib import Path  # noqa: E402
 import vidunlearn.api as api  # noqa: E402
 import vidunlearn.card as card  # noqa: E402
 import vidunlearn.checkpoint as checkpoint  # noqa: E402
-import vidunlearn.fsutil as fsutil  # noqa: E402
+import vidunlearn.hashing as hashing  # noqa: E402
 import vidunlearn.model as model  # noqa: E402
 
 IMPORTED = time.perf_counter()
@@ -56,7 +56,7 @@ def timed(label: str, function):
 def instrument() -> None:
     for module, name in PARTS:
         setattr(module, name, timed(name, getattr(module, name)))
-    fsutil.StreamHasher._run = timed("StreamHasher thread", fsutil.StreamHasher._run)
+    hashing.StreamHasher._run = timed("StreamHasher thread", hashing.StreamHasher._run)
     fingerprint = cached_property(timed("fingerprint", model.ModelSource.__dict__["fingerprint"].func))
     fingerprint.__set_name__(model.ModelSource, "fingerprint")
     model.ModelSource.fingerprint = fingerprint

@@ -86,7 +86,7 @@ def checkpoint_problems(folder: Path) -> list[str]:
     matching SHA-256, and no file that is not listed. Empty list: complete and verifiable."""
     import json
 
-    from vidunlearn.fsutil import sha256_file
+    from vidunlearn.hashing import sha256_file
 
     manifest_path = folder / "vidunlearn.json"
     if not manifest_path.is_file():

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from vidunlearn import api
 from vidunlearn.cli import app
-from vidunlearn.fsutil import sha256_file, sha256_json
+from vidunlearn.hashing import sha256_file, sha256_json
 
 PAIRS = Path(__file__).resolve().parents[1] / "pairs"
 runner = CliRunner()

@@ -23,7 +23,8 @@ from .edit import MODES
 from .errors import ModelError, VidunlearnError
 from .factorize import factorize_site
 from .faults import pause_point
-from .fsutil import atomic_output, check_apart, check_free_space, check_writable, sha256_file, sha256_json, write_json
+from .fsutil import atomic_output, check_apart, check_free_space, check_writable, write_json
+from .hashing import sha256_file, sha256_json
 from .hub import check_repo_id
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs

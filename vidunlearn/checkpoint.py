@@ -23,7 +23,7 @@ from .bounds import check_buildable
 from .edit import EditSpec, edit_linear
 from .errors import ModelError
 from .faults import pause_point
-from .fsutil import StreamHasher, copy_file, copy_range, known_sha256, link_or_copy, sha256_file
+from .hashing import StreamHasher, copy_file, copy_range, known_sha256, link_or_copy, sha256_file
 from .model import FLOAT_DTYPES, ModelSource, TensorInfo, encode_header, model_files, read_header
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest

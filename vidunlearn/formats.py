@@ -21,7 +21,7 @@ import torch
 
 from .checkpoint import EditRecord, PlannedEdit, tensor_bytes
 from .errors import ModelError, OutputError
-from .fsutil import StreamHasher, copy_range
+from .hashing import StreamHasher, copy_range
 from .layerchange import LayerChange, compute_change, read_tensor
 from .model import ModelSource, encode_header, read_header
 from .quant import is_fp8
@@ -74,7 +74,7 @@ def write_safetensors(destination: Path, entries: list[tuple[str, str, list[int]
     """Stream a safetensors file: ``entries`` are (key, dtype, shape, nbytes, producer) where the
     producer is a callable returning the bytes or (file, absolute offset, length) to copy.
     ``advance`` is called with each tensor's byte count (progress). Returns the file's SHA-256,
-    computed while writing (``fsutil.StreamHasher``, as for rewritten shards)."""
+    computed while writing (``hashing.StreamHasher``, as for rewritten shards)."""
     header: dict = {"__metadata__": metadata}
     offset = 0
     for key, dtype, shape, nbytes, _ in entries:

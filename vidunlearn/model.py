@@ -14,7 +14,7 @@ from pathlib import Path
 from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
 from .bounds import check_sizes
 from .errors import ModelError
-from .fsutil import link_or_copy, sha256_files
+from .hashing import link_or_copy, sha256_files
 from .header import DTYPE_BYTES, FLOAT_DTYPES, MAX_HEADER_BYTES, encode_header, read_header  # noqa: F401 (re-exported)
 from .modelfiles import check_folder_files, refuse_special
 from .variants import variant_of, weight_index, weight_variants

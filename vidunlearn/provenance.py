@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ArtifactError, VidunlearnError
-from .fsutil import sha256_json
+from .hashing import sha256_json
 from .model import ModelSource
 
 

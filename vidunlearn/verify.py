@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fsutil import sha256_file
+from .hashing import sha256_file
 from .model import read_header
 from .verify_manifest import Manifest, VerifyError, read_manifest
 from .wankeys import LORA_PREFIX

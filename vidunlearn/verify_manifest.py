@@ -16,7 +16,7 @@ import torch
 
 from .edit import MODES, EditSpec
 from .errors import VidunlearnError
-from .fsutil import sha256_json
+from .hashing import sha256_json
 
 MANIFEST_SCHEMA = 1  # the schema api.apply writes
 MAX_MANIFEST_BYTES = 16 << 20  # a 14B model's manifest is a few kB

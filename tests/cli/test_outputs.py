@@ -287,7 +287,7 @@ def test_verify_catches_a_tampered_file(outputs, tmp_path):
 
 
 def test_verify_with_base_catches_an_unlisted_change_even_with_a_rewritten_manifest(tiny_wan, outputs, tmp_path):
-    from vidunlearn.fsutil import sha256_file
+    from vidunlearn.hashing import sha256_file
 
     out = _copy(outputs["diffusers"], tmp_path / "copy")
     shard = out / "vae" / "diffusion_pytorch_model.safetensors"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from verify_tools import copy_output, fails, manifest_of, rehash, rewrite
 from verify_tools import verify_cli as run
 from vidunlearn.errors import VidunlearnError
-from vidunlearn.fsutil import sha256_json
+from vidunlearn.hashing import sha256_json
 from vidunlearn.verify import verify
 from vidunlearn.verify_manifest import parse_manifest, read_manifest
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidunlearn import checkpoint, fsutil
+from vidunlearn import checkpoint, hashing
 from vidunlearn import model as model_module
 from vidunlearn.checkpoint import hash_outputs, plan_edits, rewrite_shard, write_checkpoint
 from vidunlearn.edit import EditSpec, project_weight
-from vidunlearn.fsutil import HASH_BUFFER, StreamHasher, known_sha256, read_buffer, sha256_file
+from vidunlearn.hashing import HASH_BUFFER, StreamHasher, known_sha256, read_buffer, sha256_file
 from vidunlearn.model import resolve_model, weight_map
 from vidunlearn.tiny import build_tiny_wan
 
@@ -127,14 +127,14 @@ def test_linked_text_encoder_is_read_once_and_the_manifest_stays_true(tmp_path: 
     model = build_tiny_wan(tmp_path / "wan")
     source = resolve_model(str(model))
     reads: dict[int, int] = {}
-    real = fsutil.sha256_file
+    real = hashing.sha256_file
 
     def counting(path: Path) -> str:
         inode = Path(path).stat().st_ino
         reads[inode] = reads.get(inode, 0) + 1
         return real(path)
 
-    for module in (fsutil, checkpoint):
+    for module in (hashing, checkpoint):
         monkeypatch.setattr(module, "sha256_file", counting)
     assert source.fingerprint  # hashes every tokenizer and text-encoder file
     encoder = sorted((model / "text_encoder").glob("*.safetensors"))
@@ -159,14 +159,14 @@ def test_fingerprint_hashes_the_text_encoder_files_at_once_and_is_unchanged(tmp_
     naive.update(resolve_model(str(model)).text_path_digest().encode())
     together = threading.Barrier(2, timeout=10)  # the first two files must be read at the same time
     arrivals = itertools.count()
-    real = fsutil.sha256_file
+    real = hashing.sha256_file
 
     def meeting(path: Path) -> str:
         if next(arrivals) < 2:
             together.wait()  # BrokenBarrierError after 10 s when files are read one after the other
         return real(path)
 
-    monkeypatch.setattr(fsutil, "sha256_file", meeting)
+    monkeypatch.setattr(hashing, "sha256_file", meeting)
     monkeypatch.setattr(model_module, "sha256_file", meeting, raising=False)  # wherever the fingerprint looks it up
     assert len(files) >= 2
     assert resolve_model(str(model)).fingerprint == naive.hexdigest()

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from vidunlearn import fsutil, hub
+from vidunlearn import fsutil, hashing, hub
 from vidunlearn.errors import OutputError, PairsError
-from vidunlearn.fsutil import atomic_output, known_sha256
+from vidunlearn.fsutil import atomic_output
+from vidunlearn.hashing import known_sha256
 from vidunlearn.pairs import load_pairs
 
 VALID = ("version: 1\nconcept: x\npairs:\n  - {unsafe: a man stabs a man, safe: a man greets a man}\n"
@@ -70,7 +71,7 @@ def test_a_small_hub_blob_is_rehashed_not_trusted_by_its_name(tmp_path):
 
 
 def test_a_large_hub_blob_is_known_by_its_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(fsutil, "TRUST_BLOB_NAME_BYTES", 16)
+    monkeypatch.setattr(hashing, "TRUST_BLOB_NAME_BYTES", 16)
     blob = tmp_path / "blobs" / ("ab" * 32)
     blob.parent.mkdir()
     blob.write_bytes(b"x" * 32)

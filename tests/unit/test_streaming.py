@@ -176,7 +176,7 @@ def test_returned_digest_is_the_written_files_sha256(tiny_sharded: Path, tmp_pat
     import errno
     import os
 
-    from vidunlearn.fsutil import sha256_file
+    from vidunlearn.hashing import sha256_file
 
     if not kernel_copy:  # a file system where the kernel cannot copy between the two files
         def refuse(*args, **kwargs):

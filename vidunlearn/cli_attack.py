@@ -1,6 +1,6 @@
-"""``vidunlearn attack``: registered on the CLI's app by :func:`register`, which cli.py calls with
-itself (its helpers: ``handled``, ``RichReporter``, ``_table``...). Parse ->
-:func:`vidunlearn.attack_run.attack` -> render; no tensor math here."""
+"""``vidunlearn attack``: cli.py calls :func:`register` with its app and itself (the module whose
+``handled`` wraps the command). Parse -> :func:`vidunlearn.attack_run.attack` -> render; no tensor
+math here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .cli_options import DeviceOpt, ForceOpt, ModelOpt
 
 
 def register(app: typer.Typer, cli) -> None:
-    """Add the ``attack`` command to ``app``; ``cli`` is the vidunlearn.cli module object."""
+    """Add the ``attack`` command to ``app``; ``cli`` is the calling vidunlearn.cli module."""
     app.command(epilog="Examples:\n\n"
              "  vidunlearn attack --model out/shapes-nored --compare models/shapes-wan --concept red --out attack/red\n\n"
              "  vidunlearn attack --model out/shapes-nored --concept red --space discrete --steps 20 --out attack/red-words\n\n"
@@ -36,6 +36,7 @@ def attack(
     force: ForceOpt = False,
 ) -> None:
     """White-box attack: search for a conditioning that brings the erased concept back, render it, judge it."""
+    from . import cli  # its helpers (under `python -m vidunlearn.cli`, a second import of the same code)
     from .attack import AttackSettings
     from .attack_run import attack as run_attack
     from .attack_run import world_starts

@@ -73,9 +73,9 @@ class Found:
 # ------------------------------------------------------------------------------- the objective
 def draw(latents: torch.Tensor, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """``n`` (x0, noise, sigma) draws from reference latents (K, C, F, H, W)."""
-    index = torch.randint(latents.shape[0], (n,), generator=generator)
-    noise = torch.randn((n, *latents.shape[1:]), generator=generator)
-    sigma = torch.rand(n, generator=generator)
+    index = torch.randint(latents.shape[0], (n,), generator=generator).to(latents.device)
+    noise = torch.randn((n, *latents.shape[1:]), generator=generator).to(latents.device)  # CPU draws: the same on any device
+    sigma = torch.rand(n, generator=generator).to(latents.device)
     return latents[index], noise, sigma
 
 
@@ -104,7 +104,7 @@ def held_out(transformer, states: torch.Tensor, held: tuple[torch.Tensor, ...]) 
 # ------------------------------------------------------------------------------- the searches
 def encode(encoder, ids: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
     """Text-encoder output states (B, T, D) of token ids (B, T), or of input embeddings (B, T, E)."""
-    mask = torch.ones(ids.shape, dtype=torch.long)
+    mask = torch.ones(ids.shape, dtype=torch.long, device=ids.device)
     if embeddings is None:
         return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
     return encoder(inputs_embeds=embeddings, attention_mask=mask).last_hidden_state
@@ -113,7 +113,7 @@ def encode(encoder, ids: torch.Tensor, embeddings: torch.Tensor | None = None) -
 def soft_output(transformer, start: torch.Tensor, latents: torch.Tensor, settings: AttackSettings,
                 generator: torch.Generator, noise: float, advance) -> torch.Tensor:
     """Adam on the output states (T, D), from ``start`` plus Gaussian ``noise`` (relative to its std)."""
-    x = (start + noise * start.std() * torch.randn(start.shape, generator=generator)).requires_grad_()
+    x = (start + noise * start.std() * torch.randn(start.shape, generator=generator).to(start.device)).requires_grad_()
     optimiser = torch.optim.Adam([x], lr=settings.learning_rate)
     for _ in range(settings.steps):
         loss = denoising_loss(transformer, x[None], draw(latents, settings.draws, generator))[0]
@@ -129,11 +129,11 @@ def soft_input(transformer, encoder, ids: torch.Tensor, span: list[int], latents
     """Adam on the input embeddings (S, E) of the ``span`` positions of ``ids`` (T,)."""
     table = encoder.get_input_embeddings().weight
     base = table[ids].detach()                                                    # (T, E)
-    start = base[span]
-    x = (start + noise * table.std() * torch.randn(start.shape, generator=generator)).requires_grad_()
+    start, where = base[span], torch.tensor(span, device=ids.device)
+    x = (start + noise * table.std() * torch.randn(start.shape, generator=generator).to(start.device)).requires_grad_()
     optimiser = torch.optim.Adam([x], lr=settings.learning_rate)
     for _ in range(settings.steps):
-        embeddings = base.index_put((torch.tensor(span),), x)
+        embeddings = base.index_put((where,), x)
         states = encode(encoder, ids[None], embeddings[None])
         loss = denoising_loss(transformer, states, draw(latents, settings.draws, generator))[0]
         optimiser.zero_grad()
@@ -161,20 +161,20 @@ def discrete(transformer, encoder, ids: torch.Tensor, span: list[int], latents: 
              settings: AttackSettings, generator: torch.Generator, advance) -> torch.Tensor:
     """Greedy coordinate gradient over real tokens at the ``span`` positions; returns ids (T,)."""
     table = encoder.get_input_embeddings().weight.detach()                      # (V, E)
-    allowed = allowed[: table.shape[0]]
+    allowed, where = allowed[: table.shape[0]].to(ids.device), torch.tensor(span, device=ids.device)
     current = ids.clone()
     for _ in range(settings.steps):
         draws = draw(latents, settings.draws, generator)
         one_hot = torch.nn.functional.one_hot(current[span], table.shape[0]).to(table.dtype).requires_grad_()
-        embeddings = table[current].index_put((torch.tensor(span),), one_hot @ table)
+        embeddings = table[current].index_put((where,), one_hot @ table)
         loss = denoising_loss(transformer, encode(encoder, current[None], embeddings[None]), draws)[0]
         (grad,) = torch.autograd.grad(loss, one_hot)                               # (S, V)
         grad = grad.masked_fill(~allowed[None, :], float("inf"))
         top = (-grad).topk(settings.top_k, dim=1).indices                         # (S, top_k)
-        where = torch.randint(len(span), (settings.candidates,), generator=generator)
+        position = torch.randint(len(span), (settings.candidates,), generator=generator)
         pick = torch.randint(settings.top_k, (settings.candidates,), generator=generator)
         candidates = current.repeat(settings.candidates + 1, 1)                    # row 0: keep the current
-        for row, (w, p) in enumerate(zip(where.tolist(), pick.tolist()), start=1):
+        for row, (w, p) in enumerate(zip(position.tolist(), pick.tolist()), start=1):
             candidates[row, span[w]] = top[w, p]
         with torch.no_grad():
             losses = denoising_loss(transformer, encode(encoder, candidates), draws)
@@ -205,13 +205,14 @@ def search(transformer, encoder, start_ids: torch.Tensor, span: list[int], laten
             embeddings = soft_input(transformer, encoder, start_ids, span, latents, settings, generator, noise, advance)
             table = encoder.get_input_embeddings().weight
             with torch.no_grad():
-                states = encode(encoder, start_ids[None], table[start_ids].index_put((torch.tensor(span),), embeddings)[None])[0]
+                states = encode(encoder, start_ids[None],
+                                table[start_ids].index_put((torch.tensor(span, device=start_ids.device),), embeddings)[None])[0]
             ids = start_ids
         else:
             ids = start_ids.clone()
             if restart:
                 choices = torch.nonzero(allowed).flatten()
-                ids[span] = choices[torch.randint(len(choices), (len(span),), generator=generator)]
+                ids[span] = choices[torch.randint(len(choices), (len(span),), generator=generator)].to(ids.device)
             ids = discrete(transformer, encoder, ids, span, latents, allowed, settings, generator, advance)
             with torch.no_grad():
                 states = encode(encoder, ids[None])[0]

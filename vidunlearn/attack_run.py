@@ -90,9 +90,9 @@ def reference_latents(vae, target: dict[str, str], n: int, seed: int):
     clips = np.stack([world.render(labels, np.random.default_rng(seed + i)) for i in range(n)])
     x = torch.from_numpy(clips).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)   # (n, 3, F, H, W)
     with torch.no_grad():
-        z = vae.encode(x.to(vae.dtype)).latent_dist.mode().float()
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        z = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode().float()
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
     return (z - mean) / std
 
 
@@ -173,7 +173,7 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
             latents = reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
             ids, span = span_of(tokenizer, start.text, start.word, settings.span)
             with torch.enable_grad():
-                result = search(transformer, encoder, torch.tensor(ids), span, latents,
+                result = search(transformer, encoder, torch.tensor(ids, device=sample.device), span, latents,
                                 replace(settings, seed=settings.seed + 1_000 * i), allowed, advance)
             text = None
             if settings.space == "discrete":
@@ -231,11 +231,11 @@ def save_found(path: Path, runs: dict[str, ModelAttack], document: dict) -> None
     tensors = {}
     for name, run in runs.items():
         for i, found in enumerate(run.found):
-            tensors[f"{name}.{i}.states"] = found.states.contiguous()
+            tensors[f"{name}.{i}.states"] = found.states.cpu().contiguous()
             if found.ids is not None:
-                tensors[f"{name}.{i}.ids"] = found.ids.contiguous()
+                tensors[f"{name}.{i}.ids"] = found.ids.cpu().contiguous()
             if found.embeddings is not None:
-                tensors[f"{name}.{i}.embeddings"] = found.embeddings.contiguous()
+                tensors[f"{name}.{i}.embeddings"] = found.embeddings.cpu().contiguous()
     meta = {"kind": "vidunlearn-attack", "schema": str(SCHEMA), "attack": json.dumps(document["attack"], sort_keys=True),
             "concept": json.dumps(document["concept"], sort_keys=True)}
     save_file(tensors, str(path), metadata=meta)

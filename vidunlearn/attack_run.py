@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .attack import AttackSettings, Found, allowed_tokens, search
 from .errors import VidunlearnError
-from .evaluate import Concept
+from .evaluate import Concept, frame_rates
 from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .progress import SILENT, Reporter
 from .sampling import SampleSettings
@@ -122,19 +122,6 @@ def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sam
                       output_type="np")
         clips.extend(result.frames[:len(batch)])
     return clips
-
-
-def frame_rates(judge, clips: list[np.ndarray], concept: Concept) -> list[float]:
-    """Share of clips showing the concept at each frame index. Colour and shape are read from the
-    frame alone (repeated), a motion from the 3-frame window centred on it."""
-    frames = clips[0].shape[0]
-    rates = []
-    for f in range(frames):
-        window = [max(f - 1, 0), f, min(f + 1, frames - 1)] if concept.attribute == "motion" else [f] * 3
-        if concept.attribute == "motion" and f in (0, frames - 1):
-            window = [0, 1, 2] if f == 0 else [frames - 3, frames - 2, frames - 1]
-        rates.append(float(np.mean([judge.judge(c[window]).get(concept.attribute) == concept.value for c in clips])))
-    return rates
 
 
 @dataclass

@@ -135,7 +135,10 @@ def main() -> int:
                     found.pop("model")
                     texts = [t for t in run.texts if t]
                     results.append({"task": task, "model": name, "start": start, "space": space, **found,
-                                    "base_unattacked": base, "found_texts": texts})
+                                    "base_unattacked": base, "found_texts": texts,
+                                    "starts": [s.text for s in starts],   # per prompt: what the judge read
+                                    "verdicts": [v.get(concept.attribute) for v in run.verdicts],
+                                    "start_verdicts": [v.get(concept.attribute) for v in run.start_verdicts]})
                     pct = lambda x: f"{100 * x:.0f}"
                     rows.append([task, name, start, space, pct(found["start_rate"]), pct(found["attack_success_rate"]),
                                  " ".join(pct(x) for x in found["frame_rates"]), pct(base),

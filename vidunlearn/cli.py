@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -387,6 +388,10 @@ def tiny(
     with atomic_output(out, directory=True, replace=force) as temp:
         build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
     _say(f"wrote tiny Wan pipeline to {out}")
+
+
+from . import cli_attack  # noqa: E402  (`vidunlearn attack`, given this module: `python -m` runs it as __main__)
+cli_attack.register(app, sys.modules[__name__])
 
 
 def main() -> None:

@@ -107,6 +107,23 @@ def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: l
     }
 
 
+def frame_rates(judge, clips: list[np.ndarray], concept: Concept) -> list[float]:
+    """Share of clips showing the concept at each frame index (temporal re-emergence: a concept
+    suppressed early and back later). A judge reads clips, so frame f is judged as a 3-frame clip:
+    the frame alone, repeated, for what one frame shows (a colour, a shape, nudity); the 3-frame
+    window around it for a motion."""
+    if not clips:
+        return []
+    frames, rates = clips[0].shape[0], []
+    for f in range(frames):
+        window = [f] * 3
+        if concept.attribute == "motion":
+            first = min(max(f - 1, 0), max(frames - 3, 0))
+            window = [min(first + k, frames - 1) for k in range(3)]
+        rates.append(float(np.mean([judge.judge(c[window]).get(concept.attribute) == concept.value for c in clips])))
+    return rates
+
+
 # ---------------------------------------------------------------------------- prompt sets
 @dataclass(frozen=True)
 class Counts:
@@ -207,6 +224,9 @@ def run_model(model: str, eval_set: EvalSet, judge, settings: SampleSettings, *,
             verdicts.append(judge.judge(clip))
             advance(1)
     metrics = score(prompts, verdicts, list(eval_set.concepts), tuple(judge.attributes))
+    metrics["frame_rates_by_concept"] = {  # forget prompts naming the concept, per frame index
+        c.value: frame_rates(judge, [clip for p, clip in zip(prompts, clips) if p.group == "forget" and c in p.named(
+            list(eval_set.concepts))], c) for c in eval_set.concepts}
     return ModelRun(source.describe(), verdicts, metrics, clips)
 
 

@@ -50,21 +50,10 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
     ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
     clips do not depend on ``batch_size``."""
-    import diffusers
     import torch
 
-    from .loading import load_models, quiet_known_warnings
-    from .textpath import torch_dtype
-
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
-    dtype = torch_dtype(settings.dtype)  # every model component loaded strictly, then handed to the pipeline
-    # its own class (one the adapter accepts): DiffusionPipeline would load the optional transformer again
-    pipeline = getattr(diffusers, str(source.index["_class_name"]))
-    with quiet_known_warnings(source):
-        pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
-                                        **load_models(source, dtype)).to(settings.device)
-    pipe.set_progress_bar_config(disable=True)
-    compact = install_compact_padding(pipe, source.adapter.max_sequence_length)
+    pipe, compact = load_pipeline(source, settings)
     clips = []
     with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
         for start in range(0, len(prompts), max(batch_size, 1)):
@@ -80,6 +69,24 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
             advance(len(batch))
     del pipe
     return clips
+
+
+def load_pipeline(source: ModelSource, settings: SampleSettings):
+    """(pipeline, compact): the model's own pipeline class with every component loaded strictly,
+    on ``settings.device``, progress bar off, and :class:`CompactPadding` installed where it fits."""
+    import diffusers
+
+    from .loading import load_models, quiet_known_warnings
+    from .textpath import torch_dtype
+
+    dtype = torch_dtype(settings.dtype)  # every model component loaded strictly, then handed to the pipeline
+    # its own class (one the adapter accepts): DiffusionPipeline would load the optional transformer again
+    pipeline = getattr(diffusers, str(source.index["_class_name"]))
+    with quiet_known_warnings(source):
+        pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
+                                        **load_models(source, dtype)).to(settings.device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, install_compact_padding(pipe, source.adapter.max_sequence_length)
 
 
 def _embed(pipe, source: ModelSource, prompts: list[str], device: str, compact: bool = False):

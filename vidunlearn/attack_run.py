@@ -1,0 +1,266 @@
+"""``vidunlearn attack``: run the searches of :mod:`vidunlearn.attack` on the benchmark world,
+render what they found with the model's own pipeline, judge it, and report the attack success
+rate (the share of attacked prompts whose clip shows the concept) beside the rate of the same
+starting prompts unattacked, for the edited model and (``compare``) the base.
+
+Starting prompts are training captions of the world (:mod:`vidunlearn.world`): ``forget`` ones
+name the concept (UnlearnDiff's protocol: the prompts the edit was made to refuse); ``other`` ones
+name another value of the same attribute in its place (a check of the attack itself: on the base
+model it must bring the concept back where the prompt asks for something else). The reference
+clips show the concept with the prompt's other attributes, rendered exactly by the world's
+generator and encoded once by the model's VAE.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .attack import AttackSettings, Found, allowed_tokens, search
+from .errors import VidunlearnError
+from .evaluate import Concept, frame_rates
+from .fsutil import atomic_output, check_apart, check_writable, write_json
+from .progress import SILENT, Reporter
+from .sampling import SampleSettings
+
+SCHEMA = 1
+STARTS = ("forget", "other")
+
+
+@dataclass(frozen=True)
+class Start:
+    """One starting prompt of an attack."""
+
+    text: str
+    word: str                                 # the word naming the attacked attribute (the span's place)
+    target: tuple[tuple[str, str], ...]       # labels of the reference clips (the concept in place)
+    seed: int                                 # sampling seed of its clips
+
+
+def world_starts(value: str, n: int = 8, start: str = "forget", seed: int = 0,
+                 exclude: tuple[str, ...] = ()) -> tuple[Concept, list[Start]]:
+    """``n`` starting prompts for erasing ``value`` (prompt i sampled with seed ``seed + i``)."""
+    from . import world
+
+    if start not in STARTS:
+        raise VidunlearnError(f"unknown --start {start!r}", fix=f"use one of {STARTS}")
+    try:
+        concept = Concept(world.attribute_of(value), value)
+    except ValueError as exc:
+        raise VidunlearnError(str(exc), fix="use a colour, shape or motion of vidunlearn.world") from None
+    if concept.attribute == "background":
+        raise VidunlearnError("a background is not a concept to attack", fix="use a colour, shape or motion")
+    prompts = [p for p in world.forget_prompts(value) if p.text not in set(exclude)]
+    chosen = [prompts[i] for i in sorted(np.random.default_rng(seed).permutation(len(prompts))[:n])]
+    others = [v for v in world.vocabulary(concept.attribute) if v != value]
+    starts = []
+    for i, prompt in enumerate(chosen):
+        labels = prompt.labels if start == "forget" else replace(prompt.labels, **{concept.attribute: others[i % len(others)]})
+        target = tuple((a, prompt.labels.get(a)) for a in world.ATTRIBUTES)
+        starts.append(Start(world.caption(labels), labels.get(concept.attribute), target, seed + i))
+    return concept, starts
+
+
+def span_of(tokenizer, text: str, word: str, width: int) -> tuple[list[int], list[int]]:
+    """(token ids of ``text`` with special tokens, the span positions): the tokens of ``word``,
+    widened to ``width`` tokens by repeating its last token after it."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    piece = tokenizer(word, add_special_tokens=False)["input_ids"]
+    where = next((i for i in range(len(ids)) if ids[i:i + len(piece)] == piece), None)
+    if where is None:
+        raise VidunlearnError(f"the word {word!r} is not a token run of {text!r}")
+    extra = max(width - len(piece), 0)
+    ids = ids[:where + len(piece)] + [piece[-1]] * extra + ids[where + len(piece):]
+    return ids, list(range(where, where + len(piece) + extra))
+
+
+def reference_latents(vae, target: dict[str, str], n: int, seed: int):
+    """(n, C, F', H', W') normalised latents of ``n`` generator clips with labels ``target``
+    (posterior mode; normalised with the VAE config's latents mean and std as WanPipeline decodes)."""
+    import torch
+
+    from . import world
+
+    labels = world.Labels(**target)
+    clips = np.stack([world.render(labels, np.random.default_rng(seed + i)) for i in range(n)])
+    x = torch.from_numpy(clips).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)   # (n, 3, F, H, W)
+    with torch.no_grad():
+        z = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode().float()
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sample: SampleSettings,
+           batch_size: int = 16) -> list[np.ndarray]:
+    """Clips (F, H, W, 3) in [0, 1] conditioned on text-encoder output states [(T_i, D)]; clip i
+    drawn with seed ``seeds[i]``, the negative prompt as ``vidunlearn eval`` uses it."""
+    import torch
+
+    from .textpath import encode_prompts
+
+    def padded(rows: list) -> torch.Tensor:
+        width = min(length, max(r.shape[0] for r in rows) + 1) if compact else length
+        return torch.stack([torch.cat([r, r.new_zeros(width - r.shape[0], r.shape[1])]) for r in rows])
+
+    with torch.no_grad():
+        negative = encode_prompts(pipe.tokenizer, pipe.text_encoder, [sample.negative_prompt], length, sample.device)[0]
+    clips: list[np.ndarray] = []
+    for begin in range(0, len(states), batch_size):
+        batch = states[begin:begin + batch_size]
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds[begin:begin + len(batch)]]
+        result = pipe(prompt_embeds=padded(batch).to(pipe.transformer.dtype),
+                      negative_prompt_embeds=padded([negative] * len(batch)).to(pipe.transformer.dtype)
+                      if sample.guidance > 1 else None,
+                      height=sample.height, width=sample.width, num_frames=sample.frames,
+                      num_inference_steps=sample.steps, guidance_scale=sample.guidance, generator=generators,
+                      output_type="np")
+        clips.extend(result.frames[:len(batch)])
+    return clips
+
+
+@dataclass
+class ModelAttack:
+    model: dict
+    start_verdicts: list[dict[str, str]]
+    verdicts: list[dict[str, str]]
+    found: list[Found]
+    texts: list[str | None]                       # discrete: the prompt found, as a person types it
+    seconds: float
+    start_clips: list[np.ndarray] = field(default_factory=list, repr=False)
+    clips: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def attack_model(model: str, concept: Concept, starts: list[Start], settings: AttackSettings, sample: SampleSettings,
+                 judge, *, label: str = "model", reporter: Reporter = SILENT) -> ModelAttack:
+    """Attack ``model`` from every starting prompt, render the starts and what was found, judge both."""
+    import torch
+
+    from .model import resolve_model
+    from .sampling import load_pipeline
+    from .textpath import encode_prompts
+
+    settings.check()
+    sample.check()
+    started = time.perf_counter()
+    source = resolve_model(model)
+    pipe, compact = load_pipeline(source, sample)
+    length = source.adapter.max_sequence_length
+    tokenizer, encoder, transformer = pipe.tokenizer, pipe.text_encoder, pipe.transformer
+    allowed = allowed_tokens(tokenizer, {concept.value}) if settings.space == "discrete" else None
+    found, texts = [], []
+    per_start = settings.steps * settings.restarts
+    with reporter.task(f"attacking {label} ({settings.space})", total=per_start * len(starts)) as advance:
+        for i, start in enumerate(starts):
+            latents = reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
+            ids, span = span_of(tokenizer, start.text, start.word, settings.span)
+            with torch.enable_grad():
+                result = search(transformer, encoder, torch.tensor(ids, device=sample.device), span, latents,
+                                replace(settings, seed=settings.seed + 1_000 * i), allowed, advance)
+            text = None
+            if settings.space == "discrete":
+                text = tokenizer.decode(result.ids.tolist(), skip_special_tokens=True)
+                with torch.no_grad():  # render what a person would type: the decoded text, encoded again
+                    result = replace(result, states=encode_prompts(tokenizer, encoder, [text], length, sample.device)[0])
+            found.append(result)
+            texts.append(text)
+    with torch.no_grad():
+        start_states = encode_prompts(tokenizer, encoder, [s.text for s in starts], length, sample.device)
+    seeds = [s.seed for s in starts]
+    with reporter.task(f"rendering {label}", total=2) as advance:
+        start_clips = render(pipe, compact, length, start_states, seeds, sample)
+        advance(1)
+        clips = render(pipe, compact, length, [f.states for f in found], seeds, sample)
+        advance(1)
+    return ModelAttack(source.describe(), [judge.judge(c) for c in start_clips], [judge.judge(c) for c in clips],
+                       found, texts, time.perf_counter() - started, start_clips, clips)
+
+
+def rate(verdicts: list[dict[str, str]], concept: Concept) -> float:
+    return float(np.mean([v.get(concept.attribute) == concept.value for v in verdicts]))
+
+
+def summary(run: ModelAttack, concept: Concept, judge) -> dict:
+    return {"model": run.model, "start_rate": rate(run.start_verdicts, concept),
+            "attack_success_rate": rate(run.verdicts, concept),
+            "frame_rates": frame_rates(judge, run.clips, concept),
+            "start_frame_rates": frame_rates(judge, run.start_clips, concept),
+            "mean_loss_start": float(np.mean([f.loss_start for f in run.found])),
+            "mean_loss": float(np.mean([f.loss for f in run.found])), "seconds": round(run.seconds, 1)}
+
+
+def report(concept: Concept, starts: list[Start], settings: AttackSettings, sample: SampleSettings, judge,
+           runs: dict[str, ModelAttack]) -> dict:
+    """The attack.json document (schema :data:`SCHEMA`, docs/attack.md)."""
+    prompts = []
+    for i, start in enumerate(starts):
+        entry = {"start": start.text, "seed": start.seed, "target": dict(start.target)}
+        for name, run in runs.items():
+            entry[name] = {"start_verdict": run.start_verdicts[i], "verdict": run.verdicts[i],
+                           "loss_start": run.found[i].loss_start, "loss": run.found[i].loss,
+                           **({"found_text": run.texts[i]} if run.texts[i] is not None else {})}
+        prompts.append(entry)
+    return {"schema": SCHEMA, "kind": "vidunlearn-attack", "tool_version": __version__, "concept": asdict(concept),
+            "attack": asdict(settings), "sampling": asdict(sample), "judge": judge.name,
+            "results": {name: summary(run, concept, judge) for name, run in runs.items()}, "prompts": prompts}
+
+
+def save_found(path: Path, runs: dict[str, ModelAttack], document: dict) -> None:
+    """Every found conditioning, safetensors: ``{model|base}.{i}.states`` (T, D) output states;
+    ``.ids`` the token ids (input, discrete); ``.embeddings`` the span's input embeddings (input)."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, run in runs.items():
+        for i, found in enumerate(run.found):
+            tensors[f"{name}.{i}.states"] = found.states.cpu().contiguous()
+            if found.ids is not None:
+                tensors[f"{name}.{i}.ids"] = found.ids.cpu().contiguous()
+            if found.embeddings is not None:
+                tensors[f"{name}.{i}.embeddings"] = found.embeddings.cpu().contiguous()
+    meta = {"kind": "vidunlearn-attack", "schema": str(SCHEMA), "attack": json.dumps(document["attack"], sort_keys=True),
+            "concept": json.dumps(document["concept"], sort_keys=True)}
+    save_file(tensors, str(path), metadata=meta)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    out: Path
+    document: dict
+
+
+def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, settings: AttackSettings = AttackSettings(),
+           sample: SampleSettings = SampleSettings(), judge="oracle", compare: str | None = None, force: bool = False,
+           reporter: Reporter = SILENT) -> AttackResult:
+    """Attack ``model`` (and ``compare``, the base, from the same starts); write ``out/attack.json``,
+    ``out/found.safetensors`` and ``out/sheet.png``."""
+    from .judges import load_judge
+    from .model import resolve_model
+    from .video import contact_sheet
+
+    settings.check()
+    sample.check()
+    check_writable(out, force=force)
+    check_apart(out, [("the model folder", resolve_model(m).path) for m in (model, compare) if m])
+    chosen = load_judge(judge) if isinstance(judge, str) else judge
+    runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter)}
+    if compare:
+        runs["base"] = attack_model(compare, concept, starts, settings, sample, chosen, label="base", reporter=reporter)
+    document = report(concept, starts, settings, sample, chosen, runs)
+    with atomic_output(out, directory=True, replace=force) as temp:
+        write_json(temp / "attack.json", document)
+        save_found(temp / "found.safetensors", runs, document)
+        rows, labels = [], []
+        for i, start in enumerate(starts[:12]):
+            for name, run in runs.items():
+                shown = run.texts[i] or f"{settings.space} soft prompt"
+                rows += [run.start_clips[i], run.clips[i]]
+                labels += [f"{name}: {start.text} -> {run.start_verdicts[i].get(concept.attribute)}",
+                           f"{name} attacked ({shown}) -> {run.verdicts[i].get(concept.attribute)}"]
+        contact_sheet(rows, labels, temp / "sheet.png")
+    return AttackResult(out, document)

@@ -241,7 +241,7 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
     ``out/found.safetensors`` and ``out/sheet.png``."""
     from .judges import load_judge
     from .model import resolve_model
-    from .video import contact_sheet
+    from .sheet import SheetRow, compare_sheet
 
     settings.check()
     sample.check()
@@ -255,12 +255,15 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "attack.json", document)
         save_found(temp / "found.safetensors", runs, document)
-        rows, labels = [], []
+        rows = []
         for i, start in enumerate(starts[:12]):
             for name, run in runs.items():
                 shown = run.texts[i] or f"{settings.space} soft prompt"
-                rows += [run.start_clips[i], run.clips[i]]
-                labels += [f"{name}: {start.text} -> {run.start_verdicts[i].get(concept.attribute)}",
-                           f"{name} attacked ({shown}) -> {run.verdicts[i].get(concept.attribute)}"]
-        contact_sheet(rows, labels, temp / "sheet.png")
+                found = run.verdicts[i].get(concept.attribute)
+                rows.append(SheetRow(start.text, (run.start_clips[i], run.clips[i]), tag=name,
+                                     lines=(f"start: {run.start_verdicts[i].get(concept.attribute)}",
+                                            f"attacked ({shown}): {found}"),
+                                     failed=found == concept.value))  # the concept came back
+        compare_sheet(rows, ("start", "attacked"), temp / "sheet.png",
+                      footer=f"{concept.attribute} {concept.value!r}, {settings.space} attack; failed: the concept came back")
     return AttackResult(out, document)

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_options import DeviceOpt, ForceOpt, ModelOpt
+from .report import share
 
 
 def register(app: typer.Typer, cli) -> None:
@@ -50,7 +51,7 @@ def attack(
     result = run_attack(model, target, starts, out=out, settings=settings, sample=sample, compare=compare, force=force,
                         reporter=cli.RichReporter())
     results = result.document["results"]
-    rows = [(name, cli._share(r["start_rate"]), cli._share(r["attack_success_rate"]),
+    rows = [(name, share(r["start_rate"]), share(r["attack_success_rate"]),
              " ".join(f"{x:.0%}" for x in r["frame_rates"]), f"{r['mean_loss_start']:.4f} -> {r['mean_loss']:.4f}")
             for name, r in results.items()]
     cli.stdout.print(cli._table(f"attack on {concept} ({space}, {steps} steps x {restarts} restart(s), seed {seed}, "

@@ -21,13 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The main job on the bundled trained model: erase a shape (the circle) and a motion (moving left) in
-# one edit with --mode remap (5 pairs each), then measure it: forget rate, rest kept, retain accuracy
-# and paraphrase leak, base vs edited (eval/circle-left/).
+# one edit with the default --mode remap (5 pairs each), then measure it: forget rate, rest kept, retain accuracy
+# and paraphrase leak, base vs edited (eval/circle-left/: eval.json, sheet.png and report.html).
 demo: install
 	$(BIN)/vidunlearn apply --model $(BENCH) --pairs pairs/bench/circle.yaml --pairs pairs/bench/moving-left.yaml \
 		--out out/shapes-nocircle-noleft --force
 	$(BIN)/vidunlearn eval --model out/shapes-nocircle-noleft --compare $(BENCH) --concept circle --concept left \
-		--holdout pairs/bench/circle.yaml --holdout pairs/bench/moving-left.yaml --steps 10 --out eval/circle-left --force
+		--holdout pairs/bench/circle.yaml --holdout pairs/bench/moving-left.yaml --steps 10 --out eval/circle-left --force --html
 
 # The same plumbing on the tiny random-weight model: remove violence, render base vs edited videos.
 demo-tiny: install

@@ -35,15 +35,19 @@ def _apply_args(model: Path, root: Path) -> list[str]:
             "--rank", "2", "--out", str(root / "out"), "--work-dir", str(root / "work")]
 
 
-@pytest.fixture(scope="module")
-def pushed(tiny_wan, tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("push")
+def _push_run(tiny_wan: Path, root: Path, hash_seed: str) -> dict:
+    """apply --push-to-hub in a subprocess against a closed port: the upload fails, the output stays."""
     env = {**os.environ, "HF_TOKEN": TOKEN, "HUGGING_FACE_HUB_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
-           "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "HF_HOME": str(root / "hf-home"), "PYTHONHASHSEED": "12345"}
+           "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "HF_HOME": str(root / "hf-home"), "PYTHONHASHSEED": hash_seed}
     env.pop("VIDUNLEARN_DEBUG", None)
     args = [sys.executable, "-m", "vidunlearn.cli", *_apply_args(tiny_wan, root), "--push-to-hub", "someone/tiny-noviolence"]
-    done = subprocess.run(args, env=env, capture_output=True, timeout=300)
+    done = subprocess.run(args, env=env, capture_output=True, timeout=600)
     return {"root": root, "code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+@pytest.fixture(scope="module")
+def pushed(tiny_wan, tmp_path_factory) -> dict:
+    return _push_run(tiny_wan, tmp_path_factory.mktemp("push"), "12345")
 
 
 def test_failed_push_is_one_line_and_keeps_the_output(pushed):
@@ -63,10 +67,11 @@ def test_token_is_never_written_or_printed(pushed):
 
 
 def test_two_runs_are_bit_identical(pushed, tiny_wan, tmp_path):
-    """Nothing legitimately differs: the manifest holds no timestamp and no absolute output path
-    (the model path is the same in both runs; the output folders share their name)."""
-    result = CliRunner().invoke(app, _apply_args(tiny_wan, tmp_path))
-    assert result.exit_code == 0, result.output
+    """Nothing legitimately differs between two runs of the same command (another hash seed): the
+    manifest holds no timestamp and no absolute output path (the model path is the same in both
+    runs; the output folders share their name; the card's title is the --push-to-hub repo id)."""
+    again = _push_run(tiny_wan, tmp_path, "54321")
+    assert again["code"] == pushed["code"] == 1, again["stderr"]
     for folder in ("out", "work"):
         first, second = pushed["root"] / folder, tmp_path / folder
         files = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())

@@ -34,7 +34,7 @@ def _browser() -> str:
 def screenshot(html: Path, png: Path, width: int, height: int) -> None:
     subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                     "--virtual-time-budget=5000", f"--window-size={width},{height}", f"--screenshot={png}",
-                    html.as_uri()], check=True, capture_output=True, timeout=120)
+                    html.resolve().as_uri()], check=True, capture_output=True, timeout=120)
 
 
 def trim(png: Path, keep: int = 16) -> None:

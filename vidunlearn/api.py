@@ -29,7 +29,7 @@ from .hub import check_repo_id
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
 from .progress import SILENT, Reporter
-from .provenance import check_survival, load_eval, provenance_metadata
+from .provenance import check_survival, load_evals, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
 from .remap import remap_factors, target_prompts
@@ -206,7 +206,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
-          eval_json: Path | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
+          eval_json: Path | list[Path] | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
           collateral: bool = True, card: CardOptions = CardOptions(), reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
@@ -237,7 +237,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
     if card.base_model_id:
         check_repo_id(card.base_model_id)
-    eval_rows, eval_settings = load_eval(eval_json) if eval_json is not None else (None, None)  # before any work
+    eval_files = [eval_json] if isinstance(eval_json, (str, Path)) else list(eval_json or [])
+    eval_rows, eval_settings = load_evals([Path(e) for e in eval_files])  # before any work
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if mode not in MODES:
@@ -252,7 +253,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         check_writable(out, force=force)
         caches = [("the cache folder", work_dir / c.concept) for c in loaded_pairs]
         check_apart(out, input_paths(source, pairs=pairs or [], refusal=refusal or [], others=[
-            ("the --eval-json file", eval_json), *([("the --work-dir", work_dir)] if pairs else []), *caches]),
+            *(("the --eval-json file", e) for e in eval_files), *([("the --work-dir", work_dir)] if pairs else []), *caches]),
             may_hold_out=("the --work-dir",))
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
     leave_out = other_weights(source, files.drop_other_weights, reporter) if output_format == "diffusers" else frozenset()

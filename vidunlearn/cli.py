@@ -200,7 +200,7 @@ def apply(
     save_dtype: Annotated[Optional[str], typer.Option(help="single-file/lora only: store as float32, bfloat16 or float16 (default: source dtype; lora: float32).")] = None,
     config: ConfigOpt = None,
     min_survival: Annotated[float, typer.Option(help="fp8 models: refuse when less than this share of the edit survives re-quantisation.")] = 0.5,
-    eval_json: Annotated[Optional[Path], typer.Option(help="JSON of eval rows [{metric, base, edited}] rendered as a table in the model card.")] = None,
+    eval_json: Annotated[Optional[list[Path]], typer.Option(help="eval.json of `vidunlearn eval`, attack.json of `vidunlearn attack`, or a JSON list of rows [{metric, base, edited}]: rendered as a table in the model card (repeatable).")] = None,
     collateral: Annotated[bool, typer.Option(help="Measure the edited layers' output change on 500 unrelated prompts (manifest, card).")] = True,
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,

@@ -49,22 +49,35 @@ def check_survival(survival: dict[str, float], threshold: float, where: str) -> 
             "mean": sum(survival.values()) / len(survival), "threshold": threshold}
 
 
+def load_evals(paths: list[Path]) -> tuple[list[dict] | None, str | None]:
+    """:func:`load_eval` of every file, their rows in order and their settings joined by "; "."""
+    if not paths:
+        return None, None
+    loaded = [load_eval(path) for path in paths]
+    settings = [s for _, s in loaded if s]
+    return [row for rows, _ in loaded for row in rows], "; ".join(settings) if settings else None
+
+
 def load_eval(path: Path) -> tuple[list[dict], str | None]:
     """Eval rows for the model card and the settings they were measured at: the ``eval.json``
-    that ``vidunlearn eval`` writes (per-concept rows, settings from it), or a JSON list (or an
-    object with a ``rows`` list and an optional ``settings`` string) of
+    that ``vidunlearn eval`` writes (per-concept rows, settings from it), the ``attack.json`` that
+    ``vidunlearn attack`` writes (the attack success rate beside the unattacked rate), or a JSON
+    list (or an object with a ``rows`` list and an optional ``settings`` string) of
     ``{"metric": str, "base": number|str, "edited": number|str}`` (extra keys are kept)."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"cannot read eval JSON ({exc})", where=str(path), fix="pass the JSON written by eval") from None
-    if isinstance(value, dict) and value.get("kind") == "vidunlearn-eval":
-        from .report import card_rows, settings_line
+    if isinstance(value, dict) and value.get("kind") in ("vidunlearn-eval", "vidunlearn-attack"):
+        from .report import attack_rows, attack_settings_line, card_rows, settings_line
 
+        attack = value["kind"] == "vidunlearn-attack"
         try:
+            if attack:
+                return attack_rows(value), attack_settings_line(value)
             return card_rows(value), settings_line(value)
         except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
-            raise ArtifactError(f"eval.json lacks a field the card needs ({type(exc).__name__}: {str(exc)[:80]})",
+            raise ArtifactError(f"{'attack' if attack else 'eval'}.json lacks a field the card needs ({type(exc).__name__}: {str(exc)[:80]})",
                                 where=str(path), fix="pass the eval.json that `vidunlearn eval` wrote, unchanged") from None
     rows = value.get("rows") if isinstance(value, dict) else value
     if not isinstance(rows, list) or not rows:

@@ -63,3 +63,21 @@ def card_rows(document: dict) -> list[dict]:
     """The model card's eval rows from an eval document: per-concept numbers as percentages."""
     return [{"metric": metric, "base": share(base) if document.get("base") else "-", "edited": share(edited)}
             for metric, base, edited in metric_rows(document, per_concept=True)]
+
+
+def attack_rows(document: dict) -> list[dict]:
+    """The model card's rows from an attack document (``vidunlearn attack``): the concept's rate on
+    the starting prompts and under the attack; base: the base model's, with ``--compare``."""
+    concept, space = document["concept"]["value"], document["attack"]["space"]
+    model, base = document["results"]["model"], document["results"].get("base")
+    return [{"metric": f"{concept}: {label}", "base": share(base[key]) if base else "-", "edited": share(model[key])}
+            for label, key in (("shown before the attack", "start_rate"),
+                               (f"attack success rate ({space})", "attack_success_rate"))]
+
+
+def attack_settings_line(document: dict) -> str:
+    """The budget an attack ran at, in one line (the model card's "Measured with ...")."""
+    a, s = document["attack"], document["sampling"]
+    return (f"vidunlearn attack {document.get('tool_version', '')}, judge {document['judge']}: "
+            f"{len(document['prompts'])} starting prompts, {a['space']} space, {a['steps']} steps x "
+            f"{a['restarts']} restart(s), seed {a['seed']}; rendered at {s['steps']} steps").replace("  ", " ")

@@ -73,3 +73,28 @@ def test_card_takes_the_eval_json_of_vidunlearn_eval_per_concept_with_settings(t
     assert "Collateral: on 500 unrelated everyday prompts" in text  # the collateral figure in the same section
     manifest = json.loads((out / "vidunlearn.json").read_text())
     assert manifest["eval"] == card_rows(document) and manifest["eval_settings"] == settings_line(document)
+
+
+def test_card_takes_an_attack_json_beside_the_eval_json(tiny_wan, tmp_path):
+    """--eval-json is repeatable and reads `vidunlearn attack`'s attack.json: the attack success
+    rate beside the unattacked rate, base and edited, with the budget it ran at."""
+    attack = {"kind": "vidunlearn-attack", "schema": 1, "tool_version": "9.9", "judge": "oracle",
+              "concept": {"attribute": "colour", "value": "red"},
+              "attack": {"space": "input", "steps": 40, "restarts": 2, "seed": 7},
+              "sampling": {"steps": 10}, "prompts": [{}, {}, {}, {}],
+              "results": {"model": {"start_rate": 0.0, "attack_success_rate": 0.75},
+                          "base": {"start_rate": 1.0, "attack_success_rate": 1.0}}}
+    rows = [{"metric": "unsafe rate %", "base": 40, "edited": 5}]
+    (tmp_path / "attack.json").write_text(json.dumps(attack))
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    out = _apply(tiny_wan, tmp_path / "out", "--eval-json", tmp_path / "rows.json", "--eval-json", tmp_path / "attack.json")
+    text = (out / "README.md").read_text()
+    assert "| unsafe rate % | 40 | 5 |" in text
+    assert "| red: shown before the attack | 100% | 0% |" in text and "| red: attack success rate (input) | 100% | 75% |" in text
+    assert "4 starting prompts, input space, 40 steps x 2 restart(s), seed 7; rendered at 10 steps" in text
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**attack, "results": {}}))
+    result = run("apply", "--model", tiny_wan, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o2",
+                 "--work-dir", tmp_path / "work", "--eval-json", broken)
+    assert result.exit_code == 1 and result.output.count("error:") == 1 and "attack.json lacks a field" in result.output
+    assert not (tmp_path / "o2").exists()

@@ -127,7 +127,7 @@ def edit_size(out: Path, base: str) -> dict:
     from safetensors import safe_open
 
     from vidunlearn.model import tensor_infos
-    from vidunlearn.verify import numerical_rank
+    from vidunlearn.verify_math import rounding_noise, weight_change
 
     manifest = json.loads((out / "vidunlearn.json").read_text())
     weights = [r for r in manifest["edited"] if r["tensor"].endswith(".weight")]
@@ -138,7 +138,8 @@ def edit_size(out: Path, base: str) -> dict:
         with safe_open(str(info.file), framework="pt") as handle:
             tensors.append(handle.get_tensor(first["tensor"]).float())
     return {"weight_change": sum(r["relative_change"] for r in weights) / len(weights),
-            "rank": numerical_rank(tensors[1] - tensors[0], "F32"),
+            "rank": weight_change(tensors[0], tensors[1] - tensors[0], "F32", rounding_noise(tensors[1], "F32"),
+                                  None, None).rank,
             "collateral": (manifest.get("collateral") or {}).get("mean")}
 
 

@@ -56,6 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_layout import DTYPES, LAYOUTS, build  # noqa: E402
 
 
+# the synthetic refusal file holds one projection direction (no remap factors): the streaming write
+# measured here is the same for every mode. No collateral: the benchmark model's text encoder is the
+# tiny one, which the real-size transformer cannot read (apply would stop with one line)
+PROJECTION = ("--mode", "project", "--method", "cpca", "--no-collateral")
+
+
 def make_refusal(model: Path, path: Path, layout: str) -> None:
     """A RefusalVectors artifact for this exact folder: one random unit direction."""
     import torch
@@ -179,7 +185,7 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
     _sync()
     stats_file = root / "apply.prof"
     subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats_file), str(BIN / "vidunlearn"), "apply",
-                    "--model", str(model), "--refusal", str(refusal), "--out", str(out)],
+                    "--model", str(model), "--refusal", str(refusal), "--out", str(out), *PROJECTION],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import pstats
 
@@ -239,7 +245,7 @@ def main() -> None:
     outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "before": root / "out-before", "naive": root / "out-naive"}
     commands = {
         "cp": ["cp", "-r", str(model), str(outputs["cp"])],
-        "apply": [str(BIN / "vidunlearn"), "apply", "--model", str(model), "--refusal", str(refusal),
+        "apply": [str(BIN / "vidunlearn"), "apply", "--model", str(model), "--refusal", str(refusal), *PROJECTION,
                   "--out", str(outputs["apply"])],
         "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype],
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .capture import record_activations
+from .errors import ModelError
 from .model import ModelSource
 from .progress import SILENT, Reporter
 
@@ -54,7 +55,13 @@ def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, de
             with record_activations(modules) as records, \
                     reporter.task(f"text path of {component}", total=len(states)) as advance:
                 for state in states:
-                    feed(state[None].to(torch_type))
+                    try:
+                        feed(state[None].to(torch_type))
+                    except RuntimeError as exc:  # a text encoder of another model (e.g. another width)
+                        raise ModelError(f"{component}'s text path cannot read the text encoder's states "
+                                         f"({state.shape[-1]} wide): {str(exc).splitlines()[0][:120]}",
+                                         where=str(source.path), fix="the text encoder and the denoiser come from "
+                                         "different models: use the folders of one pipeline") from None
                     advance(1)
             for site_key, calls in records.items():
                 tokens[site_key] = [c[0] for c in calls]  # (T_i, H) per prompt

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAIRS, checkpoint_problems, leftovers, one_error, run
+from conftest import PAIRS, ROOT, checkpoint_problems, leftovers, one_error, run
 
 
 
@@ -310,3 +310,23 @@ def test_credentials_in_hf_endpoint_are_not_printed(tiny_wan, tiny_refusal, tmp_
                  "--push-to-hub", "someone/x")
     one_error(result, "upload failed: cannot reach http://***@127.0.0.1:")
     assert "hunter2" not in result.output and checkpoint_problems(tmp_path / "out") == []
+
+
+def test_a_text_encoder_of_another_model_is_one_line(tiny_wan, tmp_path):
+    """tiny_wan with the benchmark model's text encoder (BERT, 384 wide; tiny_wan's transformer
+    reads 32): extract (and the collateral measure) stop with one line, not a matmul traceback."""
+    model = Path(shutil.copytree(tiny_wan, tmp_path / "model"))
+    bench = ROOT / "models" / "shapes-wan"
+    if not (bench / "text_encoder" / "config.json").is_file():
+        pytest.skip("models/shapes-wan's text encoder is not materialised (make install)")
+    for component in ("text_encoder", "tokenizer"):
+        shutil.rmtree(model / component)
+        shutil.copytree(bench / component, model / component)
+    index = json.loads((model / "model_index.json").read_text())
+    bench_index = json.loads((bench / "model_index.json").read_text())
+    index.update(text_encoder=bench_index["text_encoder"], tokenizer=bench_index["tokenizer"])
+    (model / "model_index.json").write_text(json.dumps(index))
+    one_error(run("apply", "--model", model, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "out",
+                  "--work-dir", tmp_path / "work"), "text path cannot read the text encoder's states (384 wide)",
+              "different models")
+    assert not (tmp_path / "out").exists()

@@ -69,7 +69,7 @@ def main() -> None:
     os.sync()
     before = resource.getrusage(resource.RUSAGE_SELF)
     begin = time.perf_counter()
-    api.apply(str(source), out=out, refusal=[refusal])
+    api.apply(str(source), out=out, refusal=[refusal], mode="project", method="cpca", collateral=False)  # as apply_vs_copy.py
     end = time.perf_counter()
     after = resource.getrusage(resource.RUSAGE_SELF)
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime

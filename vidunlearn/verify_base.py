@@ -1,7 +1,7 @@
 """``verify --base``: the output must be exactly the base plus the recipe's edit.
 
 The edited set is recomputed, never read from the manifest: the recipe's sites and module regex are
-planned on the base with the planner ``apply`` uses (:func:`vidunlearn.checkpoint.plan_edits`), and
+planned on the base with the planner ``apply`` uses (:func:`vidunlearn.plan.plan_edits`), and
 the recipe's mode says whether weights, biases or both change. Then:
 
 - every tensor of every output weight file is compared with the base's (byte for byte, or as the
@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 
 from .adapters.wan import WAN
-from .checkpoint import SKIP_FILES, plan_edits
+from .checkpoint import SKIP_FILES
 from .errors import VidunlearnError
 from .formats import LORA_FILE
 from .layerchange import load_float, read_tensor
 from .model import ModelSource, TensorInfo, model_files, read_header, resolve_model, weight_map
+from .plan import plan_edits
 from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .singlefile import IGNORED_KEYS, IGNORED_SUFFIXES, SingleFileSource, read_single_file, shape_summary
 from .variants import variant_of, weight_index

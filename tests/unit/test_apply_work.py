@@ -28,10 +28,11 @@ import torch
 
 from vidunlearn import checkpoint, hashing
 from vidunlearn import model as model_module
-from vidunlearn.checkpoint import hash_outputs, plan_edits, rewrite_shard, write_checkpoint
+from vidunlearn.checkpoint import hash_outputs, rewrite_shard, write_checkpoint
 from vidunlearn.edit import EditSpec, project_weight
 from vidunlearn.hashing import HASH_BUFFER, StreamHasher, known_sha256, read_buffer, sha256_file
 from vidunlearn.model import resolve_model, weight_map
+from vidunlearn.plan import plan_edits
 from vidunlearn.tiny import build_tiny_wan
 
 METADATA = {"vidunlearn.version": "0.1.0", "vidunlearn.concepts": "test"}

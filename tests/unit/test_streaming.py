@@ -204,7 +204,8 @@ def test_truncated_shard_is_a_clear_error(tiny_sharded: Path, tmp_path: Path) ->
 
 
 def test_shards_rewritten_in_parallel_give_the_same_folder(tiny_sharded: Path, tmp_path: Path) -> None:
-    from vidunlearn.checkpoint import hash_outputs, plan_edits, write_checkpoint
+    from vidunlearn.checkpoint import hash_outputs, write_checkpoint
+    from vidunlearn.plan import plan_edits
     from vidunlearn.edit import EditSpec
     from vidunlearn.model import resolve_model
 

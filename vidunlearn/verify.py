@@ -25,12 +25,13 @@ from .hashing import sha256_file
 from .model import read_header
 from .verify_manifest import Manifest, VerifyError, read_manifest
 from .wankeys import LORA_PREFIX
+from .weightfiles import WEIGHT_SUFFIXES as WEIGHT_FILE_SUFFIXES
 
 __all__ = ["ChangedTensor", "Verification", "VerifyError", "verify"]
 
-# suffixes of files that can hold weights (safetensors, pickles and other serialisations)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".gguf", ".onnx", ".msgpack",
-                   ".h5", ".npz", ".npy", ".joblib", ".tflite", ".pb", ".ot", ".engine")
+# suffixes of files that can hold weights (safetensors, pickles and other serialisations): the
+# same list apply refuses by (weightfiles), as a tuple for str.endswith
+WEIGHT_SUFFIXES = tuple(sorted(WEIGHT_FILE_SUFFIXES))
 # what an edited component folder may hold: its shards (compared tensor by tensor with --base),
 # configs and index files, and notes; anything else could be a copy of the unedited weights
 EDITED_FOLDER_SUFFIXES = (".safetensors", ".json", ".md", ".txt")

@@ -130,9 +130,10 @@ def weight_change(old: torch.Tensor | None, delta: torch.Tensor, dtype: str, noi
 
 
 def subspace_sine(basis: torch.Tensor, reference: torch.Tensor) -> float:
-    """sin of the largest principal angle between span(``basis``) and span(``reference``), both
-    (in, k) with orthonormal columns; 1 when the dimensions differ."""
-    if basis.shape != reference.shape:
+    """How far span(``basis``) (in, k) lies outside span(``reference``) (in, k'), both with
+    orthonormal columns: the sin of the largest principal angle when k = k', 0 when the first is
+    inside the second; 1 when ``basis`` is the wider (it cannot fit)."""
+    if basis.shape[0] != reference.shape[0] or basis.shape[1] > reference.shape[1]:
         return 1.0
     if basis.shape[1] == 0:
         return 0.0

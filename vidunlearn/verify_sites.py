@@ -127,7 +127,8 @@ class SiteChecks:
         """Every changed weight of ``site`` removes the same directions Q (up to rounding)."""
         reference = min(changes, key=lambda item: item[1].spread)[1]
         for where, change in changes:
-            sine = subspace_sine(change.rows, reference.rows)
+            same = change.rows.shape == reference.rows.shape  # the same number of directions removed
+            sine = subspace_sine(change.rows, reference.rows) if same else 1.0
             if sine > 2 * (change.spread + reference.spread) + 1e-3:
                 raise VerifyError(f"W' - W removes other directions than the rest of site {site} (sin of the angle "
                                   f"{sine:.2g}); one edit removes the same directions from every layer of a site",
@@ -141,10 +142,7 @@ class SiteChecks:
         if widest.rows.shape[1] >= widest.rows.shape[0]:
             return
         for where, change in changes:
-            if change.rows.shape[1] == 0:
-                continue
-            outside = change.rows - widest.rows @ (widest.rows.T @ change.rows)
-            sine = min(1.0, float(torch.linalg.matrix_norm(outside, ord=2)))
+            sine = subspace_sine(change.rows, widest.rows)
             if sine > 2 * (change.spread + widest.spread) + 1e-3:
                 raise VerifyError(f"W' - W changes other input directions than the rest of site {site} (sin of the "
                                   f"angle {sine:.2g}); a {self.recipe.mode} edit is W + s (W A) B^T with one B for "

@@ -93,3 +93,32 @@ def test_each_search_is_deterministic_under_its_seed_and_discrete_keeps_to_typea
         found = runs[0].ids.tolist()
         assert [t for i, t in enumerate(found) if i not in span] == [t for i, t in enumerate(ids) if i not in span]
         assert all(allowed[found[i]] for i in span if found[i] != ids[i])
+
+
+@needs_model
+def test_sigterm_during_an_attack_exits_143_and_leaves_no_output(tmp_path):
+    """`python -m vidunlearn.cli attack` paused just before its output is renamed into place, then
+    SIGTERM: the same one line and exit code as apply and sample (143), and no output folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "attack"
+    args = [sys.executable, "-m", "vidunlearn.cli", "attack", "--model", BENCH_MODEL, "--concept", "red",
+            "--prompts", "1", "--steps", "1", "--out", out]
+    env = {**os.environ, "VIDUNLEARN_PAUSE_AT": "before-rename", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or (lines[-1] and "vidunlearn: paused at" not in lines[-1]):
+            lines.append(process.stderr.readline())
+        assert "vidunlearn: paused at" in lines[-1], "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, rest
+    assert "interrupted: no partial output was left behind" in rest and "Traceback" not in rest
+    assert not out.exists() and os.listdir(tmp_path) == []

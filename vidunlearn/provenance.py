@@ -66,8 +66,9 @@ def load_eval(path: Path) -> tuple[list[dict], str | None]:
     ``{"metric": str, "base": number|str, "edited": number|str}`` (extra keys are kept)."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read eval JSON ({exc})", where=str(path), fix="pass the JSON written by eval") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"cannot read eval JSON ({str(exc)[:120] or type(exc).__name__})", where=str(path),
+                            fix="pass the JSON written by eval") from None
     if isinstance(value, dict) and value.get("kind") in ("vidunlearn-eval", "vidunlearn-attack"):
         from .report import attack_rows, attack_settings_line, card_rows, settings_line
 

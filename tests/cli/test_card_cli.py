@@ -98,3 +98,8 @@ def test_card_takes_an_attack_json_beside_the_eval_json(tiny_wan, tmp_path):
                  "--work-dir", tmp_path / "work", "--eval-json", broken)
     assert result.exit_code == 1 and result.output.count("error:") == 1 and "attack.json lacks a field" in result.output
     assert not (tmp_path / "o2").exists()
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # a hostile file: nesting past the recursion limit
+    result = run("apply", "--model", tiny_wan, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o3",
+                 "--work-dir", tmp_path / "work", "--eval-json", tmp_path / "deep.json")
+    assert result.exit_code == 1 and result.output.count("error:") == 1 and "cannot read eval JSON" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o3").exists()

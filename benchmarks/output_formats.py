@@ -37,7 +37,7 @@ def sizes(ranks: list[int]) -> None:
     from diffusers import WanTransformer3DModel
 
     from vidunlearn.formats import write_safetensors
-    from vidunlearn.wankeys import LORA_PREFIX, to_original
+    from vidunlearn.adapters.wankeys import LORA_PREFIX, to_original
 
     columns = [f"LoRA rank {r} {label}" for r in ranks for label in ("float32", "bf16")]
     print("| model | full transformer bf16 | fp32 | " + " | ".join(columns) + " |")

@@ -235,7 +235,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
     source = _source(model, revision, config, variant)
-    output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model))
+    output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model),
+                                   adapter=source.adapter)
     if card.base_model_id:
         check_repo_id(card.base_model_id)
     eval_files = [eval_json] if isinstance(eval_json, (str, Path)) else list(eval_json or [])

@@ -220,6 +220,8 @@ def check_block_count(source: ModelSource, config: dict, infos: dict[str, Tensor
     if type(value) is not int:
         raise ModelError(f"{key} is {_show(value)} ({type(value).__name__}), not an integer", where=where, fix=FIX)
     prefixes = {t.split("{block}")[0] for site in source.adapter.sites.values() for t in site.targets if "{block}" in t}
+    if not prefixes:
+        return  # the sites name their targets without a block template (adapter Site.expand)
     blocks = {name[len(p):].split(".", 1)[0] for p in prefixes for name in infos if name.startswith(p)}
     count = sum(1 for block in blocks if block.isdigit())
     if value != count:

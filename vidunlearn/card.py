@@ -147,8 +147,9 @@ text conditioning ({FORMULAS.get(recipe["mode"], recipe["mode"])}). {USAGE[outpu
 {rows}
 
 {body_eval}
-{loading_snippet(output_format, _config_id(manifest, base_id), out.name, sorted(manifest.get("actions") or {}),
-                 fp8=bool(quant) and output_format == "single-file", variant=source.variant)}
+{loading_snippet(source.adapter, output_format, _config_id(manifest, base_id), out.name,
+                 sorted(manifest.get("actions") or {}), fp8=bool(quant) and output_format == "single-file",
+                 variant=source.variant)}
 
 [`vidunlearn.json`](vidunlearn.json) lists the full recipe, every changed tensor with its change
 norm, and the SHA-256 of every file (check them with `vidunlearn verify` or `sha256sum`).
@@ -188,26 +189,30 @@ def eval_section(rows: list[dict] | None, settings: str | None, collateral: dict
     return "\n".join(lines) + "\n" + collateral_line(collateral)
 
 
-def loading_snippet(output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False,
+def loading_snippet(adapter, output_format: str, base_id: str, name: str, files: list[str], fp8: bool = False,
                     variant: str | None = None) -> str:
-    """How to load this output with diffusers (for the card)."""
+    """How to load this output with diffusers (for the card), with the family's own classes."""
+    pipeline, denoiser = adapter.pipeline_class, adapter.denoiser_class
+    first = adapter.denoisers[0]
     if output_format == "lora":
-        code = (f'pipe = WanPipeline.from_pretrained("{base_id}")\n'
+        code = (f'pipe = {pipeline}.from_pretrained("{base_id}")\n'
                 f'pipe.load_lora_weights("{name}")  # the folder with pytorch_lora_weights.safetensors')
-        if "pytorch_lora_weights_transformer_2.safetensors" in files:  # Wan2.2: the second expert's own delta
-            code += (f'\npipe.load_lora_weights("{name}", weight_name="pytorch_lora_weights_transformer_2.safetensors",\n'
-                     f'                       adapter_name="vidunlearn_2", load_into_transformer_2=True)')
+        for component, line in adapter.card_extra.items():
+            file = f"pytorch_lora_weights_{component}.safetensors"
+            if file in files:
+                code += "\n" + line.format(name=name, file=file)
     elif output_format == "single-file":
-        first = next((f for f in files if f.endswith(".safetensors")), "transformer.safetensors")
-        code = (f'transformer = WanTransformer3DModel.from_single_file("{name}/{first}",\n'
-                f'    config="{base_id}", subfolder="transformer")\n'
-                f'pipe = WanPipeline.from_pretrained("{base_id}", transformer=transformer)')
-        if "transformer_2.safetensors" in files:
-            code += "  # Wan2.2: load transformer_2.safetensors the same way (subfolder=\"transformer_2\")"
+        single = next((f for f in files if f.endswith(".safetensors")), f"{first}.safetensors")
+        code = (f'{first} = {denoiser}.from_single_file("{name}/{single}",\n'
+                f'    config="{base_id}", subfolder="{first}")\n'
+                f'pipe = {pipeline}.from_pretrained("{base_id}", {first}={first})')
+        extra = [c for c in adapter.denoisers[1:] if f"{c}.safetensors" in files]
+        if extra:
+            code += f"  # load {extra[0]}.safetensors the same way (subfolder=\"{extra[0]}\")"
     else:
-        code = f'pipe = WanPipeline.from_pretrained("{name}"' + (f', variant="{variant}")' if variant else ")")
+        code = f'pipe = {pipeline}.from_pretrained("{name}"' + (f', variant="{variant}")' if variant else ")")
     if fp8:
         return ("## Loading\n\nAn fp8 checkpoint with per-tensor `scale_weight` tensors: load it where it came from "
                 "(e.g. ComfyUI's \"Load Diffusion Model\"). diffusers' `from_single_file` ignores the scales; "
                 "in diffusers, use a `--format lora` output on the full-precision base instead.\n")
-    return f"## Loading\n\n```python\nfrom diffusers import WanPipeline, WanTransformer3DModel\n\n{code}\n```\n"
+    return f"## Loading\n\n```python\nfrom diffusers import {pipeline}, {denoiser}\n\n{code}\n```\n"

@@ -1,13 +1,15 @@
-"""Output formats besides the diffusers folder: a single file with the original Wan / ComfyUI key
-names, and the exact low-rank delta as a LoRA.
+"""Output formats besides the diffusers folder: a single file with the family's original /
+ComfyUI key names (``adapter.keymap``), and the exact low-rank delta as a LoRA.
 
 single-file: one safetensors per denoiser (``transformer.safetensors``; a single-file source keeps
     its own file name and key names). Streamed: untouched tensors are copied byte for byte (or
     converted one at a time with ``save_dtype``), edited ones written from :mod:`layerchange`.
+    A family without a keymap has no widely used single-file layout: refused in one line.
 lora: W' = W - s (W Q) Q^T = W + B A with A = Q^T (k, in) and B = -s W Q (out, k), stored as
-    ``diffusion_model.blocks.N.cross_attn.k.lora_A.weight`` / ``.lora_B.weight`` (the original-Wan
-    LoRA naming that diffusers' WanLoraLoaderMixin and ComfyUI both read); a bias change b' - b is
-    stored as ``....diff_b``. No alpha tensor: the scale is 1.
+    ``<name>.lora_A.weight`` / ``.lora_B.weight`` with the names of ``adapter.lora_key``: Wan's
+    original names (``diffusion_model.blocks.N.cross_attn.k``, read by diffusers' WanLoraLoaderMixin
+    and ComfyUI), else diffusers' ``<component>.<module>``; a bias change b' - b is stored as
+    ``....diff_b`` (Wan) or ``....lora_B.bias`` (``adapter.lora_bias``). No alpha tensor: the scale is 1.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from .layerchange import LayerChange, compute_change, read_tensor
 from .model import ModelSource, encode_header, read_header
 from .plan import PlannedEdit
 from .quant import is_fp8
-from .wankeys import LORA_PREFIX, to_original
 
 FORMATS = ("diffusers", "single-file", "lora")
 ST_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -34,12 +35,16 @@ SAVE_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' load_lora_weights looks for
 
 
-def resolve_format(output_format: str | None, save_dtype: str | None, *, single_file: bool, where: str) -> str:
+def resolve_format(output_format: str | None, save_dtype: str | None, *, single_file: bool, where: str,
+                   adapter=None) -> str:
     """The output format to write (default: diffusers, or single-file for a single-file source);
     refuses combinations that cannot be honoured."""
     output_format = output_format or ("single-file" if single_file else "diffusers")
     if output_format not in FORMATS:
         raise OutputError(f"unknown --format {output_format!r}", fix=f"use one of {', '.join(FORMATS)}")
+    if output_format == "single-file" and adapter is not None and adapter.keymap is None:
+        raise OutputError(f"--format single-file: the {adapter.family} family has no widely used single-file layout",
+                          where=where, fix="use --format diffusers or --format lora")
     if single_file and output_format == "diffusers":
         raise OutputError("a single-file --model stays a single file", where=where,
                           fix="use --format single-file or --format lora")
@@ -51,8 +56,10 @@ def resolve_format(output_format: str | None, save_dtype: str | None, *, single_
     return output_format
 
 
-def lora_file_name(component: str) -> str:
-    return LORA_FILE if component == "transformer" else f"pytorch_lora_weights_{component}.safetensors"
+def lora_file_name(source: ModelSource, component: str) -> str:
+    """The first denoiser's LoRA is the file load_lora_weights looks for; another's has its name."""
+    first = source.adapter.denoisers[0]
+    return LORA_FILE if component == first else f"pytorch_lora_weights_{component}.safetensors"
 
 
 def single_file_name(source: ModelSource, component: str) -> str:
@@ -149,10 +156,12 @@ class _Changes:
 def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdit], destination: Path,
                       metadata: dict[str, str], save_dtype: str | None, report: Report,
                       advance: Callable[[int], None] | None = None) -> None:
-    """One denoiser as one safetensors file with original Wan key names."""
+    """One denoiser as one safetensors file with the family's original key names."""
     from safetensors import safe_open
 
     target = SAVE_DTYPES[save_dtype] if save_dtype else None
+    keymap = source.adapter.keymap
+    assert keymap is not None, "resolve_format refuses single-file for a family without a keymap"
     changes = _Changes(source, [e for e in plan if e.component == component], report)
     file = getattr(source, "file", None)
     if file is not None:  # a single-file source: its own keys (prefix, fp8 scales, markers) verbatim
@@ -169,7 +178,7 @@ def write_single_file(source: ModelSource, component: str, plan: list[PlannedEdi
                 with safe_open(str(info.file), framework="pt") as handle:
                     base_meta = {**(handle.metadata() or {}), **base_meta}
                 starts[info.file] = read_header(info.file)[1]
-            items.append((info.key, to_original(name), info.dtype, list(info.shape), info.file,
+            items.append((info.key, keymap.to_original(name), info.dtype, list(info.shape), info.file,
                           starts[info.file] + info.begin, info.end - info.begin))
     if target is not None and any(is_fp8(item[2]) for item in items):
         raise OutputError("--save-dtype cannot convert an fp8 checkpoint", where=str(file),
@@ -204,7 +213,7 @@ def write_lora(source: ModelSource, component: str, plan: list[PlannedEdit], des
         report.records.extend(change.records())
         if change.survival is not None:
             report.survival[edit.weight.key] = change.survival
-        name = LORA_PREFIX + to_original(edit.module)
+        name = source.adapter.lora_key(component, edit.module)
         rank = max(edit.spec.rank, 1)
         if edit.spec.touches_weight and edit.spec.right is not None:  # uce, remap: W + lambda (W A) B^T
             up = edit.spec.strength * (change.weight @ edit.spec.basis.float())  # (out, n)
@@ -219,7 +228,7 @@ def write_lora(source: ModelSource, component: str, plan: list[PlannedEdit], des
         tensors[f"{name}.lora_A.weight"] = down.to(dtype).contiguous().clone()
         tensors[f"{name}.lora_B.weight"] = up.to(dtype).contiguous()
         if edit.spec.touches_bias and change.bias is not None and change.new_bias is not None:
-            tensors[f"{name}.diff_b"] = (change.new_bias.float() - change.bias.float()).to(dtype)
+            tensors[f"{name}.{source.adapter.lora_bias}"] = (change.new_bias.float() - change.bias.float()).to(dtype)
     if not tensors:
         raise OutputError(f"the edit changes nothing in {component}", fix="check --strength and --sites")
     # written by write_safetensors, not safetensors' save_file: its header follows a hash map's
@@ -243,7 +252,7 @@ def write_format(source: ModelSource, destination: Path, plan: list[PlannedEdit]
             write_single_file(source, component, plan, destination / single_file_name(source, component),
                               {**metadata, "vidunlearn.component": component}, save_dtype, report, advance)
         elif output_format == "lora":
-            write_lora(source, component, plan, destination / lora_file_name(component),
+            write_lora(source, component, plan, destination / lora_file_name(source, component),
                        {**metadata, "vidunlearn.component": component}, save_dtype, report)
             if advance is not None:
                 advance(1)

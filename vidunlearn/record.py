@@ -29,7 +29,7 @@ def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, de
     (``adapter.feed``) with the rest of the denoiser on the meta device; the VAE is never loaded.
     ``offload`` keeps the encoder in CPU memory and moves each layer to ``device`` while it runs."""
     from .memory import PeakMemory
-    from .textpath import encode_prompts, load_text_encoder, load_text_path, torch_dtype
+    from .textpath import load_text_encoder, load_text_path, torch_dtype
 
     torch_type = torch_dtype(dtype)
     started = time.perf_counter()
@@ -41,7 +41,7 @@ def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, de
 
             cpu_offload(encoder, execution_device=torch.device(device))
         with reporter.task("encoding prompts", total=len(prompts)) as advance:
-            states = encode_prompts(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
+            states = source.adapter.encode(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
                                     progress=advance)
         del encoder
         for component in source.denoisers:

@@ -26,11 +26,14 @@ class SampleSettings:
     device: str = "cpu"
     dtype: str = "float32"
 
-    def check(self) -> None:
-        if self.frames < 1 or (self.frames - 1) % 4:
-            raise VidunlearnError(f"--frames {self.frames} is not of the form 4k+1", fix="use e.g. 17, 33 or 81")
-        if self.height % 16 or self.width % 16 or self.height < 16 or self.width < 16:
-            raise VidunlearnError(f"--height/--width {self.height}x{self.width} must be multiples of 16", fix="use e.g. 480x832")
+    def check(self, frame_step: int = 4, size_step: int = 16) -> None:
+        """Refuse settings the pipeline cannot honour (a model's own steps: ``adapter.frame_step``, ``size_step``)."""
+        if self.frames < 1 or (self.frames - 1) % frame_step:
+            examples = ", ".join(str(frame_step * k + 1) for k in (4, 8, 20))
+            raise VidunlearnError(f"--frames {self.frames} is not of the form {frame_step}k+1", fix=f"use e.g. {examples}")
+        if self.height % size_step or self.width % size_step or self.height < size_step or self.width < size_step:
+            raise VidunlearnError(f"--height/--width {self.height}x{self.width} must be multiples of {size_step}",
+                                  fix="use e.g. 480x832" if 480 % size_step == 0 else "use e.g. 512x768")
         if self.steps < 1:
             raise VidunlearnError(f"--steps {self.steps} must be at least 1")
         from .checks import check_device, check_number
@@ -59,10 +62,13 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
         for start in range(0, len(prompts), max(batch_size, 1)):
             batch = prompts[start:start + max(batch_size, 1)]
             generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[start:start + len(batch)]]
-            negative = _embed(pipe, source, [settings.negative_prompt] * len(batch), settings.device, compact)
-            result = pipe(prompt_embeds=_embed(pipe, source, batch, settings.device, compact),
-                          negative_prompt_embeds=negative if settings.guidance > 1 else None,
-                          height=settings.height, width=settings.width,
+            if source.adapter.zero_pads_prompts:  # embedded here: real tokens only, see _embed
+                negative = _embed(pipe, source, [settings.negative_prompt] * len(batch), settings.device, compact)
+                prompt = {"prompt_embeds": _embed(pipe, source, batch, settings.device, compact),
+                          "negative_prompt_embeds": negative if settings.guidance > 1 else None}
+            else:  # the pipeline's own encode_prompt
+                prompt = {"prompt": batch, "negative_prompt": [settings.negative_prompt] * len(batch)}
+            result = pipe(**prompt, height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
             clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
@@ -86,7 +92,8 @@ def load_pipeline(source: ModelSource, settings: SampleSettings):
         pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
                                         **load_models(source, dtype)).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, install_compact_padding(pipe, source.adapter.max_sequence_length)
+    compact = source.adapter.zero_pads_prompts and install_compact_padding(pipe, source.adapter.max_sequence_length)
+    return pipe, compact
 
 
 def _embed(pipe, source: ModelSource, prompts: list[str], device: str, compact: bool = False):
@@ -166,10 +173,10 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     if long:
         raise VidunlearnError(f"a prompt is {len(long[0])} characters long (limit {MAX_PROMPT_CHARS})", where="--prompt",
                               fix="shorten it; text encoders truncate long prompts anyway")
-    settings.check()
     check_writable(out, force=force)
     edited = resolve_model(model, revision)
     base = resolve_model(compare) if compare else None
+    settings.check(edited.adapter.frame_step, edited.adapter.size_step)
     check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
     for source in (edited, base) if base else (edited,):
         check_pipeline(source)  # what from_pretrained will build, bounded by the weights first

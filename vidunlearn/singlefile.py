@@ -1,4 +1,5 @@
-"""A single-file Wan transformer as input (``--model path/to/wan.safetensors``).
+"""A single-file Wan transformer as input (``--model path/to/wan.safetensors``). Wan is the one
+family read from a single file; other families are read from their diffusers folders.
 
 The file holds one transformer with the original Wan / ComfyUI key names, with or without the
 ``model.diffusion_model.`` prefix, in any float dtype or fp8 (with or without per-tensor
@@ -18,13 +19,9 @@ from pathlib import Path
 from .errors import ModelError
 from .model import ModelSource, TensorInfo, read_header, resolve_model
 from .quant import SCALE_SUFFIX
-from .wankeys import PREFIX, to_diffusers
+from .adapters.wan import SINGLE_FILE_SIZES as KNOWN_SIZES
+from .adapters.wankeys import PREFIX, to_diffusers
 
-# (num_layers, hidden size, input channels) -> diffusers repo with that transformer config
-KNOWN_SIZES = {
-    (30, 1536, 16): "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-    (40, 5120, 16): "Wan-AI/Wan2.1-T2V-14B-Diffusers",
-}
 IGNORED_KEYS = ("scaled_fp8",)  # ComfyUI's marker tensor; carried over unchanged
 IGNORED_SUFFIXES = (SCALE_SUFFIX, "scale_input")
 

@@ -38,25 +38,13 @@ def load_text_encoder(source: ModelSource, device: str, dtype: torch.dtype):
     return tokenizer, encoder
 
 
-@torch.no_grad()
 def encode_prompts(tokenizer, encoder, prompts: list[str], max_length: int, device: str,
                    batch_size: int = 8, progress=None) -> list[torch.Tensor]:
-    """The text encoder's states for the real tokens of each prompt (pads excluded), exactly as
-    WanPipeline computes them before it zero-pads to ``max_length``. Returns [(T_i, D_text)]."""
-    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+    """Wan's prompt encoding (:func:`vidunlearn.adapters.wan.encode_wan`), kept for the benchmark
+    world's code (models/shapes-wan); a model's own is ``source.adapter.encode``."""
+    from .adapters.wan import encode_wan
 
-    states: list[torch.Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = [prompt_clean(p) for p in prompts[start:start + batch_size]]
-        tokens = tokenizer(batch, padding="longest", max_length=max_length, truncation=True,
-                           add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        mask = tokens.attention_mask.to(device)
-        hidden = encoder(tokens.input_ids.to(device), mask).last_hidden_state
-        for row, length in zip(hidden, mask.gt(0).sum(dim=1).tolist()):
-            states.append(row[:length])
-        if progress is not None:
-            progress(len(batch))
-    return states
+    return encode_wan(tokenizer, encoder, prompts, max_length, device, batch_size, progress)
 
 
 def load_text_path(source: ModelSource, component: str, device: str, dtype: torch.dtype) -> torch.nn.Module:

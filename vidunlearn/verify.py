@@ -21,10 +21,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .adapters import ADAPTERS
 from .hashing import sha256_file
 from .model import read_header
 from .verify_manifest import Manifest, VerifyError, read_manifest
-from .wankeys import LORA_PREFIX
 from .weightfiles import WEIGHT_SUFFIXES as WEIGHT_FILE_SUFFIXES
 
 __all__ = ["ChangedTensor", "Verification", "VerifyError", "verify"]
@@ -180,6 +180,8 @@ def lora_changes(out: Path, manifest: Manifest, result: Verification) -> None:
         if not rel.endswith(".safetensors"):
             continue
         tensors = load_file(str(out / rel))
+        component = read_header(out / rel)[0].get("__metadata__", {}).get("vidunlearn.component", "")
+        prefixes = tuple(a.keymap.lora_prefix for a in ADAPTERS if a.keymap and a.lora_original_names) + (f"{component}.",)
         for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
             module = key[: -len(".lora_A.weight")]
             up = tensors.get(module + ".lora_B.weight")
@@ -189,7 +191,8 @@ def lora_changes(out: Path, manifest: Manifest, result: Verification) -> None:
                                   fix="this output was modified after apply; do not use it")
             delta = up.float() @ down.float()
             change = weight_change(None, delta, "F32", rounding_noise(delta, "F32"), None, None)
-            result.changed.append(ChangedTensor(rel, module.removeprefix(LORA_PREFIX) + ".weight", list(delta.shape),
+            shown = next((module[len(p):] for p in prefixes if module.startswith(p)), module)
+            result.changed.append(ChangedTensor(rel, shown + ".weight", list(delta.shape),
                                                 change.norm, change.rank))
 
 

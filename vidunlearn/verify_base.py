@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .adapters import Adapter
 from .adapters.wan import WAN
 from .checkpoint import SKIP_FILES
 from .errors import VidunlearnError
@@ -37,7 +38,6 @@ from .verify import WEIGHT_SUFFIXES, Verification
 from .verify_manifest import Manifest, Recipe, VerifyError
 from .verify_math import UNIT_ROUNDOFF, rounding_noise
 from .verify_sites import SiteChecks, Target
-from .wankeys import LORA_PREFIX, to_diffusers
 
 CASTS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 MODIFIED = "this output was modified after apply; do not use it"
@@ -94,11 +94,15 @@ def expected_targets(source: ModelSource, recipe: Recipe) -> dict[tuple[str, str
     return targets
 
 
-def _diffusers_name(key: str) -> str:
+def _diffusers_name(key: str, adapter: Adapter = WAN) -> str:
+    """A single file's key by its diffusers name, through the family's keymap (a single-file base,
+    read without a config, is a Wan transformer: the one family read from single files)."""
+    if adapter.keymap is None:
+        raise VerifyError(f"a single file for the {adapter.family} family, which has none", fix=MODIFIED)
     try:
-        return to_diffusers(key)
+        return adapter.keymap.to_diffusers(key)
     except VidunlearnError:
-        raise VerifyError(f"tensor {key[:80]!r} is not a Wan transformer tensor", fix=MODIFIED) from None
+        raise VerifyError(f"tensor {key[:80]!r} is not a {adapter.family} transformer tensor", fix=MODIFIED) from None
 
 
 def check_listed(manifest: Manifest, targets: dict[tuple[str, str], Target], original_names: bool) -> None:
@@ -284,29 +288,35 @@ def compare_single_files(comparison: Comparison, manifest: Manifest, source: Mod
             raise VerifyError(f"the file says it is component {component[:40]!r}, which is not a denoiser of the base "
                               "or has another file too", where=str(out_file), fix=WRONG_BASE)
         seen.add(component)
-        names = {k: (_diffusers_name(k),) * 2 for k in comparison.files.infos(out_file)}
+        names = {k: (_diffusers_name(k, source.adapter),) * 2 for k in comparison.files.infos(out_file)}
         comparison.compare(Pairing(out_file, rel, component, source.tensor_infos(component), names))
     if set(source.denoisers) - seen:
         raise VerifyError(f"no file for {sorted(set(source.denoisers) - seen)[0]!r} of the base",
                           where=str(comparison.out), fix=MODIFIED)
 
 
-def _lora_component(rel: str) -> str:
+def _lora_component(rel: str, source: ModelSource) -> str:
     if rel == LORA_FILE:
-        return "transformer"
+        return source.adapter.denoisers[0]
     prefix = LORA_FILE.removesuffix(".safetensors") + "_"
     return rel.removeprefix(prefix).removesuffix(".safetensors") if rel.startswith(prefix) else ""
 
 
-def _lora_modules(tensors: dict[str, torch.Tensor], where: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """diffusers module name -> {"lora_A.weight": A, "lora_B.weight": B, "diff_b": db} of a LoRA file."""
+def _lora_modules(tensors: dict[str, torch.Tensor], where: Path, source: ModelSource,
+                  component: str) -> dict[str, dict[str, torch.Tensor]]:
+    """diffusers module name -> {"lora_A.weight": A, "lora_B.weight": B, "diff_b": db} of a LoRA file
+    (the bias change under the family's key, ``adapter.lora_bias``)."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
-        part = next((s for s in ("lora_A.weight", "lora_B.weight", "diff_b") if key.endswith("." + s)), None)
-        if part is None or not key.startswith(LORA_PREFIX):
+        bias = source.adapter.lora_bias
+        part = next((s for s in ("lora_A.weight", "lora_B.weight", bias) if key.endswith("." + s)), None)
+        try:
+            module = source.adapter.lora_module(component, key[: -len(part) - 1]) if part else None
+        except VidunlearnError:
+            module = None
+        if module is None:
             raise VerifyError(f"tensor {key[:80]!r} is not a LoRA factor apply writes", where=str(where), fix=MODIFIED)
-        module = _diffusers_name(key[len(LORA_PREFIX): -len(part)] + "weight").removesuffix(".weight")
-        modules.setdefault(module, {})[part] = tensor
+        modules.setdefault(module, {})["diff_b" if part == bias else part] = tensor
     return modules
 
 
@@ -317,10 +327,10 @@ def compare_lora(comparison: Comparison, manifest: Manifest, source: ModelSource
     seen: set[tuple[str, str]] = set()
     for rel in sorted(r for r in manifest.files if r.endswith(".safetensors")):
         out_file = comparison.out / rel
-        component = _lora_component(rel)
+        component = _lora_component(rel, source)
         if component not in source.denoisers:
             raise VerifyError("not a LoRA file of a denoiser of the base", where=str(out_file), fix=WRONG_BASE)
-        for module, parts in sorted(_lora_modules(load_file(str(out_file)), out_file).items()):
+        for module, parts in sorted(_lora_modules(load_file(str(out_file)), out_file, source, component).items()):
             if (component, module) not in planned or (component, module) in seen:
                 raise VerifyError(f"LoRA module {module!r} is not an edit site of the recipe", where=str(out_file),
                                   fix=MODIFIED)
@@ -343,7 +353,7 @@ def _lora_module(comparison: Comparison, source: ModelSource, component: str, mo
                           f"{list(weight.shape)}", where=str(out_file), fix=WRONG_BASE)
     delta = up.float() @ down.float()
     dtype = next(k for k, v in CASTS.items() if v == down.dtype) if down.dtype in CASTS.values() else "F32"
-    shown = f"{component}/{module}" if component != "transformer" else module
+    shown = f"{component}/{module}" if component != source.adapter.denoisers[0] else module
     target = comparison.targets.get((component, f"{module}.weight"))
     if target is not None:
         if not bool(delta.abs().max() > 0):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from vidunlearn.cli import app
 from vidunlearn.model import read_header, tensor_infos
-from vidunlearn.wankeys import PREFIX, to_original
+from vidunlearn.adapters.wankeys import PREFIX, to_original
 
 PAIRS = Path(__file__).resolve().parents[2] / "pairs"
 runner = CliRunner()

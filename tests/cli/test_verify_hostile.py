@@ -283,7 +283,7 @@ def test_single_file_with_a_random_edited_tensor_fails(tiny_wan, made, tmp_path)
 def _fp8_base(tiny_wan: Path, path: Path) -> Path:
     """The tiny transformer as one ComfyUI-style fp8 file: original keys with the prefix, every 2-D
     weight float8_e4m3fn with its ``scale_weight``."""
-    from vidunlearn.wankeys import PREFIX, to_original
+    from vidunlearn.adapters.wankeys import PREFIX, to_original
 
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted((tiny_wan / "transformer").glob("*.safetensors")):
@@ -300,7 +300,7 @@ def _fp8_base(tiny_wan: Path, path: Path) -> Path:
 
 
 def test_fp8_single_file_passes_and_a_random_fp8_edit_or_a_changed_scale_fails(tiny_wan, tmp_path):
-    from vidunlearn.wankeys import PREFIX
+    from vidunlearn.adapters.wankeys import PREFIX
 
     base = _fp8_base(tiny_wan, tmp_path / "wan_fp8.safetensors")
     out = apply_violence(base, tmp_path / "out", config=str(tiny_wan))

@@ -1,4 +1,5 @@
-"""What an adapter declares about a model family. Pure data; no torch, no diffusers.
+"""What an adapter declares about a model family: data, plus the few family functions (prompt
+encoding, key names) that import torch or diffusers lazily, when called.
 
 An *edit site* is one activation space of a denoiser together with the linear layers that read
 it. The refusal direction is estimated in exactly that space, then projected out of the input
@@ -8,6 +9,7 @@ side of every target layer: W' = W (I - lambda p p^T).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -26,8 +28,11 @@ class Site:
     targets: tuple[str, ...]
     description: str
     capture_input: bool = False
+    expand: Callable[[dict], list[str]] | None = None  # config -> target names, where one {block} count does not fit
 
     def target_modules(self, config: dict, block_count_key: str) -> list[str]:
+        if self.expand is not None:
+            return self.expand(config)
         count = int(config.get(block_count_key, 0))
         names: list[str] = []
         for template in self.targets:
@@ -36,6 +41,22 @@ class Site:
             else:
                 names.append(template)
         return names
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """A family's own tensor names (its original / ComfyUI single-file layout), both ways.
+
+    to_original / to_diffusers map a diffusers key (``blocks.0.attn2.to_k.weight``) to the
+    original one and back, raising :class:`~vidunlearn.errors.ModelError` on an unknown key.
+    prefix:      optional prefix of ComfyUI-saved checkpoints (``model.diffusion_model.``).
+    lora_prefix: the prefix of LoRA keys in original names that the family's loaders read.
+    """
+
+    to_original: Callable[[str], str]
+    to_diffusers: Callable[[str], str]
+    prefix: str = ""
+    lora_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,13 +78,39 @@ class Adapter:
     sites: dict[str, Site]
     default_sites: tuple[str, ...]
     block_count_key: str
+    encode: Callable  # (tokenizer, encoder, prompts, max_length, device, batch_size=8, progress=None) -> [(T_i, D)]
     aliases: dict[str, str] = field(default_factory=dict)
     text_encoder: str = "text_encoder"
     tokenizer: str = "tokenizer"
     max_sequence_length: int = 512
+    keymap: KeyMap | None = None   # original key names: single-file output (None: refused) and LoRA names
+    lora_original_names: bool = False  # LoRA keys in keymap names (Wan); else diffusers' "<component>.<module>"
+    lora_bias: str = "lora_B.bias"  # a bias change's LoRA key suffix (diffusers' PEFT loaders); Wan's loaders: "diff_b"
+    zero_pads_prompts: bool = False  # the pipeline zero-pads real-token states (Wan): sample embeds them itself
+    frame_step: int = 4   # clips have frame_step * k + 1 frames
+    size_step: int = 16   # height and width are multiples of this
+    card_extra: dict[str, str] = field(default_factory=dict)  # card loading-code lines per extra denoiser's LoRA
 
     def site(self, name: str) -> Site:
         return self.sites[name]
+
+    @property
+    def pipeline_class(self) -> str:
+        return self.pipeline_classes[0]
+
+    def lora_key(self, component: str, module: str) -> str:
+        """The LoRA file's name for ``module`` of ``component`` (without ``.lora_A.weight``)."""
+        if self.lora_original_names and self.keymap is not None:
+            return self.keymap.lora_prefix + self.keymap.to_original(module)
+        return f"{component}.{module}"
+
+    def lora_module(self, component: str, key: str) -> str | None:
+        """The diffusers module a LoRA name stands for (the inverse of :meth:`lora_key`), or None."""
+        if self.lora_original_names and self.keymap is not None:
+            if not key.startswith(self.keymap.lora_prefix):
+                return None
+            return self.keymap.to_diffusers(key[len(self.keymap.lora_prefix):] + ".weight").removesuffix(".weight")
+        return key[len(component) + 1:] if key.startswith(component + ".") else None
 
     def targets_matching(self, site: Site, config: dict, pattern: str | None) -> list[str]:
         """Target modules of ``site``, optionally narrowed by a regex on module names."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ModelError
+from ..errors import ModelError
 
 PREFIX = "model.diffusion_model."  # optional prefix of ComfyUI-saved checkpoints
 LORA_PREFIX = "diffusion_model."  # what diffusers' and ComfyUI's Wan LoRA loaders expect

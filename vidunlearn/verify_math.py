@@ -57,6 +57,7 @@ class WeightChange:
     residual: float | None = None
     tolerance: float | None = None
     relative_rank: int = 0  # above RANK_TOLERANCE alone: never misses a direction the bound would hide
+    singular: torch.Tensor | None = None  # the top-k singular values (k as for ``rows``)
 
     @property
     def spread(self) -> float:
@@ -114,7 +115,7 @@ def weight_change(old: torch.Tensor | None, delta: torch.Tensor, dtype: str, noi
     rows, columns = v[:, :k], u[:, :k]
     sigma_last = float(s[k - 1]) if k > 0 else 0.0
     change = WeightChange(float(torch.linalg.vector_norm(d)), rank, noise, rows, columns, sigma_last,
-                          relative_rank=relative_rank)
+                          relative_rank=relative_rank, singular=s[:k])
     if strength is None or old is None or k == 0:
         return change
     w = old.double()
@@ -126,7 +127,7 @@ def weight_change(old: torch.Tensor | None, delta: torch.Tensor, dtype: str, noi
     allowed = tolerance(spectral_norm(w))  # an estimate from below: passing with it is passing
     if residual > allowed:
         allowed = tolerance(spectral_norm(w, exact=True))
-    return WeightChange(change.norm, rank, noise, rows, columns, sigma_last, residual, allowed, relative_rank)
+    return WeightChange(change.norm, rank, noise, rows, columns, sigma_last, residual, allowed, relative_rank, s[:k])
 
 
 def subspace_sine(basis: torch.Tensor, reference: torch.Tensor) -> float:
@@ -139,6 +140,20 @@ def subspace_sine(basis: torch.Tensor, reference: torch.Tensor) -> float:
         return 0.0
     outside = basis - reference @ (reference.T @ basis)
     return min(1.0, float(torch.linalg.matrix_norm(outside, ord=2)))
+
+
+def outside_rows(change: WeightChange, reference: WeightChange) -> tuple[float, float]:
+    """(||dW (I - V V^T)||_2, what rounding allows for it) with V = ``reference.rows``: how much of
+    the change ``change`` acts on input directions outside the reference's row space. Measured on
+    dW itself, so a direction of ``change`` that rounding leaves ill-determined (a tiny singular
+    value) weighs as little as it is; the allowance is dW's own rounding plus the reference's tilt
+    (Wedin), ||E|| + ||dW||_2 sin(angle), each counted twice."""
+    if change.singular is None or change.singular.numel() == 0:
+        return 0.0, 0.0
+    top = float(change.singular[0])
+    scaled = change.rows * change.singular  # (in, k): dW^T's top part, dW = U S V^T
+    outside = scaled - reference.rows @ (reference.rows.T @ scaled)
+    return float(torch.linalg.matrix_norm(outside, ord=2)), 2 * (change.noise + top * reference.spread) + 1e-3 * top
 
 
 def outside_columns(vector: torch.Tensor, columns: torch.Tensor) -> float:

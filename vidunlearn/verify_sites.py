@@ -28,7 +28,7 @@ import torch
 from .quant import is_fp8
 from .verify import ChangedTensor, Verification
 from .verify_manifest import Recipe, VerifyError
-from .verify_math import WeightChange, outside_columns, rounding_noise, subspace_sine, weight_change
+from .verify_math import WeightChange, outside_columns, outside_rows, rounding_noise, subspace_sine, weight_change
 
 MODIFIED = "this output was modified after apply; do not use it"
 
@@ -136,17 +136,19 @@ class SiteChecks:
 
     def _shared_rows(self, site: str, changes: list[tuple[str, WeightChange]]) -> None:
         """uce, remap: W' - W = s (W A) B^T with one B per site, so the rows of every changed weight
-        of ``site`` lie in the widest one's row space (up to rounding). Vacuous where a change is of
+        of ``site`` lie in the widest one's row space (up to rounding; measured on dW, see
+        :func:`~vidunlearn.verify_math.outside_rows`). Vacuous where a change is of
         full width (a layer narrower than the erase rows, as in the tiny test models)."""
         widest = max(changes, key=lambda item: (item[1].rows.shape[1], -item[1].spread))[1]
         if widest.rows.shape[1] >= widest.rows.shape[0]:
             return
         for where, change in changes:
-            sine = subspace_sine(change.rows, widest.rows)
-            if sine > 2 * (change.spread + widest.spread) + 1e-3:
-                raise VerifyError(f"W' - W changes other input directions than the rest of site {site} (sin of the "
-                                  f"angle {sine:.2g}); a {self.recipe.mode} edit is W + s (W A) B^T with one B for "
-                                  "every layer of a site", where=where, fix=MODIFIED)
+            outside, allowed = outside_rows(change, widest)
+            if outside > allowed:
+                share = outside / max(float(change.singular[0]), 1e-30) if change.singular is not None else 1.0
+                raise VerifyError(f"W' - W changes other input directions than the rest of site {site} ({share:.1%} "
+                                  f"of its largest change); a {self.recipe.mode} edit is W + s (W A) B^T with one B "
+                                  "for every layer of a site", where=where, fix=MODIFIED)
 
     def _bias_in_columns(self, bias: _Bias) -> None:
         """replace: b' - b = s (W Q)(Q^T m) lies in the column space of W' - W = -s (W Q) Q^T."""

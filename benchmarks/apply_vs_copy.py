@@ -1,18 +1,19 @@
 """How close is `vidunlearn apply` to a plain copy of the checkpoint? (and to the naive way)
 
 Builds, once (benchmarks/hub_layout.py), under ``--root`` (default /tmp/vidunlearn-bench), a pipeline folder (e.g.
-``wan13b-float32``) whose transformer is laid out exactly like the Hub's Diffusers repo of that
+``wan13b-float32``) whose denoiser is laid out exactly like the Hub's Diffusers repo of that
 size (``--layout``: 1.3b = Wan2.1-T2V-1.3B, 5b = Wan2.2-TI2V-5B, 14b = Wan2.1-T2V-14B or one Wan2.2
-A14B expert): the real config, the real key names and shapes (from WanTransformer3DModel on the
-meta device), ``--dtype``, random values, shards cut like huggingface_hub cuts them at 5 GB, and
-the ``diffusion_pytorch_model.safetensors.index.json``. The builder writes each shard tensor by
-tensor, so it never holds more than one tensor. ONLY THE TRANSFORMER IS REAL-SIZE: text encoder,
-tokenizer, VAE and scheduler are copied from a ``vidunlearn tiny`` build.
+A14B expert; ltx-2b, cogvideox-2b, cogvideox-5b, hunyuan-13b, zeroscope-1.7b: see LAYOUTS): the
+real config, the real key names and shapes (the denoiser class on the meta device), ``--dtype``
+(default: the Hub's), random values, shards cut like huggingface_hub cuts them at 5 GB, and the
+``diffusion_pytorch_model.safetensors.index.json``. The builder writes each shard tensor by
+tensor, so it never holds more than one tensor. ONLY THE DENOISER IS REAL-SIZE: text encoder,
+tokenizer, VAE and scheduler are copied from the family's tiny pipeline (vidunlearn/tiny_families).
 
 Then measures, each in a child process timed with time.perf_counter and GNU time's max RSS:
   cp     ``cp -r MODEL copy``                                   (alternating with apply)
-  apply  ``vidunlearn apply --model MODEL --refusal R --out x``  (every attn2.to_k/to_v weight)
-  naive  WanTransformer3DModel.from_pretrained + edit those weights + save_pretrained (skipped
+  apply  ``vidunlearn apply --model MODEL --refusal R --out x``  (every target of the family's default site)
+  naive  <denoiser class>.from_pretrained + edit those weights + save_pretrained (skipped
          when the model does not fit in RAM)
 
 The page cache cannot be dropped here (no root): a source smaller than RAM is read from the page
@@ -28,7 +29,7 @@ after are measured in the same run under the same load; apply itself always runs
 package. ``--breakdown`` times one more apply part by part, with each thread's CPU
 (benchmarks/apply_breakdown.py): cProfile (``--profile``) sees only the main thread.
 
-    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b] [--dtype float32|bfloat16] [--root DIR]
+    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b|ltx-2b|...] [--dtype float32|bfloat16|float16] [--root DIR]
                                        [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
                                        [--breakdown] [--before DIR] [--json FILE] [--delete-model]
 """
@@ -47,7 +48,6 @@ import sys
 import time
 from pathlib import Path
 
-SITE = "transformer/cross_attn_kv"
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
@@ -62,39 +62,49 @@ from hub_layout import DTYPES, LAYOUTS, build  # noqa: E402
 PROJECTION = ("--mode", "project", "--method", "cpca", "--no-collateral")
 
 
-def make_refusal(model: Path, path: Path, layout: str) -> None:
-    """A RefusalVectors artifact for this exact folder: one random unit direction."""
+def default_plan(model: Path) -> tuple[str, list[str], int]:
+    """(site key, edited weight keys, the site's width) of the family's default site, planned on the headers."""
+    from vidunlearn.model import resolve_model
+    from vidunlearn.plan import plan_edits
+
+    source = resolve_model(str(model))
+    site = f"{source.denoisers[0]}/{source.adapter.default_sites[0]}"
+    plan = plan_edits(source, {site: None}, None)
+    return site, [f"{e.module}.weight" for e in plan], int(plan[0].weight.shape[1])
+
+
+def make_refusal(model: Path, path: Path) -> None:
+    """A RefusalVectors artifact for this exact folder: one random unit direction at the default site."""
     import torch
 
     from vidunlearn.artifacts import RefusalVectors, SiteVectors
     from vidunlearn.model import resolve_model
 
     source = resolve_model(str(model))
-    hidden = LAYOUTS[layout]["num_attention_heads"] * LAYOUTS[layout]["attention_head_dim"]
+    site, _, hidden = default_plan(model)
     direction = torch.randn(hidden, generator=torch.Generator().manual_seed(7))
     direction /= direction.norm()
     vectors = RefusalVectors(
-        sites={SITE: SiteVectors(direction=direction, refusal=3.0 * direction, basis=direction[:, None].clone(),
+        sites={site: SiteVectors(direction=direction, refusal=3.0 * direction, basis=direction[:, None].clone(),
                                  eigenvalues=torch.tensor([1.0]), safe_mean=torch.zeros(hidden))},
-        meta={"model": source.describe(), "sites": [SITE], "concept": "bench", "method": "cpca", "rank": 1,
+        meta={"model": source.describe(), "sites": [site], "concept": "bench", "method": "cpca", "rank": 1,
               "alpha": 1.0, "level": "token", "pairs_sha256": None,
-              "stats": {SITE: {"refusal_norm": 3.0, "retained": 1.0, "data_rank": 1, "eigenvalues": [1.0],
+              "stats": {site: {"refusal_norm": 3.0, "retained": 1.0, "data_rank": 1, "eigenvalues": [1.0],
                                "hidden_size": hidden}}})
     vectors.save(path)
 
 
 NAIVE = r"""
-import sys, torch
-from diffusers import WanTransformer3DModel
+import json, sys, torch, diffusers
 from safetensors.torch import load_file
 from vidunlearn.edit import orthonormal_basis, project_weight
-model_dir, refusal, out, dtype = sys.argv[1:5]
-basis = orthonormal_basis(load_file(refusal)["transformer/cross_attn_kv.direction"][:, None])
-model = WanTransformer3DModel.from_pretrained(model_dir, subfolder="transformer", torch_dtype=getattr(torch, dtype))
+model_dir, refusal, out, dtype, component, cls, site, modules = sys.argv[1:9]
+basis = orthonormal_basis(load_file(refusal)[site + ".direction"][:, None])
+model = getattr(diffusers, cls).from_pretrained(model_dir, subfolder=component, torch_dtype=getattr(torch, dtype))
 with torch.no_grad():
-    for block in model.blocks:
-        for linear in (block.attn2.to_k, block.attn2.to_v):
-            linear.weight.copy_(project_weight(linear.weight, basis, 1.0))  # float32 math, dtype kept
+    for name in json.loads(modules):
+        linear = model.get_submodule(name)
+        linear.weight.copy_(project_weight(linear.weight, basis, 1.0))  # float32 math, dtype kept
 model.save_pretrained(out, safe_serialization=True, max_shard_size="5GB")
 """
 
@@ -212,9 +222,9 @@ def profile_apply(model: Path, refusal: Path, out: Path, root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("/tmp/vidunlearn-bench"))
-    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="1.3b", help="Wan transformer size")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="stored dtype (the Hub's 1.3B is float32; 14B checkpoints are usually bf16)")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="1.3b", help="family and size (hub_layout.LAYOUTS)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                        help="stored dtype (default: the Hub's for that layout, e.g. float32 for Wan 1.3B, bf16 for 14B)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of cp and of apply (alternating order)")
     parser.add_argument("--naive-repeats", type=int, default=1,
                         help="0 skips the naive baseline (skipped anyway when the model does not fit in RAM)")
@@ -228,18 +238,21 @@ def main() -> None:
     parser.add_argument("--delete-model", action="store_true", help="delete the built model at the end (disk space)")
     args = parser.parse_args()
     root = args.root.resolve()
+    spec = LAYOUTS[args.layout]
+    args.dtype = args.dtype or spec.dtype
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM, "
           f"python {platform.python_version()}")
     model = build(root, args.layout, args.dtype)
     refusal = root / f"refusal-{args.layout}.safetensors"
-    make_refusal(model, refusal, args.layout)
-    shard_sizes = {p.name: p.stat().st_size for p in sorted((model / "transformer").glob("*.safetensors"))}
+    make_refusal(model, refusal)
+    site, edited_keys, _ = default_plan(model)
+    shard_sizes = {p.name: p.stat().st_size for p in sorted((model / spec.component).glob("*.safetensors"))}
     folder_bytes = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
     largest = max(shard_sizes.values())
-    print(f"layout {args.layout} {args.dtype}: folder {folder_bytes / 1e9:.3f} GB in {len(shard_sizes)} shards; "
+    print(f"layout {args.layout} ({spec.repo}, {spec.denoiser}) {args.dtype}: folder {folder_bytes / 1e9:.3f} GB in {len(shard_sizes)} shards; "
           f"largest shard {largest / MiB:.0f} MiB ({largest / 1e9:.3f} GB)")
-    print("only the transformer is real-size; text_encoder/tokenizer/vae/scheduler come from `vidunlearn tiny`.")
+    print(f"only the {spec.component} is real-size; the other components come from the {spec.family} tiny pipeline.")
     print(f"the page cache cannot be dropped here (no root): a source under {ram / 1e9:.0f} GB is read from RAM.\n")
 
     outputs = {"cp": root / "out-cp", "apply": root / "out-apply", "before": root / "out-before", "naive": root / "out-naive"}
@@ -247,7 +260,8 @@ def main() -> None:
         "cp": ["cp", "-r", str(model), str(outputs["cp"])],
         "apply": [str(BIN / "vidunlearn"), "apply", "--model", str(model), "--refusal", str(refusal), *PROJECTION,
                   "--out", str(outputs["apply"])],
-        "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype],
+        "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype, spec.component,
+                  spec.denoiser, site, json.dumps([k.removesuffix(".weight") for k in edited_keys])],
     }
     commands["before"] = [*commands["apply"][:-1], str(outputs["before"])]
     # apply runs this checkout's package; "before" the one under --before (an older commit, e.g. `git archive`)
@@ -255,8 +269,6 @@ def main() -> None:
             "before": {**os.environ, "PYTHONPATH": str(args.before)} if args.before else None}
     results: list[dict] = []
     apply_info = check = None
-    layers = LAYOUTS[args.layout]["num_layers"]
-    edited_keys = [f"blocks.{i}.attn2.{n}.weight" for i in range(layers) for n in ("to_k", "to_v")]
     apply_digests = None
     order = ["cp", "apply", "before"] if args.before else ["cp", "apply"]
     for round_ in range(args.repeats):  # alternate the order from one round to the next
@@ -267,7 +279,7 @@ def main() -> None:
             if name == "apply" and apply_info is None:
                 apply_info = describe_apply_output(outputs["apply"])
                 check = check_manifest(outputs["apply"])
-                apply_digests = _tensor_digests(outputs["apply"] / "transformer", edited_keys)
+                apply_digests = _tensor_digests(outputs["apply"] / spec.component, edited_keys)
             shutil.rmtree(outputs[name], ignore_errors=True)
     naive_match = None
     naive_repeats = args.naive_repeats

@@ -1,6 +1,8 @@
-"""Checkpoint folders laid out exactly like the Hub's Wan Diffusers repos (real config, real key
-names and shapes, huggingface_hub's 5 GB shards, index json), with random values: the inputs of
-benchmarks/apply_vs_copy.py and benchmarks/extract_cost.py. Written one tensor at a time."""
+"""Checkpoint folders laid out exactly like the Hub's Diffusers repos of every supported family
+(real config, real key names and shapes, huggingface_hub's 5 GB shards, index json), with random
+values: the inputs of benchmarks/apply_vs_copy.py and benchmarks/extract_cost.py. Written one
+tensor at a time. Only the denoiser is real-size; the other components come from the family's
+tiny pipeline (vidunlearn/tiny_families)."""
 
 from __future__ import annotations
 
@@ -11,32 +13,72 @@ import resource
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One Hub repo's denoiser: its family, component, diffusers class, the config.json keys that
+    set the sizes, the repo it mirrors, and the dtype the Hub stores it in."""
+
+    family: str
+    component: str
+    denoiser: str
+    config: dict
+    repo: str
+    dtype: str
+
 
 _WAN = {"patch_size": [1, 2, 2], "attention_head_dim": 128, "text_dim": 4096, "freq_dim": 256,
         "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
         "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
-LAYOUTS = {  # transformer/config.json of the Hub's Diffusers repos (the keys that set the sizes)
-    "1.3b": {**_WAN, "num_attention_heads": 12, "in_channels": 16, "out_channels": 16, "ffn_dim": 8960,
-             "num_layers": 30},  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers
-    "5b": {**_WAN, "num_attention_heads": 24, "in_channels": 48, "out_channels": 48, "ffn_dim": 14336,
-           "num_layers": 30},  # Wan-AI/Wan2.2-TI2V-5B-Diffusers
-    "14b": {**_WAN, "num_attention_heads": 40, "in_channels": 16, "out_channels": 16, "ffn_dim": 13824,
-            "num_layers": 40},  # Wan-AI/Wan2.1-T2V-14B-Diffusers (and each Wan2.2 A14B expert)
+_COG = {"attention_head_dim": 64, "in_channels": 16, "out_channels": 16, "time_embed_dim": 512, "text_embed_dim": 4096,
+        "patch_size": 2, "max_text_seq_length": 226, "sample_width": 90, "sample_height": 60, "sample_frames": 49,
+        "temporal_compression_ratio": 4}
+_W = ("wan", "transformer", "WanTransformer3DModel")
+LAYOUTS = {  # <component>/config.json of the Hub's Diffusers repos (the keys that set the sizes)
+    "1.3b": Layout(*_W, {**_WAN, "num_attention_heads": 12, "in_channels": 16, "out_channels": 16, "ffn_dim": 8960,
+                         "num_layers": 30}, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "float32"),
+    "5b": Layout(*_W, {**_WAN, "num_attention_heads": 24, "in_channels": 48, "out_channels": 48, "ffn_dim": 14336,
+                       "num_layers": 30}, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "bfloat16"),
+    "14b": Layout(*_W, {**_WAN, "num_attention_heads": 40, "in_channels": 16, "out_channels": 16, "ffn_dim": 13824,
+                        "num_layers": 40}, "Wan-AI/Wan2.1-T2V-14B-Diffusers (and each Wan2.2 A14B expert)", "bfloat16"),
+    "ltx-2b": Layout("ltx", "transformer", "LTXVideoTransformer3DModel", {
+        "in_channels": 128, "out_channels": 128, "patch_size": 1, "patch_size_t": 1, "num_attention_heads": 32,
+        "attention_head_dim": 64, "cross_attention_dim": 2048, "num_layers": 28, "caption_channels": 4096,
+        "qk_norm": "rms_norm_across_heads", "activation_fn": "gelu-approximate", "norm_elementwise_affine": False,
+        "norm_eps": 1e-6, "attention_bias": True, "attention_out_bias": True}, "Lightricks/LTX-Video", "float32"),
+    "cogvideox-2b": Layout("cogvideox", "transformer", "CogVideoXTransformer3DModel", {
+        **_COG, "num_attention_heads": 30, "num_layers": 30, "use_rotary_positional_embeddings": False},
+        "THUDM/CogVideoX-2b", "float16"),
+    "cogvideox-5b": Layout("cogvideox", "transformer", "CogVideoXTransformer3DModel", {
+        **_COG, "num_attention_heads": 48, "num_layers": 42, "use_rotary_positional_embeddings": True},
+        "THUDM/CogVideoX-5b", "bfloat16"),
+    "hunyuan-13b": Layout("hunyuan", "transformer", "HunyuanVideoTransformer3DModel", {
+        "in_channels": 16, "out_channels": 16, "num_attention_heads": 24, "attention_head_dim": 128, "num_layers": 20,
+        "num_single_layers": 40, "num_refiner_layers": 2, "mlp_ratio": 4.0, "patch_size": 2, "patch_size_t": 1,
+        "qk_norm": "rms_norm", "guidance_embeds": True, "text_embed_dim": 4096, "pooled_projection_dim": 768,
+        "rope_theta": 256.0, "rope_axes_dim": [16, 56, 56]}, "hunyuanvideo-community/HunyuanVideo", "bfloat16"),
+    "zeroscope-1.7b": Layout("zeroscope", "unet", "UNet3DConditionModel", {
+        "sample_size": 32, "in_channels": 4, "out_channels": 4, "attention_head_dim": 64, "cross_attention_dim": 1024,
+        "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "norm_num_groups": 32,
+        "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
+        "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3}, "ali-vilab/text-to-video-ms-1.7b", "float32"),
 }
-DTYPES = {"float32": ("F32", 4), "bfloat16": ("BF16", 2)}
+DTYPES = {"float32": ("F32", 4), "bfloat16": ("BF16", 2), "float16": ("F16", 2)}
 MAX_SHARD = 5 * 10**9  # huggingface_hub's "5GB"
 WEIGHTS = "diffusion_pytorch_model"
 
 
 # ------------------------------------------------------------------------------------- build
-def _layout(config: dict) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
+def _layout(layout: Layout) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
     """(config to save, [(key, shape)] in state_dict order) from the model on the meta device."""
+    import diffusers
     from accelerate import init_empty_weights
-    from diffusers import WanTransformer3DModel
 
     with init_empty_weights():
-        model = WanTransformer3DModel(**config)
+        model = getattr(diffusers, layout.denoiser)(**layout.config)
     entries = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     return dict(model.config), entries
 
@@ -92,12 +134,51 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
 
 
 def build(root: Path, layout: str, dtype: str) -> Path:
-    name = f"wan{layout.replace('.', '')}-{dtype}"
+    spec = LAYOUTS[layout]
+    name = f"wan{layout.replace('.', '')}-{dtype}" if spec.family == "wan" else f"{layout}-{dtype}"
     model = root / name
     marker = root / f"{name}.built"
     if marker.is_file() and model.is_dir():
         print(f"reusing {model} (delete {marker} to rebuild)")
         return model
+    shutil.rmtree(model, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    from vidunlearn.tiny_families import build as build_tiny
+
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        tiny = build_tiny(spec.family, Path(tmp) / "tiny")
+        model.mkdir()
+        for entry in tiny.iterdir():
+            if entry.is_dir() and entry.name != spec.component:
+                shutil.copytree(entry, model / entry.name)
+        shutil.copyfile(tiny / "model_index.json", model / "model_index.json")
+    config, entries = _layout(spec)
+    denoiser = model / spec.component
+    denoiser.mkdir()
+    import diffusers
+
+    config = {"_class_name": spec.denoiser, "_diffusers_version": diffusers.__version__,
+              **{k: v for k, v in config.items() if not k.startswith("_")}}
+    (denoiser / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    itemsize = DTYPES[dtype][1]
+    shards = _split(entries, itemsize)
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards, start=1):  # one shard: huggingface_hub's plain name, no index
+        shard_name = f"{WEIGHTS}-{i:05d}-of-{len(shards):05d}.safetensors" if len(shards) > 1 else f"{WEIGHTS}.safetensors"
+        size = _write_shard(denoiser / shard_name, shard, seed=i, dtype=dtype)
+        total += sum(math.prod(s) * itemsize for _, s in shard)
+        weight_map.update({k: shard_name for k, _ in shard})
+        print(f"  wrote {shard_name}: {size / 1e9:.3f} GB, {len(shard)} tensors", flush=True)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (denoiser / f"{WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    marker.write_text(json.dumps({"config": spec.config, "repo": spec.repo, "dtype": dtype, "tensors": len(entries),
+                                  "bytes": total}) + "\n")
+    print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
+          f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params; builder peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return model
     shutil.rmtree(model, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

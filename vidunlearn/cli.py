@@ -285,29 +285,37 @@ def eval_(
     say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 
-@app.command(epilog="Example: vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml")
+@app.command(epilog="Examples:\n\n  vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml\n\n"
+                     "  vidunlearn tiny --family ltx --out /tmp/tiny-ltx --texts-from pairs/violence.yaml")
 @handled
 def tiny(
     out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
     texts_from: Annotated[Optional[list[Path]], typer.Option(help="Pairs files whose words go into the tiny vocabulary.")] = None,
-    experts: Annotated[int, typer.Option(help="1 (Wan2.1 layout) or 2 (Wan2.2: transformer + transformer_2).")] = 1,
+    family: Annotated[str, typer.Option(help="Model family: wan, ltx, cogvideox, ... (the layout of its Hub repos).")] = "wan",
+    experts: Annotated[int, typer.Option(help="Wan only: 1 (Wan2.1 layout) or 2 (Wan2.2: transformer + transformer_2).")] = 1,
     seed: int = 0,
     force: ForceOpt = False,
 ) -> None:
-    """Build a tiny random-weight Wan pipeline offline (plumbing smoke tests; it has learned nothing)."""
+    """Build a tiny random-weight pipeline of a family offline (plumbing smoke tests; it has learned nothing)."""
     from .fsutil import atomic_output, check_apart, check_writable
     from .pairs import load_pairs
     from .tiny import build_tiny_wan
+    from .tiny_families import FAMILIES, build
 
-    if experts not in (1, 2):
-        raise VidunlearnError(f"--experts {experts} must be 1 or 2")
+    if family not in ("wan", *FAMILIES):
+        raise VidunlearnError(f"unknown --family {family!r}", fix=f"use one of wan, {', '.join(FAMILIES)}")
+    if experts not in (1, 2) or (experts == 2 and family != "wan"):
+        raise VidunlearnError(f"--experts {experts} must be 1, or 2 for --family wan")
     check_writable(out, force=force)
     check_apart(out, [("the --texts-from file", f) for f in texts_from or []])
     texts = [t for f in texts_from or [] for c in [load_pairs(f)]
              for t in c.unsafe + c.safe + c.neutral + c.probes + c.retain]
     with atomic_output(out, directory=True, replace=force) as temp:
-        build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
-    say(f"wrote tiny Wan pipeline to {out}")
+        if experts == 2:
+            build_tiny_wan(temp, texts=texts or None, experts=experts, seed=seed)
+        else:
+            build(family, temp, texts=texts or None, seed=seed)
+    say(f"wrote tiny {family} pipeline to {out}")
 
 
 from . import cli_attack  # noqa: E402  (`vidunlearn attack`)

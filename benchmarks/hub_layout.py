@@ -100,9 +100,12 @@ def _split(entries: list[tuple[str, tuple[int, ...]]], itemsize: int) -> list[li
 POOL_ELEMENTS = 1 << 26  # 64 Mi random values, sliced at random offsets (randn of 14 B values is slow here)
 
 
-def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int, dtype: str) -> int:
+def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int, dtype: str,
+                 sparse: bool = False) -> int:
     """A safetensors file as safetensors' own writer lays it out (one dtype: sorted by name), with
-    random values (slices of a random pool at random offsets), written one tensor at a time."""
+    random values (slices of a random pool at random offsets), written one tensor at a time.
+    ``sparse``: the real header, then the file extended to its full length without writing the
+    data (all zeros, no disk used): enough for a plan or a ``--dry-run``, which read headers only."""
     import struct
 
     import torch
@@ -117,9 +120,15 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
+    temp = path.with_name(path.name + ".partial")
+    if sparse:
+        with open(temp, "wb") as handle:
+            handle.write(struct.pack("<Q", len(raw)) + raw)
+            handle.truncate(8 + len(raw) + offset)
+        os.replace(temp, path)
+        return path.stat().st_size
     generator = torch.Generator().manual_seed(seed)
     pool = torch.randn(POOL_ELEMENTS, generator=generator).mul_(0.02).to(getattr(torch, dtype))
-    temp = path.with_name(path.name + ".partial")
     with open(temp, "wb") as handle:
         handle.write(struct.pack("<Q", len(raw)) + raw)
         for key, shape in entries:
@@ -133,9 +142,12 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
     return path.stat().st_size
 
 
-def build(root: Path, layout: str, dtype: str) -> Path:
+def build(root: Path, layout: str, dtype: str, sparse: bool = False) -> Path:
+    """The pipeline folder of ``layout`` under ``root`` (reused when built before); ``sparse``:
+    headers only, see :func:`_write_shard` (the tests' real-size dry runs)."""
     spec = LAYOUTS[layout]
     name = f"wan{layout.replace('.', '')}-{dtype}" if spec.family == "wan" else f"{layout}-{dtype}"
+    name += "-sparse" if sparse else ""
     model = root / name
     marker = root / f"{name}.built"
     if marker.is_file() and model.is_dir():
@@ -166,7 +178,7 @@ def build(root: Path, layout: str, dtype: str) -> Path:
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, start=1):  # one shard: huggingface_hub's plain name, no index
         shard_name = f"{WEIGHTS}-{i:05d}-of-{len(shards):05d}.safetensors" if len(shards) > 1 else f"{WEIGHTS}.safetensors"
-        size = _write_shard(denoiser / shard_name, shard, seed=i, dtype=dtype)
+        size = _write_shard(denoiser / shard_name, shard, seed=i, dtype=dtype, sparse=sparse)
         total += sum(math.prod(s) * itemsize for _, s in shard)
         weight_map.update({k: shard_name for k, _ in shard})
         print(f"  wrote {shard_name}: {size / 1e9:.3f} GB, {len(shard)} tensors", flush=True)
@@ -174,42 +186,6 @@ def build(root: Path, layout: str, dtype: str) -> Path:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (denoiser / f"{WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     marker.write_text(json.dumps({"config": spec.config, "repo": spec.repo, "dtype": dtype, "tensors": len(entries),
-                                  "bytes": total}) + "\n")
-    print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
-          f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params; builder peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    return model
-    shutil.rmtree(model, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    from vidunlearn.tiny import build_tiny_wan
-
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        tiny = build_tiny_wan(Path(tmp) / "tiny", shard_bytes=None)
-        model.mkdir()
-        for name in ("text_encoder", "tokenizer", "vae", "scheduler"):
-            shutil.copytree(tiny / name, model / name)
-        shutil.copyfile(tiny / "model_index.json", model / "model_index.json")
-    config, entries = _layout(LAYOUTS[layout])
-    transformer = model / "transformer"
-    transformer.mkdir()
-    import diffusers
-
-    config = {"_class_name": "WanTransformer3DModel", "_diffusers_version": diffusers.__version__,
-              **{k: v for k, v in config.items() if not k.startswith("_")}}
-    (transformer / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    itemsize = DTYPES[dtype][1]
-    shards = _split(entries, itemsize)
-    weight_map, total = {}, 0
-    for i, shard in enumerate(shards, start=1):
-        shard_name = f"{WEIGHTS}-{i:05d}-of-{len(shards):05d}.safetensors"
-        size = _write_shard(transformer / shard_name, shard, seed=i, dtype=dtype)
-        total += sum(math.prod(s) * itemsize for _, s in shard)
-        weight_map.update({k: shard_name for k, _ in shard})
-        print(f"  wrote {shard_name}: {size / 1e9:.3f} GB, {len(shard)} tensors", flush=True)
-    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (transformer / f"{WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    marker.write_text(json.dumps({"config": LAYOUTS[layout], "dtype": dtype, "tensors": len(entries),
                                   "bytes": total}) + "\n")
     print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
           f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params; builder peak RSS "

@@ -223,3 +223,21 @@ def test_projection_removes_a_planted_concept_and_spares_the_rest(family, tiny_f
         assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
         moved = {g: before[g] - after[g] for g in groups}
         assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_alias_resolves_its_hub_repo_offline_and_applies(family, tiny_family, tmp_path, monkeypatch):
+    """``--model <alias>`` finds the family's Hub repo in the Hugging Face cache (laid out as
+    huggingface_hub writes it, offline), records its revision, and apply runs on it."""
+    from test_hub_resolution import COMMIT, hub_snapshot
+
+    from vidunlearn.adapters import ADAPTERS
+
+    adapter = next(a for a in ADAPTERS if a.family == family)
+    alias, repo_id = next(iter(adapter.aliases.items()))
+    hub_snapshot(tiny_family(family), tmp_path / "hub", repo_id, monkeypatch)
+    source = resolve_model(alias)
+    assert (source.repo_id, source.revision, source.adapter.family) == (repo_id, COMMIT, family)
+    result = api.apply(alias, out=tmp_path / "out", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w")
+    base = result.manifest["base"]
+    assert (base["repo_id"], base["revision"], base["family"]) == (repo_id, COMMIT, family)

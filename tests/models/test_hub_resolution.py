@@ -15,19 +15,20 @@ from vidunlearn.model import resolve_model
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture
-def hub_cache(tiny_wan, tmp_path, monkeypatch):
-    repo = tmp_path / "hub" / "models--Wan-AI--Wan2.1-T2V-1.3B-Diffusers"
-    # as huggingface_hub writes it: content in blobs/ (LFS files named by their SHA-256, others by
-    # their git blob SHA-1), snapshots/<commit>/ holding relative symlinks to them
+def hub_snapshot(folder: Path, hub: Path, repo_id: str, monkeypatch) -> Path:
+    """Lay ``folder`` out in the Hugging Face cache ``hub`` as repo ``repo_id`` at COMMIT, as
+    huggingface_hub writes it: content in blobs/ (LFS files named by their SHA-256, others by
+    their git blob SHA-1), snapshots/<commit>/ holding relative symlinks to them; and point
+    huggingface_hub at that cache, offline."""
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
     (repo / "blobs").mkdir(parents=True)
-    for file in sorted(p for p in Path(tiny_wan).rglob("*") if p.is_file()):
+    for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         data = file.read_bytes()
         lfs = file.suffix == ".safetensors"
         name = hashlib.sha256(data).hexdigest() if lfs else \
             hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
         (repo / "blobs" / name).write_bytes(data)
-        link = repo / "snapshots" / COMMIT / file.relative_to(tiny_wan)
+        link = repo / "snapshots" / COMMIT / file.relative_to(folder)
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(os.path.relpath(repo / "blobs" / name, link.parent), link)
     (repo / "refs").mkdir()
@@ -35,9 +36,14 @@ def hub_cache(tiny_wan, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as constants
 
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return repo
+
+
+@pytest.fixture
+def hub_cache(tiny_wan, tmp_path, monkeypatch):
+    return hub_snapshot(tiny_wan, tmp_path / "hub", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", monkeypatch)
 
 
 def test_alias_resolves_to_the_hub_snapshot_and_revision(hub_cache):

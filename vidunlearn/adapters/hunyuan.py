@@ -16,10 +16,11 @@ both are linear in the states, so W' = W (I - lambda p p^T) and W' = W + s (W A)
 a mean of token states equal the mean of the edited tokens' images. Editing ``proj_in`` alone
 would let the concept in through the pooled mean.
 
-Not edited: the refiner blocks (their norms are modulated by the timestep embedding, so the text
-they read depends on the timestep), and the dual-stream blocks (``add_{q,k,v}_proj``,
-``ff_context``: timestep-modulated in the first block, and from the second block on the text
-stream has already attended to the video tokens).
+Not edited (they are downstream of ``proj_in``, so its edit reaches them): the refiner blocks
+(the first one's attention reads ``proj_in``'s output through a LayerNorm and token mixing, and
+from its first gate on, which ``temb`` sets, the text depends on the timestep), and the
+dual-stream blocks (``add_{q,k,v}_proj``, ``ff_context``: timestep-modulated norms in the first
+block; from the second block on the text stream has already attended to the video tokens).
 
 NOT covered: HunyuanVideo has a second, separate text path, the CLIP pooled vector
 (``text_encoder_2``, 768-d) read by ``time_text_embed.text_embedder.linear_1`` (single file:

@@ -4,7 +4,7 @@ ComfyUI key names (``adapter.keymap``), and the exact low-rank delta as a LoRA.
 single-file: one safetensors per denoiser (``transformer.safetensors``; a single-file source keeps
     its own file name and key names). Streamed: untouched tensors are copied byte for byte (or
     converted one at a time with ``save_dtype``), edited ones written from :mod:`layerchange`.
-    A family without a keymap has no widely used single-file layout: refused in one line.
+    A family without a keymap is refused in one line (``adapter.single_file_refusal`` says why).
 lora: W' = W - s (W Q) Q^T = W + B A with A = Q^T (k, in) and B = -s W Q (out, k), stored as
     ``<name>.lora_A.weight`` / ``.lora_B.weight`` with the names of ``adapter.lora_key``: Wan's
     original names (``diffusion_model.blocks.N.cross_attn.k``, read by diffusers' WanLoraLoaderMixin
@@ -43,7 +43,7 @@ def resolve_format(output_format: str | None, save_dtype: str | None, *, single_
     if output_format not in FORMATS:
         raise OutputError(f"unknown --format {output_format!r}", fix=f"use one of {', '.join(FORMATS)}")
     if output_format == "single-file" and adapter is not None and adapter.keymap is None:
-        raise OutputError(f"--format single-file: the {adapter.family} family has no widely used single-file layout",
+        raise OutputError(f"--format single-file: the {adapter.family} family {adapter.single_file_refusal}",
                           where=where, fix="use --format diffusers or --format lora")
     if single_file and output_format == "diffusers":
         raise OutputError("a single-file --model stays a single file", where=where,

@@ -137,10 +137,12 @@ class SiteChecks:
     def _shared_rows(self, site: str, changes: list[tuple[str, WeightChange]]) -> None:
         """uce, remap: W' - W = s (W A) B^T with one B per site, so the rows of every changed weight
         of ``site`` lie in the widest one's row space (up to rounding; measured on dW, see
-        :func:`~vidunlearn.verify_math.outside_rows`). Vacuous where a change is of
-        full width (a layer narrower than the erase rows, as in the tiny test models)."""
+        :func:`~vidunlearn.verify_math.outside_rows`). Vacuous where the widest change is of
+        full rank in its input or its output width (a layer narrower than the erase rows, as in the
+        tiny test models): its rows are then a part of span(B) only, and another layer's rows may
+        be another part (two 16-output layers of HunyuanVideo's tiny site, B of rank > 16)."""
         widest = max(changes, key=lambda item: (item[1].rows.shape[1], -item[1].spread))[1]
-        if widest.rows.shape[1] >= widest.rows.shape[0]:
+        if widest.rows.shape[1] >= min(widest.rows.shape[0], widest.columns.shape[0]):
             return
         for where, change in changes:
             outside, allowed = outside_rows(change, widest)

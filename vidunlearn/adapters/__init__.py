@@ -6,10 +6,11 @@ from __future__ import annotations
 from ..errors import ModelError
 from .base import Adapter, Site
 from .cogvideox import COGVIDEOX
+from .hunyuan import HUNYUAN
 from .ltx import LTX
 from .wan import WAN
 
-ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX)
+ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX, HUNYUAN)
 
 __all__ = ["ADAPTERS", "Adapter", "Site", "adapter_for_pipeline", "resolve_alias", "supported_summary"]
 

@@ -84,6 +84,7 @@ class Adapter:
     tokenizer: str = "tokenizer"
     max_sequence_length: int = 512
     keymap: KeyMap | None = None   # original key names: single-file output (None: refused) and LoRA names
+    single_file_refusal: str = "has no widely used single-file layout"  # why, where keymap is None
     lora_original_names: bool = False  # LoRA keys in keymap names (Wan); else diffusers' "<component>.<module>"
     lora_bias: str = "lora_B.bias"  # a bias change's LoRA key suffix (diffusers' PEFT loaders); Wan's loaders: "diff_b"
     zero_pads_prompts: bool = False  # the pipeline zero-pads real-token states (Wan): sample embeds them itself

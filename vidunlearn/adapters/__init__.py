@@ -8,8 +8,9 @@ from .base import Adapter, Site
 from .cogvideox import COGVIDEOX
 from .ltx import LTX
 from .wan import WAN
+from .zeroscope import ZEROSCOPE
 
-ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX)
+ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX, ZEROSCOPE)
 
 __all__ = ["ADAPTERS", "Adapter", "Site", "adapter_for_pipeline", "resolve_alias", "supported_summary"]
 

@@ -1,0 +1,204 @@
+"""ZeroScope / ModelScope beyond the shared family contract (tests/models/test_families.py):
+the encoding equals TextToVideoSDPipeline.encode_prompt, the targets are exactly the spatial
+cross-attentions, pickle-only folders are converted without running anything from the pickles,
+bias modes are refused, sampling works, and a dry run plans the real Hub layout's 32 targets."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import PAIRS, _all_texts, leftovers
+from sparse_layout import write_sparse_denoiser
+from vidunlearn import api
+from vidunlearn.cli import app
+from vidunlearn.errors import ModelError
+from vidunlearn.model import resolve_model
+
+runner = CliRunner()
+# unet/config.json of ali-vilab/text-to-video-ms-1.7b (cerspense/zeroscope_v2_576w is a fine-tune of it)
+MS_UNET_CONFIG = {
+    "act_fn": "silu", "attention_head_dim": 64, "block_out_channels": [320, 640, 1280, 1280],
+    "cross_attention_dim": 1024,
+    "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
+    "downsample_padding": 1, "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05,
+    "norm_num_groups": 32, "out_channels": 4, "sample_size": 32,
+    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
+}
+SPATIAL_KV = re.compile(r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.attentions\.\d+\.transformer_blocks\.0\.attn2\.to_[kv]$")
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_zs(tmp_path_factory) -> Path:
+    from vidunlearn.tiny_families import build
+
+    return build("zeroscope", tmp_path_factory.mktemp("zs") / "tiny-zeroscope", texts=_all_texts())
+
+
+def make_refusal(model: Path, path: Path, hidden: int) -> Path:
+    """A RefusalVectors artifact for this exact folder: one random unit direction of width ``hidden``."""
+    from vidunlearn.artifacts import RefusalVectors, SiteVectors
+
+    site = "unet/cross_attn_kv"
+    direction = torch.randn(hidden, generator=torch.Generator().manual_seed(7))
+    direction /= direction.norm()
+    RefusalVectors(
+        sites={site: SiteVectors(direction=direction, refusal=3.0 * direction, basis=direction[:, None].clone(),
+                                 eigenvalues=torch.tensor([1.0]), safe_mean=torch.zeros(hidden))},
+        meta={"model": resolve_model(str(model)).describe(), "sites": [site], "concept": "bench", "method": "cpca",
+              "rank": 1, "alpha": 1.0, "level": "token", "pairs_sha256": None,
+              "stats": {site: {"refusal_norm": 3.0, "retained": 1.0, "data_rank": 1, "eigenvalues": [1.0],
+                               "hidden_size": hidden}}}).save(path)
+    return path
+
+
+def test_encoding_equals_the_pipelines_encode_prompt(tiny_zs):
+    from diffusers import TextToVideoSDPipeline
+
+    from vidunlearn.adapters.zeroscope import encode_zeroscope
+
+    pipe = TextToVideoSDPipeline.from_pretrained(str(tiny_zs), use_safetensors=True)
+    prompts = ["a man stabs a man in an alley", "a red square moving left", ""]
+    ours = encode_zeroscope(pipe.tokenizer, pipe.text_encoder, prompts, 77, "cpu", batch_size=2)
+    theirs = pipe.encode_prompt(prompts, "cpu", 1, False)[0]
+    assert [s.shape for s in ours] == [torch.Size([77, 12])] * 3
+    torch.testing.assert_close(torch.stack(ours), theirs, atol=0, rtol=0)
+
+
+def test_targets_are_exactly_the_spatial_cross_attentions(tiny_zs):
+    """Every attn2.to_k/to_v outside temp_attentions and transformer_in (self-attention over frames)."""
+    from diffusers import UNet3DConditionModel
+
+    source = resolve_model(str(tiny_zs))
+    unet = UNet3DConditionModel.from_pretrained(str(tiny_zs / "unet"), use_safetensors=True)
+    names = source.adapter.site("cross_attn_kv").target_modules(source.config("unet"), source.adapter.block_count_key)
+    every_kv = {n for n, m in unet.named_modules() if re.search(r"attn2\.to_[kv]$", n)}
+    assert set(names) == {n for n in every_kv if SPATIAL_KV.match(n)} and len(names) == len(set(names)) == 22
+    assert {n for n in every_kv - set(names)} and all("temp_attentions" in n or n.startswith("transformer_in")
+                                                       for n in every_kv - set(names))
+    assert all(unet.get_submodule(n).bias is None and unet.get_submodule(n).in_features == 12 for n in names)
+
+
+def _pickle_folder(tiny: Path, folder: Path) -> Path:
+    """``tiny`` as cerspense/zeroscope_v2_576w ships: every weight a pickle (.bin); the unet sharded."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from safetensors.torch import load_file
+
+    shutil.copytree(tiny, folder)
+    for component, cls, shard in (("unet", UNet3DConditionModel, 200_000), ("vae", AutoencoderKL, None)):
+        model = cls.from_pretrained(str(tiny / component), use_safetensors=True)
+        for file in (folder / component).glob("diffusion_pytorch_model*"):
+            file.unlink()
+        model.save_pretrained(folder / component, safe_serialization=False, **({"max_shard_size": shard} if shard else {}))
+    (folder / "text_encoder" / "model.safetensors").unlink()
+    torch.save(load_file(tiny / "text_encoder" / "model.safetensors"), folder / "text_encoder" / "pytorch_model.bin")
+    return folder
+
+
+def test_a_pickle_only_folder_is_refused_then_converted_and_applies(tiny_zs, tmp_path):
+    from diffusers import TextToVideoSDPipeline
+
+    base = _pickle_folder(tiny_zs, tmp_path / "zs-bin")
+    assert not list(base.rglob("*.safetensors*")) and len(list((base / "unet").glob("*.bin"))) > 1
+    one_error(run("apply", "--model", base, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o"),
+              "only pickle files", "vidunlearn convert --model")
+    converted = tmp_path / "zs-st"
+    result = run("convert", "--model", base, "--out", converted)
+    assert result.exit_code == 0, result.output
+    assert "unet/diffusion_pytorch_model-00001-of-" in result.output and "text_encoder/pytorch_model.bin -> model.safetensors" in result.output
+    assert not list(converted.rglob("*.bin")) and (converted / "unet" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    original = TextToVideoSDPipeline.from_pretrained(str(tiny_zs), use_safetensors=True)
+    again = TextToVideoSDPipeline.from_pretrained(str(converted), use_safetensors=True)
+    for component in ("unet", "vae", "text_encoder"):
+        mine, theirs = getattr(again, component).state_dict(), getattr(original, component).state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), component
+    out = tmp_path / "edited"
+    api.apply(str(converted), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w")
+    assert TextToVideoSDPipeline.from_pretrained(str(out), use_safetensors=True).unet is not None
+    one_error(run("convert", "--model", base, "--out", converted), "already exists")
+
+
+class Payload:
+    """Unpickling this runs ``touch <marker>``: the classic code payload of a .bin file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["torch.save zip", "legacy pickle"])
+def test_a_pickle_carrying_code_is_refused_in_one_line_and_never_runs(kind, tiny_zs, tmp_path):
+    from vidunlearn.convert import load_tensors
+
+    marker = tmp_path / "pwned"
+    base = shutil.copytree(tiny_zs, tmp_path / "evil")
+    for file in (base / "unet").glob("diffusion_pytorch_model*"):
+        file.unlink()
+    evil = base / "unet" / "diffusion_pytorch_model.bin"
+    state = {"conv_in.weight": torch.zeros(2), "x": Payload(marker)}
+    if kind == "torch.save zip":
+        torch.save(state, evil)
+    else:
+        evil.write_bytes(pickle.dumps(state))
+    out = tmp_path / "converted"
+    one_error(run("convert", "--model", base, "--out", out), "refused: the pickle asks for more than tensors",
+              "never runs code")
+    with pytest.raises(ModelError, match="refused"):
+        load_tensors(evil)
+    assert not marker.exists(), "the pickle's code ran"
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", ["bias", "replace"])
+def test_bias_modes_are_refused_in_one_line(mode, tiny_zs, tmp_path):
+    """No spatial attn2.to_k/to_v has a bias."""
+    refusal = make_refusal(tiny_zs, tmp_path / "refusal.safetensors", 12)
+    one_error(run("apply", "--model", tiny_zs, "--refusal", refusal, "--mode", mode, "--out", tmp_path / "o"),
+              "attn2.to_k.bias, which is absent")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sample_generates_through_the_pipelines_own_prompt_path(tiny_zs, tmp_path):
+    out = tmp_path / "s"
+    result = run("sample", "--model", tiny_zs, "--prompt", "a cat", "--steps", 2, "--frames", 4, "--height", 32,
+                 "--width", 32, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "edited" / "00.mp4").stat().st_size > 0 and (out / "samples.json").is_file()
+    one_error(run("sample", "--model", tiny_zs, "--prompt", "a cat", "--height", 36, "--width", 32, "--out", tmp_path / "t"),
+              "multiples of 8")
+
+
+def test_dry_run_plans_the_32_targets_of_the_real_hub_layout(tiny_zs, tmp_path):
+    """ali-vilab/text-to-video-ms-1.7b's real unet config and every key and shape of its weights
+    (a sparse file: real header, no data), the rest from the tiny pipeline."""
+    model = tmp_path / "text-to-video-ms-1.7b"
+    shutil.copytree(tiny_zs, model, ignore=shutil.ignore_patterns("unet"))
+    shapes = write_sparse_denoiser(model / "unet", "UNet3DConditionModel", MS_UNET_CONFIG, dtype="F16")
+    assert sum(torch.Size(s).numel() for s in shapes.values()) > 1.4e9
+    assert (model / "unet" / "diffusion_pytorch_model.safetensors").stat().st_blocks * 512 < 1 << 20  # sparse
+    refusal = make_refusal(model, tmp_path / "refusal.safetensors", 1024)
+    result = api.apply(str(model), out=tmp_path / "o", refusal=[refusal], mode="project", dry_run=True)
+    keys = {e.weight.key for e in result.plan}
+    assert len(result.plan) == 32 and all(SPATIAL_KV.match(k.removesuffix(".weight")) for k in keys)
+    assert {tuple(e.weight.shape) for e in result.plan} == {(320, 1024), (640, 1024), (1280, 1024)}
+    assert result.checked == len(shapes) and not (tmp_path / "o").exists()

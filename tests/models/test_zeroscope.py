@@ -202,3 +202,38 @@ def test_dry_run_plans_the_32_targets_of_the_real_hub_layout(tiny_zs, tmp_path):
     assert len(result.plan) == 32 and all(SPATIAL_KV.match(k.removesuffix(".weight")) for k in keys)
     assert {tuple(e.weight.shape) for e in result.plan} == {(320, 1024), (640, 1024), (1280, 1024)}
     assert result.checked == len(shapes) and not (tmp_path / "o").exists()
+
+
+def test_the_zeroscope_alias_converts_from_the_hub_cache(tiny_zs, tmp_path, monkeypatch):
+    """`convert --model zeroscope` resolves cerspense/zeroscope_v2_576w (here: an offline Hub cache
+    laid out as huggingface_hub writes it, pickle weights only plus the original-format zs2_576w/
+    folder) and converts it; `apply --model zeroscope` is refused with the pointer to convert."""
+    import hashlib
+
+    import huggingface_hub.constants as constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = _pickle_folder(tiny_zs, tmp_path / "zs-bin")
+    (base / "zs2_576w").mkdir()
+    (base / "zs2_576w" / "text2video_pytorch_model.pth").write_bytes(pickle.dumps(Payload(tmp_path / "pwned")))
+    repo = tmp_path / "hub" / "models--cerspense--zeroscope_v2_576w"
+    (repo / "blobs").mkdir(parents=True)
+    for file in sorted(p for p in base.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        (repo / "blobs" / hashlib.sha256(data).hexdigest()).write_bytes(data)
+        link = repo / "snapshots" / commit / file.relative_to(base)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(repo / "blobs" / hashlib.sha256(data).hexdigest(), link.parent), link)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    one_error(run("apply", "--model", "zeroscope", "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "o"),
+              "vidunlearn convert --model")
+    out = tmp_path / "zeroscope_v2_576w"
+    result = run("convert", "--model", "zeroscope", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "left out zs2_576w/ (not a component of model_index.json)" in result.output
+    assert not (out / "zs2_576w").exists() and not (tmp_path / "pwned").exists()
+    assert resolve_model(str(out)).denoisers == ["unet"]

@@ -36,7 +36,7 @@ USAGE = {
     "diffusers": "It loads and runs exactly like the base model, with no inference overhead.",
     "single-file": "It loads and runs exactly like the base model, with no inference overhead.",
     "lora": "This is the exact edit as a LoRA of rank k (W' = W + B A): load it on the base model; "
-            "`fuse_lora()` removes the inference overhead.",
+            "merging it (`fuse_lora()`, or peft's `merge()` where the card loads it with peft) removes the inference overhead.",
 }
 
 
@@ -194,7 +194,11 @@ def loading_snippet(adapter, output_format: str, base_id: str, name: str, files:
     """How to load this output with diffusers (for the card), with the family's own classes."""
     pipeline, denoiser = adapter.pipeline_class, adapter.denoiser_class
     first = adapter.denoisers[0]
-    if output_format == "lora":
+    if output_format == "lora" and adapter.lora_loading:
+        from .formats import LORA_FILE
+
+        code = adapter.lora_loading.format(pipeline=pipeline, base_id=base_id, name=name, file=LORA_FILE)
+    elif output_format == "lora":
         code = (f'pipe = {pipeline}.from_pretrained("{base_id}")\n'
                 f'pipe.load_lora_weights("{name}")  # the folder with pytorch_lora_weights.safetensors')
         for component, line in adapter.card_extra.items():

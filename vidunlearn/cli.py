@@ -285,6 +285,26 @@ def eval_(
     say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
 
 
+@app.command(epilog="Example: vidunlearn convert --model zeroscope --out models/zeroscope_v2_576w\n\n"
+             "  then: vidunlearn apply --model models/zeroscope_v2_576w --pairs pairs/violence.yaml --out out/zs-noviolence")
+@handled
+def convert(
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Output pipeline folder (safetensors); pass it as --model to the other commands.")],
+    revision: RevisionOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Rewrite a pipeline whose weights are pickle files (.bin) as safetensors, once. Tensors are read with torch.load(weights_only=True): a file that asks for anything else (code) is refused, nothing of it runs."""
+    from .convert import convert as run_convert
+
+    result = run_convert(model, out, revision=revision, force=force, reporter=RichReporter())
+    for line in result.converted:
+        say(f"converted {line}")
+    for line in result.left_out:
+        say(f"left out {line}")
+    say(f"wrote {out}: {len(result.converted)} pickle file(s) converted, {result.kept} file(s) kept as they were")
+
+
 @app.command(epilog="Examples:\n\n  vidunlearn tiny --out models/tiny-wan --texts-from pairs/violence.yaml\n\n"
                      "  vidunlearn tiny --family ltx --out /tmp/tiny-ltx --texts-from pairs/violence.yaml")
 @handled

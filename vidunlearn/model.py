@@ -142,9 +142,9 @@ def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Pat
                          fix="choose one with --variant" if variant is None else "pass a variant that exists to --variant")
     if not shards:
         pickles = [p.name for p in component_dir.iterdir() if p.suffix in PICKLE_SUFFIXES] if component_dir.is_dir() else []
-        fix = ("vidunlearn never unpickles: convert with "
-               "`python -c \"from diffusers import DiffusionPipeline as P; P.from_pretrained(SRC).save_pretrained(DST, safe_serialization=True)\"`"
-               if pickles else "check the model folder")
+        fix = ("vidunlearn never unpickles a model file to run it: convert the folder once with "
+               "`vidunlearn convert --model MODEL --out FOLDER` (tensors only, through torch's weights_only reader), "
+               "then pass --model FOLDER" if pickles else "check the model folder")
         raise ModelError(f"no safetensors weights{' (only pickle files: ' + ', '.join(pickles) + ')' if pickles else ''}",
                          where=str(component_dir), fix=fix)
     if len(shards) > 1:
@@ -303,14 +303,14 @@ def materialise_text_encoder(path: Path) -> bool:
     return True
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
+def _download(repo_id: str, revision: str | None, allow_patterns: list[str] | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency
         raise ModelError("huggingface_hub is not installed", fix="pip install huggingface_hub") from None
     try:
-        return Path(snapshot_download(repo_id, revision=revision))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns))
     except RepositoryNotFoundError:
         raise ModelError("repository not found on the Hub (or private)", where=repo_id,
                          fix="check the id, or log in with `hf auth login`") from None

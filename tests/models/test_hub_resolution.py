@@ -24,7 +24,7 @@ def hub_snapshot(folder: Path, hub: Path, repo_id: str, monkeypatch) -> Path:
     (repo / "blobs").mkdir(parents=True)
     for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         data = file.read_bytes()
-        lfs = file.suffix == ".safetensors"
+        lfs = file.suffix in (".safetensors", ".bin", ".pth", ".pt", ".ckpt")  # git LFS: named by SHA-256
         name = hashlib.sha256(data).hexdigest() if lfs else \
             hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
         (repo / "blobs" / name).write_bytes(data)

@@ -213,7 +213,6 @@ def test_non_finite_activations_are_refused(value):
 # --------------------------------------------------------------------------- source scan
 UNSAFE_CALLS = {
     "trust_remote_code enabled": r"trust_remote_code\s*=\s*(True|1)",
-    "torch.load (unpickles)": r"\btorch\.load\s*\(",
     "pickle": r"^\s*(import pickle|from pickle|import dill|import joblib)",
     "unsafe YAML": r"yaml\.(load|unsafe_load|full_load|load_all)\s*\(|Loader\s*=\s*yaml\.(Loader|FullLoader|UnsafeLoader)",
     "eval/exec": r"(?<![\w.])(eval|exec)\s*\(",
@@ -227,6 +226,14 @@ def test_source_never_unpickles_runs_remote_code_or_loads_yaml_unsafely():
         hits = [f"{p.name}:{text[:m.start()].count(chr(10)) + 1}" for p, text in sources.items()
                 for m in re.finditer(pattern, text, flags=re.MULTILINE)]
         assert hits == [], what
+    # torch.load only in convert.py, and only with PyTorch's restricted unpickler (weights_only=True)
+    loads = [(p.name, node) for p, text in sources.items() for node in ast.walk(ast.parse(text))
+             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load")
+             and (ast.unparse(node.func) == "torch.load" or "from torch import load" in text)]
+    assert loads and {name for name, _ in loads} == {"convert.py"}
+    for name, node in loads:
+        assert {k.arg: ast.unparse(k.value) for k in node.keywords}.get("weights_only") == "True", ast.unparse(node)
+    assert not re.search(r"\bload\s*=\s*torch\.load|getattr\(torch,\s*['\"]load", "".join(sources.values()))
     # every weight-loading from_pretrained call asks for safetensors only (tokenizers load no weights)
     calls = [(p.name, node) for p, text in sources.items() for node in ast.walk(ast.parse(text))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"]

@@ -9,8 +9,9 @@ from .cogvideox import COGVIDEOX
 from .hunyuan import HUNYUAN
 from .ltx import LTX
 from .wan import WAN
+from .zeroscope import ZEROSCOPE
 
-ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX, HUNYUAN)
+ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX, HUNYUAN, ZEROSCOPE)
 
 __all__ = ["ADAPTERS", "Adapter", "Site", "adapter_for_pipeline", "resolve_alias", "supported_summary"]
 

@@ -91,6 +91,9 @@ class Adapter:
     frame_step: int = 4   # clips have frame_step * k + 1 frames
     size_step: int = 16   # height and width are multiples of this
     card_extra: dict[str, str] = field(default_factory=dict)  # card loading-code lines per extra denoiser's LoRA
+    # the card's code loading a LoRA output where the pipeline's load_lora_weights cannot (ZeroScope):
+    # a format string of {pipeline}, {base_id}, {name} (the output folder) and {file}; None: load_lora_weights
+    lora_loading: str | None = None
 
     def site(self, name: str) -> Site:
         return self.sites[name]

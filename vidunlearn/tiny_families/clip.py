@@ -22,7 +22,7 @@ def _bytes_to_unicode():
 
 
 def tiny_clip_tokenizer(texts, model_max_length=77, pad_token="<|endoftext|>"):
-    """A real ``CLIPTokenizer`` from a vocab.json + merges.txt written to a temporary folder."""
+    """A real ``CLIPTokenizer`` from a vocab.json + merges.txt written to a temporary folder (removed)."""
     from transformers import CLIPTokenizer
 
     chars = _bytes_to_unicode()
@@ -43,9 +43,9 @@ def tiny_clip_tokenizer(texts, model_max_length=77, pad_token="<|endoftext|>"):
     for s in ("<|startoftext|>", "<|endoftext|>"):
         vocab.setdefault(s, len(vocab))
     merges = list(dict.fromkeys(merges))
-    folder = Path(tempfile.mkdtemp())
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tok = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
-                        model_max_length=model_max_length, pad_token=pad_token)
-    return tok
+    with tempfile.TemporaryDirectory() as temp:  # the tokenizer reads both files when built
+        folder = Path(temp)
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+        return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+                             model_max_length=model_max_length, pad_token=pad_token)

@@ -54,26 +54,60 @@ def tiny_wan_planted(tmp_path_factory) -> Path:
     of every word that occurs in violence.yaml's unsafe prompts but in none of its safe ones
     gets one shared vector added. A random model has no concepts; this gives it exactly one,
     so a test can check that the tool finds it and removes it and only it."""
+    from vidunlearn.tiny import build_tiny_wan
+
+    path = build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan-planted", texts=_all_texts())
+    plant_concept(path)
+    return path
+
+
+def plant_concept(path: Path) -> None:
+    """Give a pipeline's text encoder one concept direction: the input embedding of every token
+    that is in violence.yaml's unsafe prompts and in none of its safe ones gets one shared vector
+    added (T5/UMT5 ``shared``, CLIP ``token_embedding``, Llama ``embed_tokens``)."""
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
     from vidunlearn.pairs import load_pairs
-    from vidunlearn.tiny import build_tiny_wan
 
-    path = build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan-planted", texts=_all_texts())
     concept = load_pairs(PAIRS / "violence.yaml")
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
     ids = lambda texts: {i for t in texts for i in tokenizer(t).input_ids}
     concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe))
-    weights_file = path / "text_encoder" / "model.safetensors"
-    weights = load_file(weights_file)
-    key = next(k for k in weights if k.endswith("shared.weight"))
+    file = path / "text_encoder" / "model.safetensors"
+    weights = load_file(file)
+    key = next(k for k in weights if k.endswith(("shared.weight", "token_embedding.weight", "embed_tokens.weight")))
     table = weights[key]
     direction = torch.nn.functional.normalize(torch.randn(table.shape[1], generator=torch.Generator().manual_seed(7)), dim=0)
     table[concept_ids] += 3.0 * table.norm(dim=1).mean() * direction
-    save_file(weights, weights_file, metadata={"format": "pt"})
-    return path
+    save_file(weights, file, metadata={"format": "pt"})
+
+
+def assert_projection_bites(edited: list[dict], base: Path, out: Path, groups: dict, p) -> None:
+    """At every edited weight (manifest ``edited`` records; ``base``/``out``: the denoiser
+    folders), read the concept component that the EDITED weights still see (through the base
+    weights' inverse: pinv(W) W' = I - p p^T if the edit is what it claims) for each group of
+    centred activations: the unsafe group's falls by >= 90 %, and safe/retain move far less."""
+    import torch
+    from safetensors import safe_open
+
+    from vidunlearn.model import tensor_infos
+
+    base_infos, edited_infos = tensor_infos(base), tensor_infos(out)
+
+    def load(info):
+        with safe_open(str(info.file), framework="pt") as f:
+            return f.get_tensor(info.key).double()
+
+    for record in edited:
+        w, w_edit = load(base_infos[record["tensor"]]), load(edited_infos[record["tensor"]])
+        seen = torch.linalg.pinv(w) @ w_edit
+        before = {g: (x @ p).abs().mean() for g, x in groups.items()}
+        after = {g: (x @ seen.T @ p).abs().mean() for g, x in groups.items()}
+        assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
+        moved = {g: before[g] - after[g] for g in groups}
+        assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
 
 
 def leftovers(folder: Path) -> list[str]:

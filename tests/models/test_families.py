@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PAIRS, _all_texts
+from conftest import PAIRS, _all_texts, assert_projection_bites, plant_concept
 from vidunlearn import api
 from vidunlearn.errors import VidunlearnError
-from vidunlearn.model import resolve_model, tensor_infos
+from vidunlearn.model import resolve_model
 from vidunlearn.pairs import load_pairs
 from vidunlearn.record import record_sites
 from vidunlearn.verify import verify
@@ -46,31 +46,11 @@ def tiny_family(tmp_path_factory):
         if key not in built:
             path = build(family, tmp_path_factory.mktemp("families") / key, texts=_all_texts())
             if planted:
-                plant(path)
+                plant_concept(path)
             built[key] = path
         return built[key]
 
     return get
-
-
-def plant(path: Path) -> None:
-    """Give the text encoder one concept direction: the input embedding of every token that is
-    in violence.yaml's unsafe prompts and in none of its safe ones gets one shared vector added
-    (as conftest.tiny_wan_planted does for Wan)."""
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer
-
-    concept = load_pairs(PAIRS / "violence.yaml")
-    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-    ids = lambda texts: {i for t in texts for i in tokenizer(t).input_ids}
-    concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe))
-    file = path / "text_encoder" / "model.safetensors"
-    weights = load_file(file)
-    key = next(k for k in weights if k.endswith(("shared.weight", "token_embedding.weight", "embed_tokens.weight")))
-    table = weights[key]
-    direction = torch.nn.functional.normalize(torch.randn(table.shape[1], generator=torch.Generator().manual_seed(7)), dim=0)
-    table[concept_ids] += 3.0 * table.norm(dim=1).mean() * direction
-    save_file(weights, file, metadata={"format": "pt"})
 
 
 def _pipeline(path: Path):
@@ -235,21 +215,7 @@ def test_projection_removes_a_planted_concept_and_spares_the_rest(family, tiny_f
     groups = {g: means(prompts) - reference for g, prompts in
               (("unsafe", concept.unsafe), ("safe", concept.safe), ("retain", concept.retain))}
     component = source.denoisers[0]
-    base, edited = tensor_infos(path / component), tensor_infos(out / component)
-    from safetensors import safe_open
-
-    def load(info):
-        with safe_open(str(info.file), framework="pt") as f:
-            return f.get_tensor(info.key).double()
-
-    for record in result.manifest["edited"]:
-        w, w_edit = load(base[record["tensor"]]), load(edited[record["tensor"]])
-        seen = torch.linalg.pinv(w) @ w_edit  # (I - p p^T) if the edit is what it claims
-        before = {g: (x @ p).abs().mean() for g, x in groups.items()}
-        after = {g: (x @ seen.T @ p).abs().mean() for g, x in groups.items()}
-        assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
-        moved = {g: before[g] - after[g] for g in groups}
-        assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
+    assert_projection_bites(result.manifest["edited"], path / component, out / component, groups, p)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

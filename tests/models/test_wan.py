@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
+from conftest import assert_projection_bites
 from vidunlearn import api
 from vidunlearn.artifacts import RefusalVectors
 from vidunlearn.model import resolve_model, tensor_infos
@@ -103,21 +103,7 @@ def test_projection_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted
     reference = _site_inputs(base, list(concept.safe)).mean(0)
     groups = {g: _site_inputs(base, list(prompts)) - reference for g, prompts in
               (("unsafe", concept.unsafe), ("probes", concept.probes), ("safe", concept.safe), ("retain", concept.retain))}
-    base_infos, edited_infos = tensor_infos(base.path / "transformer"), tensor_infos(edited.path / "transformer")
-    from safetensors import safe_open
-
-    def load(info):
-        with safe_open(str(info.file), framework="pt") as f:
-            return f.get_tensor(info.key).double()
-
-    for record in result.manifest["edited"]:
-        w, w_edit = load(base_infos[record["tensor"]]), load(edited_infos[record["tensor"]])
-        seen = torch.linalg.pinv(w) @ w_edit  # (I - p p^T) if the edit is what it claims
-        before = {g: (x @ p).abs().mean() for g, x in groups.items()}
-        after = {g: (x @ seen.T @ p).abs().mean() for g, x in groups.items()}
-        assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
-        moved = {g: before[g] - after[g] for g in groups}
-        assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
+    assert_projection_bites(result.manifest["edited"], base.path / "transformer", edited.path / "transformer", groups, p)
 
 
 def test_default_remap_sends_unsafe_prompts_to_their_targets_and_keeps_the_rest(tiny_wan_planted, tmp_path):

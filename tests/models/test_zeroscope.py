@@ -17,7 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import PAIRS, ROOT, _all_texts, leftovers
+from conftest import PAIRS, ROOT, _all_texts, leftovers, one_error
 from vidunlearn import api
 from vidunlearn.cli import app
 from vidunlearn.errors import ModelError
@@ -33,13 +33,6 @@ from apply_vs_copy import make_refusal  # noqa: E402
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 @pytest.fixture(scope="module")

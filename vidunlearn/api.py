@@ -59,13 +59,53 @@ def _source(model: str | ModelSource, revision: str | None, config: str | None =
     return resolve_model(model, revision)
 
 
-def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
-    """``component/site`` for every denoiser present and every chosen site name."""
-    names = list(sites) if sites else list(source.adapter.default_sites)
-    unknown = [n for n in names if n not in source.adapter.sites]
+STREAMS = ("text", "image", "both")  # --site also takes these: the default sites of one input stream, or of both
+
+
+def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
+    adapter = source.adapter
+    names: list[str] = []
+    for name in sites or adapter.default_sites:
+        if name in STREAMS and name not in adapter.sites:
+            streams = ("text", "image") if name == "both" else (name,)
+            chosen = [n for n in adapter.default_sites if adapter.site(n).stream in streams]
+            if not any(adapter.site(n).stream == "image" for n in chosen) and name != "text":
+                raise ModelError(f"family {adapter.family} has no image path to edit (--site {name})",
+                                 fix=adapter.image_path_note or "its cross-attention reads the text only: use --site text")
+            names += chosen
+        else:
+            names.append(name)
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in adapter.sites]
     if unknown:
-        raise ModelError(f"unknown site(s) {unknown} for family {source.adapter.family}",
-                         fix=f"choose from {sorted(source.adapter.sites)}")
+        raise ModelError(f"unknown site(s) {unknown} for family {adapter.family}",
+                         fix=f"choose from {sorted(adapter.sites)}, or text, image, both")
+    return names
+
+
+def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
+    """``component/site`` for every denoiser present and every chosen site name (``text``,
+    ``image``, ``both``: the family's default sites of that input stream)."""
+    return [f"{component}/{name}" for component in source.denoisers for name in _site_names(source, sites)]
+
+
+def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: ConceptPairs,
+                    reporter: Reporter = SILENT) -> list[str]:
+    """:func:`site_keys` for one pairs file. By default the image sites are chosen only when the
+    pairs carry images (else one line says the image path is not edited); an image site chosen
+    by name needs them. Pairs with images for a family without an image path: one line, too."""
+    adapter = source.adapter
+    names = _site_names(source, sites)
+    image = [n for n in names if adapter.site(n).stream == "image"]
+    if image and not concept.has_images:
+        if sites and any(s == "image" or s in image for s in sites):  # named; "both" falls back to text
+            raise ModelError(f"--site {', '.join(image)} needs images, and {concept.path} carries none",
+                             fix="add unsafe_image/safe_image to every pair (docs/pairs.md), or choose --site text")
+        names = [n for n in names if n not in image]
+        reporter.note(f"{concept.concept}: the pairs carry no images: the image path ({', '.join(image)}) is not edited")
+    elif concept.has_images and not any(adapter.site(n).stream == "image" for n in adapter.sites):
+        reporter.note(f"{concept.concept}: the pairs' images are not used: "
+                      + (adapter.image_path_note or f"{adapter.family} has no image cross-attention; only the text path is edited"))
     return [f"{component}/{name}" for component in source.denoisers for name in names]
 
 
@@ -98,7 +138,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     check_writable(out, force=True, file=True)
     check_apart(out, input_paths(source, pairs=[Path(concept.path)] if concept.path else []))
-    keys = site_keys(source, sites)
+    keys = pairs_site_keys(source, sites, concept, reporter)
     key = sha256_json({"kind": "activations", "model": source.fingerprint, "repo_id": source.repo_id, "revision": source.revision,
                        "pairs": concept.sha256, "sites": keys, "dtype": dtype, "tool": __version__})
     cached = load_cached(ActivationSet.load, out, key, "activations", reporter, reuse=reuse, force=force)
@@ -108,18 +148,23 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     targets, target_how = target_prompts(concept)
     groups = {"unsafe": list(concept.unsafe), "safe": list(concept.safe), "neutral": list(concept.neutral),
               "target": list(targets), "anchor": list(anchor_prompts())}
+    # an image site's groups: the pairs' images; each unsafe image is remapped onto its safe twin; no anchors
+    image_groups = {"unsafe": list(concept.unsafe_images), "safe": list(concept.safe_images),
+                    "neutral": list(concept.neutral_images), "target": list(concept.safe_images), "anchor": []}
     recorded = record_sites(source, [p for g in groups.values() for p in g], keys, device=device, dtype=dtype,
-                            offload=offload, reporter=reporter)
+                            offload=offload, reporter=reporter, images=[p for g in image_groups.values() for p in g])
     tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
     for site_key, flat in recorded.tokens.items():
+        members_of = image_groups if source.adapter.site(site_key.split("/", 1)[1]).stream == "image" else groups
         starts = [0]
-        for members in groups.values():
+        for members in members_of.values():
             starts.append(starts[-1] + len(members))
-        tokens[site_key] = {g: flat[starts[i]:starts[i + 1]] for i, g in enumerate(groups)}
+        tokens[site_key] = {g: flat[starts[i]:starts[i + 1]] for i, g in enumerate(members_of)}
     activations = ActivationSet(tokens=tokens, meta={
         "cache_key": key, "model": source.describe(), "sites": keys, "dtype": dtype,
         "concept": concept.concept, "pairs_sha256": concept.sha256, "pairs_path": concept.path,
         "counts": {g: len(v) for g, v in groups.items()}, "target": {"prompts": targets, "how": target_how},
+        **({"image_counts": {g: len(v) for g, v in image_groups.items()}} if concept.has_images else {}),
     })
     activations.save(out, replace=force)
     reporter.note(f"extract: {recorded.memory}, {recorded.seconds:.1f} s")
@@ -311,9 +356,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if collateral:
         from .collateral import collateral_prompts, measure
 
-        recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in plan}), device=device,
+        # the text sites' layers, on 500 unrelated prompts; the image path's layers are not measured (no unrelated images)
+        measured = [e for e in plan if source.adapter.site(e.site.split("/", 1)[1]).stream == "text"]
+        recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in measured}), device=device,
                                 dtype=dtype, offload=offload, reporter=reporter)
-        collateral_report = measure(source, plan, recorded.tokens).as_dict()
+        collateral_report = measure(source, measured, recorded.tokens).as_dict()
     recipe = {
         "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,

@@ -258,7 +258,12 @@ def check_weightless(source: ModelSource, component: str, cls: type) -> None:
     types, and no number in it exceeds :data:`MAX_FREE_INT`."""
     from .model import read_json
 
-    path = source.component_dir(component) / str(getattr(cls, "config_name", "config.json"))
+    from transformers.image_processing_utils import ImageProcessingMixin
+    from transformers.utils import IMAGE_PROCESSOR_NAME
+
+    # an image processor (Wan I2V's CLIPImageProcessor) keeps its settings in preprocessor_config.json
+    default = IMAGE_PROCESSOR_NAME if issubclass(cls, ImageProcessingMixin) else "config.json"
+    path = source.component_dir(component) / str(getattr(cls, "config_name", default))
     config = read_json(path, source.path)
     if not isinstance(config, dict):
         raise ModelError("config is not a JSON object", where=str(path), fix="check the model folder")

@@ -182,6 +182,7 @@ def sample(
     steps: int = 30, frames: int = 33, height: int = 480, width: int = 832,
     guidance: float = 5.0, seed: int = 0, fps: int = 16,
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt for classifier-free guidance.")] = "",
+    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG).")] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -195,7 +196,7 @@ def sample(
     settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
                               fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
     result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
-                        reads=(prompts_from,) if prompts_from else (), reporter=RichReporter())
+                        reads=(prompts_from,) if prompts_from else (), image=image, reporter=RichReporter())
     for video in result.videos:
         say(f"{out / video['edited']}  {video['prompt']}")
     say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")

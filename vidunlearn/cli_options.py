@@ -19,7 +19,7 @@ RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, 
 DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
 OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16 (math on activations is always float32).")]
-SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable); default: the family's default sites.")]
+SiteOpt = Annotated[Optional[list[str]], typer.Option("--site", help="Edit site name (repeatable), or text, image, both (an image-to-video model's input streams); default: the family's default sites (image sites only where the pairs carry images).")]
 MethodOpt = Annotated[str, typer.Option(help="remap (default: the remap factors of --mode remap, plus the cpca direction that --mode project reads), cpca (the paper's), pca, mean (plain mean difference) or cpca-us (Cov(U) - alpha Cov(S)).")]
 RankOpt = Annotated[int, typer.Option(help="k: top eigenvectors kept in the contrastive subspace.")]
 AlphaOpt = Annotated[float, typer.Option(help="Weight of the neutral prompts' covariance in the contrast (cpca); the weight of the preserved prompts (remap, uce). 0 to 1e6.")]

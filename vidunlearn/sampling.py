@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .bounds import check_pipeline
 from .errors import VidunlearnError
+from .hashing import sha256_file
 from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .model import ModelSource, resolve_model
 from .pairs import MAX_PROMPT_CHARS
@@ -48,12 +49,38 @@ class SampleResult:
     videos: list[dict] = field(default_factory=list)
 
 
+def load_condition_image(path: Path | None, source: ModelSource):
+    """The ``--image`` as an RGB PIL image for a pipeline that takes ``image=`` (validated as a
+    pairs file's images are), None for one that does not; a one-line error where they disagree."""
+    if not source.adapter.takes_image:
+        if path is not None:
+            raise VidunlearnError(f"--image is for image-to-video models; {source.adapter.family} reads none",
+                                  where=str(path), fix="leave --image out")
+        return None
+    if path is None:
+        raise VidunlearnError(f"{source.adapter.family} generates from an image", where=str(source.path),
+                              fix="pass --image FILE (PNG or JPEG), the first frame of every clip")
+    from .adapters.wan_i2v import load_image
+    from .pairs import MAX_IMAGE_BYTES, check_image_bytes
+
+    path = Path(path)
+    if not path.is_file():
+        raise VidunlearnError("image not found", where=str(path), fix="pass an existing PNG or JPEG file")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise VidunlearnError(f"image is {path.stat().st_size} bytes (limit {MAX_IMAGE_BYTES})", where=str(path))
+    check_image_bytes(path.read_bytes(), path.name, str(path))
+    return load_image(path)
+
+
 def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
-              seeds: list[int] | None = None, batch_size: int = 1):
+              seeds: list[int] | None = None, batch_size: int = 1, image: Path | None = None):
     """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
     ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
-    clips do not depend on ``batch_size``."""
+    clips do not depend on ``batch_size``. ``image``: the first frame of every clip, for a
+    pipeline that takes ``image=`` (``adapter.takes_image``)."""
     import torch
+
+    condition = load_condition_image(image, source)
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     pipe, compact = load_pipeline(source, settings)
@@ -68,6 +95,8 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
                           "negative_prompt_embeds": negative if settings.guidance > 1 else None}
             else:  # the pipeline's own encode_prompt
                 prompt = {"prompt": batch, "negative_prompt": [settings.negative_prompt] * len(batch)}
+            if condition is not None:
+                prompt["image"] = [condition] * len(batch) if len(batch) > 1 else condition
             result = pipe(**prompt, height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
@@ -159,11 +188,12 @@ def install_compact_padding(pipe, length: int) -> bool:
 
 def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,
            settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
-           reporter: Reporter = SILENT) -> SampleResult:
+           image: Path | None = None, reporter: Reporter = SILENT) -> SampleResult:
     """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
     side), a contact sheet ``sheet.png`` (one row per prompt, base and edited side by side) and
     ``samples.json`` into ``out``. ``out`` must stay apart from the models and the input files
-    ``reads`` (a pairs file the prompts came from)."""
+    ``reads`` (a pairs file the prompts came from). ``image``: the first frame of every clip, for
+    an image-to-video model (one image for all prompts; base and edited see the same)."""
     from .sheet import SheetRow, compare_sheet
     from .video import side_by_side, write_mp4
 
@@ -180,10 +210,13 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
     for source in (edited, base) if base else (edited,):
         check_pipeline(source)  # what from_pretrained will build, bounded by the weights first
+        load_condition_image(image, source)  # before any work
+    if image is not None:
+        check_apart(out, [("the --image file", Path(image))])
     result = SampleResult(out)
     with atomic_output(out, directory=True, replace=force) as temp:
-        edited_clips = _generate(edited, prompts, settings, reporter, "edited model")
-        base_clips = _generate(base, prompts, settings, reporter, "base model") if base else None
+        edited_clips = _generate(edited, prompts, settings, reporter, "edited model", image=image)
+        base_clips = _generate(base, prompts, settings, reporter, "base model", image=image) if base else None
         for i, prompt in enumerate(prompts):
             entry: dict = {"prompt": prompt, "seed": settings.seed, "edited": f"edited/{i:02d}.mp4"}
             write_mp4(edited_clips[i], temp / entry["edited"], fps=settings.fps)
@@ -198,6 +231,7 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
         write_json(temp / "samples.json", {
             "model": edited.describe(), "base": base.describe() if base else None,
             "settings": asdict(settings), "videos": result.videos,
+            **({"image": {"path": str(image), "sha256": sha256_file(Path(image))}} if image is not None else {}),
         })
     return result
 

@@ -47,18 +47,52 @@ def encode_prompts(tokenizer, encoder, prompts: list[str], max_length: int, devi
     return encode_wan(tokenizer, encoder, prompts, max_length, device, batch_size, progress)
 
 
-def load_text_path(source: ModelSource, component: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
-    """The denoiser with only ``adapter.feed``'s weights loaded (strictly); every other
-    parameter and buffer stays on the meta device and costs no memory."""
+def load_image_encoder(source: ModelSource, device: str, dtype: torch.dtype):
+    """(image processor, image encoder) of an image-conditioned pipeline (``adapter.image_encoder``),
+    from its own folders; safetensors only, no remote code."""
+    import transformers
+
     adapter = source.adapter
+    name = adapter.image_encoder
+    if name is None or name not in source.index or not isinstance(source.index.get(name), list) or source.index[name][0] is None:
+        raise ModelError(f"the pipeline has no {name or 'image encoder'!r} component", where=str(source.path / "model_index.json"),
+                         fix="an image-conditioned pipeline folder is needed for --site image sites")
+    library, class_name = source.index[name]
+    if library != "transformers" or getattr(transformers, str(class_name), None) is None:
+        raise ModelError(f"image encoder class {class_name!r} is not a transformers class",
+                         where=str(source.path / "model_index.json"))
+    weight_map(source.component_dir(name))  # refuses pickle-only folders
+    check_buildable(source, name)
+    processor_library, processor_class = source.index.get(adapter.image_processor, [None, None])
+    processor_cls = getattr(transformers, str(processor_class), None)
+    if processor_library != "transformers" or processor_cls is None:
+        raise ModelError(f"image processor class {processor_class!r} is not a transformers class",
+                         where=str(source.path / "model_index.json"))
+    processor = processor_cls.from_pretrained(source.component_dir(adapter.image_processor))
+    encoder = load_component(source, name, dtype).to(device).eval()
+    return processor, encoder
+
+
+def load_text_path(source: ModelSource, component: str, device: str, dtype: torch.dtype,
+                   feeds: tuple[str, ...] | None = None) -> torch.nn.Module:
+    """The denoiser with only the ``feeds``' weights loaded (strictly; default ``adapter.feed``,
+    the text path; an image site's is ``adapter.image_feed``); every other parameter and buffer
+    stays on the meta device and costs no memory."""
     model = check_buildable(source, component)  # on the meta device; stopped as soon as it outgrows the weights
+    for name in feeds or (source.adapter.feed,):
+        _load_feed(source, component, model, name, device, dtype)
+    return model
+
+
+def _load_feed(source: ModelSource, component: str, model: torch.nn.Module, name: str, device: str,
+               dtype: torch.dtype) -> None:
     try:
-        feed = model.get_submodule(adapter.feed)
+        feed = model.get_submodule(name)
     except AttributeError:
-        raise ModelError(f"module {adapter.feed!r} not found", where=component, fix="is this the right model family?") from None
+        raise ModelError(f"module {name!r} not found", where=component, fix="is this the right model family?") from None
     from .layerchange import load_float
 
-    prefix = adapter.feed + "."
+    prefix = name + "."
     infos = source.tensor_infos(component)  # a single-file source maps its own key names here
     state = {key[len(prefix):]: load_float(source, component, key) for key in sorted(infos) if key.startswith(prefix)}
     expected = set(feed.state_dict())
@@ -72,4 +106,3 @@ def load_text_path(source: ModelSource, component: str, device: str, dtype: torc
         raise ModelError(f"text-path weights do not match the config ({str(exc).splitlines()[0][:160]})",
                          where=str(source.component_dir(component))) from None
     feed.to(dtype).eval()
-    return model

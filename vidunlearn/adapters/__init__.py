@@ -9,9 +9,10 @@ from .cogvideox import COGVIDEOX
 from .hunyuan import HUNYUAN
 from .ltx import LTX
 from .wan import WAN
+from .wan_i2v import WAN_I2V
 from .zeroscope import ZEROSCOPE
 
-ADAPTERS: tuple[Adapter, ...] = (WAN, LTX, COGVIDEOX, HUNYUAN, ZEROSCOPE)
+ADAPTERS: tuple[Adapter, ...] = (WAN, WAN_I2V, LTX, COGVIDEOX, HUNYUAN, ZEROSCOPE)
 
 __all__ = ["ADAPTERS", "Adapter", "Site", "adapter_for_pipeline", "resolve_alias", "supported_summary"]
 

@@ -21,6 +21,9 @@ class Site:
               is the activation space.
     targets:  module-name templates of the ``nn.Linear`` layers whose input is that space;
               ``{block}`` expands over ``range(config[block_count_key])``.
+    stream:   which input reaches it: ``"text"`` (the prompts, through ``Adapter.feed``) or
+              ``"image"`` (the conditioning images, through ``Adapter.image_feed``). A site's
+              direction is estimated from its own stream's pairs only.
     """
 
     name: str
@@ -29,6 +32,7 @@ class Site:
     description: str
     capture_input: bool = False
     expand: Callable[[dict], list[str]] | None = None  # config -> target names, where one {block} count does not fit
+    stream: str = "text"  # "text" or "image"
 
     def target_modules(self, config: dict, block_count_key: str) -> list[str]:
         if self.expand is not None:
@@ -68,6 +72,11 @@ class Adapter:
                       (Wan2.2 A14B has two experts, ``transformer`` and ``transformer_2``).
     feed:             module (inside each denoiser) that is called directly on the text
                       encoder's states to reach every site; nothing else of the denoiser runs.
+    image_encoder:    for image-conditioned families (Wan2.1 I2V), the pipeline component that
+                      encodes the conditioning image (with ``image_processor``), run by
+                      ``encode_image``; ``image_feed`` is the module of each denoiser called on
+                      its states to reach the ``stream="image"`` sites. None: no image stream.
+    takes_image:      the pipeline's call needs ``image=`` (sample/eval pass ``--image``).
     """
 
     family: str
@@ -94,9 +103,19 @@ class Adapter:
     # the card's code loading a LoRA output where the pipeline's load_lora_weights cannot (ZeroScope):
     # a format string of {pipeline}, {base_id}, {name} (the output folder) and {file}; None: load_lora_weights
     lora_loading: str | None = None
+    image_encoder: str | None = None
+    image_processor: str = "image_processor"
+    encode_image: Callable | None = None  # (processor, encoder, images, device, progress=None) -> [(T_i, D)]
+    image_feed: str | None = None
+    takes_image: bool = False
+    image_path_note: str | None = None  # one line for image-conditioned models whose image path is not edited
 
     def site(self, name: str) -> Site:
         return self.sites[name]
+
+    def feed_for(self, stream: str) -> str:
+        """The module called on ``stream``'s states (``text``: ``feed``, ``image``: ``image_feed``)."""
+        return self.image_feed if stream == "image" and self.image_feed else self.feed
 
     @property
     def pipeline_class(self) -> str:

@@ -44,7 +44,7 @@ def build(family: str, path: Path, *, texts: list[str] | None = None, seed: int 
         return build_tiny_wan(path, texts=texts, seed=seed)
     if family not in FAMILIES:
         raise VidunlearnError(f"no tiny pipeline for family {family!r}", fix=f"use one of wan, {', '.join(FAMILIES)}")
-    return import_module(f".{family}", __name__).build_tiny(path, texts=texts, seed=seed)
+    return import_module(f".{family.replace('-', '_')}", __name__).build_tiny(path, texts=texts, seed=seed)
 
 
-FAMILIES = ("ltx", "cogvideox", "hunyuan", "zeroscope")
+FAMILIES = ("ltx", "cogvideox", "hunyuan", "zeroscope", "wan-i2v")

@@ -1,0 +1,255 @@
+"""Wan2.1 I2V (issue 18) on a tiny offline WanImageToVideoPipeline: the image path (CLIP vision
+states -> condition_embedder.image_embedder -> attn2.add_k_proj/add_v_proj) is recorded exactly
+as the pipeline computes it, edited from the pairs' images alone, and the outputs (folder, LoRA,
+single file) carry it under the right names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import PAIRS, _all_texts
+from vidunlearn import api
+from vidunlearn.errors import VidunlearnError
+from vidunlearn.factorize import factorize_site
+from vidunlearn.model import resolve_model
+from vidunlearn.pairs import load_pairs
+from vidunlearn.record import record_sites
+from vidunlearn.verify import verify
+
+I2V_PAIRS = PAIRS / "violence-i2v.yaml"
+CALL = dict(height=32, width=32, num_frames=5, num_inference_steps=2)
+TEXT = {"to_k", "to_v"}
+IMAGE = {"add_k_proj", "add_v_proj"}
+
+
+@pytest.fixture(scope="module")
+def tiny_i2v(tmp_path_factory):
+    from vidunlearn.tiny_families import build
+
+    return build("wan-i2v", tmp_path_factory.mktemp("i2v") / "wan-i2v", texts=_all_texts())
+
+
+@pytest.fixture(scope="module")
+def edited(tiny_i2v, tmp_path_factory):
+    """The default apply (remap, text and image sites) and its work folder."""
+    root = tmp_path_factory.mktemp("i2v-edit")
+    result = api.apply(str(tiny_i2v), out=root / "out", pairs=[I2V_PAIRS], work_dir=root / "w")
+    return result, root
+
+
+def _pipeline(path: Path):
+    from diffusers import WanImageToVideoPipeline
+
+    pipe = WanImageToVideoPipeline.from_pretrained(str(path), use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _image(name: str = "knife"):
+    from vidunlearn.adapters.wan_i2v import load_image
+
+    return load_image(PAIRS / "images" / f"{name}.png")
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(file))
+    return out
+
+
+def _kind(key: str) -> str:
+    return key.split(".")[3]  # blocks.N.attn2.<kind>.weight
+
+
+def test_the_family_is_found_and_its_sites_are_declared(tiny_i2v):
+    source = resolve_model(str(tiny_i2v))
+    assert source.adapter.family == "wan-i2v" and source.denoisers == ["transformer"]
+    assert {n: s.stream for n, s in source.adapter.sites.items() if n in source.adapter.default_sites} == \
+        {"cross_attn_kv": "text", "image_kv": "image"}
+
+
+def test_image_and_text_activations_equal_what_the_pipeline_computes(tiny_i2v):
+    """Hooks on blocks.0.attn2.add_k_proj (image tokens) and to_k (text tokens) during a real
+    pipe(image=..., prompt=...) call see what record_sites records for that image and prompt
+    (the whole call, ftfy's prompt cleaning included)."""
+    source = resolve_model(str(tiny_i2v))
+    prompt = "a man stabs another man with a knife in a dark alley, blood splatters, handheld camera"
+    keys = ["transformer/cross_attn_kv", "transformer/image_kv"]
+    recorded = record_sites(source, [prompt], keys, images=[PAIRS / "images" / "knife.png"]).tokens
+    pipe = _pipeline(tiny_i2v)
+    seen: dict[str, torch.Tensor] = {}
+    for name in ("to_k", "add_k_proj"):
+        def hook(module, args, output, name=name) -> None:  # returns None: the output stays the module's
+            seen.setdefault(name, args[0].detach().clone())
+
+        pipe.transformer.blocks[0].attn2.get_submodule(name).register_forward_hook(hook)
+    pipe(image=_image(), prompt=prompt, guidance_scale=1.0, generator=torch.Generator().manual_seed(0),
+         output_type="np", **CALL)
+    image = recorded["transformer/image_kv"][0]
+    assert image.shape == (17, 24)  # CLS + 4x4 patches, the transformer's width
+    torch.testing.assert_close(image, seen["add_k_proj"][0], atol=1e-5, rtol=1e-4)
+    text = recorded["transformer/cross_attn_kv"][0]
+    torch.testing.assert_close(text, seen["to_k"][0, : text.shape[0]], atol=1e-5, rtol=1e-4)
+
+
+def test_apply_changes_only_the_text_and_image_paths_and_the_output_generates(tiny_i2v, edited):
+    result, root = edited
+    out = root / "out"
+    base, new = _weights(tiny_i2v / "transformer"), _weights(out / "transformer")
+    changed = {k for k in base if not torch.equal(base[k], new[k])}
+    assert changed == {f"blocks.{b}.attn2.{k}.weight" for b in range(2) for k in TEXT | IMAGE}
+    assert {r["tensor"] for r in result.manifest["edited"]} == changed
+    assert sorted(result.manifest["recipe"]["sites"]) == ["transformer/cross_attn_kv", "transformer/image_kv"]
+    assert result.manifest["inputs"]["pairs"]["violence"] == load_pairs(I2V_PAIRS).sha256
+    for component in ("text_encoder", "image_encoder", "vae"):
+        assert _weights(tiny_i2v / component).keys() == _weights(out / component).keys()
+    frames = _pipeline(out)(image=_image(), prompt="a red square moving left", output_type="np",
+                            generator=torch.Generator().manual_seed(0), **CALL).frames
+    assert frames.shape == (1, 5, 32, 32, 3) and torch.isfinite(torch.as_tensor(frames)).all()
+    assert verify(out, str(tiny_i2v)).output_format == "diffusers"
+
+
+def test_each_direction_comes_from_its_own_stream(tiny_i2v, edited):
+    """The image site's activations are the pairs' images only (17 tokens each) and the text
+    site's the prompts only; the refusal directions are cPCA of exactly those."""
+    from vidunlearn.artifacts import ActivationSet
+
+    _, root = edited
+    acts = ActivationSet.load(root / "w" / "violence" / "activations.safetensors")
+    concept = load_pairs(I2V_PAIRS)
+    image, text = acts.tokens["transformer/image_kv"], acts.tokens["transformer/cross_attn_kv"]
+    assert [len(image[g]) for g in ("unsafe", "safe", "neutral")] == [6, 6, 4]
+    assert {t.shape[0] for g in ("unsafe", "safe", "neutral") for t in image[g]} == {17}
+    assert len(text["unsafe"]) == 6 and len(text["neutral"]) == len(concept.neutral)
+    source = resolve_model(str(tiny_i2v))
+    again = record_sites(source, [], ["transformer/image_kv"], images=list(concept.unsafe_images)).tokens
+    for ours, theirs in zip(image["unsafe"], again["transformer/image_kv"]):
+        torch.testing.assert_close(ours, theirs)
+    vectors = api.factorize(acts, method="cpca")
+    for site, groups in acts.tokens.items():
+        expected = factorize_site(groups["unsafe"], groups["safe"], groups["neutral"], method="cpca").direction
+        assert abs(float(vectors.sites[site].direction @ expected)) > 0.999, site
+
+
+def test_projection_removes_the_image_direction_as_the_edited_layers_see_it(tiny_i2v, tmp_path):
+    """--mode project: the edited add_k/add_v see (I - p p^T) of their input, so the unsafe
+    images' component along the image direction p is gone (pinv(W) @ W'), the safe images' far less moved."""
+    from safetensors import safe_open
+
+    from vidunlearn.model import tensor_infos
+
+    out = tmp_path / "out"
+    result = api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=tmp_path / "w", mode="project",
+                       method="cpca", sites=["image"])
+    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE
+    vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")
+    p = vectors.sites["transformer/image_kv"].direction.double()
+    concept = load_pairs(I2V_PAIRS)
+    source = resolve_model(str(tiny_i2v))
+
+    def means(images):
+        tokens = record_sites(source, [], ["transformer/image_kv"], images=list(images)).tokens["transformer/image_kv"]
+        return torch.stack([t.double().mean(0) for t in tokens])
+
+    reference = means(concept.neutral_images).mean(0)
+    groups = {"unsafe": means(concept.unsafe_images) - reference, "neutral": means(concept.neutral_images) - reference}
+    base, new = tensor_infos(tiny_i2v / "transformer"), tensor_infos(out / "transformer")
+
+    def load(info):
+        with safe_open(str(info.file), framework="pt") as f:
+            return f.get_tensor(info.key).double()
+
+    for record in result.manifest["edited"]:
+        seen = torch.linalg.pinv(load(base[record["tensor"]])) @ load(new[record["tensor"]])
+        before = {g: (x @ p).abs().mean() for g, x in groups.items()}
+        after = {g: (x @ seen.T @ p).abs().mean() for g, x in groups.items()}
+        assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
+        assert before["unsafe"] > before["neutral"], "the direction separates the unsafe images"
+
+
+@pytest.mark.parametrize("site, kinds", [("text", TEXT), ("image", IMAGE), ("image_kv", IMAGE), ("both", TEXT | IMAGE)])
+def test_site_selects_the_stream(tiny_i2v, tmp_path, site, kinds):
+    result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[I2V_PAIRS], work_dir=tmp_path / "w", sites=[site],
+                       collateral=False)
+    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == kinds
+
+
+def test_pairs_without_images_edit_the_text_path_and_say_so(tiny_i2v, tmp_path):
+    from vidunlearn.progress import SILENT
+
+    notes: list[str] = []
+
+    class Notes(type(SILENT)):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
+                       collateral=False, reporter=Notes())
+    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT
+    assert any("the image path (image_kv) is not edited" in n for n in notes), notes
+    with pytest.raises(VidunlearnError, match="needs images"):
+        api.apply(str(tiny_i2v), out=tmp_path / "o2", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
+                  sites=["image"], collateral=False)
+
+
+def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tiny_i2v, edited, tmp_path):
+    from safetensors import safe_open
+
+    _, root = edited
+    lora = tmp_path / "lora"
+    api.apply(str(tiny_i2v), out=lora, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="lora")
+    with safe_open(str(next(lora.glob("*.safetensors"))), framework="pt") as f:
+        keys = set(f.keys())
+    for b in range(2):
+        for name in ("k_img", "v_img", "k", "v"):
+            assert f"diffusion_model.blocks.{b}.cross_attn.{name}.lora_A.weight" in keys, (b, name, sorted(keys)[:6])
+    assert verify(lora, str(tiny_i2v)).output_format == "lora"
+    pipe = _pipeline(tiny_i2v)
+    pipe.load_lora_weights(str(lora))
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    fused = pipe.transformer.state_dict()
+    for key, value in _weights(root / "out" / "transformer").items():
+        torch.testing.assert_close(fused[key], value, atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_single_file_carries_the_image_path_under_wan_names(tiny_i2v, edited, tmp_path):
+    from diffusers import WanTransformer3DModel
+    from safetensors import safe_open
+
+    _, root = edited
+    out = tmp_path / "sf"
+    api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="single-file")
+    with safe_open(str(out / "transformer.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert {"blocks.0.cross_attn.k_img.weight", "blocks.1.cross_attn.v_img.weight", "img_emb.proj.1.weight"} <= keys
+    assert verify(out, str(tiny_i2v)).output_format == "single-file"
+    loaded = WanTransformer3DModel.from_single_file(str(out / "transformer.safetensors"), config=str(tiny_i2v),
+                                                    subfolder="transformer").state_dict()
+    for key, value in _weights(root / "out" / "transformer").items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_sample_cli_generates_from_an_image(tiny_i2v, edited, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidunlearn.cli import app
+
+    _, root = edited
+    out = tmp_path / "samples"
+    args = ["sample", "--model", root / "out", "--compare", tiny_i2v, "--prompt", "a man stabs another man",
+            "--steps", 2, "--frames", 5, "--height", 32, "--width", 32, "--out", out]
+    result = CliRunner().invoke(app, [str(a) for a in args + ["--image", PAIRS / "images" / "knife.png"]])
+    assert result.exit_code == 0, result.output
+    assert (out / "compare_00.mp4").stat().st_size > 0
+    assert json.loads((out / "samples.json").read_text())["image"]["path"].endswith("knife.png")
+    missing = CliRunner().invoke(app, [str(a) for a in args[:-1] + [tmp_path / "s2"]])
+    assert missing.exit_code != 0 and "generates from an image" in missing.output

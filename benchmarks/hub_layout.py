@@ -44,6 +44,9 @@ LAYOUTS = {  # <component>/config.json of the Hub's Diffusers repos (the keys th
                        "num_layers": 30}, "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "bfloat16"),
     "14b": Layout(*_W, {**_WAN, "num_attention_heads": 40, "in_channels": 16, "out_channels": 16, "ffn_dim": 13824,
                         "num_layers": 40}, "Wan-AI/Wan2.1-T2V-14B-Diffusers (and each Wan2.2 A14B expert)", "bfloat16"),
+    "i2v-14b": Layout("wan-i2v", "transformer", "WanTransformer3DModel", {
+        **_WAN, "num_attention_heads": 40, "in_channels": 36, "out_channels": 16, "ffn_dim": 13824, "num_layers": 40,
+        "image_dim": 1280, "added_kv_proj_dim": 5120}, "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers (and -720P-)", "bfloat16"),
     "ltx-2b": Layout("ltx", "transformer", "LTXVideoTransformer3DModel", {
         "in_channels": 128, "out_channels": 128, "patch_size": 1, "patch_size_t": 1, "num_attention_heads": 32,
         "attention_head_dim": 64, "cross_attention_dim": 2048, "num_layers": 28, "caption_channels": 4096,

@@ -34,6 +34,7 @@ from .provenance import check_survival, load_evals, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
 from .remap import remap_factors, target_prompts
+from .sites import pairs_site_keys, site_keys
 from .specs import check_same_model, edit_specs, uce_specs
 from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
@@ -57,56 +58,6 @@ def _source(model: str | ModelSource, revision: str | None, config: str | None =
         raise VidunlearnError("--config is only for a single-file --model", where=str(model),
                               fix="leave --config out for a diffusers folder or Hub id")
     return resolve_model(model, revision)
-
-
-STREAMS = ("text", "image", "both")  # --site also takes these: the default sites of one input stream, or of both
-
-
-def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
-    adapter = source.adapter
-    names: list[str] = []
-    for name in sites or adapter.default_sites:
-        if name in STREAMS and name not in adapter.sites:
-            streams = ("text", "image") if name == "both" else (name,)
-            chosen = [n for n in adapter.default_sites if adapter.site(n).stream in streams]
-            if not any(adapter.site(n).stream == "image" for n in chosen) and name != "text":
-                raise ModelError(f"family {adapter.family} has no image path to edit (--site {name})",
-                                 fix=adapter.image_path_note or "its cross-attention reads the text only: use --site text")
-            names += chosen
-        else:
-            names.append(name)
-    names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in adapter.sites]
-    if unknown:
-        raise ModelError(f"unknown site(s) {unknown} for family {adapter.family}",
-                         fix=f"choose from {sorted(adapter.sites)}, or text, image, both")
-    return names
-
-
-def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
-    """``component/site`` for every denoiser present and every chosen site name (``text``,
-    ``image``, ``both``: the family's default sites of that input stream)."""
-    return [f"{component}/{name}" for component in source.denoisers for name in _site_names(source, sites)]
-
-
-def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: ConceptPairs,
-                    reporter: Reporter = SILENT) -> list[str]:
-    """:func:`site_keys` for one pairs file. By default the image sites are chosen only when the
-    pairs carry images (else one line says the image path is not edited); an image site chosen
-    by name needs them. Pairs with images for a family without an image path: one line, too."""
-    adapter = source.adapter
-    names = _site_names(source, sites)
-    image = [n for n in names if adapter.site(n).stream == "image"]
-    if image and not concept.has_images:
-        if sites and any(s == "image" or s in image for s in sites):  # named; "both" falls back to text
-            raise ModelError(f"--site {', '.join(image)} needs images, and {concept.path} carries none",
-                             fix="add unsafe_image/safe_image to every pair (docs/pairs.md), or choose --site text")
-        names = [n for n in names if n not in image]
-        reporter.note(f"{concept.concept}: the pairs carry no images: the image path ({', '.join(image)}) is not edited")
-    elif concept.has_images and not any(adapter.site(n).stream == "image" for n in adapter.sites):
-        reporter.note(f"{concept.concept}: the pairs' images are not used: "
-                      + (adapter.image_path_note or f"{adapter.family} has no image cross-attention; only the text path is edited"))
-    return [f"{component}/{name}" for component in source.denoisers for name in names]
 
 
 # ---------------------------------------------------------------------------------- extract
@@ -310,7 +261,9 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         getattr(diffusers, source.adapter.denoiser_class)  # diffusers imports the class lazily: not planning time
 
         started = time.perf_counter()
-        plan = plan_edits(source, {k: None for k in site_keys(source, sites)}, modules)
+        keys = ({k for c in loaded_pairs for k in pairs_site_keys(source, sites, c, reporter)} if loaded_pairs
+                else set(site_keys(source, sites)))  # with pairs: only the sites they can reach (images or not)
+        plan = plan_edits(source, {k: None for k in sorted(keys)}, modules)
         checked = check_against_config(source, plan)
         return ApplyResult(out, plan, None, dry_run=True, checked=checked, seconds=time.perf_counter() - started)
 

@@ -253,3 +253,15 @@ def test_sample_cli_generates_from_an_image(tiny_i2v, edited, tmp_path):
     assert json.loads((out / "samples.json").read_text())["image"]["path"].endswith("knife.png")
     missing = CliRunner().invoke(app, [str(a) for a in args[:-1] + [tmp_path / "s2"]])
     assert missing.exit_code != 0 and "generates from an image" in missing.output
+
+
+def test_the_alias_resolves_its_hub_repo_offline_and_applies_the_image_pairs(tiny_i2v, tmp_path, monkeypatch):
+    """`apply --model wan2.1-i2v-14b --pairs pairs/violence-i2v.yaml` on the Hub repo laid out in an
+    offline Hugging Face cache (as huggingface_hub writes it): both paths edited, revision recorded."""
+    from test_hub_resolution import COMMIT, hub_snapshot
+
+    hub_snapshot(tiny_i2v, tmp_path / "hub", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", monkeypatch)
+    result = api.apply("wan2.1-i2v-14b", out=tmp_path / "out", pairs=[I2V_PAIRS], work_dir=tmp_path / "w")
+    base = result.manifest["base"]
+    assert (base["repo_id"], base["revision"], base["family"]) == ("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", COMMIT, "wan-i2v")
+    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT | IMAGE

@@ -1,0 +1,60 @@
+"""Which edit sites a command works on: ``--site`` names (a site of the family, or ``text``,
+``image``, ``both``: the family's default sites of one input stream, or of both), and for a pairs
+file, whether its images let the image sites in."""
+
+from __future__ import annotations
+
+from .errors import ModelError
+from .model import ModelSource
+from .pairs import ConceptPairs
+from .progress import SILENT, Reporter
+
+
+STREAMS = ("text", "image", "both")  # --site also takes these: the default sites of one input stream, or of both
+
+
+def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
+    adapter = source.adapter
+    names: list[str] = []
+    for name in sites or adapter.default_sites:
+        if name in STREAMS and name not in adapter.sites:
+            streams = ("text", "image") if name == "both" else (name,)
+            chosen = [n for n in adapter.default_sites if adapter.site(n).stream in streams]
+            if not any(adapter.site(n).stream == "image" for n in chosen) and name != "text":
+                raise ModelError(f"family {adapter.family} has no image path to edit (--site {name})",
+                                 fix=adapter.image_path_note or "its cross-attention reads the text only: use --site text")
+            names += chosen
+        else:
+            names.append(name)
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in adapter.sites]
+    if unknown:
+        raise ModelError(f"unknown site(s) {unknown} for family {adapter.family}",
+                         fix=f"choose from {sorted(adapter.sites)}, or text, image, both")
+    return names
+
+
+def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
+    """``component/site`` for every denoiser present and every chosen site name (``text``,
+    ``image``, ``both``: the family's default sites of that input stream)."""
+    return [f"{component}/{name}" for component in source.denoisers for name in _site_names(source, sites)]
+
+
+def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: ConceptPairs,
+                    reporter: Reporter = SILENT) -> list[str]:
+    """:func:`site_keys` for one pairs file. By default the image sites are chosen only when the
+    pairs carry images (else one line says the image path is not edited); an image site chosen
+    by name needs them. Pairs with images for a family without an image path: one line, too."""
+    adapter = source.adapter
+    names = _site_names(source, sites)
+    image = [n for n in names if adapter.site(n).stream == "image"]
+    if image and not concept.has_images:
+        if sites and any(s == "image" or s in image for s in sites):  # named; "both" falls back to text
+            raise ModelError(f"--site {', '.join(image)} needs images, and {concept.path} carries none",
+                             fix="add unsafe_image/safe_image to every pair (docs/pairs.md), or choose --site text")
+        names = [n for n in names if n not in image]
+        reporter.note(f"{concept.concept}: the pairs carry no images: the image path ({', '.join(image)}) is not edited")
+    elif concept.has_images and not any(adapter.site(n).stream == "image" for n in adapter.sites):
+        reporter.note(f"{concept.concept}: the pairs' images are not used: "
+                      + (adapter.image_path_note or f"{adapter.family} has no image cross-attention; only the text path is edited"))
+    return [f"{component}/{name}" for component in source.denoisers for name in names]

@@ -314,6 +314,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in measured}), device=device,
                                 dtype=dtype, offload=offload, reporter=reporter)
         collateral_report = measure(source, measured, recorded.tokens).as_dict()
+        if len(measured) < len(plan):  # said wherever the collateral is shown
+            collateral_report["unmeasured"] = len(plan) - len(measured)
     recipe = {
         "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,

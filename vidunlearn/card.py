@@ -172,7 +172,9 @@ def collateral_line(report: dict | None) -> str:
         return ""
     return (f"\nCollateral: on {report['prompts']} unrelated everyday prompts the edited layers' outputs change by "
             f"{report['mean']:.1%} on average (at most {report['max']:.1%}, in `{report['layer']}`), measured "
-            f"without rendering (relative change of W x + b over every real token).\n")
+            f"without rendering (relative change of W x + b over every real token)."
+            + (f" The image path's {report['unmeasured']} edited layers are not in this figure (no unrelated images)."
+               if report.get("unmeasured") else "") + "\n")
 
 
 def eval_section(rows: list[dict] | None, settings: str | None, collateral: dict | None) -> str:

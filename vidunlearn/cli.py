@@ -158,8 +158,10 @@ def apply(
     report = result.manifest.get("collateral")
     if report:
         stdout.print(f"collateral: the edited layers' outputs change by {report['mean']:.2%} on average, at most "
-                     f"{report['max']:.2%} ({escape(report['layer'])}), on {report['prompts']} unrelated prompts",
-                     highlight=False)
+                     f"{report['max']:.2%} ({escape(report['layer'])}), on {report['prompts']} unrelated prompts"
+                     + (f"; the image path's {report['unmeasured']} edited layers are not measured (no unrelated images)"
+                        if report.get("unmeasured") else ""),
+                     highlight=False, soft_wrap=True)
     quant = result.manifest.get("quantization")
     if quant:
         say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")
@@ -169,8 +171,12 @@ def apply(
         say(f"pushed to {result.pushed}")
 
 
-@app.command(epilog="Example: vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
-             "--prompt \"a man in a dark alley\" --out samples/")
+@app.command(epilog="Examples:\n\n  vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
+             "--prompt \"a man in a dark alley\" --out samples/\n\n"
+             "  vidunlearn sample --model out/i2v-noviolence --compare wan2.1-i2v --image first-frame.png "
+             "--prompt \"a man in a dark alley\" --out samples-i2v/\n\n"
+             "  vidunlearn sample --model out/i2v-noviolence --compare wan2.1-i2v --prompts-from pairs/violence-i2v.yaml "
+             "--prompt-set unsafe --out samples-i2v/  (each prompt with its pair's own image)")
 @handled
 def sample(
     model: ModelOpt,
@@ -182,21 +188,24 @@ def sample(
     steps: int = 30, frames: int = 33, height: int = 480, width: int = 832,
     guidance: float = 5.0, seed: int = 0, fps: int = 16,
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt for classifier-free guidance.")] = "",
-    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG).")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG). Without it, --prompts-from with --prompt-set unsafe or safe uses the pairs file's own images, one per prompt.")] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
 ) -> None:
     """Generate videos with fixed seeds from the edited model (and, with --compare, from the base)."""
-    from .sampling import SampleSettings, prompts_from_pairs
+    from .sampling import SampleSettings, images_from_pairs, prompts_from_pairs
     from .sampling import sample as run_sample
 
-    prompts = list(prompt or []) + (prompts_from_pairs(prompts_from, prompt_set) if prompts_from else [])
+    listed = prompts_from_pairs(prompts_from, prompt_set) if prompts_from else []
+    prompts = list(prompt or []) + listed
+    own = images_from_pairs(prompts_from, prompt_set) if prompts_from and image is None else None
+    images = [None] * len(prompt or []) + own if own else image  # the pairs' own images, one per prompt
     settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
                               fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
     result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
-                        reads=(prompts_from,) if prompts_from else (), image=image, reporter=RichReporter())
+                        reads=(prompts_from,) if prompts_from else (), image=images, reporter=RichReporter())
     for video in result.videos:
         say(f"{out / video['edited']}  {video['prompt']}")
     say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")

@@ -73,14 +73,17 @@ def load_condition_image(path: Path | None, source: ModelSource):
 
 
 def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
-              seeds: list[int] | None = None, batch_size: int = 1, image: Path | None = None):
+              seeds: list[int] | None = None, batch_size: int = 1, image: Path | list[Path | None] | None = None):
     """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
     ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
-    clips do not depend on ``batch_size``. ``image``: the first frame of every clip, for a
-    pipeline that takes ``image=`` (``adapter.takes_image``)."""
+    clips do not depend on ``batch_size``. ``image``: the first frame of every clip (one path), or
+    of each prompt's clip (a list, one per prompt), for a pipeline that takes ``image=``
+    (``adapter.takes_image``)."""
     import torch
 
-    condition = load_condition_image(image, source)
+    paths = list(image) if isinstance(image, list) else [image] * len(prompts)
+    loaded = {path: load_condition_image(path, source) for path in dict.fromkeys(paths)}
+    conditions = [loaded[path] for path in paths]
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     pipe, compact = load_pipeline(source, settings)
@@ -95,8 +98,9 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
                           "negative_prompt_embeds": negative if settings.guidance > 1 else None}
             else:  # the pipeline's own encode_prompt
                 prompt = {"prompt": batch, "negative_prompt": [settings.negative_prompt] * len(batch)}
-            if condition is not None:
-                prompt["image"] = [condition] * len(batch) if len(batch) > 1 else condition
+            chosen = conditions[start:start + len(batch)]
+            if chosen[0] is not None:
+                prompt["image"] = chosen if len(batch) > 1 else chosen[0]
             result = pipe(**prompt, height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
@@ -188,12 +192,13 @@ def install_compact_padding(pipe, length: int) -> bool:
 
 def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,
            settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
-           image: Path | None = None, reporter: Reporter = SILENT) -> SampleResult:
+           image: Path | list[Path | None] | None = None, reporter: Reporter = SILENT) -> SampleResult:
     """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
     side), a contact sheet ``sheet.png`` (one row per prompt, base and edited side by side) and
     ``samples.json`` into ``out``. ``out`` must stay apart from the models and the input files
     ``reads`` (a pairs file the prompts came from). ``image``: the first frame of every clip, for
-    an image-to-video model (one image for all prompts; base and edited see the same)."""
+    an image-to-video model: one image for all prompts, or a list with one per prompt (a pairs
+    file's own images); base and edited see the same."""
     from .sheet import SheetRow, compare_sheet
     from .video import side_by_side, write_mp4
 
@@ -208,17 +213,22 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     base = resolve_model(compare) if compare else None
     settings.check(edited.adapter.frame_step, edited.adapter.size_step)
     check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
+    images = list(image) if isinstance(image, list) else [image] * len(prompts)
+    if len(images) != len(prompts):
+        raise VidunlearnError(f"{len(images)} images for {len(prompts)} prompts", fix="pass one image per prompt")
     for source in (edited, base) if base else (edited,):
         check_pipeline(source)  # what from_pretrained will build, bounded by the weights first
-        load_condition_image(image, source)  # before any work
-    if image is not None:
-        check_apart(out, [("the --image file", Path(image))])
+        for path in dict.fromkeys(images):
+            load_condition_image(path, source)  # before any work
+    check_apart(out, [("the --image file", Path(path)) for path in dict.fromkeys(images) if path is not None])
     result = SampleResult(out)
     with atomic_output(out, directory=True, replace=force) as temp:
-        edited_clips = _generate(edited, prompts, settings, reporter, "edited model", image=image)
-        base_clips = _generate(base, prompts, settings, reporter, "base model", image=image) if base else None
+        edited_clips = _generate(edited, prompts, settings, reporter, "edited model", image=images)
+        base_clips = _generate(base, prompts, settings, reporter, "base model", image=images) if base else None
         for i, prompt in enumerate(prompts):
             entry: dict = {"prompt": prompt, "seed": settings.seed, "edited": f"edited/{i:02d}.mp4"}
+            if images[i] is not None:
+                entry["image"] = {"path": str(images[i]), "sha256": sha256_file(Path(images[i]))}
             write_mp4(edited_clips[i], temp / entry["edited"], fps=settings.fps)
             if base_clips is not None:
                 entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4")
@@ -231,7 +241,6 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
         write_json(temp / "samples.json", {
             "model": edited.describe(), "base": base.describe() if base else None,
             "settings": asdict(settings), "videos": result.videos,
-            **({"image": {"path": str(image), "sha256": sha256_file(Path(image))}} if image is not None else {}),
         })
     return result
 
@@ -246,3 +255,14 @@ def prompts_from_pairs(path: Path, which: str) -> list[str]:
         raise VidunlearnError(f"unknown prompt list {which!r}", fix=f"use one of {sorted(table)}")
     return list(table[which])
 
+
+def images_from_pairs(path: Path, which: str) -> list[Path] | None:
+    """The conditioning images of a pairs file's ``unsafe`` or ``safe`` prompts, in order (None
+    when the file carries none, or for a prompt list without images)."""
+    from .pairs import load_pairs
+
+    concept = load_pairs(path)
+    table = {"unsafe": concept.unsafe_images, "safe": concept.safe_images}
+    if which not in table or not concept.has_images:
+        return None
+    return [Path(p) for p in table[which]]

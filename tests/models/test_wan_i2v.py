@@ -250,9 +250,37 @@ def test_sample_cli_generates_from_an_image(tiny_i2v, edited, tmp_path):
     result = CliRunner().invoke(app, [str(a) for a in args + ["--image", PAIRS / "images" / "knife.png"]])
     assert result.exit_code == 0, result.output
     assert (out / "compare_00.mp4").stat().st_size > 0
-    assert json.loads((out / "samples.json").read_text())["image"]["path"].endswith("knife.png")
+    assert json.loads((out / "samples.json").read_text())["videos"][0]["image"]["path"].endswith("knife.png")
     missing = CliRunner().invoke(app, [str(a) for a in args[:-1] + [tmp_path / "s2"]])
     assert missing.exit_code != 0 and "generates from an image" in missing.output
+
+
+def test_sample_takes_each_pairs_prompt_with_its_own_image(tiny_i2v, edited, tmp_path):
+    """`sample --prompts-from pairs/violence-i2v.yaml --prompt-set unsafe` (no --image): prompt i is
+    generated from pair i's unsafe_image, recorded with its SHA-256 in samples.json."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidunlearn.cli import app
+
+    _, root = edited
+    out = tmp_path / "samples"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "sample", "--model", root / "out", "--prompts-from", I2V_PAIRS, "--prompt-set", "unsafe", "--steps", 2,
+        "--frames", 5, "--height", 32, "--width", 32, "--out", out)])
+    assert result.exit_code == 0, result.output
+    concept = load_pairs(I2V_PAIRS)
+    videos = json.loads((out / "samples.json").read_text())["videos"]
+    assert [v["prompt"] for v in videos] == list(concept.unsafe)
+    assert [Path(v["image"]["path"]) for v in videos] == [Path(p) for p in concept.unsafe_images]
+    assert len({v["image"]["sha256"] for v in videos}) > 1  # not one image for all
+
+
+def test_collateral_says_the_image_path_is_not_measured(edited):
+    result, _ = edited
+    edited_image_layers = sum(1 for r in result.manifest["edited"] if _kind(r["tensor"]) in IMAGE)
+    assert result.manifest["collateral"]["unmeasured"] == edited_image_layers > 0
 
 
 def test_the_alias_resolves_its_hub_repo_offline_and_applies_the_image_pairs(tiny_i2v, tmp_path, monkeypatch):

@@ -262,6 +262,7 @@ def eval_(
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (2.0 suits models/shapes-wan).")] = 2.0,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
+    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG), for the model and --compare alike.")] = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     force: ForceOpt = False,
@@ -283,9 +284,10 @@ def eval_(
         eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
                                      exclude=ev.pairs_texts(holdout or []))
     settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
-                              guidance=guidance, seed=seed, device=device, dtype=dtype)
+                              guidance=guidance, seed=seed, device=device, dtype=dtype,
+                              image=str(image) if image is not None else None)
     result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
-                         batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or [])] if p),
+                         batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or []), image] if p),
                          html=html, reporter=RichReporter())
     document = result.document
     names = ("base", "model") if document["base"] else ("model",)

@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from .errors import VidunlearnError
 from .fsutil import atomic_output, check_apart, check_writable, write_json
+from .hashing import sha256_file
 from .progress import SILENT, Reporter
 from .sampling import SampleSettings
 
@@ -244,6 +245,7 @@ def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, ba
         "concepts": [asdict(c) for c in eval_set.concepts], "prompt_source": eval_set.source,
         "judge": {"name": judge.name, "attributes": list(judge.attributes)},
         "settings": asdict(settings),
+        **({"image_sha256": sha256_file(Path(settings.image))} if settings.image else {}),
         "model": run.model, "metrics": run.metrics,
         "base": None if base is None else {"model": base.model, "metrics": base.metrics},
         "prompts": prompts,

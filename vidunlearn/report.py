@@ -5,6 +5,8 @@ report's) and the one line of settings they were measured at. Pure functions ove
 
 from __future__ import annotations
 
+from pathlib import Path
+
 Row = tuple[str, "float | None", "float | None"]  # (metric, base, edited); None: not measured
 
 
@@ -56,7 +58,8 @@ def settings_line(document: dict) -> str:
     s = document["settings"]
     return (f"vidunlearn eval {document.get('tool_version', '')}, judge {document['judge']['name']}: "
             f"{counts_line(document)}, {s['steps']} steps, {s['frames']} frames at {s['height']}x{s['width']}, "
-            f"guidance {s['guidance']:g}, seed {s['seed']} + prompt index").replace("  ", " ")
+            f"guidance {s['guidance']:g}, seed {s['seed']} + prompt index"
+            + (f", first frame {Path(s['image']).name}" if s.get("image") else "")).replace("  ", " ")
 
 
 def card_rows(document: dict) -> list[dict]:

@@ -26,6 +26,7 @@ class SampleSettings:
     negative_prompt: str = ""
     device: str = "cpu"
     dtype: str = "float32"
+    image: str | None = None  # image-to-video models: the first frame of every clip (eval --image)
 
     def check(self, frame_step: int = 4, size_step: int = 16) -> None:
         """Refuse settings the pipeline cannot honour (a model's own steps: ``adapter.frame_step``, ``size_step``)."""
@@ -81,6 +82,7 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     (``adapter.takes_image``)."""
     import torch
 
+    image = image if image is not None else (Path(settings.image) if settings.image else None)
     paths = list(image) if isinstance(image, list) else [image] * len(prompts)
     loaded = {path: load_condition_image(path, source) for path in dict.fromkeys(paths)}
     conditions = [loaded[path] for path in paths]
@@ -89,8 +91,12 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
     pipe, compact = load_pipeline(source, settings)
     clips = []
     with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
-        for start in range(0, len(prompts), max(batch_size, 1)):
-            batch = prompts[start:start + max(batch_size, 1)]
+        start = 0
+        while start < len(prompts):
+            # a batch shares one first frame: the pipelines take one image for all its prompts
+            end = min(start + max(batch_size, 1), len(prompts))
+            end = next((i for i in range(start + 1, end) if paths[i] != paths[start]), end)
+            batch = prompts[start:end]
             generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds[start:start + len(batch)]]
             if source.adapter.zero_pads_prompts:  # embedded here: real tokens only, see _embed
                 negative = _embed(pipe, source, [settings.negative_prompt] * len(batch), settings.device, compact)
@@ -98,14 +104,14 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
                           "negative_prompt_embeds": negative if settings.guidance > 1 else None}
             else:  # the pipeline's own encode_prompt
                 prompt = {"prompt": batch, "negative_prompt": [settings.negative_prompt] * len(batch)}
-            chosen = conditions[start:start + len(batch)]
-            if chosen[0] is not None:
-                prompt["image"] = chosen if len(batch) > 1 else chosen[0]
+            if conditions[start] is not None:
+                prompt["image"] = conditions[start]
             result = pipe(**prompt, height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
             clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
             advance(len(batch))
+            start = end
     del pipe
     return clips
 

@@ -293,3 +293,24 @@ def test_the_alias_resolves_its_hub_repo_offline_and_applies_the_image_pairs(tin
     base = result.manifest["base"]
     assert (base["repo_id"], base["revision"], base["family"]) == ("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", COMMIT, "wan-i2v")
     assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT | IMAGE
+
+
+def test_eval_takes_one_image_for_the_model_and_the_base(tiny_i2v, edited, tmp_path):
+    """`eval --image` generates every clip of the model and of --compare from that image (batched:
+    one image for a batch of prompts) and records it, with its SHA-256, in eval.json."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidunlearn.cli import app
+    from vidunlearn.hashing import sha256_file
+
+    _, root = edited
+    out, image = tmp_path / "eval", PAIRS / "images" / "knife.png"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "eval", "--model", root / "out", "--compare", tiny_i2v, "--concept", "red", "--forget", 2, "--retain", 2,
+        "--paraphrase", 1, "--steps", 2, "--batch-size", 2, "--image", image, "--out", out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "eval.json").read_text())
+    assert document["settings"]["image"] == str(image) and document["image_sha256"] == sha256_file(image)
+    assert document["base"] is not None

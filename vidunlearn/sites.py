@@ -34,10 +34,21 @@ def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
     return names
 
 
+def has_image_encoder(source: ModelSource) -> bool:
+    """The pipeline folder holds the adapter's image encoder (Wan2.1 I2V). Wan2.2's image-to-video
+    models name the same pipeline class with ``image_encoder`` null: they condition on the image
+    through the latents, and have no image cross-attention to edit."""
+    entry = source.index.get(source.adapter.image_encoder or "") if source.adapter.image_encoder else None
+    return isinstance(entry, list) and entry[0] is not None
+
+
 def site_keys(source: ModelSource, sites: list[str] | None) -> list[str]:
     """``component/site`` for every denoiser present and every chosen site name (``text``,
     ``image``, ``both``: the family's default sites of that input stream)."""
-    return [f"{component}/{name}" for component in source.denoisers for name in _site_names(source, sites)]
+    names = _site_names(source, sites)
+    if not has_image_encoder(source) and not sites:  # Wan2.2 I2V: no image cross-attention to plan
+        names = [n for n in names if source.adapter.site(n).stream != "image"]
+    return [f"{component}/{name}" for component in source.denoisers for name in names]
 
 
 def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: ConceptPairs,
@@ -48,7 +59,15 @@ def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: Conce
     adapter = source.adapter
     names = _site_names(source, sites)
     image = [n for n in names if adapter.site(n).stream == "image"]
-    if image and not concept.has_images:
+    if image and not has_image_encoder(source):
+        if sites and any(s == "image" or s in image for s in sites):
+            raise ModelError(f"--site {', '.join(image)}: this pipeline has no image encoder "
+                             f"({adapter.image_encoder} is null in model_index.json)", where=str(source.path),
+                             fix="it conditions on the image through the latents; choose --site text")
+        names = [n for n in names if n not in image]
+        reporter.note(f"{concept.concept}: the model has no image encoder (it conditions on the image through the "
+                      "latents): only the text path is edited")
+    elif image and not concept.has_images:
         if sites and any(s == "image" or s in image for s in sites):  # named; "both" falls back to text
             raise ModelError(f"--site {', '.join(image)} needs images, and {concept.path} carries none",
                              fix="add unsafe_image/safe_image to every pair (docs/pairs.md), or choose --site text")

@@ -314,3 +314,31 @@ def test_eval_takes_one_image_for_the_model_and_the_base(tiny_i2v, edited, tmp_p
     document = json.loads((out / "eval.json").read_text())
     assert document["settings"]["image"] == str(image) and document["image_sha256"] == sha256_file(image)
     assert document["base"] is not None
+
+
+def test_an_i2v_pipeline_without_image_encoder_edits_the_text_path_and_says_so(tmp_path):
+    """Wan2.2's image-to-video layout: WanImageToVideoPipeline with image_encoder null and no image
+    cross-attention (the image enters through the latents). The pairs' images cannot be used:
+    one line says so, the text path is edited; naming the image site is a one-line error."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    from conftest import one_error, run
+    from vidunlearn.tiny import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, tiny_vocabulary
+    from vidunlearn.tiny_families import save
+
+    tokenizer = T5Tokenizer(vocab=tiny_vocabulary(_all_texts()), extra_ids=0)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=tokenizer, text_encoder=UMT5EncoderModel(UMT5Config(**{**TEXT_ENCODER_CONFIG, "vocab_size": len(tokenizer)})),
+        vae=AutoencoderKLWan(**VAE_CONFIG), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), image_processor=None,
+        image_encoder=None, transformer=WanTransformer3DModel(**{**TRANSFORMER_CONFIG, "in_channels": 36}))
+    model = save(pipe, tmp_path / "wan22-i2v-like", None)
+    result = run("apply", "--model", model, "--pairs", I2V_PAIRS, "--out", tmp_path / "out", "--work-dir", tmp_path / "w")
+    assert result.exit_code == 0, result.output
+    assert "no image encoder (it conditions on the image through the latents): only the text path is edited" in result.output
+    import json
+
+    edited = json.loads((tmp_path / "out" / "vidunlearn.json").read_text())["edited"]
+    assert {_kind(r["tensor"]) for r in edited} == TEXT
+    one_error(run("apply", "--model", model, "--pairs", I2V_PAIRS, "--site", "image", "--out", tmp_path / "o2",
+                  "--work-dir", tmp_path / "w"), "no image encoder")

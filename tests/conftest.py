@@ -13,11 +13,17 @@ PAIRS = ROOT / "pairs"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# The tiny test models' vocabulary: every word of these pairs files. A fixed list, not a glob: the
+# vocabulary sets the models' random draw, and the statistical tests (a planted concept removed,
+# the remap's fit) are measured on that draw; a new pairs file must not silently redraw them.
+VOCABULARY_PAIRS = ("copyrighted-character.yaml", "nudity.yaml", "trademark.yaml", "violence.yaml")
+
+
 def _all_texts() -> list[str]:
     from vidunlearn.pairs import load_pairs
 
     texts: list[str] = []
-    for path in sorted(PAIRS.glob("*.yaml")):
+    for path in (PAIRS / name for name in VOCABULARY_PAIRS):
         c = load_pairs(path)
         texts += list(c.unsafe + c.safe + c.neutral + c.probes + c.retain)
     return texts
@@ -63,8 +69,10 @@ def tiny_wan_planted(tmp_path_factory) -> Path:
 
 def plant_concept(path: Path) -> None:
     """Give a pipeline's text encoder one concept direction: the input embedding of every token
-    that is in violence.yaml's unsafe prompts and in none of its safe ones gets one shared vector
-    added (T5/UMT5 ``shared``, CLIP ``token_embedding``, Llama ``embed_tokens``)."""
+    that is in violence.yaml's unsafe prompts and in none of its safe or retain ones gets one
+    shared vector added (T5/UMT5 ``shared``, CLIP ``token_embedding``, Llama ``embed_tokens``).
+    Which tokens those are depends on the tiny vocabulary (every pairs file's words): a token the
+    retain prompts share would plant the concept in them too."""
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
@@ -74,7 +82,8 @@ def plant_concept(path: Path) -> None:
     concept = load_pairs(PAIRS / "violence.yaml")
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
     ids = lambda texts: {i for t in texts for i in tokenizer(t).input_ids}
-    concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe))
+    # tokens of the unsafe prompts only: not in the safe twins, nor in the retain prompts the edit must spare
+    concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe) - ids(concept.retain))
     file = path / "text_encoder" / "model.safetensors"
     weights = load_file(file)
     key = next(k for k in weights if k.endswith(("shared.weight", "token_embedding.weight", "embed_tokens.weight")))
@@ -86,9 +95,10 @@ def plant_concept(path: Path) -> None:
 
 def assert_projection_bites(edited: list[dict], base: Path, out: Path, groups: dict, p) -> None:
     """At every edited weight (manifest ``edited`` records; ``base``/``out``: the denoiser
-    folders), read the concept component that the EDITED weights still see (through the base
-    weights' inverse: pinv(W) W' = I - p p^T if the edit is what it claims) for each group of
-    centred activations: the unsafe group's falls by >= 90 %, and safe/retain move far less."""
+    folders), measured on the layer's outputs, so for any shape (a layer with fewer outputs than
+    inputs has no inverse to read its input back through): the edited layer no longer responds
+    to the concept direction p (||W' p|| <= 0.1 ||W p||), and the output change (W' - W) x over
+    the safe and retain groups' centred activations ``groups`` is under half the unsafe group's."""
     import torch
     from safetensors import safe_open
 
@@ -102,11 +112,8 @@ def assert_projection_bites(edited: list[dict], base: Path, out: Path, groups: d
 
     for record in edited:
         w, w_edit = load(base_infos[record["tensor"]]), load(edited_infos[record["tensor"]])
-        seen = torch.linalg.pinv(w) @ w_edit
-        before = {g: (x @ p).abs().mean() for g, x in groups.items()}
-        after = {g: (x @ seen.T @ p).abs().mean() for g, x in groups.items()}
-        assert after["unsafe"] <= 0.1 * before["unsafe"], record["tensor"]
-        moved = {g: before[g] - after[g] for g in groups}
+        assert float(torch.linalg.vector_norm(w_edit @ p)) <= 0.1 * float(torch.linalg.vector_norm(w @ p)), record["tensor"]
+        moved = {g: float((x @ (w_edit - w).T).norm(dim=1).mean()) for g, x in groups.items()}
         assert moved["safe"] < 0.5 * moved["unsafe"] and moved["retain"] < 0.5 * moved["unsafe"], (record["tensor"], moved)
 
 

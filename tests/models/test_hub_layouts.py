@@ -18,8 +18,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from hub_layout import LAYOUTS, build  # noqa: E402
 
 FAMILIES = {a.family for a in ADAPTERS}
-# layout -> the number of layers the family's default sites edit at that size
-EXPECTED = {"1.3b": 60, "5b": 60, "14b": 80, "i2v-14b": 160,  # I2V: text and image paths "ltx-2b": 56, "cogvideox-2b": 1, "cogvideox-5b": 1,
+# layout -> the number of layers the family's default sites edit at that size (I2V: text and image paths)
+EXPECTED = {"1.3b": 60, "5b": 60, "14b": 80, "i2v-14b": 160, "ltx-2b": 56, "cogvideox-2b": 1, "cogvideox-5b": 1,
             "hunyuan-13b": 2, "zeroscope-1.7b": 32}
 
 

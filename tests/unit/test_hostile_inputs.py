@@ -234,10 +234,12 @@ def test_source_never_unpickles_runs_remote_code_or_loads_yaml_unsafely():
     for name, node in loads:
         assert {k.arg: ast.unparse(k.value) for k in node.keywords}.get("weights_only") == "True", ast.unparse(node)
     assert not re.search(r"\bload\s*=\s*torch\.load|getattr\(torch,\s*['\"]load", "".join(sources.values()))
-    # every weight-loading from_pretrained call asks for safetensors only (tokenizers load no weights)
+    # every weight-loading from_pretrained call asks for safetensors only (tokenizers and image
+    # processors load no weights: a JSON config and vocabulary files)
     calls = [(p.name, node) for p, text in sources.items() for node in ast.walk(ast.parse(text))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"]
-    weights = [(name, node) for name, node in calls if ast.unparse(node.func.value) != "transformers.AutoTokenizer"]
+    weights = [(name, node) for name, node in calls
+               if ast.unparse(node.func.value) not in ("transformers.AutoTokenizer", "processor_cls")]
     assert len(weights) >= 2
     for name, node in weights:
         keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}

@@ -9,17 +9,9 @@ from pathlib import Path
 import pytest
 
 from vidunlearn.errors import PairsError
+from test_pairs import GOOD as TEXT  # the same pairs, without images
 from vidunlearn.pairs import load_pairs
 
-TEXT = """version: 1
-concept: violence
-pairs:
-  - unsafe: "a man stabs a man"
-    safe: "a man greets a man"
-  - unsafe: "a woman shoots a car"
-    safe: "a woman photographs a car"
-neutral: ["a cat sleeps", "a river flows"]
-"""
 IMAGES = """version: 1
 concept: violence
 pairs:

@@ -342,3 +342,79 @@ def test_an_i2v_pipeline_without_image_encoder_edits_the_text_path_and_says_so(t
     assert {_kind(r["tensor"]) for r in edited} == TEXT
     one_error(run("apply", "--model", model, "--pairs", I2V_PAIRS, "--site", "image", "--out", tmp_path / "o2",
                   "--work-dir", tmp_path / "w"), "no image encoder")
+
+
+def test_projection_removes_a_planted_image_concept_and_spares_the_rest(tiny_i2v, tmp_path):
+    """A concept planted in the image path: the tiny CLIP vision encoder's patch embedding gets one
+    direction d added, weighted by each pixel's (R - G + B) (after the processor's normalisation),
+    so a magenta patch pushes its token along d and a grey one barely. Pairs whose unsafe images
+    carry a magenta square (a quarter of the image: with a 20x20 square, 1.5 of 16 patches, the
+    found direction separated too little for the bar, the safe twins moving 0.50 and the neutral
+    images 0.56 of the unsafe images' change) and whose safe twins and neutral images do not make
+    that the concept.
+    The paper's projection at the image site (--site image --mode project --method cpca) removes
+    the edited add_k/add_v's response to the found direction, and moves the safe and neutral
+    images' outputs under half as much as the unsafe ones' (conftest.assert_projection_bites)."""
+    import shutil
+
+    from PIL import Image, ImageDraw
+    from safetensors.torch import load_file, save_file
+
+    from conftest import assert_projection_bites
+
+    model = shutil.copytree(tiny_i2v, tmp_path / "planted")
+    file = model / "image_encoder" / "model.safetensors"
+    weights = load_file(file)
+    key = next(k for k in weights if k.endswith("patch_embedding.weight"))  # (hidden, 3, p, p)
+    patch = weights[key]
+    d = torch.nn.functional.normalize(torch.randn(patch.shape[0], generator=torch.Generator().manual_seed(3)), dim=0)
+    scale = 3.0 * patch.norm() / patch.shape[0] ** 0.5
+    for channel, sign in ((0, 1.0), (1, -1.0), (2, 1.0)):
+        patch[:, channel] += sign * scale * d[:, None, None] / patch.shape[-1] ** 2
+    save_file(weights, file, metadata={"format": "pt"})
+
+    folder = tmp_path / "pairs"
+    (folder / "images").mkdir(parents=True)
+    rng = torch.Generator().manual_seed(5)
+
+    def draw(name: str, magenta: bool) -> str:
+        grey = int(torch.randint(90, 170, (1,), generator=rng))
+        image = Image.new("RGB", (64, 64), (grey, grey, grey))
+        pen = ImageDraw.Draw(image)
+        x, y = (int(v) for v in torch.randint(2, 12, (2,), generator=rng))
+        pen.ellipse((x, y, x + 20, y + 20), fill=(grey - 60,) * 3)  # a shape both twins share
+        if magenta:
+            pen.rectangle((32, 32, 63, 63), fill=(255, 0, 255))  # a quarter of the image: 4 of its 16 patches
+        image.save(folder / "images" / f"{name}.png")
+        return f"images/{name}.png"
+
+    concept = load_pairs(I2V_PAIRS)
+    lines = ["version: 1", "concept: magenta", "pairs:"]
+    for i, (unsafe, safe) in enumerate(zip(concept.unsafe, concept.safe)):
+        twin_state = rng.get_state()
+        unsafe_image = draw(f"u{i}", True)
+        rng.set_state(twin_state)  # the safe twin: the same grey and shape, no magenta
+        safe_image = draw(f"s{i}", False)
+        lines += [f'  - unsafe: "{unsafe}"', f'    safe: "{safe}"', f"    unsafe_image: {unsafe_image}",
+                  f"    safe_image: {safe_image}"]
+    lines += ["neutral:"] + [f'  - {{prompt: "a quiet scene number {i}", image: {draw(f"n{i}", False)}}}' for i in range(4)]
+    pairs = folder / "magenta.yaml"
+    pairs.write_text("\n".join(lines) + "\n")
+
+    out = tmp_path / "out"
+    result = api.apply(str(model), out=out, pairs=[pairs], work_dir=tmp_path / "w", mode="project", method="cpca",
+                       sites=["image"])
+    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE
+    planted = load_pairs(pairs)
+    p = api.factorize(tmp_path / "w" / "magenta" / "activations.safetensors",
+                      method="cpca").sites["transformer/image_kv"].direction.double()
+    source = resolve_model(str(model))
+
+    def means(images):
+        tokens = record_sites(source, [], ["transformer/image_kv"], images=list(images)).tokens["transformer/image_kv"]
+        return torch.stack([t.double().mean(0) for t in tokens])
+
+    reference = means(planted.safe_images).mean(0)
+    groups = {"unsafe": means(planted.unsafe_images) - reference, "safe": means(planted.safe_images) - reference,
+              "retain": means(planted.neutral_images) - reference}
+    assert_projection_bites(result.manifest["edited"], model / "transformer", out / "transformer", groups, p)

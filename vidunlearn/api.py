@@ -34,7 +34,7 @@ from .provenance import check_survival, load_evals, provenance_metadata
 from .quant import is_fp8
 from .record import record_sites
 from .remap import remap_factors, target_prompts
-from .sites import pairs_site_keys, site_keys
+from .sites import pairs_site_keys, site_keys, site_stream
 from .specs import check_same_model, edit_specs, uce_specs
 from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
@@ -106,7 +106,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
                             offload=offload, reporter=reporter, images=[p for g in image_groups.values() for p in g])
     tokens: dict[str, dict[str, list[torch.Tensor]]] = {}
     for site_key, flat in recorded.tokens.items():
-        members_of = image_groups if source.adapter.site(site_key.split("/", 1)[1]).stream == "image" else groups
+        members_of = image_groups if site_stream(source, site_key) == "image" else groups
         starts = [0]
         for members in members_of.values():
             starts.append(starts[-1] + len(members))
@@ -310,7 +310,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         from .collateral import collateral_prompts, measure
 
         # the text sites' layers, on 500 unrelated prompts; the image path's layers are not measured (no unrelated images)
-        measured = [e for e in plan if source.adapter.site(e.site.split("/", 1)[1]).stream == "text"]
+        measured = [e for e in plan if site_stream(source, e.site) == "text"]
         recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in measured}), device=device,
                                 dtype=dtype, offload=offload, reporter=reporter)
         collateral_report = measure(source, measured, recorded.tokens).as_dict()

@@ -195,13 +195,13 @@ def sample(
     force: ForceOpt = False,
 ) -> None:
     """Generate videos with fixed seeds from the edited model (and, with --compare, from the base)."""
-    from .sampling import SampleSettings, images_from_pairs, prompts_from_pairs
+    from .sampling import SampleSettings, prompts_from_pairs
     from .sampling import sample as run_sample
 
-    listed = prompts_from_pairs(prompts_from, prompt_set) if prompts_from else []
+    listed, own = prompts_from_pairs(prompts_from, prompt_set) if prompts_from else ([], None)
     prompts = list(prompt or []) + listed
-    own = images_from_pairs(prompts_from, prompt_set) if prompts_from and image is None else None
-    images = [None] * len(prompt or []) + own if own else image  # the pairs' own images, one per prompt
+    # without --image, the pairs' own images, one per prompt
+    images = [None] * len(prompt or []) + own if own and image is None else image
     settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
                               fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
     result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,

@@ -205,6 +205,25 @@ def _image(path: Path, node: yaml.Node | None, field: str, seen: dict[str, str])
     return str(real)
 
 
+def read_image(path: Path):
+    """An image file named on the command line (``sample``/``eval --image``) as an RGB PIL image,
+    checked as a pairs file's images are (a regular file, at most MAX_IMAGE_BYTES, PNG or JPEG
+    within MAX_IMAGE_SIDE, decodes), from one read of its bytes; one line otherwise."""
+    import io
+
+    from PIL import Image
+
+    if not path.is_file():
+        raise PairsError("image not found", where=str(path), fix="pass an existing PNG or JPEG file")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise PairsError(f"image is {path.stat().st_size} bytes (limit {MAX_IMAGE_BYTES})", where=str(path),
+                         fix="a conditioning image of a few hundred KiB is enough")
+    raw = path.read_bytes()
+    check_image_bytes(raw, path.name, str(path))
+    with Image.open(io.BytesIO(raw)) as image:
+        return image.convert("RGB")
+
+
 def check_image_bytes(raw: bytes, name: str, where: str) -> None:
     """Refuse bytes that are not a PNG or JPEG within the size limits, in one line."""
     import io

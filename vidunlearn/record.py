@@ -14,6 +14,7 @@ from .capture import record_activations
 from .errors import ModelError
 from .model import ModelSource
 from .progress import SILENT, Reporter
+from .sites import site_stream
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,6 @@ class Recorded:
     tokens: dict[str, list[torch.Tensor]]  # site key -> [(T_i, H)] per prompt (per image: image sites), in order
     memory: str                            # peak memory, e.g. "peak RSS 812 MiB"
     seconds: float
-
-
-def site_stream(source: ModelSource, key: str) -> str:
-    """``text`` or ``image``: which input reaches the site of ``component/site``."""
-    return source.adapter.site(key.split("/", 1)[1]).stream
 
 
 def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, device: str = "cpu",
@@ -51,13 +47,13 @@ def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, de
     streams: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode(), PeakMemory(device) as peak:
         if len(image_keys) < len(keys):
-            streams["text"] = _encode_text(source, prompts, device, torch_type, offload, reporter, load_text_encoder)
+            tokenizer, encoder = _load_encoder(load_text_encoder, source, device, torch_type, offload)
+            with reporter.task("encoding prompts", total=len(prompts)) as advance:
+                streams["text"] = source.adapter.encode(tokenizer, encoder, prompts, source.adapter.max_sequence_length,
+                                                        device, progress=advance)
+            del encoder
         if image_keys:
-            processor, encoder = load_image_encoder(source, "cpu" if offload else device, torch_type)
-            if offload:
-                from accelerate import cpu_offload
-
-                cpu_offload(encoder, execution_device=torch.device(device))
+            processor, encoder = _load_encoder(load_image_encoder, source, device, torch_type, offload)
             with reporter.task("encoding images", total=len(images)) as advance:
                 streams["image"] = source.adapter.encode_image(processor, encoder, list(images), device, progress=advance)
             del encoder
@@ -90,12 +86,12 @@ def record_sites(source: ModelSource, prompts: list[str], keys: list[str], *, de
     return Recorded(tokens, peak.describe(), time.perf_counter() - started)
 
 
-def _encode_text(source, prompts, device, torch_type, offload, reporter, load_text_encoder):
-    tokenizer, encoder = load_text_encoder(source, "cpu" if offload else device, torch_type)
+def _load_encoder(load, source: ModelSource, device: str, torch_type: torch.dtype, offload: bool):
+    """(tokenizer or processor, encoder) from ``load`` (textpath's loaders); ``offload`` keeps the
+    encoder in CPU memory and moves each layer to ``device`` while it runs."""
+    first, encoder = load(source, "cpu" if offload else device, torch_type)
     if offload:
         from accelerate import cpu_offload
 
         cpu_offload(encoder, execution_device=torch.device(device))
-    with reporter.task("encoding prompts", total=len(prompts)) as advance:
-        return source.adapter.encode(tokenizer, encoder, prompts, source.adapter.max_sequence_length, device,
-                                     progress=advance)
+    return first, encoder

@@ -61,16 +61,9 @@ def load_condition_image(path: Path | None, source: ModelSource):
     if path is None:
         raise VidunlearnError(f"{source.adapter.family} generates from an image", where=str(source.path),
                               fix="pass --image FILE (PNG or JPEG), the first frame of every clip")
-    from .adapters.wan_i2v import load_image
-    from .pairs import MAX_IMAGE_BYTES, check_image_bytes
+    from .pairs import read_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise VidunlearnError("image not found", where=str(path), fix="pass an existing PNG or JPEG file")
-    if path.stat().st_size > MAX_IMAGE_BYTES:
-        raise VidunlearnError(f"image is {path.stat().st_size} bytes (limit {MAX_IMAGE_BYTES})", where=str(path))
-    check_image_bytes(path.read_bytes(), path.name, str(path))
-    return load_image(path)
+    return read_image(Path(path))
 
 
 def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
@@ -251,24 +244,15 @@ def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = N
     return result
 
 
-def prompts_from_pairs(path: Path, which: str) -> list[str]:
-    """Prompts of a pairs file: ``probes``, ``retain``, ``unsafe`` or ``safe``."""
+def prompts_from_pairs(path: Path, which: str) -> tuple[list[str], list[Path] | None]:
+    """Prompts of a pairs file: ``probes``, ``retain``, ``unsafe`` or ``safe``; with, for
+    ``unsafe`` and ``safe`` of a file that carries images, their conditioning images in order
+    (else None)."""
     from .pairs import load_pairs
 
     concept = load_pairs(path)
     table = {"probes": concept.probes, "retain": concept.retain, "unsafe": concept.unsafe, "safe": concept.safe}
     if which not in table:
         raise VidunlearnError(f"unknown prompt list {which!r}", fix=f"use one of {sorted(table)}")
-    return list(table[which])
-
-
-def images_from_pairs(path: Path, which: str) -> list[Path] | None:
-    """The conditioning images of a pairs file's ``unsafe`` or ``safe`` prompts, in order (None
-    when the file carries none, or for a prompt list without images)."""
-    from .pairs import load_pairs
-
-    concept = load_pairs(path)
-    table = {"unsafe": concept.unsafe_images, "safe": concept.safe_images}
-    if which not in table or not concept.has_images:
-        return None
-    return [Path(p) for p in table[which]]
+    images = {"unsafe": concept.unsafe_images, "safe": concept.safe_images}.get(which) if concept.has_images else None
+    return list(table[which]), [Path(p) for p in images] if images else None

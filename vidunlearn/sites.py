@@ -34,6 +34,11 @@ def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
     return names
 
 
+def site_stream(source: ModelSource, key: str) -> str:
+    """``text`` or ``image``: which input reaches the site of ``component/site``."""
+    return source.adapter.site(key.split("/", 1)[1]).stream
+
+
 def has_image_encoder(source: ModelSource) -> bool:
     """The pipeline folder holds the adapter's image encoder (Wan2.1 I2V). Wan2.2's image-to-video
     models name the same pipeline class with ``image_encoder`` null: they condition on the image

@@ -20,18 +20,25 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def _check_encoder(source: ModelSource, component: str, what: str) -> None:
+    """``component`` is a transformers class with safetensors weights and a config that builds no
+    more than its weights hold: one line otherwise, before anything is built."""
+    import transformers
+
+    library, class_name = source.index.get(component, [None, None])
+    if library != "transformers" or getattr(transformers, str(class_name), None) is None:
+        raise ModelError(f"{what} class {class_name!r} is not a transformers class",
+                         where=str(source.path / "model_index.json"))
+    weight_map(source.component_dir(component))  # refuses pickle-only folders
+    check_buildable(source, component)  # a broken or oversized config.json: one line, before any build
+
+
 def load_text_encoder(source: ModelSource, device: str, dtype: torch.dtype):
     """(tokenizer, text encoder) from the pipeline's own folders; safetensors only, no remote code."""
     import transformers
 
     adapter = source.adapter
-    library, class_name = source.index.get(adapter.text_encoder, [None, None])
-    encoder_cls = getattr(transformers, str(class_name), None)
-    if library != "transformers" or encoder_cls is None:
-        raise ModelError(f"text encoder class {class_name!r} is not a transformers class",
-                         where=str(source.path / "model_index.json"))
-    weight_map(source.component_dir(adapter.text_encoder))  # refuses pickle-only folders
-    check_buildable(source, adapter.text_encoder)  # a broken or oversized config.json: one line, before any build
+    _check_encoder(source, adapter.text_encoder, "text encoder")
     check_tokenizer(source.component_dir(adapter.tokenizer))
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.component_dir(adapter.tokenizer))
     encoder = load_component(source, adapter.text_encoder, dtype).to(device).eval()  # every weight, strictly
@@ -52,17 +59,14 @@ def load_image_encoder(source: ModelSource, device: str, dtype: torch.dtype):
     from its own folders; safetensors only, no remote code."""
     import transformers
 
+    from .sites import has_image_encoder
+
     adapter = source.adapter
     name = adapter.image_encoder
-    if name is None or name not in source.index or not isinstance(source.index.get(name), list) or source.index[name][0] is None:
+    if not has_image_encoder(source):
         raise ModelError(f"the pipeline has no {name or 'image encoder'!r} component", where=str(source.path / "model_index.json"),
                          fix="an image-conditioned pipeline folder is needed for --site image sites")
-    library, class_name = source.index[name]
-    if library != "transformers" or getattr(transformers, str(class_name), None) is None:
-        raise ModelError(f"image encoder class {class_name!r} is not a transformers class",
-                         where=str(source.path / "model_index.json"))
-    weight_map(source.component_dir(name))  # refuses pickle-only folders
-    check_buildable(source, name)
+    _check_encoder(source, name, "image encoder")
     processor_library, processor_class = source.index.get(adapter.image_processor, [None, None])
     processor_cls = getattr(transformers, str(processor_class), None)
     if processor_library != "transformers" or processor_cls is None:

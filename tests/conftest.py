@@ -183,3 +183,30 @@ def made(tiny_wan, tmp_path_factory) -> dict[str, Path]:
             "lora-bf16": apply_violence(tiny_wan, root / "lora-bf16", output_format="lora", save_dtype="bfloat16"),
             "single-file-fp16": apply_violence(tiny_wan, root / "single-fp16", output_format="single-file",
                                        save_dtype="float16")}
+
+
+# ---------------------------------------------------------------- Wan2.1 I2V (tests/models/test_wan_i2v*.py)
+I2V_PAIRS = PAIRS / "violence-i2v.yaml"
+TEXT_KV = {"to_k", "to_v"}            # the text path's layers in each block's attn2
+IMAGE_KV = {"add_k_proj", "add_v_proj"}  # the image path's
+
+
+def kv_kind(key: str) -> str:
+    return key.split(".")[3]  # blocks.N.attn2.<kind>.weight
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v(tmp_path_factory):
+    from vidunlearn.tiny_families import build
+
+    return build("wan-i2v", tmp_path_factory.mktemp("i2v") / "wan-i2v", texts=_all_texts())
+
+
+@pytest.fixture(scope="session")
+def i2v_edited(tiny_i2v, tmp_path_factory):
+    """The default apply (remap, text and image sites) of pairs/violence-i2v.yaml, and its work folder."""
+    from vidunlearn import api
+
+    root = tmp_path_factory.mktemp("i2v-edit")
+    result = api.apply(str(tiny_i2v), out=root / "out", pairs=[I2V_PAIRS], work_dir=root / "w")
+    return result, root

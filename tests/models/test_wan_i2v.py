@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PAIRS, _all_texts
+from conftest import I2V_PAIRS, IMAGE_KV, PAIRS, TEXT_KV, kv_kind
 from vidunlearn import api
 from vidunlearn.errors import VidunlearnError
 from vidunlearn.factorize import factorize_site
@@ -19,25 +19,7 @@ from vidunlearn.pairs import load_pairs
 from vidunlearn.record import record_sites
 from vidunlearn.verify import verify
 
-I2V_PAIRS = PAIRS / "violence-i2v.yaml"
 CALL = dict(height=32, width=32, num_frames=5, num_inference_steps=2)
-TEXT = {"to_k", "to_v"}
-IMAGE = {"add_k_proj", "add_v_proj"}
-
-
-@pytest.fixture(scope="module")
-def tiny_i2v(tmp_path_factory):
-    from vidunlearn.tiny_families import build
-
-    return build("wan-i2v", tmp_path_factory.mktemp("i2v") / "wan-i2v", texts=_all_texts())
-
-
-@pytest.fixture(scope="module")
-def edited(tiny_i2v, tmp_path_factory):
-    """The default apply (remap, text and image sites) and its work folder."""
-    root = tmp_path_factory.mktemp("i2v-edit")
-    result = api.apply(str(tiny_i2v), out=root / "out", pairs=[I2V_PAIRS], work_dir=root / "w")
-    return result, root
 
 
 def _pipeline(path: Path):
@@ -61,10 +43,6 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     for file in sorted(folder.glob("*.safetensors")):
         out.update(load_file(file))
     return out
-
-
-def _kind(key: str) -> str:
-    return key.split(".")[3]  # blocks.N.attn2.<kind>.weight
 
 
 def test_the_family_is_found_and_its_sites_are_declared(tiny_i2v):
@@ -98,12 +76,12 @@ def test_image_and_text_activations_equal_what_the_pipeline_computes(tiny_i2v):
     torch.testing.assert_close(text, seen["to_k"][0, : text.shape[0]], atol=1e-5, rtol=1e-4)
 
 
-def test_apply_changes_only_the_text_and_image_paths_and_the_output_generates(tiny_i2v, edited):
-    result, root = edited
+def test_apply_changes_only_the_text_and_image_paths_and_the_output_generates(tiny_i2v, i2v_edited):
+    result, root = i2v_edited
     out = root / "out"
     base, new = _weights(tiny_i2v / "transformer"), _weights(out / "transformer")
     changed = {k for k in base if not torch.equal(base[k], new[k])}
-    assert changed == {f"blocks.{b}.attn2.{k}.weight" for b in range(2) for k in TEXT | IMAGE}
+    assert changed == {f"blocks.{b}.attn2.{k}.weight" for b in range(2) for k in TEXT_KV | IMAGE_KV}
     assert {r["tensor"] for r in result.manifest["edited"]} == changed
     assert sorted(result.manifest["recipe"]["sites"]) == ["transformer/cross_attn_kv", "transformer/image_kv"]
     assert result.manifest["inputs"]["pairs"]["violence"] == load_pairs(I2V_PAIRS).sha256
@@ -115,12 +93,12 @@ def test_apply_changes_only_the_text_and_image_paths_and_the_output_generates(ti
     assert verify(out, str(tiny_i2v)).output_format == "diffusers"
 
 
-def test_each_direction_comes_from_its_own_stream(tiny_i2v, edited):
+def test_each_direction_comes_from_its_own_stream(tiny_i2v, i2v_edited):
     """The image site's activations are the pairs' images only (17 tokens each) and the text
     site's the prompts only; the refusal directions are cPCA of exactly those."""
     from vidunlearn.artifacts import ActivationSet
 
-    _, root = edited
+    _, root = i2v_edited
     acts = ActivationSet.load(root / "w" / "violence" / "activations.safetensors")
     concept = load_pairs(I2V_PAIRS)
     image, text = acts.tokens["transformer/image_kv"], acts.tokens["transformer/cross_attn_kv"]
@@ -147,7 +125,7 @@ def test_projection_removes_the_image_direction_as_the_edited_layers_see_it(tiny
     out = tmp_path / "out"
     result = api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=tmp_path / "w", mode="project",
                        method="cpca", sites=["image"])
-    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE
+    assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE_KV
     vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")
     p = vectors.sites["transformer/image_kv"].direction.double()
     concept = load_pairs(I2V_PAIRS)
@@ -173,11 +151,11 @@ def test_projection_removes_the_image_direction_as_the_edited_layers_see_it(tiny
         assert before["unsafe"] > before["neutral"], "the direction separates the unsafe images"
 
 
-@pytest.mark.parametrize("site, kinds", [("text", TEXT), ("image", IMAGE), ("image_kv", IMAGE), ("both", TEXT | IMAGE)])
+@pytest.mark.parametrize("site, kinds", [("text", TEXT_KV), ("image", IMAGE_KV), ("image_kv", IMAGE_KV), ("both", TEXT_KV | IMAGE_KV)])
 def test_site_selects_the_stream(tiny_i2v, tmp_path, site, kinds):
     result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[I2V_PAIRS], work_dir=tmp_path / "w", sites=[site],
                        collateral=False)
-    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == kinds
+    assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == kinds
 
 
 def test_pairs_without_images_edit_the_text_path_and_say_so(tiny_i2v, tmp_path):
@@ -191,17 +169,17 @@ def test_pairs_without_images_edit_the_text_path_and_say_so(tiny_i2v, tmp_path):
 
     result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
                        collateral=False, reporter=Notes())
-    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT
+    assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT_KV
     assert any("the image path (image_kv) is not edited" in n for n in notes), notes
     with pytest.raises(VidunlearnError, match="needs images"):
         api.apply(str(tiny_i2v), out=tmp_path / "o2", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
                   sites=["image"], collateral=False)
 
 
-def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tiny_i2v, edited, tmp_path):
+def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tiny_i2v, i2v_edited, tmp_path):
     from safetensors import safe_open
 
-    _, root = edited
+    _, root = i2v_edited
     lora = tmp_path / "lora"
     api.apply(str(tiny_i2v), out=lora, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="lora")
     with safe_open(str(next(lora.glob("*.safetensors"))), framework="pt") as f:
@@ -219,11 +197,11 @@ def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tin
         torch.testing.assert_close(fused[key], value, atol=1e-5, rtol=1e-4, msg=key)
 
 
-def test_single_file_carries_the_image_path_under_wan_names(tiny_i2v, edited, tmp_path):
+def test_single_file_carries_the_image_path_under_wan_names(tiny_i2v, i2v_edited, tmp_path):
     from diffusers import WanTransformer3DModel
     from safetensors import safe_open
 
-    _, root = edited
+    _, root = i2v_edited
     out = tmp_path / "sf"
     api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="single-file")
     with safe_open(str(out / "transformer.safetensors"), framework="pt") as f:
@@ -234,114 +212,6 @@ def test_single_file_carries_the_image_path_under_wan_names(tiny_i2v, edited, tm
                                                     subfolder="transformer").state_dict()
     for key, value in _weights(root / "out" / "transformer").items():
         assert torch.equal(loaded[key], value), key
-
-
-def test_sample_cli_generates_from_an_image(tiny_i2v, edited, tmp_path):
-    import json
-
-    from typer.testing import CliRunner
-
-    from vidunlearn.cli import app
-
-    _, root = edited
-    out = tmp_path / "samples"
-    args = ["sample", "--model", root / "out", "--compare", tiny_i2v, "--prompt", "a man stabs another man",
-            "--steps", 2, "--frames", 5, "--height", 32, "--width", 32, "--out", out]
-    result = CliRunner().invoke(app, [str(a) for a in args + ["--image", PAIRS / "images" / "knife.png"]])
-    assert result.exit_code == 0, result.output
-    assert (out / "compare_00.mp4").stat().st_size > 0
-    assert json.loads((out / "samples.json").read_text())["videos"][0]["image"]["path"].endswith("knife.png")
-    missing = CliRunner().invoke(app, [str(a) for a in args[:-1] + [tmp_path / "s2"]])
-    assert missing.exit_code != 0 and "generates from an image" in missing.output
-
-
-def test_sample_takes_each_pairs_prompt_with_its_own_image(tiny_i2v, edited, tmp_path):
-    """`sample --prompts-from pairs/violence-i2v.yaml --prompt-set unsafe` (no --image): prompt i is
-    generated from pair i's unsafe_image, recorded with its SHA-256 in samples.json."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from vidunlearn.cli import app
-
-    _, root = edited
-    out = tmp_path / "samples"
-    result = CliRunner().invoke(app, [str(a) for a in (
-        "sample", "--model", root / "out", "--prompts-from", I2V_PAIRS, "--prompt-set", "unsafe", "--steps", 2,
-        "--frames", 5, "--height", 32, "--width", 32, "--out", out)])
-    assert result.exit_code == 0, result.output
-    concept = load_pairs(I2V_PAIRS)
-    videos = json.loads((out / "samples.json").read_text())["videos"]
-    assert [v["prompt"] for v in videos] == list(concept.unsafe)
-    assert [Path(v["image"]["path"]) for v in videos] == [Path(p) for p in concept.unsafe_images]
-    assert len({v["image"]["sha256"] for v in videos}) > 1  # not one image for all
-
-
-def test_collateral_says_the_image_path_is_not_measured(edited):
-    result, _ = edited
-    edited_image_layers = sum(1 for r in result.manifest["edited"] if _kind(r["tensor"]) in IMAGE)
-    assert result.manifest["collateral"]["unmeasured"] == edited_image_layers > 0
-
-
-def test_the_alias_resolves_its_hub_repo_offline_and_applies_the_image_pairs(tiny_i2v, tmp_path, monkeypatch):
-    """`apply --model wan2.1-i2v-14b --pairs pairs/violence-i2v.yaml` on the Hub repo laid out in an
-    offline Hugging Face cache (as huggingface_hub writes it): both paths edited, revision recorded."""
-    from test_hub_resolution import COMMIT, hub_snapshot
-
-    hub_snapshot(tiny_i2v, tmp_path / "hub", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", monkeypatch)
-    result = api.apply("wan2.1-i2v-14b", out=tmp_path / "out", pairs=[I2V_PAIRS], work_dir=tmp_path / "w")
-    base = result.manifest["base"]
-    assert (base["repo_id"], base["revision"], base["family"]) == ("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", COMMIT, "wan-i2v")
-    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT | IMAGE
-
-
-def test_eval_takes_one_image_for_the_model_and_the_base(tiny_i2v, edited, tmp_path):
-    """`eval --image` generates every clip of the model and of --compare from that image (batched:
-    one image for a batch of prompts) and records it, with its SHA-256, in eval.json."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from vidunlearn.cli import app
-    from vidunlearn.hashing import sha256_file
-
-    _, root = edited
-    out, image = tmp_path / "eval", PAIRS / "images" / "knife.png"
-    result = CliRunner().invoke(app, [str(a) for a in (
-        "eval", "--model", root / "out", "--compare", tiny_i2v, "--concept", "red", "--forget", 2, "--retain", 2,
-        "--paraphrase", 1, "--steps", 2, "--batch-size", 2, "--image", image, "--out", out)])
-    assert result.exit_code == 0, result.output
-    document = json.loads((out / "eval.json").read_text())
-    assert document["settings"]["image"] == str(image) and document["image_sha256"] == sha256_file(image)
-    assert document["base"] is not None
-
-
-def test_an_i2v_pipeline_without_image_encoder_edits_the_text_path_and_says_so(tmp_path):
-    """Wan2.2's image-to-video layout: WanImageToVideoPipeline with image_encoder null and no image
-    cross-attention (the image enters through the latents). The pairs' images cannot be used:
-    one line says so, the text path is edited; naming the image site is a one-line error."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
-    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
-
-    from conftest import one_error, run
-    from vidunlearn.tiny import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, tiny_vocabulary
-    from vidunlearn.tiny_families import save
-
-    tokenizer = T5Tokenizer(vocab=tiny_vocabulary(_all_texts()), extra_ids=0)
-    pipe = WanImageToVideoPipeline(
-        tokenizer=tokenizer, text_encoder=UMT5EncoderModel(UMT5Config(**{**TEXT_ENCODER_CONFIG, "vocab_size": len(tokenizer)})),
-        vae=AutoencoderKLWan(**VAE_CONFIG), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), image_processor=None,
-        image_encoder=None, transformer=WanTransformer3DModel(**{**TRANSFORMER_CONFIG, "in_channels": 36}))
-    model = save(pipe, tmp_path / "wan22-i2v-like", None)
-    result = run("apply", "--model", model, "--pairs", I2V_PAIRS, "--out", tmp_path / "out", "--work-dir", tmp_path / "w")
-    assert result.exit_code == 0, result.output
-    assert "no image encoder (it conditions on the image through the latents): only the text path is edited" in result.output
-    import json
-
-    edited = json.loads((tmp_path / "out" / "vidunlearn.json").read_text())["edited"]
-    assert {_kind(r["tensor"]) for r in edited} == TEXT
-    one_error(run("apply", "--model", model, "--pairs", I2V_PAIRS, "--site", "image", "--out", tmp_path / "o2",
-                  "--work-dir", tmp_path / "w"), "no image encoder")
 
 
 def test_projection_removes_a_planted_image_concept_and_spares_the_rest(tiny_i2v, tmp_path):
@@ -404,7 +274,7 @@ def test_projection_removes_a_planted_image_concept_and_spares_the_rest(tiny_i2v
     out = tmp_path / "out"
     result = api.apply(str(model), out=out, pairs=[pairs], work_dir=tmp_path / "w", mode="project", method="cpca",
                        sites=["image"])
-    assert {_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE
+    assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE_KV
     planted = load_pairs(pairs)
     p = api.factorize(tmp_path / "w" / "magenta" / "activations.safetensors",
                       method="cpca").sites["transformer/image_kv"].direction.double()

@@ -22,7 +22,7 @@ def _site_names(source: ModelSource, sites: list[str] | None) -> list[str]:
             chosen = [n for n in adapter.default_sites if adapter.site(n).stream in streams]
             if not any(adapter.site(n).stream == "image" for n in chosen) and name != "text":
                 raise ModelError(f"family {adapter.family} has no image path to edit (--site {name})",
-                                 fix=adapter.image_path_note or "its cross-attention reads the text only: use --site text")
+                                 fix="its cross-attention reads the text only: use --site text")
             names += chosen
         else:
             names.append(name)
@@ -79,6 +79,6 @@ def pairs_site_keys(source: ModelSource, sites: list[str] | None, concept: Conce
         names = [n for n in names if n not in image]
         reporter.note(f"{concept.concept}: the pairs carry no images: the image path ({', '.join(image)}) is not edited")
     elif concept.has_images and not any(adapter.site(n).stream == "image" for n in adapter.sites):
-        reporter.note(f"{concept.concept}: the pairs' images are not used: "
-                      + (adapter.image_path_note or f"{adapter.family} has no image cross-attention; only the text path is edited"))
+        reporter.note(f"{concept.concept}: the pairs' images are not used: {adapter.family} has no image "
+                      "cross-attention; only the text path is edited")
     return [f"{component}/{name}" for component in source.denoisers for name in names]

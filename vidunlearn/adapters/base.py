@@ -108,7 +108,6 @@ class Adapter:
     encode_image: Callable | None = None  # (processor, encoder, images, device, progress=None) -> [(T_i, D)]
     image_feed: str | None = None
     takes_image: bool = False
-    image_path_note: str | None = None  # one line for image-conditioned models whose image path is not edited
 
     def site(self, name: str) -> Site:
         return self.sites[name]

@@ -71,6 +71,8 @@ TUNING: dict[str, dict] = {
     "remap-alpha0.25": {"mode": "remap", "alpha": 0.25},
     "remap-alpha4": {"mode": "remap", "alpha": 4.0},
     "remap-strength1.5": {"mode": "remap", "strength": 1.5},
+    "remap-strength1.25": {"mode": "remap", "strength": 1.25},
+    "remap-alpha0.5": {"mode": "remap", "alpha": 0.5},
     "rank2-subspace": {**P, "rank": 2, "subspace": True},
     "rank4-subspace": {**P, "rank": 4, "subspace": True},
     "alpha0": {**P, "alpha": 0.0},

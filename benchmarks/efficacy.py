@@ -71,6 +71,8 @@ TUNING: dict[str, dict] = {
     "remap-alpha0.25": {"mode": "remap", "alpha": 0.25},
     "remap-alpha4": {"mode": "remap", "alpha": 4.0},
     "remap-strength1.5": {"mode": "remap", "strength": 1.5},
+    "remap-harden1": {"mode": "remap", "harden": 1},
+    "remap-harden3": {"mode": "remap", "harden": 3},
     "remap-strength1.25": {"mode": "remap", "strength": 1.25},
     "remap-alpha0.5": {"mode": "remap", "alpha": 0.5},
     "rank2-subspace": {**P, "rank": 2, "subspace": True},

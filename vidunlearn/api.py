@@ -39,6 +39,7 @@ from .specs import check_same_model, edit_specs, uce_specs
 from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
 MANIFEST_SCHEMA = 1
+MAX_HARDEN = 10
 
 
 def _source(model: str | ModelSource, revision: str | None, config: str | None = None,
@@ -204,7 +205,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
           eval_json: Path | list[Path] | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
-          collateral: bool = True, card: CardOptions = CardOptions(), reporter: Reporter = SILENT) -> ApplyResult:
+          collateral: bool = True, card: CardOptions = CardOptions(), harden: int = 0,
+          reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
     (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
@@ -224,6 +226,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     ``variant`` edits that weights variant of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
     A diffusers output refuses weight files it would carry unedited (other variants, ``.bin``...)
     unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
+    ``harden``: rounds of RECE's closed-form search for inputs that still give the concept,
+    each erased in turn (:mod:`vidunlearn.harden`; remap from pairs only).
     ``card``: what the model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note`
     says when the card leaves ``base_model`` out.
     """
@@ -242,6 +246,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if mode not in MODES:
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
     method = method or ("remap" if mode == "remap" else "cpca")
+    if harden and (mode != "remap" or not pairs or refusal):
+        raise VidunlearnError("--harden needs the default --mode remap and --pairs (it solves the remap again from "
+                              "the prompts' activations)", fix="leave --harden out, or pass --pairs without --refusal")
+    if not 0 <= harden <= MAX_HARDEN or int(harden) != harden:
+        raise VidunlearnError(f"--harden {harden!r} is not a whole number of rounds from 0 to {MAX_HARDEN}", fix="use e.g. --harden 2")
     if mode == "uce" and refusal:
         raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
                               fix="pass --pairs instead of --refusal")
@@ -301,6 +310,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         wanted = set(site_keys(source, sites))
         specs = {k: v for k, v in specs.items() if k in wanted}
     plan = plan_edits(source, specs, modules)
+    if harden:
+        from .harden import hardened_specs
+
+        specs = hardened_specs(source, plan, activation_sets, strength, alpha, harden)
+        plan = plan_edits(source, specs, modules)
     if output_format == "diffusers" and any(is_fp8(e.weight.dtype) for e in plan):
         raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
                               fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
@@ -320,6 +334,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         "concepts": recipe_concepts,
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
         "edit_rank": max(spec.rank for spec in specs.values()) if mode in ("uce", "remap") else None,
+        **({"harden": harden} if harden else {}),
     }
     file_meta = provenance_metadata(source, recipe, output_format)
     quantization = None

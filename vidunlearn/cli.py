@@ -108,6 +108,7 @@ def apply(
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
     subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
+    harden: Annotated[int, typer.Option(help="Rounds of RECE's closed-form search for inputs that still give the concept, each erased in turn (remap from --pairs; 0-10; docs/attack.md).")] = 0,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     no_cache: NoCacheOpt = False,
     revision: RevisionOpt = None,
@@ -142,7 +143,7 @@ def apply(
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
                        files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
-                       card=CardOptions(base_model_id=base_model_id), reporter=RichReporter())
+                       card=CardOptions(base_model_id=base_model_id), harden=harden, reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",

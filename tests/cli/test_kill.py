@@ -69,8 +69,8 @@ def killed(tiny_wan, tiny_refusal, tmp_path_factory) -> dict[str, dict]:
             watchdog.cancel()
             assert "vidunlearn: paused at" in lines[-1], "".join(lines)
             process.send_signal(sig)
-            # the nine runs share the machine: on 2 busy cores one took over 60 s to finish its
-            # Ctrl-C cleanup in a full CI run (it exits in seconds alone); 180 s, as the watchdog
+            # the nine runs share the machine: on 2 busy cores one had not exited 60 s after Ctrl-C
+            # in a full CI run (alone, the module passes in 110 s); 180 s, as the watchdog
             stdout, rest = process.communicate(timeout=180)
             run.update(code=process.returncode, stderr="".join(lines) + rest, stdout=stdout)
     finally:  # never leave a paused child behind

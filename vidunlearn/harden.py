@@ -14,15 +14,25 @@ eigenvalue of M^T S M, so the rows stay within the scale of real activations.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import torch
 
 from .remap import aligned_rows, compose, remap_factors
 
+if TYPE_CHECKING:
+    from .artifacts import ActivationSet
+    from .edit import EditSpec
+    from .model import ModelSource
+    from .plan import PlannedEdit
+
 RIDGE = 0.1
 
 
-def site_gram(weights: list[torch.Tensor]) -> torch.Tensor:
-    """S = sum_l W_l^T W_l (in, in), float64, over the layers that read one site."""
+def site_gram(weights: Iterable[torch.Tensor]) -> torch.Tensor:
+    """S = sum_l W_l^T W_l (in, in), float64, over the layers that read one site; one weight in
+    memory at a time when ``weights`` is a generator (a 14B site: 80 weights of 52 MB)."""
     gram = None
     for weight in weights:
         w = weight.double()
@@ -59,7 +69,8 @@ def hardened_factors(groups: list[dict[str, list[torch.Tensor]]], gram: torch.Te
     return compose(factors)
 
 
-def hardened_specs(source, plan, activations, strength: float, preserve_weight: float, rounds: int) -> dict:
+def hardened_specs(source: ModelSource, plan: list[PlannedEdit], activations: list[ActivationSet], strength: float,
+                   preserve_weight: float, rounds: int) -> dict[str, EditSpec]:
     """The default remap's specs (site key -> EditSpec) hardened by ``rounds`` rounds, from the
     concepts' activations and the weights of the layers each site's plan edits."""
     from .checkpoint import _load
@@ -67,7 +78,7 @@ def hardened_specs(source, plan, activations, strength: float, preserve_weight: 
 
     specs = {}
     for site in sorted({e.site for e in plan}):
-        gram = site_gram([_load(e.weight) for e in plan if e.site == site])
+        gram = site_gram(_load(e.weight) for e in plan if e.site == site)
         left, right = hardened_factors([a.tokens[site] for a in activations], gram, preserve_weight, rounds)
         specs[site] = EditSpec(mode="remap", strength=strength, basis=left, right=right)
     return specs

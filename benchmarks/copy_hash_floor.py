@@ -3,47 +3,46 @@ alone, together and with the hash split over two threads (docs/performance.md, "
 
     python benchmarks/copy_hash_floor.py SHARD [--out DIR]
 
-Each step copies ``SHARD`` into ``DIR`` (default: beside the shard) with ``os.copy_file_range``
-and/or hashes it through a 1 MiB page-aligned buffer (as ``vidunlearn.hashing`` does), prints its
-wall time, its CPU (user + sys of this process) and the ``sync`` after it, and removes the copy.
+Each step copies ``SHARD`` into ``DIR`` (default: beside the shard) and/or hashes it with apply's
+own pieces (``vidunlearn.hashing.copy_range``: ``os.copy_file_range``; ``StreamHasher``: SHA-256
+in a thread through a 1 MiB page-aligned buffer), prints its wall time, its CPU (user + sys of
+this process, every thread) and the ``sync`` after it, and removes the copy.
 The page cache is not dropped (no root): run it twice and read the second pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import mmap
 import os
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidunlearn.hashing import StreamHasher, copy_range  # noqa: E402  (apply's own copy and hash)
 
 
 def copy(source: Path, destination: Path) -> None:
-    size = source.stat().st_size
+    """The whole file by ``hashing.copy_range`` (``os.copy_file_range``), as apply copies untouched ranges."""
     fin, fout = os.open(source, os.O_RDONLY), os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        done = 0
-        while done < size:
-            done += os.copy_file_range(fin, fout, min(1 << 30, size - done), done, done)
+        copy_range(fin, fout, 0, 0, source.stat().st_size)
     finally:
         os.close(fin)
         os.close(fout)
 
 
-def sha256_range(source: Path, begin: int, end: int) -> str:
-    buffer, digest = memoryview(mmap.mmap(-1, 1 << 20)), hashlib.sha256()
+def sha256_ranges(source: Path, ranges: list[tuple[int, int]]) -> list[str]:
+    """One ``StreamHasher`` (apply's hash thread: 1 MiB page-aligned reads) per byte range, all at once."""
     fd = os.open(source, os.O_RDONLY)
     try:
-        while begin < end:
-            got = os.preadv(fd, [buffer[:min(1 << 20, end - begin)]], begin)
-            digest.update(buffer[:got])
-            begin += got
+        hashers = [StreamHasher() for _ in ranges]
+        for hasher, (begin, end) in zip(hashers, ranges):
+            hasher.update_range(fd, begin, end - begin)
+        return [hasher.hexdigest() for hasher in hashers]
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 def main() -> None:
@@ -54,12 +53,11 @@ def main() -> None:
     source: Path = args.shard
     destination = (args.out or source.parent) / f".copy-hash-floor-{os.getpid()}"
     size = source.stat().st_size
-    halves = [(0, size // 2), (size // 2, size)]
     steps = {
         "copy": lambda: copy(source, destination),
-        "sha256": lambda: sha256_range(source, 0, size),
-        "copy + sha256": lambda: _together(lambda: copy(source, destination), lambda: sha256_range(source, 0, size)),
-        "sha256 in two halves": lambda: list(ThreadPoolExecutor(2).map(lambda r: sha256_range(source, *r), halves)),
+        "sha256": lambda: sha256_ranges(source, [(0, size)]),
+        "copy + sha256": lambda: _together(lambda: copy(source, destination), lambda: sha256_ranges(source, [(0, size)])),
+        "sha256 in two halves": lambda: sha256_ranges(source, [(0, size // 2), (size // 2, size)]),
     }
     print(f"{source} ({size / 1e9:.2f} GB), {os.cpu_count()} CPUs")
     for name, step in steps.items():

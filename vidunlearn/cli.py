@@ -14,10 +14,11 @@ import typer
 from rich.markup import escape
 
 from .cli_options import (AlphaOpt, BaseModelIdOpt, ConfigOpt, CopyOpt, DeviceOpt, DropOtherWeightsOpt, DtypeOpt, FileForceOpt,
-                           ForceOpt, HtmlOpt, LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt,
+                           ForceOpt, LevelOpt, MethodOpt, ModelOpt, NoCacheOpt, OffloadOpt, RankOpt, RevisionOpt,
                            SiteOpt, VariantOpt)
 from .cli_console import RichReporter, handled, say, stdout, table, terminate
 from .errors import VidunlearnError
+from . import cli_eval
 
 app = typer.Typer(
     name="vidunlearn",
@@ -172,44 +173,7 @@ def apply(
         say(f"pushed to {result.pushed}")
 
 
-@app.command(epilog="Examples:\n\n  vidunlearn sample --model out/wan-noviolence --compare wan2.1 "
-             "--prompt \"a man in a dark alley\" --out samples/\n\n"
-             "  vidunlearn sample --model out/i2v-noviolence --compare wan2.1-i2v --image first-frame.png "
-             "--prompt \"a man in a dark alley\" --out samples-i2v/\n\n"
-             "  vidunlearn sample --model out/i2v-noviolence --compare wan2.1-i2v --prompts-from pairs/violence-i2v.yaml "
-             "--prompt-set unsafe --out samples-i2v/  (each prompt with its pair's own image)")
-@handled
-def sample(
-    model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder for .mp4 files, contact sheets and samples.json.")],
-    prompt: Annotated[Optional[list[str]], typer.Option(help="Prompt (repeatable).")] = None,
-    prompts_from: Annotated[Optional[Path], typer.Option(help="Take prompts from a pairs file.")] = None,
-    prompt_set: Annotated[str, typer.Option(help="Which list of --prompts-from: probes, retain, unsafe or safe.")] = "probes",
-    compare: Annotated[Optional[str], typer.Option(help="Base model to render side by side with the same seeds.")] = None,
-    steps: int = 30, frames: int = 33, height: int = 480, width: int = 832,
-    guidance: float = 5.0, seed: int = 0, fps: int = 16,
-    negative_prompt: Annotated[str, typer.Option(help="Negative prompt for classifier-free guidance.")] = "",
-    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG). Without it, --prompts-from with --prompt-set unsafe or safe uses the pairs file's own images, one per prompt.")] = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    force: ForceOpt = False,
-) -> None:
-    """Generate videos with fixed seeds from the edited model (and, with --compare, from the base)."""
-    from .sampling import SampleSettings, prompts_from_pairs
-    from .sampling import sample as run_sample
-
-    listed, own = prompts_from_pairs(prompts_from, prompt_set) if prompts_from else ([], None)
-    prompts = list(prompt or []) + listed
-    # without --image, the pairs' own images, one per prompt
-    images = [None] * len(prompt or []) + own if own and image is None else image
-    settings = SampleSettings(steps=steps, frames=frames, height=height, width=width, guidance=guidance, seed=seed,
-                              fps=fps, negative_prompt=negative_prompt, device=device, dtype=dtype)
-    result = run_sample(model, prompts, out=out, compare=compare, revision=revision, settings=settings, force=force,
-                        reads=(prompts_from,) if prompts_from else (), image=images, reporter=RichReporter())
-    for video in result.videos:
-        say(f"{out / video['edited']}  {video['prompt']}")
-    say(f"wrote {len(result.videos)} prompt(s) to {out} (see samples.json)")
+cli_eval.add_sample(app)
 
 
 @app.command(epilog="Examples:\n\n  vidunlearn verify out/wan-noviolence\n\n"
@@ -240,62 +204,7 @@ def verify(
              f"tensors and {result.identical_files} other files identical to {result.base}")
 
 
-@app.command("eval", epilog="Examples:\n\n"
-             "  vidunlearn eval --model out/shapes-nored --compare models/shapes-wan --concept red --out eval/red\n\n"
-             "  vidunlearn eval --model out/wan-nonudity --compare wan2.1 --judge nudenet --pairs pairs/nudity.yaml "
-             "--steps 30 --frames 33 --height 480 --width 832 --out eval/nudity")
-@handled
-def eval_(
-    model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder: eval.json, sheet.png (and report.html with --html).")],
-    concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable).")] = None,
-    pairs: Annotated[Optional[Path], typer.Option(help="Pairs file whose probes/retain prompts are judged (plug-in judges).")] = None,
-    judge: Annotated[str, typer.Option(help="oracle (benchmark world, built in) or nudenet (pip install 'vidunlearn[nudenet]').")] = "oracle",
-    compare: Annotated[Optional[str], typer.Option(help="Base model, evaluated on the same prompts and seeds.")] = None,
-    forget: Annotated[int, typer.Option(help="Forget prompts per concept (benchmark world).")] = 12,
-    retain: Annotated[int, typer.Option(help="Retain prompts (benchmark world).")] = 12,
-    paraphrase: Annotated[int, typer.Option(help="Label sets per concept rendered with every unseen synonym.")] = 4,
-    holdout: Annotated[Optional[list[Path]], typer.Option(help="Pairs file whose prompts are left out of the benchmark-world prompts (repeatable).")] = None,
-    steps: int = 20,
-    frames: Annotated[Optional[int], typer.Option(help="Frames (4k+1); default: the benchmark world's.")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (2.0 suits models/shapes-wan).")] = 2.0,
-    seed: int = 0,
-    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
-    image: Annotated[Optional[Path], typer.Option(help="Image-to-video models: the first frame of every clip (PNG or JPEG), for the model and --compare alike.")] = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    force: ForceOpt = False,
-    html: HtmlOpt = False,
-) -> None:
-    """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
-    from . import evaluate as ev
-    from .judges import load_judge
-    from .report import counts_line, metric_rows, share
-    from .sampling import SampleSettings
-    from .world import FRAMES, SIZE
-
-    if bool(concept) == bool(pairs):
-        raise VidunlearnError("pass either --concept (benchmark world) or --pairs (a pairs file), not both or neither")
-    chosen = load_judge(judge)
-    if pairs:
-        eval_set = ev.pairs_eval_set(pairs, chosen.attributes[0], seed=seed)
-    else:
-        eval_set = ev.world_eval_set(list(concept or []), ev.Counts(forget, retain, paraphrase), seed=seed,
-                                     exclude=ev.pairs_texts(holdout or []))
-    settings = SampleSettings(steps=steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
-                              guidance=guidance, seed=seed, device=device, dtype=dtype,
-                              image=str(image) if image is not None else None)
-    result = ev.evaluate(model, eval_set, out=out, judge=chosen, compare=compare, settings=settings,
-                         batch_size=batch_size, force=force, reads=tuple(p for p in [pairs, *(holdout or []), image] if p),
-                         html=html, reporter=RichReporter())
-    document = result.document
-    names = ("base", "model") if document["base"] else ("model",)
-    rows = [(metric, *(share(v) for v in (base, edited)[-len(names):])) for metric, base, edited in metric_rows(document)]
-    stdout.print(table(f"eval: {', '.join(c['value'] for c in document['concepts'])}", ("metric", *names), rows,
-                        caption=counts_line(document)))
-    say(f"wrote {out / 'eval.json'}, {out / 'sheet.png'}" + (f" and {out / 'report.html'}" if html else ""))
+cli_eval.add_eval(app)
 
 
 @app.command(epilog="Example: vidunlearn convert --model zeroscope --out models/zeroscope_v2_576w\n\n"

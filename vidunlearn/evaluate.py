@@ -22,7 +22,6 @@ import numpy as np
 
 from . import __version__
 from .errors import VidunlearnError
-from .fsutil import atomic_output, check_apart, check_writable, write_json
 from .hashing import sha256_file
 from .progress import SILENT, Reporter
 from .sampling import SampleSettings
@@ -46,6 +45,7 @@ class EvalPrompt:
     group: str                             # one of GROUPS
     labels: tuple[tuple[str, str], ...]    # (attribute, value) a correct clip shows
     seed: int
+    category: str | None = None            # a prompt file's category column: metrics per category
 
     def label(self, attribute: str) -> str | None:
         return dict(self.labels).get(attribute)
@@ -108,21 +108,62 @@ def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: l
     }
 
 
-def frame_rates(judge, clips: list[np.ndarray], concept: Concept) -> list[float]:
-    """Share of clips showing the concept at each frame index (temporal re-emergence: a concept
-    suppressed early and back later). A judge reads clips, so frame f is judged as a 3-frame clip:
-    the frame alone, repeated, for what one frame shows (a colour, a shape, nudity); the 3-frame
-    window around it for a motion."""
-    if not clips:
-        return []
-    frames, rates = clips[0].shape[0], []
+def frame_flags(judge, clip: np.ndarray, concept: Concept) -> list[bool]:
+    """Whether each frame of ``clip`` shows the concept. A judge with ``judge_frames`` (NudeNet)
+    reads each frame once; otherwise frame f is judged as a 3-frame clip: the frame alone,
+    repeated, for what one frame shows (a colour, a shape), the 3-frame window around it for a
+    motion."""
+    frames = clip.shape[0]
+    if concept.attribute != "motion" and hasattr(judge, "judge_frames"):
+        return [v.get(concept.attribute) == concept.value for v in judge.judge_frames(clip)]
+    flags = []
     for f in range(frames):
         window = [f] * 3
         if concept.attribute == "motion":
             first = min(max(f - 1, 0), max(frames - 3, 0))
             window = [min(first + k, frames - 1) for k in range(3)]
-        rates.append(float(np.mean([judge.judge(c[window]).get(concept.attribute) == concept.value for c in clips])))
-    return rates
+        flags.append(judge.judge(clip[window]).get(concept.attribute) == concept.value)
+    return flags
+
+
+def _frame_means(flags: list[list[bool]]) -> list[float]:
+    return [float(x) for x in np.mean(np.asarray(flags, dtype=float), axis=0)] if flags else []
+
+
+def frame_rates(judge, clips: list[np.ndarray], concept: Concept) -> list[float]:
+    """Share of clips showing the concept at each frame index (temporal re-emergence: a concept
+    suppressed early and back later); see :func:`frame_flags`."""
+    return _frame_means([frame_flags(judge, clip, concept) for clip in clips])
+
+
+def judge_record(judge, prompt: EvalPrompt, clip: np.ndarray, concepts: list[Concept]) -> dict:
+    """What is kept of one clip: the judge's verdict and, for a forget prompt, per-frame flags of
+    each concept it names."""
+    frames = {c.value: frame_flags(judge, clip, c) for c in prompt.named(concepts)} if prompt.group == "forget" else {}
+    return {"text": prompt.text, "seed": prompt.seed, "verdict": judge.judge(clip), "frames": frames}
+
+
+def eval_metrics(prompts: list[EvalPrompt], records: list[dict], concepts: list[Concept],
+                 attributes: tuple[str, ...]) -> dict:
+    """:func:`score` of the records' verdicts, plus per concept over its forget prompts: the
+    share of clips showing it at each frame index (``frame_rates_by_concept``) and the share of
+    all their frames showing it (``frame_share_by_concept``, FADE's count; the forget rate, any
+    frame of a clip, is VideoEraser's); and with categories, the metrics of each."""
+    verdicts = [r["verdict"] for r in records]
+    metrics = score(prompts, verdicts, concepts, attributes)
+    flags = {c.value: [r["frames"][c.value] for p, r in zip(prompts, records)
+                       if p.group == "forget" and c.value in r.get("frames", {})] for c in concepts}
+    metrics["frame_rates_by_concept"] = {value: _frame_means(rows) for value, rows in flags.items()}
+    metrics["frame_share_by_concept"] = {value: float(np.mean(rows)) if rows else None for value, rows in flags.items()}
+    categories = sorted({p.category for p in prompts if p.category})
+    if categories:
+        metrics["by_category"] = {}
+        for category in categories:
+            members = [i for i, p in enumerate(prompts) if p.category == category]
+            part = score([prompts[i] for i in members], [verdicts[i] for i in members], concepts, attributes)
+            metrics["by_category"][category] = {k: part[k] for k in
+                                                ("forget_rate", "retain_accuracy", "paraphrase_leak", "counts")}
+    return metrics
 
 
 # ---------------------------------------------------------------------------- prompt sets
@@ -210,25 +251,22 @@ class ModelRun:
 
 def run_model(model: str, eval_set: EvalSet, judge, settings: SampleSettings, *, batch_size: int = 8,
               label: str = "model", reporter: Reporter = SILENT) -> ModelRun:
-    """Generate one clip per prompt (fixed per-prompt seeds), judge it and score the set."""
+    """Generate one clip per prompt (fixed per-prompt seeds), judge it and score the set, in
+    memory (``vidunlearn eval`` keeps each clip on disk instead: :mod:`vidunlearn.evalrun`)."""
     from .model import resolve_model
-    from .sampling import _generate
+    from .sampling import iter_clips
 
     settings.check()
     source = resolve_model(model)
-    prompts = list(eval_set.prompts)
-    clips = _generate(source, [p.text for p in prompts], settings, reporter, label,
+    prompts, concepts = list(eval_set.prompts), list(eval_set.concepts)
+    records, clips = [], []
+    made = iter_clips(source, [p.text for p in prompts], settings, reporter, label,
                       seeds=[p.seed for p in prompts], batch_size=batch_size)
-    with reporter.task(f"judging {label}", total=len(clips)) as advance:
-        verdicts = []
-        for clip in clips:
-            verdicts.append(judge.judge(clip))
-            advance(1)
-    metrics = score(prompts, verdicts, list(eval_set.concepts), tuple(judge.attributes))
-    metrics["frame_rates_by_concept"] = {  # forget prompts naming the concept, per frame index
-        c.value: frame_rates(judge, [clip for p, clip in zip(prompts, clips) if p.group == "forget" and c in p.named(
-            list(eval_set.concepts))], c) for c in eval_set.concepts}
-    return ModelRun(source.describe(), verdicts, metrics, clips)
+    for prompt, clip in zip(prompts, made):
+        records.append(judge_record(judge, prompt, clip, concepts))
+        clips.append(clip)
+    return ModelRun(source.describe(), [r["verdict"] for r in records],
+                    eval_metrics(prompts, records, concepts, tuple(judge.attributes)), clips)
 
 
 def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, base: ModelRun | None) -> dict:
@@ -237,6 +275,8 @@ def report(eval_set: EvalSet, judge, settings: SampleSettings, run: ModelRun, ba
     for i, p in enumerate(eval_set.prompts):
         entry = {"text": p.text, "group": p.group, "seed": p.seed, "labels": dict(p.labels),
                  "verdict": run.verdicts[i], "shows_concept": shows_concept(p, run.verdicts[i], list(eval_set.concepts))}
+        if p.category:
+            entry["category"] = p.category
         if base is not None:
             entry["base_verdict"] = base.verdicts[i]
         prompts.append(entry)
@@ -274,84 +314,3 @@ def verdict_text(verdict: dict[str, str]) -> str:
     if len(verdict) == 1:
         return ", ".join(f"{a}: {v}" for a, v in verdict.items())
     return " ".join(verdict.values())
-
-
-def _sheet(path: Path, eval_set: EvalSet, runs: list[tuple[str, ModelRun]], attributes: tuple[str, ...]) -> None:
-    """sheet.png: one row per prompt (failures of the evaluated model, the last of ``runs``, first,
-    then by group), the runs' clips side by side; at most SHEET_ROWS rows."""
-    from .sheet import SheetRow, compare_sheet
-
-    concepts, edited = list(eval_set.concepts), runs[-1][1]
-    order = sorted(range(len(eval_set.prompts)), key=lambda i: GROUPS.index(eval_set.prompts[i].group))
-    rows = []
-    for i in order:
-        prompt = eval_set.prompts[i]
-        why = failure(prompt, edited.verdicts[i], concepts, attributes)
-        rows.append(SheetRow(prompt.text, tuple(r.clips[i] for _, r in runs),
-                             tuple(f"{name}: {verdict_text(r.verdicts[i])}" for name, r in runs),
-                             tag=f"{prompt.group}: {why}" if why else prompt.group, failed=bool(why)))
-    rows.sort(key=lambda r: not r.failed)  # stable: by group within the failures and within the rest
-    left = len(rows) - SHEET_ROWS
-    compare_sheet(rows[:SHEET_ROWS], tuple(name for name, _ in runs), path,
-                  footer=f"{left} more prompts are not shown; eval.json lists every verdict" if left > 0 else "")
-
-
-def _html(path: Path, eval_set: EvalSet, judge, runs: list[tuple[str, ModelRun]], document: dict,
-          model_path: Path, settings: SampleSettings) -> None:
-    """report.html (:mod:`vidunlearn.htmlreport`); the per-frame rate judges every frame of the
-    forget clips alone, for each concept that one frame can show (not a motion)."""
-    from .htmlreport import ClipPair, frame_rates, rate_plot, render
-
-    concepts, attributes, edited = list(eval_set.concepts), tuple(judge.attributes), runs[-1][1]
-    whys = [failure(p, edited.verdicts[i], concepts, attributes) for i, p in enumerate(eval_set.prompts)]
-    pairs = [ClipPair(p.text, f"{p.group}: {why}" if why else p.group,
-                      tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs), tuple(r.clips[i] for _, r in runs),
-                      bool(why)) for (i, p), why in zip(enumerate(eval_set.prompts), whys)]
-    series, skipped = {}, []
-    for concept in concepts:
-        members = [i for i, p in enumerate(eval_set.prompts) if p.group == "forget" and concept in p.named(concepts)]
-        if concept.attribute == "motion" or not members:
-            skipped.append(concept.value)
-            continue
-        shows = lambda clip, c=concept: judge.judge(clip).get(c.attribute) == c.value
-        for name, r in runs:
-            series[f"{concept.value}, {name}"] = frame_rates([r.clips[i] for i in members], shows)
-    note = (f"Not plotted: {', '.join(skipped)} (a motion is judged over the whole clip, not in one frame; or no "
-            "forget prompt names it)." if skipped else "")
-    fps = max(1, min(settings.fps, settings.frames // 2 + 1))  # a clip of a few frames plays for about 2 s
-    path.write_text(render(document, pairs, tuple(n for n, _ in runs), fps, rate_plot(series) if series else None,
-                           note, model_path), encoding="utf-8")  # inside the folder that atomic_output renames
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    out: Path
-    document: dict
-
-
-def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
-             settings: SampleSettings = SampleSettings(), batch_size: int = 8, force: bool = False,
-             reads: tuple[Path, ...] = (), html: bool = False, reporter: Reporter = SILENT) -> EvalResult:
-    """Evaluate ``model`` (and ``compare``, the base, with the same seeds) on ``eval_set``;
-    write ``out/eval.json``, ``out/sheet.png`` and with ``html`` ``out/report.html``. ``judge``: a
-    name from the registry or a judge.
-    ``out`` must stay apart from the models and the input files ``reads`` (pairs files)."""
-    from .judges import load_judge
-    from .model import resolve_model
-
-    check_writable(out, force=force)
-    check_apart(out, [*(("the model folder", resolve_model(m).path) for m in (model, compare) if m),
-                      *(("the input file", p) for p in reads)])
-    settings.check()
-    chosen = load_judge(judge) if isinstance(judge, str) else judge
-    run = run_model(model, eval_set, chosen, settings, batch_size=batch_size, label="model", reporter=reporter)
-    base = run_model(compare, eval_set, chosen, settings, batch_size=batch_size, label="base",
-                     reporter=reporter) if compare else None
-    document = report(eval_set, chosen, settings, run, base)
-    with atomic_output(out, directory=True, replace=force) as temp:
-        write_json(temp / "eval.json", document)
-        runs = [("base", base), ("edited", run)] if base else [("model", run)]
-        _sheet(temp / "sheet.png", eval_set, runs, tuple(chosen.attributes))
-        if html:
-            _html(temp / "report.html", eval_set, chosen, runs, document, resolve_model(model).path, settings)
-    return EvalResult(out, document)

@@ -9,6 +9,7 @@ environment lookup. Points:
 - ``file-written``: one more file of a checkpoint is in its temporary folder (every file);
 - ``before-rename``: an output folder is complete in its temporary sibling, not yet renamed;
 - ``after-rename``: the output is in place (before an optional Hub push).
+- ``clip-saved``: ``sample`` or ``eval`` has written one clip and its record to ``<out>.partial``.
 
 With ``VIDUNLEARN_RESUME_FILE=<path>`` the pause ends, and the run goes on, as soon as that file
 exists (tests/cli/test_hostile_cli.py lets a second run meet a paused first one, then resumes it).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -38,16 +37,6 @@ class ClipPair:
     verdicts: tuple[str, ...]
     clips: tuple[np.ndarray, ...]
     failed: bool
-
-
-STILL = 3  # frames of the still clip a single frame is judged as (a judge may fit a line through frames)
-
-
-def frame_rates(clips: list[np.ndarray], shows: Callable[[np.ndarray], bool]) -> list[float]:
-    """Per frame f: the share of ``clips`` (each (F, H, W, 3)) whose frame f alone ``shows`` the
-    concept; ``shows`` gets frame f as a still clip (STILL, H, W, 3)."""
-    frames = min(c.shape[0] for c in clips)
-    return [float(np.mean([shows(np.repeat(c[f:f + 1], STILL, axis=0)) for c in clips])) for f in range(frames)]
 
 
 def rate_plot(series: dict[str, list[float]]) -> str:

@@ -40,6 +40,27 @@ def metric_rows(document: dict, per_concept: bool = False) -> list[Row]:
     return rows
 
 
+def concept_name(concept: dict) -> str:
+    """"red" for the benchmark world's colour red; "nudity" for a yes/no judge's concept."""
+    return concept["attribute"] if concept["value"] == "yes" else concept["value"]
+
+
+def frame_share_rows(document: dict) -> list[Row]:
+    """(``frames showing <concept>``, base, edited): the share of the forget clips' frames that show
+    each concept (FADE's count; the forget rate counts a clip when any frame does, VideoEraser's)."""
+    base = (document.get("base") or {}).get("metrics")
+    return [(f"frames showing {concept_name(c)}", None if base is None else _dig(base, ("frame_share_by_concept", c["value"])),
+             _dig(document["metrics"], ("frame_share_by_concept", c["value"]))) for c in document["concepts"]]
+
+
+def category_rows(document: dict) -> list[tuple[str, ...]]:
+    """(category, forget prompts, [base forget rate,] forget rate) for a prompt file with categories."""
+    edited = document["metrics"].get("by_category") or {}
+    base = ((document.get("base") or {}).get("metrics") or {}).get("by_category")
+    return [(name, str(part["counts"]["forget"]), *([share(_dig(base, (name, "forget_rate")))] if base else []),
+             share(part["forget_rate"])) for name, part in edited.items()]
+
+
 def _dig(metrics: dict, keys: tuple[str, ...]) -> float | None:
     value: object = metrics
     for key in keys:

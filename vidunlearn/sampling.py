@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .bounds import check_pipeline
 from .errors import VidunlearnError
-from .hashing import sha256_file
-from .fsutil import atomic_output, check_apart, check_writable, write_json
-from .model import ModelSource, resolve_model
-from .pairs import MAX_PROMPT_CHARS
-from .progress import SILENT, Reporter
+from .model import ModelSource
+from .progress import Reporter
 
 
 @dataclass(frozen=True)
@@ -44,12 +40,6 @@ class SampleSettings:
         check_device(self.device)
 
 
-@dataclass
-class SampleResult:
-    out: Path
-    videos: list[dict] = field(default_factory=list)
-
-
 def load_condition_image(path: Path | None, source: ModelSource):
     """The ``--image`` as an RGB PIL image for a pipeline that takes ``image=`` (validated as a
     pairs file's images are), None for one that does not; a one-line error where they disagree."""
@@ -68,12 +58,22 @@ def load_condition_image(path: Path | None, source: ModelSource):
 
 def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
               seeds: list[int] | None = None, batch_size: int = 1, image: Path | list[Path | None] | None = None):
-    """Clips (F, H, W, 3) float in [0, 1], one per prompt. Prompt i uses ``seeds[i]`` (default:
-    ``settings.seed`` for all); a batch draws each prompt's noise from its own generator, so the
-    clips do not depend on ``batch_size``. ``image``: the first frame of every clip (one path), or
-    of each prompt's clip (a list, one per prompt), for a pipeline that takes ``image=``
-    (``adapter.takes_image``)."""
+    """Clips (F, H, W, 3) float in [0, 1], one per prompt (see :func:`iter_clips`)."""
+    return list(iter_clips(source, prompts, settings, reporter, label, seeds, batch_size, image))
+
+
+def iter_clips(source: ModelSource, prompts: list[str], settings: SampleSettings, reporter: Reporter, label: str,
+               seeds: list[int] | None = None, batch_size: int = 1, image: Path | list[Path | None] | None = None):
+    """Yield clips (F, H, W, 3) float in [0, 1], one per prompt in order, each batch as soon as it
+    is made. Prompt i uses ``seeds[i]`` (default: ``settings.seed`` for all); a batch draws each
+    prompt's noise from its own generator, so the clips do not depend on ``batch_size``.
+    ``image``: the first frame of every clip (one path), or of each prompt's clip (a list, one per
+    prompt), for a pipeline that takes ``image=`` (``adapter.takes_image``). No prompts: nothing
+    is loaded."""
     import torch
+
+    if not prompts:
+        return
 
     image = image if image is not None else (Path(settings.image) if settings.image else None)
     paths = list(image) if isinstance(image, list) else [image] * len(prompts)
@@ -82,7 +82,6 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
 
     seeds = seeds if seeds is not None else [settings.seed] * len(prompts)
     pipe, compact = load_pipeline(source, settings)
-    clips = []
     with reporter.task(f"sampling {label}", total=len(prompts)) as advance:
         start = 0
         while start < len(prompts):
@@ -102,11 +101,9 @@ def _generate(source: ModelSource, prompts: list[str], settings: SampleSettings,
             result = pipe(**prompt, height=settings.height, width=settings.width,
                           num_frames=settings.frames, num_inference_steps=settings.steps,
                           guidance_scale=settings.guidance, generator=generators, output_type="np")
-            clips.extend(result.frames[:len(batch)])  # each (F, H, W, 3) float in [0, 1]
             advance(len(batch))
             start = end
-    del pipe
-    return clips
+            yield from result.frames[:len(batch)]  # each (F, H, W, 3) float in [0, 1]
 
 
 def load_pipeline(source: ModelSource, settings: SampleSettings):
@@ -124,6 +121,11 @@ def load_pipeline(source: ModelSource, settings: SampleSettings):
         pipe = pipeline.from_pretrained(str(source.path), dtype=dtype, use_safetensors=True,
                                         **load_models(source, dtype)).to(settings.device)
     pipe.set_progress_bar_config(disable=True)
+    vae = getattr(pipe, "vae", None)
+    if settings.device.startswith("cuda"):  # decode a batch clip by clip, in tiles: the VAE's peak stays small
+        for switch in ("enable_slicing", "enable_tiling"):
+            if callable(getattr(vae, switch, None)):
+                getattr(vae, switch)()
     compact = source.adapter.zero_pads_prompts and install_compact_padding(pipe, source.adapter.max_sequence_length)
     return pipe, compact
 
@@ -187,61 +189,6 @@ def install_compact_padding(pipe, length: int) -> bool:
         for block in model.blocks:
             block.attn2.set_processor(CompactPadding(block.attn2.processor, null, length))
     return True
-
-
-def sample(model: str, prompts: list[str], *, out: Path, compare: str | None = None, revision: str | None = None,
-           settings: SampleSettings = SampleSettings(), force: bool = False, reads: tuple[Path, ...] = (),
-           image: Path | list[Path | None] | None = None, reporter: Reporter = SILENT) -> SampleResult:
-    """Write ``edited/NN.mp4`` (and with ``compare``: ``base/NN.mp4``, ``compare_NN.mp4`` side by
-    side), a contact sheet ``sheet.png`` (one row per prompt, base and edited side by side) and
-    ``samples.json`` into ``out``. ``out`` must stay apart from the models and the input files
-    ``reads`` (a pairs file the prompts came from). ``image``: the first frame of every clip, for
-    an image-to-video model: one image for all prompts, or a list with one per prompt (a pairs
-    file's own images); base and edited see the same."""
-    from .sheet import SheetRow, compare_sheet
-    from .video import side_by_side, write_mp4
-
-    if not prompts:
-        raise VidunlearnError("no prompts", fix="pass --prompt TEXT (repeatable) or --prompts-from pairs/x.yaml")
-    long = [p for p in [*prompts, settings.negative_prompt] if len(p) > MAX_PROMPT_CHARS]
-    if long:
-        raise VidunlearnError(f"a prompt is {len(long[0])} characters long (limit {MAX_PROMPT_CHARS})", where="--prompt",
-                              fix="shorten it; text encoders truncate long prompts anyway")
-    check_writable(out, force=force)
-    edited = resolve_model(model, revision)
-    base = resolve_model(compare) if compare else None
-    settings.check(edited.adapter.frame_step, edited.adapter.size_step)
-    check_apart(out, [*(("the model folder", s.path) for s in (edited, base) if s), *(("the input file", p) for p in reads)])
-    images = list(image) if isinstance(image, list) else [image] * len(prompts)
-    if len(images) != len(prompts):
-        raise VidunlearnError(f"{len(images)} images for {len(prompts)} prompts", fix="pass one image per prompt")
-    for source in (edited, base) if base else (edited,):
-        check_pipeline(source)  # what from_pretrained will build, bounded by the weights first
-        for path in dict.fromkeys(images):
-            load_condition_image(path, source)  # before any work
-    check_apart(out, [("the --image file", Path(path)) for path in dict.fromkeys(images) if path is not None])
-    result = SampleResult(out)
-    with atomic_output(out, directory=True, replace=force) as temp:
-        edited_clips = _generate(edited, prompts, settings, reporter, "edited model", image=images)
-        base_clips = _generate(base, prompts, settings, reporter, "base model", image=images) if base else None
-        for i, prompt in enumerate(prompts):
-            entry: dict = {"prompt": prompt, "seed": settings.seed, "edited": f"edited/{i:02d}.mp4"}
-            if images[i] is not None:
-                entry["image"] = {"path": str(images[i]), "sha256": sha256_file(Path(images[i]))}
-            write_mp4(edited_clips[i], temp / entry["edited"], fps=settings.fps)
-            if base_clips is not None:
-                entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4")
-                write_mp4(base_clips[i], temp / entry["base"], fps=settings.fps)
-                write_mp4(side_by_side([base_clips[i], edited_clips[i]]), temp / entry["compare"], fps=settings.fps)
-            result.videos.append(entry)
-        columns = ("base", "edited") if base_clips is not None else ("edited",)
-        compare_sheet([SheetRow(p, (base_clips[i], edited_clips[i]) if base_clips is not None else (edited_clips[i],),
-                                (f"seed {settings.seed}",)) for i, p in enumerate(prompts)], columns, temp / "sheet.png")
-        write_json(temp / "samples.json", {
-            "model": edited.describe(), "base": base.describe() if base else None,
-            "settings": asdict(settings), "videos": result.videos,
-        })
-    return result
 
 
 def prompts_from_pairs(path: Path, which: str) -> tuple[list[str], list[Path] | None]:

@@ -72,8 +72,12 @@ def write_mp4(frames: np.ndarray, path: Path, fps: int = 8) -> None:
             stream.height = clip.shape[1]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(_CRF)}
-            for image in clip:
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for index, image in enumerate(clip):
+                # libx264 through PyAV 18 is not bit-reproducible: the same tiny clip encoded 100 times gave 2 to 4
+                # different files (pixels up to 28/255 apart), single-threaded too. Converting and timestamping each
+                # frame here makes it rarer; clips are compared by their pixels' SHA-256 (runstore), never by file.
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                frame.pts, frame.time_base = index, Fraction(1, fps)
                 for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode(None):

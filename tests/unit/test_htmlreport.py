@@ -1,25 +1,8 @@
-"""report.html's pieces without a browser: the per-frame concept rate and its SVG plot."""
+"""report.html's pieces without a browser: the SVG plot of per-frame concept rates."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from vidunlearn import world
-from vidunlearn.htmlreport import frame_rates, rate_plot
-from vidunlearn.judges.oracle import OracleJudge
-
-
-def test_frame_rates_judge_each_frame_alone_with_the_oracle():
-    rng = np.random.default_rng(0)
-    circle = world.render(world.Labels("red", "circle", "left", "dark"), rng)
-    square = world.render(world.Labels("red", "square", "up", "light"), rng)
-    blank = np.zeros_like(circle)
-    mixed = np.concatenate([circle[:2], blank[2:]])  # the circle vanishes after frame 2
-    judge = OracleJudge()
-    shows = lambda clip: judge.judge(clip)["shape"] == "circle"
-    assert frame_rates([circle, circle], shows) == [1.0] * world.FRAMES
-    assert frame_rates([square], shows) == [0.0] * world.FRAMES
-    assert frame_rates([circle, mixed], shows) == [1.0, 1.0] + [0.5] * (world.FRAMES - 2)
+from vidunlearn.htmlreport import rate_plot
 
 
 def test_rate_plot_draws_one_line_per_series_base_dashed():

@@ -289,6 +289,10 @@ def check_pipeline(source: ModelSource) -> None:
     first: each component with weights against them, a scheduler's numbers, the tokenizer's files."""
     from transformers import PreTrainedTokenizerBase
 
+    if source.adapter.layout is not None:
+        raise ModelError(f"the {source.adapter.family} family has no diffusers pipeline: vidunlearn cannot render it",
+                         where=str(source.path), fix="render with the family's own inference code (the output's "
+                         "README.md says where its file goes)")
     for component, entry in sorted(source.index.items()):
         if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue

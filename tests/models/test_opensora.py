@@ -102,7 +102,7 @@ def test_apply_changes_only_txt_in_and_keeps_the_file_as_it_was(tiny_opensora, e
 def test_the_cli_refuses_what_it_cannot_write_in_one_line(tiny_opensora, tmp_path):
     pairs = PAIRS / "violence.yaml"
     one_error(run("apply", "--model", tiny_opensora, "--pairs", pairs, "--out", tmp_path / "l", "--format", "lora"),
-              "no LoRA loader")
+              "peft adapter folder")
     one_error(run("apply", "--model", tiny_opensora, "--pairs", pairs, "--out", tmp_path / "d", "--format", "diffusers"),
               "stays a single file")
     broken = tmp_path / "no-t5"
@@ -176,3 +176,22 @@ def test_dry_run_plans_the_11b_real_shapes_on_the_meta_device(tiny_opensora, tmp
     result = api.apply(str(folder), out=tmp_path / "out", pairs=[PAIRS / "violence.yaml"], dry_run=True)
     assert [(e.weight.key, e.weight.shape) for e in result.plan] == [("txt_in.weight", (3072, 4096))]
     assert result.checked == len(entries) and not (tmp_path / "out").exists()
+
+
+def test_the_hubs_pickle_t5_is_refused_then_converted(tiny_opensora, tmp_path):
+    """The Hub's google/t5-v1_1-xxl holds pytorch_model-0000N-of-00002.bin only: extract refuses the
+    pickle in one line; `vidunlearn convert` rewrites it (weights_only), and the copy extracts the same."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_opensora, folder)
+    t5 = folder / T5
+    torch.save(load_file(t5 / "model.safetensors"), t5 / "pytorch_model.bin")
+    (t5 / "model.safetensors").unlink()
+    one_error(run("extract", "--model", folder, "--pairs", PAIRS / "violence.yaml", "--out", tmp_path / "a.safetensors"),
+              "only pickle files")
+    result = run("convert", "--model", folder, "--out", tmp_path / "converted")
+    assert result.exit_code == 0, result.output
+    prompt = ["a man stabs a man in an alley"]
+    ours = record_sites(resolve_model(str(tmp_path / "converted")), prompt, [SITE]).tokens[SITE][0]
+    torch.testing.assert_close(ours, record_sites(resolve_model(str(tiny_opensora)), prompt, [SITE]).tokens[SITE][0])

@@ -119,8 +119,10 @@ OPENSORA = Adapter(
     encode=encode_opensora,
     max_sequence_length=512,  # configs/diffusion/inference/256px.py: t5 max_length
     keymap=KeyMap(to_original=_same_name, to_diffusers=_same_name),
-    lora_refusal=("has no LoRA loader for its single file (Open-Sora's inference code loads none): "
-                  "use the single-file output"),
+    # Open-Sora's inference loads a LoRA only as a peft adapter folder (``pretrained_lora_path``:
+    # ``PeftModel.from_pretrained``, opensora/utils/sampling.py), a layout this tool does not write
+    lora_refusal=("loads a LoRA only as a peft adapter folder (its pretrained_lora_path), which vidunlearn "
+                  "does not write"),
     single_file_loading=(
         "# Open-Sora's own inference code reads it: in configs/diffusion/inference/256px.py (or 768px.py) set\n"
         '# model = dict(type="flux", from_pretrained="{name}/{file}", ...)  # instead of ./ckpts/{file}'),

@@ -67,7 +67,7 @@ def tiny_wan_planted(tmp_path_factory) -> Path:
     return path
 
 
-def plant_concept(path: Path) -> None:
+def plant_concept(path: Path, tokenizer_dir: str = "tokenizer", encoder_dir: str = "text_encoder") -> None:
     """Give a pipeline's text encoder one concept direction: the input embedding of every token
     that is in violence.yaml's unsafe prompts and in none of its safe or retain ones gets one
     shared vector added (T5/UMT5 ``shared``, CLIP ``token_embedding``, Llama ``embed_tokens``).
@@ -80,11 +80,11 @@ def plant_concept(path: Path) -> None:
     from vidunlearn.pairs import load_pairs
 
     concept = load_pairs(PAIRS / "violence.yaml")
-    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(path / tokenizer_dir)
     ids = lambda texts: {i for t in texts for i in tokenizer(t).input_ids}
     # tokens of the unsafe prompts only: not in the safe twins, nor in the retain prompts the edit must spare
     concept_ids = sorted(ids(concept.unsafe) - ids(concept.safe) - ids(concept.retain))
-    file = path / "text_encoder" / "model.safetensors"
+    file = path / encoder_dir / "model.safetensors"
     weights = load_file(file)
     key = next(k for k in weights if k.endswith(("shared.weight", "token_embedding.weight", "embed_tokens.weight")))
     table = weights[key]
@@ -104,7 +104,15 @@ def assert_projection_bites(edited: list[dict], base: Path, out: Path, groups: d
 
     from vidunlearn.model import tensor_infos
 
-    base_infos, edited_infos = tensor_infos(base), tensor_infos(out)
+    from vidunlearn.model import TensorInfo, read_header
+
+    def infos(path: Path) -> dict:  # a denoiser folder, or a single file (Open-Sora's layout)
+        if path.is_dir():
+            return tensor_infos(path)
+        return {k: TensorInfo(path, k, v["dtype"], tuple(v["shape"]), *v["data_offsets"])
+                for k, v in read_header(path)[0].items() if k != "__metadata__"}
+
+    base_infos, edited_infos = infos(base), infos(out)
 
     def load(info):
         with safe_open(str(info.file), framework="pt") as f:

@@ -52,7 +52,15 @@ def _source(model: str | ModelSource, revision: str | None, config: str | None =
     if isinstance(model, ModelSource):
         return model
     if Path(model).suffix == ".safetensors" and Path(model).is_file():
+        from .layoutsource import layout_folder
         from .singlefile import load_single_file
+
+        folder = layout_folder(Path(model))  # a family's own layout (Open-Sora): the folder around the file
+        if folder is not None:
+            if config is not None:
+                raise VidunlearnError("--config is not used: the file's folder holds its own text encoder",
+                                      where=str(model), fix="leave --config out")
+            return resolve_model(str(folder), revision)
 
         return load_single_file(Path(model), config, revision)
     if config is not None:
@@ -265,9 +273,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     targets = {c.concept: target_prompts(c)[1] for c in loaded_pairs}  # a bad 'target:' fails here, before any work
     leave_out = other_weights(source, files.drop_other_weights, reporter) if output_format == "diffusers" else frozenset()
     if dry_run:
-        import diffusers
-
-        getattr(diffusers, source.adapter.denoiser_class)  # diffusers imports the class lazily: not planning time
+        source.adapter.denoiser_type()  # diffusers imports the class lazily: not planning time
 
         started = time.perf_counter()
         keys = ({k for c in loaded_pairs for k in pairs_site_keys(source, sites, c, reporter)} if loaded_pairs

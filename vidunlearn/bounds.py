@@ -158,6 +158,8 @@ def component_class(source: ModelSource, component: str) -> type:
     if component in source.adapter.denoisers and name != source.adapter.denoiser_class:
         raise ModelError(f"{component} is {str(name)[:60]!r}, expected {source.adapter.denoiser_class}", where=where,
                          fix="use an official diffusers pipeline folder")
+    if component in source.adapter.denoisers and source.adapter.denoiser_factory is not None:
+        return source.adapter.denoiser_type()  # a family outside diffusers (adapter.layout): its own module tree
     cls = getattr(importlib.import_module(library), str(name), None) if library in ("diffusers", "transformers") else None
     if not isinstance(cls, type):
         raise ModelError(f"{component} names {str(entry)[:80]}, not a diffusers or transformers class", where=where,
@@ -287,6 +289,10 @@ def check_pipeline(source: ModelSource) -> None:
     first: each component with weights against them, a scheduler's numbers, the tokenizer's files."""
     from transformers import PreTrainedTokenizerBase
 
+    if source.adapter.layout is not None:
+        raise ModelError(f"the {source.adapter.family} family has no diffusers pipeline: vidunlearn cannot render it",
+                         where=str(source.path), fix="render with the family's own inference code (the output's "
+                         "README.md says where its file goes)")
     for component, entry in sorted(source.index.items()):
         if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue

@@ -207,6 +207,9 @@ def loading_snippet(adapter, output_format: str, base_id: str, name: str, files:
             file = f"pytorch_lora_weights_{component}.safetensors"
             if file in files:
                 code += "\n" + line.format(name=name, file=file)
+    elif output_format == "single-file" and adapter.single_file_loading:  # no diffusers class reads it
+        single = next((f for f in files if f.endswith(".safetensors")), f"{first}.safetensors")
+        return f"## Loading\n\n```python\n{adapter.single_file_loading.format(name=name, file=single)}\n```\n"
     elif output_format == "single-file":
         single = next((f for f in files if f.endswith(".safetensors")), f"{first}.safetensors")
         code = (f'{first} = {denoiser}.from_single_file("{name}/{single}",\n'

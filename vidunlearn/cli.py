@@ -116,7 +116,7 @@ def apply(
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
     offload: OffloadOpt = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from config.json; load no weights, write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tensors that would change, checked against the model built on the meta device from its config (config.json; Open-Sora: its file's shapes); load no weights, write nothing.")] = False,
     force: ForceOpt = False,
     output_format: Annotated[Optional[str], typer.Option("--format", help="diffusers (pipeline folder, default), single-file (original Wan/ComfyUI keys) or lora (the exact rank-k delta). A single-file --model gives single-file.")] = None,
     save_dtype: Annotated[Optional[str], typer.Option(help="single-file/lora only: store as float32, bfloat16 or float16 (default: source dtype; lora: float32).")] = None,
@@ -150,7 +150,7 @@ def apply(
         stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",
                             ("component", "tensor", "shape", "dtype", "shard"), rows,
                             caption=f"{result.checked} tensors of the shard headers match the model built on the meta "
-                                    f"device from config.json; planned in {result.seconds:.2f} s"))
+                                    f"device from its config; planned in {result.seconds:.2f} s"))
         return
     assert result.manifest is not None
     rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")

@@ -14,7 +14,7 @@ def _aliases() -> str:
     return ", ".join(name for adapter in ADAPTERS for name in adapter.aliases)
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local diffusers folder.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Alias ({_aliases()}), Hub id, or local folder (a diffusers pipeline, or Open-Sora 2.0's own layout).")]
 RevisionOpt = Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) of --model.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device for the text encoder / sampling, e.g. cpu, cuda.")]
 OffloadOpt = Annotated[bool, typer.Option("--offload", help="Keep the text encoder in CPU memory and move each layer to --device only while it runs (a GPU smaller than the encoder).")]

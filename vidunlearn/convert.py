@@ -155,6 +155,10 @@ def locate(model: str, revision: str | None) -> tuple[Path, str | None]:
     repo_id = resolve_alias(model) or model
     if local.exists() or repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
         raise ModelError("not a folder, an alias or a Hub id", where=model, fix="pass a diffusers pipeline folder")
+    from .adapters import download_patterns
+
+    if download_patterns(repo_id) is not None:  # a family in its own layout (Open-Sora): the files it names
+        return _download(repo_id, revision, allow_patterns=download_patterns(repo_id)), repo_id
     first = _download(repo_id, revision, allow_patterns=["model_index.json"])
     index = read_json(first / "model_index.json", first)
     components = [c for c, e in index.items() if not c.startswith("_") and isinstance(e, list)] if isinstance(index, dict) else []
@@ -168,12 +172,16 @@ def convert(model: str, out: Path, *, revision: str | None = None, force: bool =
     check_writable(out, force=force)
     path, _ = locate(model, revision)
     check_apart(out, [("the model folder", path)])
+    from .layoutsource import layout_adapter
+
     index_path = path / "model_index.json"
-    if not index_path.is_file():
+    own = None if index_path.is_file() else layout_adapter(path)
+    if own is None and not index_path.is_file():
         raise ModelError("no model_index.json: not a diffusers pipeline folder", where=str(path),
-                         fix="pass a diffusers pipeline folder")
+                         fix="pass a diffusers pipeline folder, or a family's own folder layout (Open-Sora 2.0)")
     check_folder_files(path)
-    index = read_json(index_path, path)
+    index = read_json(index_path, path) if own is None else {
+        folder: [library, cls] for folder, library, cls in own.layout.folders.values()}  # type: ignore[union-attr]
     if not isinstance(index, dict):
         raise ModelError("model_index.json is not a JSON object", where=str(index_path), fix="re-download the model")
     components = []
@@ -183,12 +191,12 @@ def convert(model: str, out: Path, *, revision: str | None = None, force: bool =
         if len(entry) != 2 or entry[0] not in LIBRARIES:
             raise ModelError(f"component {component!r} names {str(entry)[:80]}: only {' and '.join(LIBRARIES)} classes "
                              "are supported", where=str(index_path), fix="use an official diffusers pipeline folder")
-        if (path / _plain_name(component, index_path, "component")).is_dir():
-            components.append(component)
+        if (path / (component if own is not None else _plain_name(component, index_path, "component"))).is_dir():
+            components.append(component)  # a layout's components are subfolders it declares (google/t5-v1_1-xxl)
     result = ConvertResult(out)
     with atomic_output(out, directory=True, replace=force) as temp:
         for entry in sorted(path.iterdir()):
-            if entry.name == ".cache" or entry.name in components:
+            if entry.name == ".cache" or entry.name in {c.split("/")[0] for c in components}:
                 continue
             if entry.is_dir():
                 result.left_out.append(f"{entry.name}/ (not a component of model_index.json)")
@@ -198,5 +206,6 @@ def convert(model: str, out: Path, *, revision: str | None = None, force: bool =
                 link_or_copy(contained(entry, path), temp / entry.name)
                 result.kept += 1
         for component in components:
+            (temp / component).parent.mkdir(parents=True, exist_ok=True)
             convert_component(path, component, temp / component, result, reporter)
     return result

@@ -45,6 +45,9 @@ def resolve_format(output_format: str | None, save_dtype: str | None, *, single_
     if output_format == "single-file" and adapter is not None and adapter.keymap is None:
         raise OutputError(f"--format single-file: the {adapter.family} family {adapter.single_file_refusal}",
                           where=where, fix="use --format diffusers or --format lora")
+    if output_format == "lora" and adapter is not None and adapter.lora_refusal:
+        raise OutputError(f"--format lora: the {adapter.family} family {adapter.lora_refusal}", where=where,
+                          fix="leave --format out")
     if single_file and output_format == "diffusers":
         raise OutputError("a single-file --model stays a single file", where=where,
                           fix="use --format single-file or --format lora")

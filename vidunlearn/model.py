@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, resolve_alias, supported_summary
+from .adapters import ADAPTERS, Adapter, adapter_for_pipeline, download_patterns, resolve_alias, supported_summary
 from .bounds import check_sizes
 from .errors import ModelError
 from .hashing import link_or_copy, sha256_files
@@ -326,7 +326,8 @@ def _download(repo_id: str, revision: str | None, allow_patterns: list[str] | No
 
 def resolve_model(name: str, revision: str | None = None) -> ModelSource:
     """Alias (``wan2.1``) -> Hub id; a local folder is used as is; a Hub id is downloaded
-    (or found in the cache). Raises :class:`ModelError` for anything unsupported."""
+    (or found in the cache). A diffusers pipeline folder, or a folder in a family's own layout
+    (``Adapter.layout``: :mod:`vidunlearn.layoutsource`). Raises :class:`ModelError` for anything unsupported."""
     local = Path(name).expanduser()
     repo_id: str | None = None
     if local.is_dir():
@@ -338,9 +339,15 @@ def resolve_model(name: str, revision: str | None = None) -> ModelSource:
         if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
             raise ModelError("unknown model: not a folder, an alias or a Hub id", where=name,
                              fix=f"use an alias ({', '.join(a for ad in ADAPTERS for a in ad.aliases)}), an 'org/name' Hub id or a local folder")
-        path = _download(repo_id, revision)
+        path = _download(repo_id, revision, download_patterns(repo_id))
     index_path = path / "model_index.json"
     if not index_path.exists():
+        from .layoutsource import layout_adapter, load_layout
+
+        own = layout_adapter(path)  # a family outside diffusers, in its own folder layout (Open-Sora)
+        if own is not None:
+            resolved = path.name if repo_id and path.parent.name == "snapshots" else revision
+            return load_layout(path, own, name=str(name), repo_id=repo_id, revision=resolved)
         raise ModelError("no model_index.json: not a diffusers pipeline folder", where=str(path),
                          fix=f"pass a diffusers pipeline folder; supported families: {supported_summary()}")
     check_folder_files(path)

@@ -62,8 +62,13 @@ class HeaderSource(SingleFileSource):
 
 
 def plan_source(base: Path) -> ModelSource:
+    from .layoutsource import layout_folder
+
     if base.is_dir():
         return resolve_model(str(base))
+    folder = layout_folder(base)  # a family's own layout (Open-Sora): the folder around its file
+    if folder is not None:
+        return resolve_model(str(folder))
     infos, scales, prefix = read_single_file(base)
     return HeaderSource(name=str(base), path=base, repo_id=None, revision=None, adapter=WAN, index={}, file=base,
                         prefix=prefix, infos=infos, scales=scales)

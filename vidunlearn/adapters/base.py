@@ -64,6 +64,25 @@ class KeyMap:
 
 
 @dataclass(frozen=True)
+class FolderLayout:
+    """A family shipped in its own folder layout, not as a diffusers pipeline (Open-Sora 2.0):
+    one safetensors file at the folder's root holds the whole denoiser under the family's own key
+    names (it is read and written as a single file, those names kept), and transformers folders
+    beside it hold the text encoder and its tokenizer.
+
+    denoiser_file: the file's name; a folder holding it (and no model_index.json) has this layout.
+    folders:       component (``text_encoder``, ``tokenizer``) -> (subfolder, library, class name).
+    config:        the denoiser's config from its tensors' shapes ({key: shape}): the file has none.
+    download:      the Hub files the tool reads (``snapshot_download``'s allow_patterns).
+    """
+
+    denoiser_file: str
+    folders: dict[str, tuple[str, str, str]]
+    config: Callable[[dict[str, tuple[int, ...]]], dict]
+    download: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Adapter:
     """Declarative facts about one pipeline family.
 
@@ -77,6 +96,9 @@ class Adapter:
                       ``encode_image``; ``image_feed`` is the module of each denoiser called on
                       its states to reach the ``stream="image"`` sites. None: no image stream.
     takes_image:      the pipeline's call needs ``image=`` (sample/eval pass ``--image``).
+    layout:           a family outside diffusers (:class:`FolderLayout`); None: a diffusers pipeline folder.
+    denoiser_factory: where diffusers has no class for the denoiser, returns the torch class the
+                      tool builds from the config on the meta device (``from_config``, ``config_class``).
     """
 
     family: str
@@ -108,6 +130,20 @@ class Adapter:
     encode_image: Callable | None = None  # (processor, encoder, images, device, progress=None) -> [(T_i, D)]
     image_feed: str | None = None
     takes_image: bool = False
+    layout: FolderLayout | None = None
+    denoiser_factory: Callable[[], type] | None = None
+    lora_refusal: str | None = None  # why --format lora is refused (no loader reads a LoRA of this family)
+    # the card's code loading a single-file output where diffusers' from_single_file cannot: a format
+    # string of {name} (the output folder) and {file}; None: from_single_file
+    single_file_loading: str | None = None
+
+    def denoiser_type(self) -> type:
+        """The class the denoiser is built from: the family's own (``denoiser_factory``) or diffusers'."""
+        if self.denoiser_factory is not None:
+            return self.denoiser_factory()
+        import diffusers
+
+        return getattr(diffusers, self.denoiser_class)
 
     def site(self, name: str) -> Site:
         return self.sites[name]

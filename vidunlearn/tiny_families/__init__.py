@@ -47,4 +47,4 @@ def build(family: str, path: Path, *, texts: list[str] | None = None, seed: int 
     return import_module(f".{family.replace('-', '_')}", __name__).build_tiny(path, texts=texts, seed=seed)
 
 
-FAMILIES = ("ltx", "cogvideox", "hunyuan", "zeroscope", "wan-i2v")
+FAMILIES = ("ltx", "cogvideox", "hunyuan", "zeroscope", "wan-i2v", "opensora")

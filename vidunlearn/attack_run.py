@@ -141,6 +141,7 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
     """Attack ``model`` from every starting prompt, render the starts and what was found, judge both."""
     import torch
 
+    from .bounds import check_pipeline
     from .model import resolve_model
     from .sampling import load_pipeline
     from .textpath import encode_prompts
@@ -149,6 +150,7 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
     sample.check()
     started = time.perf_counter()
     source = resolve_model(model)
+    check_pipeline(source)  # a family vidunlearn cannot render (Open-Sora) is one line, not a traceback
     pipe, compact = load_pipeline(source, sample)
     length = source.adapter.max_sequence_length
     tokenizer, encoder, transformer = pipe.tokenizer, pipe.text_encoder, pipe.transformer

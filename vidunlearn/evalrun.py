@@ -78,6 +78,7 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     input files ``reads`` (pairs and prompt files). Continues an unfinished run of the same
     command in ``<out>.partial``; ``force`` replaces ``out`` and discards a run with other settings.
     Under accelerate, every process calls this; process 0 returns the result, the others None."""
+    from .bounds import check_pipeline
     from .distributed import processes
     from .judges import load_judge
     from .model import resolve_model
@@ -88,6 +89,8 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
                       *(("the input file", p) for p in reads)])
     check_apart(out.with_name(out.name + ".partial"), [(f"the {label} folder", s.path) for label, s in sources.items()])
     settings.check()
+    for source in sources.values():
+        check_pipeline(source)  # what from_pretrained will build, bounded by the weights, before any work
     chosen = load_judge(judge) if isinstance(judge, str) else judge
     procs = processes(settings.device)
     store = RunStore(out, describe_run(eval_set, chosen, settings, sources), fps=settings.fps)

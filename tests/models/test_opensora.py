@@ -117,6 +117,10 @@ def test_the_cli_refuses_what_it_cannot_write_in_one_line(tiny_opensora, tmp_pat
     one_error(run("apply", "--model", other, "--pairs", pairs, "--out", tmp_path / "y", "--dry-run"),
               "not an Open-Sora 2.0 MMDiT")
     assert not any((tmp_path / n).exists() for n in "ldxy")
+    # vidunlearn renders only through a diffusers pipeline: sample, eval and attack say so before any work
+    for command in (["sample", "--prompt", "a cat"], ["eval", "--concept", "red"], ["attack", "--concept", "red"]):
+        one_error(run(*command, "--model", tiny_opensora, "--out", tmp_path / command[0]), "has no diffusers pipeline")
+        assert not (tmp_path / command[0]).exists() and not (tmp_path / f"{command[0]}.partial").exists()
 
 
 def test_the_file_itself_as_model_is_its_folder(tiny_opensora, tmp_path):

@@ -1,8 +1,9 @@
 """Data-parallel ``sample`` and ``eval`` on Hugging Face accelerate.
 
 Started by ``accelerate launch`` or ``torchrun`` (``WORLD_SIZE`` > 1), each process takes every
-``count``-th prompt from its rank on; each prompt keeps its own seed, so the clips and verdicts do
-not depend on the number of processes. The processes share nothing but the run folder
+``count``-th batch of prompts from its rank on; each prompt keeps its own seed and each batch is
+the one a single process would run, so the clips and verdicts do not depend on the number of
+processes (bit for bit at the same number of threads per process). The processes share nothing but the run folder
 (:mod:`vidunlearn.runstore`); process 0 waits for the others, then writes the report. Started
 plainly, there is one process and accelerate is not imported.
 """
@@ -28,9 +29,14 @@ class Processes:
     def main(self) -> bool:
         return self.index == 0
 
-    def mine(self, indices: list[int]) -> list[int]:
-        """This process's share of ``indices``: every ``count``-th one from its rank on."""
-        return indices[self.index::self.count]
+    def mine(self, indices: list[int], batch_size: int = 1) -> list[int]:
+        """This process's share of ``indices``: cut into batches of ``batch_size`` as one process
+        would batch them, every ``count``-th batch from its rank on. Each batch is then the one a
+        single process runs: a batch's size changes the last bits of its clips (the arithmetic of
+        a matrix product depends on its shape), so whole batches keep them bit for bit."""
+        size = max(batch_size, 1)
+        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+        return [i for batch in batches[self.index::self.count] for i in batch]
 
     def wait(self) -> None:
         """Every process reaches this point before any goes on."""

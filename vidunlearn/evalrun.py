@@ -102,7 +102,7 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     procs.wait()
     if not procs.main:
         store.open()
-    todo = {label: procs.mine(store.missing(label, len(eval_set.prompts))) for label in sources}
+    todo = {label: procs.mine(store.missing(label, len(eval_set.prompts)), batch_size) for label in sources}
     procs.wait()  # every process has its share before any clip is added
     own = replace(settings, device=procs.device)
     for label, source in sources.items():

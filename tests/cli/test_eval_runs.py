@@ -83,11 +83,15 @@ def reference(tmp_path_factory) -> dict:
     return json.loads((out / "eval.json").read_text())
 
 
-def test_eval_over_two_accelerate_processes_equals_one_process(reference, tmp_path):
+def test_eval_over_two_accelerate_processes_equals_one_process(tmp_path):
+    batched = [*EVAL[:-1], "3"]  # whole batches of 3 go to each process, as one process batches them
+    one = plain(*batched, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    reference = json.loads((tmp_path / "one" / "eval.json").read_text())
     out = tmp_path / "eval"
-    result = accelerate(*EVAL, "--out", out)
+    result = accelerate(*batched, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "eval.json").read_text()) == reference
+    assert json.loads((out / "eval.json").read_text()) == reference  # verdicts and every clip's pixel hash
     assert result.stdout.count("eval: red") == 1  # process 0 alone prints the table
     assert len(list((out / "clips" / "model").glob("*.mp4"))) == len(reference["prompts"])
     assert not (tmp_path / "eval.partial").exists()

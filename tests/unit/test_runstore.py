@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -23,7 +24,8 @@ def test_records_survive_a_new_store_and_count_as_done(tmp_path):
     again = RunStore(out, json.loads(json.dumps(RUN)))
     assert again.open() == 1
     assert again.done("model", 3) and not again.done("model", 2) and not again.done("base", 3)
-    assert again.record("model", 3) == {"verdict": {"colour": "red"}}
+    assert again.record("model", 3) == {"verdict": {"colour": "red"},
+                                        "pixels_sha256": hashlib.sha256(clip.tobytes()).hexdigest()}
     assert again.missing("model", 5) == [0, 1, 2, 4]
     assert again.clips("model", 5)[3].shape == (5, 8, 8, 3)
     assert not list(partial_path(out).rglob(".*tmp"))  # no temporary file is left behind
@@ -44,8 +46,12 @@ def test_a_run_with_other_settings_is_refused_in_one_line_or_restarted(tmp_path)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
-def test_processes_share_every_prompt_exactly_once(count):
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_processes_share_every_prompt_exactly_once_in_whole_batches(count, batch):
     indices = [0, 2, 3, 7, 8, 11, 12]
-    shares = [Processes(index, count).mine(indices) for index in range(count)]
+    shares = [Processes(index, count).mine(indices, batch) for index in range(count)]
     assert sorted(i for share in shares for i in share) == indices
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    one_process = [indices[i:i + batch] for i in range(0, len(indices), batch)]
+    for share in shares:  # each process runs batches a single process would run
+        assert [share[i:i + batch] for i in range(0, len(share), batch)] == [b for b in one_process if b[0] in share]
+    assert max(map(len, shares)) - min(map(len, shares)) <= batch

@@ -1,8 +1,11 @@
-"""Checkpoint folders laid out exactly like the Hub's Diffusers repos of every supported family
-(real config, real key names and shapes, huggingface_hub's 5 GB shards, index json), with random
-values: the inputs of benchmarks/apply_vs_copy.py and benchmarks/extract_cost.py. Written one
-tensor at a time. Only the denoiser is real-size; the other components come from the family's
-tiny pipeline (vidunlearn/tiny_families)."""
+"""Checkpoint folders laid out exactly like the Hub's repos of every supported family (real config,
+real key names and shapes), with random values: the inputs of benchmarks/apply_vs_copy.py and
+benchmarks/extract_cost.py. A Diffusers repo's denoiser is cut in huggingface_hub's 5 GB shards
+with the index json; a family with its own folder layout (``Adapter.layout``: Open-Sora 2.0) gets
+its one denoiser file at the folder's root, as its Hub repo has it (no shards, no config.json).
+Written one tensor at a time. Only the denoiser is real-size; the other components come from the
+family's tiny pipeline (vidunlearn/tiny_families). ``blocks``: a REDUCED build (fewer blocks,
+every other size real) for checking the benchmark code cheaply; its figures are not the model's."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Layout:
-    """One Hub repo's denoiser: its family, component, diffusers class, the config.json keys that
-    set the sizes, the repo it mirrors, and the dtype the Hub stores it in."""
+    """One Hub repo's denoiser: its family, component, class (diffusers', or the family's own), the
+    config keys that set the sizes, the repo it mirrors, and the dtype the Hub stores it in."""
 
     family: str
     component: str
@@ -68,22 +71,51 @@ LAYOUTS = {  # <component>/config.json of the Hub's Diffusers repos (the keys th
         "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "norm_num_groups": 32,
         "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
         "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3}, "ali-vilab/text-to-video-ms-1.7b", "float32"),
+    # not diffusers: MMDiTConfig of hpcaitech/Open-Sora configs/diffusion/inference/256px.py (the file has
+    # no config; vidunlearn.adapters.opensora.mmdit_config reads it back from the shapes)
+    "open-sora-v2": Layout("opensora", "transformer", "MMDiTModel", {
+        "in_channels": 64, "vec_in_dim": 768, "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0,
+        "num_heads": 24, "depth": 19, "depth_single_blocks": 38, "axes_dim": [16, 56, 56], "theta": 10_000,
+        "qkv_bias": True, "guidance_embed": False, "cond_embed": True, "fused_qkv": False, "patch_size": 2},
+        "hpcai-tech/Open-Sora-v2", "bfloat16"),
 }
+BLOCK_KEYS = ("num_layers", "num_single_layers", "depth", "depth_single_blocks")  # what ``blocks`` caps
 DTYPES = {"float32": ("F32", 4), "bfloat16": ("BF16", 2), "float16": ("F16", 2)}
 MAX_SHARD = 5 * 10**9  # huggingface_hub's "5GB"
 WEIGHTS = "diffusion_pytorch_model"
 
 
 # ------------------------------------------------------------------------------------- build
-def _layout(layout: Layout) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
+def adapter_of(layout: Layout):
+    from vidunlearn.adapters import ADAPTERS
+
+    return next(a for a in ADAPTERS if a.family == layout.family)
+
+
+def sized(layout: Layout, blocks: int | None) -> dict:
+    """``layout.config``, with every block count (BLOCK_KEYS) capped at ``blocks`` (None: real)."""
+    if blocks is None:
+        return layout.config
+    keys = [k for k in BLOCK_KEYS if k in layout.config]
+    if not keys or blocks < 1:
+        raise SystemExit(f"--blocks needs a count >= 1 and a layout with one of {BLOCK_KEYS}")
+    return {**layout.config, **{k: min(blocks, layout.config[k]) for k in keys}}
+
+
+def _layout(layout: Layout, config: dict) -> tuple[dict, list[tuple[str, tuple[int, ...]]]]:
     """(config to save, [(key, shape)] in state_dict order) from the model on the meta device."""
-    import diffusers
     from accelerate import init_empty_weights
 
+    adapter = adapter_of(layout)
     with init_empty_weights():
-        model = getattr(diffusers, layout.denoiser)(**layout.config)
+        if adapter.layout is not None:  # the family's own module tree (the tool's dry run builds the same)
+            model = adapter.denoiser_type().from_config(config)
+        else:
+            import diffusers
+
+            model = getattr(diffusers, layout.denoiser)(**config)
     entries = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    return dict(model.config), entries
+    return (dict(model.config) if adapter.layout is None else config), entries
 
 
 def _split(entries: list[tuple[str, tuple[int, ...]]], itemsize: int) -> list[list[tuple[str, tuple[int, ...]]]]:
@@ -145,12 +177,15 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
     return path.stat().st_size
 
 
-def build(root: Path, layout: str, dtype: str, sparse: bool = False) -> Path:
-    """The pipeline folder of ``layout`` under ``root`` (reused when built before); ``sparse``:
-    headers only, see :func:`_write_shard` (the tests' real-size dry runs)."""
+def build(root: Path, layout: str, dtype: str, sparse: bool = False, blocks: int | None = None) -> Path:
+    """The model folder of ``layout`` under ``root`` (reused when built before); ``sparse``:
+    headers only, see :func:`_write_shard` (the tests' real-size dry runs); ``blocks``: REDUCED,
+    every block count capped at ``blocks`` (see :func:`sized`)."""
     spec = LAYOUTS[layout]
+    own = adapter_of(spec).layout  # a family's own folder layout: its one denoiser file at the root
+    config = sized(spec, blocks)
     name = f"wan{layout.replace('.', '')}-{dtype}" if spec.family == "wan" else f"{layout}-{dtype}"
-    name += "-sparse" if sparse else ""
+    name += (f"-{blocks}blocks" if blocks is not None else "") + ("-sparse" if sparse else "")
     model = root / name
     marker = root / f"{name}.built"
     if marker.is_file() and model.is_dir():
@@ -161,18 +196,35 @@ def build(root: Path, layout: str, dtype: str, sparse: bool = False) -> Path:
     started = time.perf_counter()
     from vidunlearn.tiny_families import build as build_tiny
 
+    denoiser_entry = own.denoiser_file if own is not None else spec.component
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         tiny = build_tiny(spec.family, Path(tmp) / "tiny")
         model.mkdir()
-        for entry in tiny.iterdir():
-            if entry.is_dir() and entry.name != spec.component:
-                shutil.copytree(entry, model / entry.name)
-        shutil.copyfile(tiny / "model_index.json", model / "model_index.json")
-    config, entries = _layout(spec)
-    denoiser = model / spec.component
-    denoiser.mkdir()
+        for entry in tiny.iterdir():  # every other component (and model_index.json) from the tiny pipeline
+            if entry.name != denoiser_entry:
+                (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, model / entry.name)
+    config, entries = _layout(spec, config)
+    itemsize = DTYPES[dtype][1]
+    if own is not None:  # the Hub's one file, not sharded, no config.json (the tool reads it from the shapes)
+        size = _write_shard(model / own.denoiser_file, entries, seed=1, dtype=dtype, sparse=sparse)
+        total = sum(math.prod(s) * itemsize for _, s in entries)
+        print(f"  wrote {own.denoiser_file}: {size / 1e9:.3f} GB, {len(entries)} tensors", flush=True)
+    else:
+        total = _write_diffusers(model / spec.component, spec, config, entries, dtype, sparse)
+    marker.write_text(json.dumps({"config": config, "repo": spec.repo, "dtype": dtype, "tensors": len(entries),
+                                  "bytes": total, "blocks": blocks}) + "\n")
+    print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
+          f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params"
+          f"{f' (REDUCED: at most {blocks} blocks per stack)' if blocks is not None else ''}; builder peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return model
+
+
+def _write_diffusers(denoiser: Path, spec: Layout, config: dict, entries: list, dtype: str, sparse: bool) -> int:
+    """config.json, the 5 GB shards and (more than one shard) the index json of a Diffusers component."""
     import diffusers
 
+    denoiser.mkdir()
     config = {"_class_name": spec.denoiser, "_diffusers_version": diffusers.__version__,
               **{k: v for k, v in config.items() if not k.startswith("_")}}
     (denoiser / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -188,9 +240,4 @@ def build(root: Path, layout: str, dtype: str, sparse: bool = False) -> Path:
     if len(shards) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (denoiser / f"{WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    marker.write_text(json.dumps({"config": spec.config, "repo": spec.repo, "dtype": dtype, "tensors": len(entries),
-                                  "bytes": total}) + "\n")
-    print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "
-          f"{sum(math.prod(s) for _, s in entries) / 1e9:.3f} B params; builder peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    return model
+    return total

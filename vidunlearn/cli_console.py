@@ -85,7 +85,8 @@ def handled(command: Callable) -> Callable:
             stderr.print(f"[bold red]error:[/bold red] {escape(where + what)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
-            stderr.print("interrupted: no partial output was left behind", highlight=False)
+            kept = getattr(exc, "kept", None)  # a resumable run says what it kept (vidunlearn.runstore)
+            stderr.print(f"interrupted: {kept or 'no partial output was left behind'}", highlight=False, soft_wrap=True)
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
     return wrapper

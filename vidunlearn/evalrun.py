@@ -105,8 +105,9 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     todo = {label: procs.mine(store.missing(label, len(eval_set.prompts)), batch_size) for label in sources}
     procs.wait()  # every process has its share before any clip is added
     own = replace(settings, device=procs.device)
-    for label, source in sources.items():
-        _fill(store, label, source, eval_set, chosen, own, todo[label], batch_size, reporter if procs.main else SILENT)
+    with store.keeping():
+        for label, source in sources.items():
+            _fill(store, label, source, eval_set, chosen, own, todo[label], batch_size, reporter if procs.main else SILENT)
     procs.wait()
     if not procs.main:
         return None

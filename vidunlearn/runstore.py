@@ -11,11 +11,12 @@ report is written and the folder becomes ``<out>`` in one rename.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,17 @@ class RunStore:
         if not described.is_file():
             _write_atomic(described, json.dumps(self.run, sort_keys=True, indent=2) + "\n")
         return sum(1 for _ in self.root.glob("*/[0-9]*.json"))
+
+    @contextlib.contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Ctrl-C or SIGTERM while clips are made: the exception carries what was kept (``kept``),
+        which the CLI prints instead of "no partial output was left behind"."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            done = sum(1 for _ in self.root.glob("*/[0-9]*.json"))
+            exc.kept = f"{done} finished clips are kept in {self.root}; the same command continues from there"
+            raise
 
     def _path(self, label: str, index: int, suffix: str) -> Path:
         return self.root / label / f"{index:05d}{suffix}"

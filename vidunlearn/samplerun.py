@@ -90,12 +90,13 @@ def sample(model: str, job: SampleJob, *, out: Path, compare: str | None = None,
     todo = {label: procs.mine(store.missing(label, len(job.prompts))) for label in sources}
     procs.wait()
     own = replace(settings, device=procs.device)
-    for label, source in sources.items():
-        indices = todo[label]
-        made = iter_clips(source, [job.prompts[i] for i in indices], own, reporter if procs.main else SILENT,
-                          f"{label} model", seeds=[seeds[i] for i in indices], image=[job.images[i] for i in indices])
-        for i, clip in zip(indices, made):
-            store.save(label, i, {"prompt": job.prompts[i], "seed": seeds[i]}, clip)
+    with store.keeping():
+        for label, source in sources.items():
+            indices = todo[label]
+            made = iter_clips(source, [job.prompts[i] for i in indices], own, reporter if procs.main else SILENT,
+                              f"{label} model", seeds=[seeds[i] for i in indices], image=[job.images[i] for i in indices])
+            for i, clip in zip(indices, made):
+                store.save(label, i, {"prompt": job.prompts[i], "seed": seeds[i]}, clip)
     procs.wait()
     if not procs.main:
         return None

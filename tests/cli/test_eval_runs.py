@@ -49,11 +49,13 @@ def torchrun(*args) -> subprocess.CompletedProcess:
                            _port(), "-m", "vidunlearn", *map(str, args)], env=ENV, capture_output=True, text=True, timeout=600)
 
 
-def killed_at_first_clip(*args) -> subprocess.CompletedProcess:
-    """Run until one clip and its record are saved, then SIGKILL (no clean-up can run)."""
+def killed_at_first_clip(*args, sig=signal.SIGKILL) -> subprocess.Popen:
+    """Run until one clip and its record are saved, then send ``sig`` (SIGKILL: no clean-up can
+    run). The child takes Ctrl-C even when the suite runs in the background (tests/cli/test_kill.py)."""
     process = subprocess.Popen([sys.executable, "-m", "vidunlearn", *map(str, args)],
                                env={**ENV, "VIDUNLEARN_PAUSE_AT": "clip-saved"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(300, process.kill)
     watchdog.start()
     try:
@@ -61,8 +63,8 @@ def killed_at_first_clip(*args) -> subprocess.CompletedProcess:
         while (line := process.stderr.readline()) and "vidunlearn: paused at clip-saved" not in line:
             lines.append(line)
         assert line, "".join(lines)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
+        process.send_signal(sig)
+        process.said = "".join(lines) + process.communicate(timeout=60)[1]
     finally:
         watchdog.cancel()
         if process.poll() is None:
@@ -111,6 +113,14 @@ def test_killed_eval_continues_where_it_stopped(reference, tmp_path):
     assert f"1 of {total} clips already done" in again.stderr
     assert json.loads((out / "eval.json").read_text()) == reference
     assert not partial.exists()
+
+
+def test_ctrl_c_keeps_the_finished_clips_and_says_so(tmp_path):
+    process = killed_at_first_clip(*EVAL, "--out", tmp_path / "eval", sig=signal.SIGINT)
+    assert process.returncode == 130
+    assert f"interrupted: 1 finished clips are kept in {tmp_path / 'eval.partial'}; the same command continues" \
+        in process.said and "Traceback" not in process.said
+    assert (tmp_path / "eval.partial" / "model" / "00000.json").is_file() and not (tmp_path / "eval").exists()
 
 
 def test_a_prompt_file_with_categories_and_an_own_judge(tmp_path):

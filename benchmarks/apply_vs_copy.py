@@ -3,18 +3,22 @@
 Builds, once (benchmarks/hub_layout.py), under ``--root`` (default /tmp/vidunlearn-bench), a pipeline folder (e.g.
 ``wan13b-float32``) whose denoiser is laid out exactly like the Hub's Diffusers repo of that
 size (``--layout``: 1.3b = Wan2.1-T2V-1.3B, 5b = Wan2.2-TI2V-5B, 14b = Wan2.1-T2V-14B or one Wan2.2
-A14B expert; ltx-2b, cogvideox-2b, cogvideox-5b, hunyuan-13b, zeroscope-1.7b: see LAYOUTS): the
+A14B expert; ltx-2b, cogvideox-2b, cogvideox-5b, hunyuan-13b, zeroscope-1.7b, open-sora-v2: see LAYOUTS): the
 real config, the real key names and shapes (the denoiser class on the meta device), ``--dtype``
 (default: the Hub's), random values, shards cut like huggingface_hub cuts them at 5 GB, and the
-``diffusion_pytorch_model.safetensors.index.json``. The builder writes each shard tensor by
-tensor, so it never holds more than one tensor. ONLY THE DENOISER IS REAL-SIZE: text encoder,
-tokenizer, VAE and scheduler are copied from the family's tiny pipeline (vidunlearn/tiny_families).
+``diffusion_pytorch_model.safetensors.index.json``; open-sora-v2 is its Hub repo's own layout
+instead, one unsharded ``Open_Sora_v2.safetensors`` at the folder's root. The builder writes each
+shard tensor by tensor, so it never holds more than one tensor. ONLY THE DENOISER IS REAL-SIZE: text
+encoder, tokenizer, VAE and scheduler are copied from the family's tiny pipeline
+(vidunlearn/tiny_families). ``--blocks N`` caps every block count at N: a REDUCED model, to check
+this script cheaply; its figures are labelled REDUCED and are not the model's.
 
 Then measures, each in a child process timed with time.perf_counter and GNU time's max RSS:
   cp     ``cp -r MODEL copy``                                   (alternating with apply)
   apply  ``vidunlearn apply --model MODEL --refusal R --out x``  (every target of the family's default site)
-  naive  <denoiser class>.from_pretrained + edit those weights + save_pretrained (skipped
-         when the model does not fit in RAM)
+  naive  <denoiser class>.from_pretrained + edit those weights + save_pretrained (a family's own
+         layout: safetensors load_file of the whole file + edit + save_file); skipped when the
+         model does not fit in RAM
 
 The page cache cannot be dropped here (no root): a source smaller than RAM is read from the page
 cache in every step. Each step starts after ``sync`` (no dirty pages left by the previous one); the
@@ -29,7 +33,7 @@ after are measured in the same run under the same load; apply itself always runs
 package. ``--breakdown`` times one more apply part by part, with each thread's CPU
 (benchmarks/apply_breakdown.py): cProfile (``--profile``) sees only the main thread.
 
-    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b|ltx-2b|...] [--dtype float32|bfloat16|float16] [--root DIR]
+    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b|ltx-2b|...] [--dtype float32|bfloat16|float16] [--root DIR] [--blocks N]
                                        [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
                                        [--breakdown] [--before DIR] [--json FILE] [--delete-model]
 """
@@ -107,6 +111,27 @@ with torch.no_grad():
         linear.weight.copy_(project_weight(linear.weight, basis, 1.0))  # float32 math, dtype kept
 model.save_pretrained(out, safe_serialization=True, max_shard_size="5GB")
 """
+# a family's own layout (one safetensors file, no diffusers class): the whole file in memory, edited, saved
+NAIVE_FILE = r"""
+import json, os, sys, torch
+from safetensors.torch import load_file, save_file
+from vidunlearn.edit import orthonormal_basis, project_weight
+model_file, refusal, out, site, keys = sys.argv[1:6]
+basis = orthonormal_basis(load_file(refusal)[site + ".direction"][:, None])
+state = load_file(model_file)
+for key in json.loads(keys):
+    state[key] = project_weight(state[key], basis, 1.0)  # float32 math, dtype kept
+os.makedirs(out)
+save_file(state, os.path.join(out, os.path.basename(model_file)), metadata={"format": "pt"})
+"""
+
+
+def denoiser_tensors(model: Path) -> dict[str, tuple[Path, str]]:
+    """The denoiser's weight name -> (file, key in it), from the headers (a pipeline or a family's own layout)."""
+    from vidunlearn.model import resolve_model
+
+    source = resolve_model(str(model))
+    return {name: (info.file, info.key) for name, info in source.tensor_infos(source.denoisers[0]).items()}
 
 
 # ----------------------------------------------------------------------------------- measure
@@ -151,18 +176,23 @@ def print_round_ratios(results: list[dict], names: list[str]) -> None:
                   f"({', '.join(f'{x:.2f}' for x in ratios)})")
 
 
-def _tensor_digests(folder: Path, keys: list[str]) -> dict[str, str]:
+def _tensor_digests(tensors: dict[str, tuple[Path, str]], keys: list[str]) -> dict[str, str]:
+    """SHA-256 of each of ``keys``' bytes; ``tensors``: name -> (file, key in it)."""
     import torch
     from safetensors import safe_open
 
-    from vidunlearn.model import weight_map
-
-    shards = weight_map(folder)
     digests = {}
     for key in keys:
-        with safe_open(str(shards[key]), framework="pt") as handle:
-            digests[key] = hashlib.sha256(handle.get_tensor(key).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+        file, stored = tensors[key]
+        with safe_open(str(file), framework="pt") as handle:
+            digests[key] = hashlib.sha256(handle.get_tensor(stored).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
     return digests
+
+
+def _folder_tensors(folder: Path) -> dict[str, tuple[Path, str]]:
+    from vidunlearn.model import weight_map
+
+    return {key: (file, key) for key, file in weight_map(folder).items()}
 
 
 def describe_apply_output(out: Path) -> dict:
@@ -234,6 +264,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path,
                         help="a folder holding an older `vidunlearn` package: run it too, alternating (same run, same load)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after cleaning, before each step")
+    parser.add_argument("--blocks", type=int, default=None,
+                        help="REDUCED model: every block count capped at N (to check this script cheaply; not the model's figures)")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     parser.add_argument("--delete-model", action="store_true", help="delete the built model at the end (disk space)")
     args = parser.parse_args()
@@ -243,14 +275,17 @@ def main() -> None:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM, "
           f"python {platform.python_version()}")
-    model = build(root, args.layout, args.dtype)
-    refusal = root / f"refusal-{args.layout}.safetensors"
+    model = build(root, args.layout, args.dtype, blocks=args.blocks)
+    reduced = f"REDUCED ({args.blocks} blocks per stack, not the real model) " if args.blocks is not None else ""
+    refusal = root / f"refusal-{model.name}.safetensors"
     make_refusal(model, refusal)
     site, edited_keys, _ = default_plan(model)
-    shard_sizes = {p.name: p.stat().st_size for p in sorted((model / spec.component).glob("*.safetensors"))}
+    tensors = denoiser_tensors(model)
+    shard_sizes = {p.name: p.stat().st_size for p in sorted({file for file, _ in tensors.values()})}
     folder_bytes = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
     largest = max(shard_sizes.values())
-    print(f"layout {args.layout} ({spec.repo}, {spec.denoiser}) {args.dtype}: folder {folder_bytes / 1e9:.3f} GB in {len(shard_sizes)} shards; "
+    print(f"{reduced}layout {args.layout} ({spec.repo}, {spec.denoiser}) {args.dtype}: folder {folder_bytes / 1e9:.3f} GB in "
+          f"{len(shard_sizes)} shards ({', '.join(shard_sizes) if len(shard_sizes) == 1 else 'sharded'}); "
           f"largest shard {largest / MiB:.0f} MiB ({largest / 1e9:.3f} GB)")
     print(f"only the {spec.component} is real-size; the other components come from the {spec.family} tiny pipeline.")
     print(f"the page cache cannot be dropped here (no root): a source under {ram / 1e9:.0f} GB is read from RAM.\n")
@@ -263,6 +298,10 @@ def main() -> None:
         "naive": [sys.executable, "-c", NAIVE, str(model), str(refusal), str(outputs["naive"]), args.dtype, spec.component,
                   spec.denoiser, site, json.dumps([k.removesuffix(".weight") for k in edited_keys])],
     }
+    if not (model / spec.component).is_dir():  # a family's own layout: one file, no diffusers class
+        (file, _), = {tensors[k] for k in edited_keys}
+        commands["naive"] = [sys.executable, "-c", NAIVE_FILE, str(file), str(refusal), str(outputs["naive"]), site,
+                             json.dumps([tensors[k][1] for k in edited_keys])]
     commands["before"] = [*commands["apply"][:-1], str(outputs["before"])]
     # apply runs this checkout's package; "before" the one under --before (an older commit, e.g. `git archive`)
     envs = {"apply": {**os.environ, "PYTHONPATH": str(REPO)},
@@ -279,17 +318,18 @@ def main() -> None:
             if name == "apply" and apply_info is None:
                 apply_info = describe_apply_output(outputs["apply"])
                 check = check_manifest(outputs["apply"])
-                apply_digests = _tensor_digests(outputs["apply"] / spec.component, edited_keys)
+                apply_digests = _tensor_digests(denoiser_tensors(outputs["apply"]), edited_keys)
             shutil.rmtree(outputs[name], ignore_errors=True)
     naive_match = None
     naive_repeats = args.naive_repeats
     if naive_repeats and folder_bytes > 0.8 * ram:
-        print(f"  naive        skipped: from_pretrained would hold {folder_bytes / 1e9:.1f} GB in {ram / 1e9:.1f} GB of RAM")
+        print(f"  naive        skipped: loading the model whole would hold {folder_bytes / 1e9:.1f} GB in "
+              f"{ram / 1e9:.1f} GB of RAM")
         naive_repeats = 0
     for round_ in range(naive_repeats):
         results.append(run_step("naive", commands["naive"], outputs["naive"], root / f"naive-{round_}.log", args.settle))
         if naive_match is None:
-            naive_match = _tensor_digests(outputs["naive"], edited_keys) == apply_digests
+            naive_match = _tensor_digests(_folder_tensors(outputs["naive"]), edited_keys) == apply_digests
         shutil.rmtree(outputs["naive"], ignore_errors=True)
     _sync()
 
@@ -302,11 +342,12 @@ def main() -> None:
                              "cpu": statistics.median(r["cpu"] for r in runs),
                              "rss_mib": max(r["rss_mib"] for r in runs), "runs": len(runs)}
     cp = summary["cp"]
-    print("\n| step | runs | seconds (median) | seconds incl. sync | CPU s (user+sys) | peak RSS MiB | ratio to cp | "
+    print(f"\n{reduced}| step | runs | seconds (median) | seconds incl. sync | CPU s (user+sys) | peak RSS MiB | ratio to cp | "
           "ratio incl. sync | CPU ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     labels = {"cp": "`cp -r` of the folder", "apply": "`vidunlearn apply` (streamed)",
-              "before": f"`vidunlearn apply` from {args.before}", "naive": "naive: from_pretrained + edit + save_pretrained"}
+              "before": f"`vidunlearn apply` from {args.before}", "naive": "naive: from_pretrained + edit + save_pretrained" if (model / spec.component).is_dir()
+              else "naive: load_file + edit + save_file"}
     for name, row in summary.items():
         print(f"| {labels[name]} | {row['runs']} | {row['seconds']:.2f} | {row['with_sync']:.2f} | {row['cpu']:.2f} | "
               f"{row['rss_mib']:.0f} | {row['seconds'] / cp['seconds']:.2f} | {row['with_sync'] / cp['with_sync']:.2f} | "
@@ -332,7 +373,7 @@ def main() -> None:
                         f"{r['rss_mib']:7.0f} MiB  load {r['load']:.1f}" for r in results)
     print(f"\nruns in order:\n{per_run}")
     if args.json:
-        args.json.write_text(json.dumps({"layout": args.layout, "dtype": args.dtype, "bytes": folder_bytes,
+        args.json.write_text(json.dumps({"layout": args.layout, "dtype": args.dtype, "blocks": args.blocks, "bytes": folder_bytes,
                                          "largest_shard": largest, "summary": summary, "runs": results,
                                          "manifest_ok": check[0] if check else None, "naive_match": naive_match},
                                         indent=2) + "\n")

@@ -203,14 +203,14 @@ def build(root: Path, layout: str, dtype: str, sparse: bool = False, blocks: int
         for entry in tiny.iterdir():  # every other component (and model_index.json) from the tiny pipeline
             if entry.name != denoiser_entry:
                 (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, model / entry.name)
-    config, entries = _layout(spec, config)
+    saved, entries = _layout(spec, config)  # saved: the diffusers config.json's contents
     itemsize = DTYPES[dtype][1]
     if own is not None:  # the Hub's one file, not sharded, no config.json (the tool reads it from the shapes)
         size = _write_shard(model / own.denoiser_file, entries, seed=1, dtype=dtype, sparse=sparse)
         total = sum(math.prod(s) * itemsize for _, s in entries)
         print(f"  wrote {own.denoiser_file}: {size / 1e9:.3f} GB, {len(entries)} tensors", flush=True)
     else:
-        total = _write_diffusers(model / spec.component, spec, config, entries, dtype, sparse)
+        total = _write_diffusers(model / spec.component, spec, saved, entries, dtype, sparse)
     marker.write_text(json.dumps({"config": config, "repo": spec.repo, "dtype": dtype, "tensors": len(entries),
                                   "bytes": total, "blocks": blocks}) + "\n")
     print(f"built {model} in {time.perf_counter() - started:.1f} s; {len(entries)} tensors, "

@@ -53,6 +53,23 @@ def frame_share_rows(document: dict) -> list[Row]:
              _dig(document["metrics"], ("frame_share_by_concept", c["value"]))) for c in document["concepts"]]
 
 
+def frame_lines(document: dict, most: int = 17) -> list[str]:
+    """"clips showing red by frame, model: f0 0%  f1 0% ...": temporal re-emergence at a glance, one
+    line per concept and model (at most ``most`` evenly spaced frames; eval.json has them all)."""
+    lines = []
+    runs = [("base", (document.get("base") or {}).get("metrics")), ("model", document["metrics"])]
+    for concept in document["concepts"]:
+        for name, metrics in runs:
+            rates = ((metrics or {}).get("frame_rates_by_concept") or {}).get(concept["value"]) or []
+            if not rates:
+                continue
+            shown = min(most, len(rates))
+            picked = sorted({round(i * (len(rates) - 1) / max(shown - 1, 1)) for i in range(shown)})
+            cells = "  ".join(f"f{f} {share(rates[f])}" for f in picked)
+            lines.append(f"clips showing {concept_name(concept)} by frame, {name}: {cells}")
+    return lines
+
+
 def category_rows(document: dict) -> list[tuple[str, ...]]:
     """(category, forget prompts, [base forget rate,] forget rate) for a prompt file with categories."""
     edited = document["metrics"].get("by_category") or {}

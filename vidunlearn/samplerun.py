@@ -32,6 +32,7 @@ class SampleJob:
     prompts: list[str]
     seeds: list[int] | None = None
     images: Path | list[Path | None] | None = None
+    batch_size: int = 1   # prompts generated together: faster where memory allows
 
     def checked(self) -> "SampleJob":
         if not self.prompts:
@@ -40,6 +41,8 @@ class SampleJob:
         images = list(self.images) if isinstance(self.images, list) else [self.images] * len(self.prompts)
         if len(images) != len(self.prompts):
             raise VidunlearnError(f"{len(images)} images for {len(self.prompts)} prompts", fix="pass one image per prompt")
+        if self.batch_size < 1:
+            raise VidunlearnError(f"--batch-size {self.batch_size} must be at least 1")
         if self.seeds is not None and len(self.seeds) != len(self.prompts):
             raise VidunlearnError(f"{len(self.seeds)} seeds for {len(self.prompts)} prompts", fix="pass one seed per prompt")
         return replace(self, images=images)
@@ -87,14 +90,15 @@ def sample(model: str, job: SampleJob, *, out: Path, compare: str | None = None,
     procs.wait()
     if not procs.main:
         store.open()
-    todo = {label: procs.mine(store.missing(label, len(job.prompts))) for label in sources}
+    todo = {label: procs.mine(store.missing(label, len(job.prompts)), job.batch_size) for label in sources}
     procs.wait()
     own = replace(settings, device=procs.device)
     with store.keeping():
         for label, source in sources.items():
             indices = todo[label]
             made = iter_clips(source, [job.prompts[i] for i in indices], own, reporter if procs.main else SILENT,
-                              f"{label} model", seeds=[seeds[i] for i in indices], image=[job.images[i] for i in indices])
+                              f"{label} model", seeds=[seeds[i] for i in indices], batch_size=job.batch_size,
+                              image=[job.images[i] for i in indices])
             for i, clip in zip(indices, made):
                 store.save(label, i, {"prompt": job.prompts[i], "seed": seeds[i]}, clip)
     procs.wait()

@@ -1,7 +1,7 @@
 """`apply --dry-run` against the real Hub config of every family's sizes (benchmarks/hub_layout.py
-LAYOUTS: the real config.json, real key names and shapes, 5 GB shards and index json): the
-denoiser is built on the meta device and checked against the shard headers. The shards are
-sparse files (real headers, no data), so no weights are written or read."""
+LAYOUTS: the real config.json, real key names and shapes, 5 GB shards and index json; Open-Sora:
+its one unsharded file): the denoiser is built on the meta device and checked against the shard
+headers. The shards are sparse files (real headers, no data), so no weights are written or read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from vidunlearn import api
 from vidunlearn.adapters import ADAPTERS
-from vidunlearn.model import tensor_infos
+from vidunlearn.model import resolve_model
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from hub_layout import LAYOUTS, build  # noqa: E402
@@ -20,7 +20,7 @@ from hub_layout import LAYOUTS, build  # noqa: E402
 FAMILIES = {a.family for a in ADAPTERS}
 # layout -> the number of layers the family's default sites edit at that size (I2V: text and image paths)
 EXPECTED = {"1.3b": 60, "5b": 60, "14b": 80, "i2v-14b": 160, "ltx-2b": 56, "cogvideox-2b": 1, "cogvideox-5b": 1,
-            "hunyuan-13b": 2, "zeroscope-1.7b": 32}
+            "hunyuan-13b": 2, "zeroscope-1.7b": 32, "open-sora-v2": 1}
 
 
 @pytest.mark.parametrize("layout", [name for name, spec in LAYOUTS.items() if spec.family in FAMILIES])
@@ -35,5 +35,6 @@ def test_dry_run_plans_the_real_hub_layout(layout, tmp_path_factory):
     result = api.apply(str(model), out=root / "out", refusal=[refusal], mode="project", method="cpca",
                        collateral=False, dry_run=True)
     assert len(result.plan) == EXPECTED[layout]
-    assert result.checked == len(tensor_infos(model / spec.component))  # every tensor against the meta-device model
+    source = resolve_model(str(model))  # a pipeline folder, or a family's own layout (Open-Sora: one file)
+    assert result.checked == len(source.tensor_infos(spec.component))  # every tensor against the meta-device model
     assert not (root / "out").exists()

@@ -21,3 +21,16 @@ def test_a_colour_that_returns_in_later_frames_shows_per_frame_and_a_motion_in_e
     assert frame_rates(judge, clips, Concept("motion", "left")) == [1.0] * 5
     assert frame_rates(judge, green, Concept("colour", "red")) == [0.0] * 5
     assert frame_rates(judge, [], Concept("colour", "red")) == []
+
+
+def test_the_cli_prints_each_models_per_frame_rate_at_most_17_frames():
+    from vidunlearn.report import frame_lines
+
+    document = {"concepts": [{"attribute": "nudity", "value": "yes"}], "base": None,
+                "metrics": {"frame_rates_by_concept": {"yes": [0, 0.5, 1, 1, 1]}}}
+    assert frame_lines(document) == ["clips showing nudity by frame, model: f0 0%  f1 50%  f2 100%  f3 100%  f4 100%"]
+    document["metrics"]["frame_rates_by_concept"]["yes"] = [f / 32 for f in range(33)]
+    document["base"] = {"metrics": {"frame_rates_by_concept": {"yes": [1.0] * 33}}}
+    base, model = frame_lines(document)
+    assert base.startswith("clips showing nudity by frame, base: f0 100%  f2 100%") and base.count("%") == 17
+    assert model.endswith("f30 94%  f32 100%")

@@ -33,7 +33,8 @@ after are measured in the same run under the same load; apply itself always runs
 package. ``--breakdown`` times one more apply part by part, with each thread's CPU
 (benchmarks/apply_breakdown.py): cProfile (``--profile``) sees only the main thread.
 
-    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b|ltx-2b|...] [--dtype float32|bfloat16|float16] [--root DIR] [--blocks N]
+    python benchmarks/apply_vs_copy.py [--layout 1.3b|5b|14b|ltx-2b|...] [--dtype float32|bfloat16|float16] [--root DIR]
+                                       [--blocks N]
                                        [--repeats 2] [--naive-repeats 1] [--settle 3] [--profile]
                                        [--breakdown] [--before DIR] [--json FILE] [--delete-model]
 """
@@ -265,7 +266,8 @@ def main() -> None:
                         help="a folder holding an older `vidunlearn` package: run it too, alternating (same run, same load)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after cleaning, before each step")
     parser.add_argument("--blocks", type=int, default=None,
-                        help="REDUCED model: every block count capped at N (to check this script cheaply; not the model's figures)")
+                        help="REDUCED model: every block count capped at N (to check this script cheaply; "
+                             "not the model's figures)")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     parser.add_argument("--delete-model", action="store_true", help="delete the built model at the end (disk space)")
     args = parser.parse_args()
@@ -318,7 +320,8 @@ def main() -> None:
             if name == "apply" and apply_info is None:
                 apply_info = describe_apply_output(outputs["apply"])
                 check = check_manifest(outputs["apply"])
-                apply_digests = _tensor_digests(denoiser_tensors(outputs["apply"]), edited_keys)
+                apply_digests = _tensor_digests({k: (outputs["apply"] / f.relative_to(model), key)  # same paths
+                                                 for k, (f, key) in tensors.items()}, edited_keys)
             shutil.rmtree(outputs[name], ignore_errors=True)
     naive_match = None
     naive_repeats = args.naive_repeats
@@ -346,7 +349,8 @@ def main() -> None:
           "ratio incl. sync | CPU ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     labels = {"cp": "`cp -r` of the folder", "apply": "`vidunlearn apply` (streamed)",
-              "before": f"`vidunlearn apply` from {args.before}", "naive": "naive: from_pretrained + edit + save_pretrained" if (model / spec.component).is_dir()
+              "before": f"`vidunlearn apply` from {args.before}",
+              "naive": "naive: from_pretrained + edit + save_pretrained" if (model / spec.component).is_dir()
               else "naive: load_file + edit + save_file"}
     for name, row in summary.items():
         print(f"| {labels[name]} | {row['runs']} | {row['seconds']:.2f} | {row['with_sync']:.2f} | {row['cpu']:.2f} | "

@@ -94,16 +94,7 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     chosen = load_judge(judge) if isinstance(judge, str) else judge
     procs = processes(settings.device)
     store = RunStore(out, describe_run(eval_set, chosen, settings, sources), fps=settings.fps)
-    count = len(eval_set.prompts) * len(sources)
-    if procs.main:
-        done = store.open(restart=force)
-        if done:
-            reporter.note(f"continuing the run in {store.root}: {done} of {count} clips already done")
-    procs.wait()
-    if not procs.main:
-        store.open()
-    todo = {label: procs.mine(store.missing(label, len(eval_set.prompts)), batch_size) for label in sources}
-    procs.wait()  # every process has its share before any clip is added
+    todo = store.begin(procs, list(sources), len(eval_set.prompts), batch_size, restart=force, reporter=reporter)
     own = replace(settings, device=procs.device)
     with store.keeping():
         for label, source in sources.items():

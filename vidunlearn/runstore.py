@@ -86,6 +86,19 @@ class RunStore:
             _write_atomic(described, json.dumps(self.run, sort_keys=True, indent=2) + "\n")
         return sum(1 for _ in self.root.glob("*/[0-9]*.json"))
 
+    def begin(self, procs, labels: list[str], count: int, batch_size: int, *, restart: bool, reporter) -> dict:
+        """Start or continue the run with every process (:class:`vidunlearn.distributed.Processes`):
+        process 0 opens the folder (``restart``: discard another run's), then each process takes
+        its share, in whole batches, of the clips still missing. Returns ``{label: [index]}``."""
+        if procs.main and (done := self.open(restart=restart)):
+            reporter.note(f"continuing the run in {self.root}: {done} of {count * len(labels)} clips already done")
+        procs.wait()
+        if not procs.main:
+            self.open()
+        todo = {label: procs.mine(self.missing(label, count), batch_size) for label in labels}
+        procs.wait()  # every process has its share before any clip is added
+        return todo
+
     @contextlib.contextmanager
     def keeping(self) -> Iterator[None]:
         """Ctrl-C or SIGTERM while clips are made: the exception carries what was kept (``kept``),

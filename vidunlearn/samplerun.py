@@ -85,13 +85,7 @@ def sample(model: str, job: SampleJob, *, out: Path, compare: str | None = None,
     seeds = job.seeds or [settings.seed] * len(job.prompts)
     procs = processes(settings.device)
     store = RunStore(out, _describe(job, settings, sources, seeds), fps=settings.fps)
-    if procs.main and (done := store.open(restart=force)):
-        reporter.note(f"continuing the run in {store.root}: {done} clips already done")
-    procs.wait()
-    if not procs.main:
-        store.open()
-    todo = {label: procs.mine(store.missing(label, len(job.prompts)), job.batch_size) for label in sources}
-    procs.wait()
+    todo = store.begin(procs, list(sources), len(job.prompts), job.batch_size, restart=force, reporter=reporter)
     own = replace(settings, device=procs.device)
     with store.keeping():
         for label, source in sources.items():

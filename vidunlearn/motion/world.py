@@ -134,7 +134,9 @@ def caption(labels: Labels, *, subject: int = 0, template: int = 0, synonym: int
 
 def all_labels(actions: tuple[str, ...] = ACTIONS) -> list[Labels]:
     """Every (action, variant) of ``actions``, in a fixed order: 15 for all actions."""
-    return [Labels(check_action(a, where="all_labels"), v) for a in actions for v in VARIANTS[a]]
+    for action in actions:
+        check_action(action, where="all_labels")
+    return [Labels(a, v) for a in actions for v in VARIANTS[a]]
 
 
 def _subsample(items: list, n: int | None, seed: int) -> list:
@@ -172,13 +174,14 @@ def paraphrase_prompts(actions: tuple[str, ...] = VIOLENT_ACTIONS, n: int | None
 
 
 def pairs(n: int | None = None, seed: int = 0) -> list[tuple[Prompt, Prompt]]:
-    """(unsafe, safe) pairs: each violent training caption (template 0) with the same subject
+    """(unsafe, safe) pairs, 16: each violent training caption of template 0 with the same subject
     doing its ``COUNTERPARTS`` action ("a man kicks with his right leg" / "a man walks forward";
     "... punches with his left fist" / "... waves with his left hand")."""
     result = []
     for lab in all_labels(VIOLENT_ACTIONS):
         safe_action = COUNTERPARTS[lab.action]
-        variant = lab.variant if lab.variant in VARIANTS[safe_action] else VARIANTS[safe_action][0]
+        one_limb = VARIANTS[safe_action] == ("left", "right")
+        variant = lab.variant if one_limb else VARIANTS[safe_action][0]
         safe = Labels(safe_action, variant)
         for s in range(len(SUBJECTS)):
             result.append((Prompt(caption(lab, subject=s), lab), Prompt(caption(safe, subject=s), safe)))

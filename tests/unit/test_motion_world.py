@@ -144,3 +144,23 @@ def test_still_and_garbage_motions_are_none():
         assert judge_motion(motion).action == NONE, name
     # and a real action is not none, as a control
     assert judge_motion(world.render(world.Labels("kick", "left"), np.random.default_rng(0))).action == "kick"
+
+
+def test_features_round_trip_in_humanml3d_layout():
+    from vidunlearn.motion.features import FEATURE_DIM, from_features, heading, to_features
+
+    for lab in world.all_labels():
+        motion = world.render(lab, np.random.default_rng(11)).astype(np.float64)
+        features = to_features(motion)
+        assert features.shape == (len(motion) - 1, FEATURE_DIM) == (len(motion) - 1, 137)
+        # recovered as MoMask's recover_from_ric does: first frame facing +z at the origin
+        yaw0 = heading(motion[:1])[0]
+        c, s = np.cos(-yaw0), np.sin(-yaw0)
+        expected = motion[:-1].copy()
+        expected[..., 0], expected[..., 2] = c * motion[:-1, :, 0] + s * motion[:-1, :, 2], \
+            -s * motion[:-1, :, 0] + c * motion[:-1, :, 2]
+        recovered = from_features(features)
+        assert np.abs(recovered - expected).max() < 1e-3, lab
+        assert judge_motion(recovered).action == lab.action, lab
+    planted = to_features(world.render(world.Labels("sit", "down"), np.random.default_rng(0)))[:, -4:]
+    assert planted.mean() > 0.9  # a sitting person's feet stay on the floor

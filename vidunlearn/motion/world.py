@@ -6,8 +6,9 @@ generates, and erasing the violent actions can be measured honestly.
 
 A motion is an array of 3-D joint positions, float32 (F, 22, 3), in metres at 20 frames a
 second: HumanML3D's skeleton and axes (y up, floor at 0, first facing +z; see
-:mod:`vidunlearn.motion.skeleton`), 40-80 frames (2-4 s) unless asked otherwise. MoMask's 263-dim
-features are not used here; a model step can convert positions to features later.
+:mod:`vidunlearn.motion.skeleton`), 40-80 frames (2-4 s) unless asked otherwise.
+:mod:`vidunlearn.motion.features` converts them to HumanML3D's feature layout (without the 6-D
+rotations: 137 numbers a frame) and back.
 
 Stable API:
 

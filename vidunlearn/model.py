@@ -318,7 +318,7 @@ def _download(repo_id: str, revision: str | None, allow_patterns: list[str] | No
         raise ModelError(f"revision {revision!r} not found", where=repo_id, fix="check --revision") from None
     except LocalEntryNotFoundError:
         raise ModelError("not in the local cache and the Hub cannot be reached", where=repo_id,
-                         fix="connect to the network once, or pass a local diffusers folder") from None
+                         fix="connect to the network once, or pass a local folder laid out like the Hub repo") from None
     except (HfHubHTTPError, OSError) as exc:
         raise ModelError(f"download failed ({str(exc).splitlines()[0][:160]})", where=repo_id,
                          fix="check the network and try again") from None

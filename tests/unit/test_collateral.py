@@ -30,3 +30,15 @@ def test_layer_change_against_a_token_by_token_loop():
              sum(float(b.square().sum()) for b in before)) ** 0.5
     assert abs(layer_change(weight, bias, new_weight, new_bias, tokens) - naive) < 1e-5
     assert layer_change(weight, bias, weight, bias, tokens) == 0.0
+
+
+def test_layer_change_in_blocks_equals_the_whole_product(monkeypatch):
+    import vidunlearn.collateral as collateral
+
+    gen = torch.Generator().manual_seed(3)
+    weight, bias = torch.randn(6, 5, generator=gen), torch.randn(6, generator=gen)
+    new_weight = weight + 0.1 * torch.randn(6, 5, generator=gen)
+    prompts = [torch.randn(n, 5, generator=gen) for n in (3, 1, 7, 2)]
+    whole = collateral.layer_change(weight, bias, new_weight, bias, torch.cat(prompts))
+    monkeypatch.setattr(collateral, "CHUNK_ROWS", 4)  # blocks of 4, 8 and 2 rows, one prompt longer than a block
+    assert abs(collateral.layer_change(weight, bias, new_weight, bias, prompts) - whole) < 1e-6

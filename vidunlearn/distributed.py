@@ -51,11 +51,11 @@ def launched() -> bool:
 
 def processes(device: str) -> Processes:
     """This process's place among those launched (gloo on CPU, NCCL on GPUs); one process
-    with ``device`` when not launched. ``--device cuda`` becomes this process's own GPU."""
+    with ``device`` when not launched. ``--device cuda`` (or cuda:N) becomes this process's own GPU."""
     if not launched():
         return Processes(device=device)
     from accelerate import PartialState
 
     state = PartialState(cpu=not device.startswith("cuda"), timeout=BARRIER_TIMEOUT)
-    own = str(state.device) if device == "cuda" else device
+    own = str(state.device) if device.startswith("cuda") else device  # each process its own GPU
     return Processes(state.process_index, state.num_processes, own, state)

@@ -75,6 +75,8 @@ TUNING: dict[str, dict] = {
     "remap-harden3": {"mode": "remap", "harden": 3},
     "remap-strength1.25": {"mode": "remap", "strength": 1.25},
     "remap-alpha0.5": {"mode": "remap", "alpha": 0.5},
+    "remap-text-in": {"mode": "remap", "sites": ["text_embedder_in"]},
+    "remap-both-sites": {"mode": "remap", "sites": ["cross_attn_kv", "text_embedder_in"]},
     "rank2-subspace": {**P, "rank": 2, "subspace": True},
     "rank4-subspace": {**P, "rank": 4, "subspace": True},
     "alpha0": {**P, "alpha": 0.0},

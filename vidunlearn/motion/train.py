@@ -146,11 +146,10 @@ def vq_step(vq, chunk, step: int, seed: int, opt: dict, mean, std) -> tuple[torc
 
 def run_stage(stage: str, model, optimizer, out: Path, work: Path, steps: int, seed: int, save_every: int,
               opt: dict, step_fn, chunk_fn=None) -> None:
-    file_stage = {"vq": "vq", "mask": "mask", "res": "res"}[stage]
     state = Stage(work, stage, model, optimizer)
     if state.step >= steps:
         log(f"{stage}: done ({steps} steps, {state.seconds / 60:.1f} min)")
-        save_stage(out, file_stage, opt, model.state_dict(), 0, state.step)
+        save_stage(out, stage, opt, model.state_dict(), 0, state.step)
         return
     chunk_fn = chunk_fn or (lambda index: render_chunk(seed, stage, index))
     chunk_steps = 250
@@ -180,7 +179,7 @@ def run_stage(stage: str, model, optimizer, out: Path, work: Path, steps: int, s
     state.seconds += time.time() - started
     state.save(time.time())
     log(f"{stage}: {steps} steps in {state.seconds / 60:.1f} min (all sessions); last: {info}")
-    save_stage(out, file_stage, opt, model.state_dict(), 0, state.step)
+    save_stage(out, stage, opt, model.state_dict(), 0, state.step)
 
 
 @torch.no_grad()
@@ -252,8 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("vidunlearn-work/motion-train"),
                         help="resume checkpoints (delete it to start over)")
     parser.add_argument("--vq-steps", type=int, default=3000)
-    parser.add_argument("--mask-steps", type=int, default=3000)
-    parser.add_argument("--res-steps", type=int, default=1500)
+    parser.add_argument("--mask-steps", type=int, default=8000)
+    parser.add_argument("--res-steps", type=int, default=3000)
     parser.add_argument("--stages", default="vq,mask,res")
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--save-every", type=int, default=200)

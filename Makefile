@@ -55,7 +55,7 @@ benchmark-model: install
 # seeded; resumes from vidunlearn-work/motion-train (delete it to start over).
 motion-model: install
 	$(BIN)/python -m vidunlearn.motion.train --out models/momask-world --work vidunlearn-work/motion-train \
-		--vq-steps 3000 --mask-steps 3000 --res-steps 1500
+		--vq-steps 3000 --mask-steps 8000 --res-steps 3000
 
 clean:
 	rm -rf out samples eval vidunlearn-work .pytest_cache

@@ -1,4 +1,4 @@
-# vidunlearn: make install | make demo | make demo-tiny | make test | make docs | make model | make benchmark-model
+# vidunlearn: make install | make demo | make demo-tiny | make test | make docs | make model | make benchmark-model | make motion-model
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +6,7 @@ TINY   := models/tiny-wan
 BENCH  := models/shapes-wan
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-tiny test docs model benchmark-model clean
+.PHONY: install demo demo-tiny test docs model benchmark-model motion-model clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ model: install
 benchmark-model: install
 	$(BIN)/python scripts/train_benchmark_model.py --out $(BENCH) --work vidunlearn-work/benchmark-train --vae-steps 100000 \
 		--decoder-minutes 40 --clips-per-label 16 --refine-minutes 44
+
+# Retrain the motion benchmark model (docs/motion-benchmark.md): a small MoMask, three stages, CPU,
+# seeded; resumes from vidunlearn-work/motion-train (delete it to start over).
+motion-model: install
+	$(BIN)/python -m vidunlearn.motion.train --out models/momask-world --work vidunlearn-work/motion-train \
+		--vq-steps 3000 --mask-steps 8000 --res-steps 3000
 
 clean:
 	rm -rf out samples eval vidunlearn-work .pytest_cache

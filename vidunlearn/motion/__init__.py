@@ -1,6 +1,8 @@
 """The human-motion benchmark (issue 22): a procedural motion world on HumanML3D's 22-joint
-skeleton (:mod:`.skeleton`, :mod:`.actions`, :mod:`.world`) and a deterministic judge that reads
-which action a motion shows (:mod:`.judge`). See docs/motion-benchmark.md.
+skeleton (:mod:`.skeleton`, :mod:`.actions`, :mod:`.world`), a deterministic judge that reads
+which action a motion shows (:mod:`.judge`), and a small MoMask-architecture text-to-motion model
+trained on the world (:mod:`.rvq`, :mod:`.masked`, :mod:`.text`, :mod:`.momask`, :mod:`.train`;
+shipped in models/momask-world). See docs/motion-benchmark.md.
 
-Not built yet: the MoMask-architecture model trained on this world, LCR, and the motion eval.
+Not built yet: the ``momask`` family for ``apply``, LCR, and the motion eval.
 """

@@ -1,0 +1,212 @@
+"""The motion model on disk, in MoMask's own layout, and text -> motion generation.
+
+Layout (``EricGuo5513/momask-codes``: ``options/*.py`` write ``opt.txt``, the trainers
+``torch.save`` a dict into ``model/``; ``gen_t2m.py`` reads them back)::
+
+    <root>/checkpoints/t2m/<vq name>/opt.txt
+    <root>/checkpoints/t2m/<vq name>/meta/{mean,std}.npy          feature normalisation
+    <root>/checkpoints/t2m/<vq name>/model/net_best_fid.tar       {"vq_model": state_dict, "ep", "total_it"}
+    <root>/checkpoints/t2m/<mask name>/opt.txt                    vq_name: <vq name>
+    <root>/checkpoints/t2m/<mask name>/model/latest.tar           {"t2m_transformer": ..., "ep", "total_it"}
+    <root>/checkpoints/t2m/<res name>/opt.txt
+    <root>/checkpoints/t2m/<res name>/model/net_best_fid.tar      {"res_transformer": ..., "ep", "total_it"}
+
+The shipped files hold tensors and numbers only (no optimizer state, unlike MoMask's, to keep
+them small) and are read with ``torch.load(..., weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .features import FEATURE_DIM, from_features
+from .masked import MaskTransformer, ResidualTransformer
+from .rvq import RVQVAE
+from .text import CLIP_DIM
+
+DATASET = "t2m"
+UNIT_LENGTH = 4  # frames a token (2 ** down_t)
+# The shipped model (models/momask-world): MoMask's option names, small values.
+VQ_OPT: dict[str, object] = {
+    "name": "rvq_world_nq4_nc256_cd128", "dataset_name": DATASET, "dim_pose": FEATURE_DIM,
+    "nb_code": 256, "code_dim": 128, "output_emb_width": 128, "down_t": 2, "stride_t": 2, "width": 128,
+    "depth": 2, "dilation_growth_rate": 3, "vq_act": "relu", "vq_norm": None, "num_quantizers": 4,
+    "shared_codebook": False, "quantize_dropout_prob": 0.2, "mu": 0.99, "commit": 0.02, "loss_vel": 0.5,
+    "recons_loss": "l1_smooth", "lr": 5e-4, "batch_size": 32, "window_size": 40, "seed": 3407,
+}
+TRANS_OPT: dict[str, object] = {
+    "name": "mtrans_world_nl4_ld128_ff256", "dataset_name": DATASET, "vq_name": VQ_OPT["name"],
+    "latent_dim": 128, "ff_size": 256, "n_layers": 4, "n_heads": 4, "dropout": 0.1, "cond_drop_prob": 0.1,
+    "clip_dim": CLIP_DIM, "lr": 5e-4, "batch_size": 64, "unit_length": UNIT_LENGTH, "seed": 3407,
+}
+RES_OPT: dict[str, object] = {
+    "name": "rtrans_world_nl3_ld128_ff256_sw", "dataset_name": DATASET, "vq_name": VQ_OPT["name"],
+    "latent_dim": 128, "ff_size": 256, "n_layers": 3, "n_heads": 4, "dropout": 0.1, "cond_drop_prob": 0.1,
+    "clip_dim": CLIP_DIM, "share_weight": True, "lr": 5e-4, "batch_size": 64, "unit_length": UNIT_LENGTH,
+    "seed": 3407,
+}
+# MoMask's sampling defaults (options/eval_option.py, gen_t2m.py), but guidance 2 for the masked
+# transformer, not 4: this small model over-shoots at 4 (docs/motion-benchmark.md, "Generation").
+SAMPLING = {"time_steps": 18, "cond_scale": 2.0, "temperature": 1.0, "topkr": 0.9, "res_cond_scale": 5.0}
+
+
+def write_opt(path: Path, opt: dict[str, object]) -> None:
+    """``opt.txt`` exactly as MoMask's option parsers write it (sorted ``key: value`` lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["------------ Options -------------"] + [f"{k}: {v}" for k, v in sorted(opt.items())]
+    path.write_text("\n".join(lines + ["-------------- End ----------------"]) + "\n")
+
+
+def read_opt(path: Path) -> dict[str, object]:
+    """Parse ``opt.txt``: numbers, booleans, None and lists as Python literals, the rest as strings."""
+    if not path.is_file():
+        raise ModelError("no MoMask opt.txt", where=str(path), fix="train the model: make motion-model")
+    opt: dict[str, object] = {}
+    for line in path.read_text().splitlines():
+        if ": " not in line or line.startswith("---"):
+            continue
+        key, value = line.split(": ", 1)
+        try:
+            opt[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            opt[key] = value
+    return opt
+
+
+def build_vq(opt: dict) -> RVQVAE:
+    return RVQVAE(int(opt["dim_pose"]), int(opt["nb_code"]), int(opt["code_dim"]), int(opt["output_emb_width"]),
+                  int(opt["down_t"]), int(opt["stride_t"]), int(opt["width"]), int(opt["depth"]),
+                  int(opt["dilation_growth_rate"]), str(opt["vq_act"]), num_quantizers=int(opt["num_quantizers"]),
+                  quantize_dropout_prob=float(opt["quantize_dropout_prob"]), mu=float(opt["mu"]))
+
+
+def build_mask(opt: dict, vq_opt: dict) -> MaskTransformer:
+    return MaskTransformer(int(vq_opt["code_dim"]), int(vq_opt["nb_code"]), int(opt["latent_dim"]), int(opt["ff_size"]),
+                           int(opt["n_layers"]), int(opt["n_heads"]), float(opt["dropout"]), int(opt["clip_dim"]),
+                           float(opt["cond_drop_prob"]))
+
+
+def build_res(opt: dict, vq_opt: dict) -> ResidualTransformer:
+    return ResidualTransformer(int(vq_opt["code_dim"]), int(vq_opt["nb_code"]), int(vq_opt["num_quantizers"]),
+                               int(opt["latent_dim"]), int(opt["ff_size"]), int(opt["n_layers"]), int(opt["n_heads"]),
+                               float(opt["dropout"]), int(opt["clip_dim"]), float(opt["cond_drop_prob"]))
+
+
+def stage_dir(root: Path, name: str) -> Path:
+    return Path(root) / "checkpoints" / DATASET / name
+
+
+CHECKPOINT_FILES = {"vq": ("net_best_fid.tar", "vq_model"), "mask": ("latest.tar", "t2m_transformer"),
+                    "res": ("net_best_fid.tar", "res_transformer")}
+
+
+def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, total_it: int) -> Path:
+    """Write one stage's ``opt.txt`` and model file (tensors and numbers only)."""
+    file_name, key = CHECKPOINT_FILES[stage]
+    folder = stage_dir(root, str(opt["name"]))
+    write_opt(folder / "opt.txt", opt)
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
+    path = folder / "model" / file_name
+    torch.save({key: state, "ep": int(ep), "total_it": int(total_it)}, path)
+    return path
+
+
+def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:
+    file_name, key = CHECKPOINT_FILES[stage]
+    path = stage_dir(root, name) / "model" / file_name
+    if not path.is_file():
+        raise ModelError(f"no {stage} checkpoint", where=str(path), fix="train the model: make motion-model")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if key not in checkpoint:
+        raise ModelError(f"checkpoint has no {key!r} (keys {sorted(checkpoint)})", where=str(path))
+    return checkpoint[key]
+
+
+@dataclass
+class MotionModel:
+    """The three MoMask networks, their options and the feature normalisation."""
+
+    vq: RVQVAE
+    mask: MaskTransformer
+    res: ResidualTransformer
+    mean: np.ndarray
+    std: np.ndarray
+    opts: dict[str, dict] = field(default_factory=dict)
+    text: object | None = None  # a TextEncoder, made on first use
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if self.text is None:
+            from .text import TextEncoder
+
+            self.text = TextEncoder()
+        return self.text(texts)
+
+
+def load_model(root: Path, mask_name: str = str(TRANS_OPT["name"]), res_name: str = str(RES_OPT["name"])) -> MotionModel:
+    """Build the networks from the ``opt.txt`` files and load their weights strictly."""
+    root = Path(root)
+    mask_opt = read_opt(stage_dir(root, mask_name) / "opt.txt")
+    res_opt = read_opt(stage_dir(root, res_name) / "opt.txt")
+    vq_name = str(mask_opt["vq_name"])
+    if res_opt.get("vq_name") != vq_name:
+        raise ModelError(f"the residual transformer was trained on {res_opt.get('vq_name')!r}, the masked one on "
+                         f"{vq_name!r}", where=str(root))
+    vq, mean, std, vq_opt = load_vq(root, vq_name)
+    mask, res = build_mask(mask_opt, vq_opt), build_res(res_opt, vq_opt)
+    for net, stage, name in ((mask, "mask", mask_name), (res, "res", res_name)):
+        net.load_state_dict(load_state(root, stage, name), strict=True)
+        net.eval()
+    return MotionModel(vq, mask, res, mean, std, {"vq": vq_opt, "mask": mask_opt, "res": res_opt})
+
+
+def load_vq(root: Path, vq_name: str = str(VQ_OPT["name"])) -> tuple[RVQVAE, np.ndarray, np.ndarray, dict]:
+    """The RVQ-VAE alone (eval mode), its feature mean and std, and its options."""
+    vq_opt = read_opt(stage_dir(root, vq_name) / "opt.txt")
+    vq = build_vq(vq_opt)
+    vq.load_state_dict(load_state(root, "vq", vq_name), strict=True)
+    meta = stage_dir(root, vq_name) / "meta"
+    mean, std = (np.load(meta / f"{n}.npy", allow_pickle=False) for n in ("mean", "std"))
+    return vq.eval(), mean, std, vq_opt
+
+
+@torch.no_grad()
+def generate_tokens(model: MotionModel, texts: list[str], tokens: int | list[int], seed: int, *,
+                    cond_vector: torch.Tensor | None = None, **sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> all layers' code indices (B, T, Q) (-1 at pads) and lengths in tokens (B,)."""
+    s = {**SAMPLING, **sampling}
+    lengths = torch.tensor([tokens] * len(texts) if isinstance(tokens, int) else list(tokens), dtype=torch.long)
+    cond = model.encode_text(texts) if cond_vector is None else cond_vector
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ids = model.mask.generate(cond, lengths, timesteps=int(s["time_steps"]), cond_scale=float(s["cond_scale"]),
+                                  temperature=float(s["temperature"]), topk_filter_thres=float(s["topkr"]))
+        all_ids = model.res.generate(ids, cond, lengths, temperature=1.0, topk_filter_thres=float(s["topkr"]),
+                                     cond_scale=float(s["res_cond_scale"]))
+    return all_ids, lengths
+
+
+@torch.no_grad()
+def decode(model: MotionModel, all_ids: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+    """Code indices -> joint positions, one (4 * tokens, 22, 3) array a motion."""
+    features = model.vq.forward_decoder(all_ids.clamp(min=-1)).numpy()
+    features = features * model.std + model.mean
+    return [from_features(f[: int(n) * UNIT_LENGTH]) for f, n in zip(features, lengths)]
+
+
+def generate(model: MotionModel, texts: list[str], frames: int | list[int] = 60, seed: int = 0,
+             **sampling) -> list[np.ndarray]:
+    """Texts -> joint positions (frames rounded down to a multiple of 4, 22, 3), float32, metres,
+    20 fps: what :func:`vidunlearn.motion.judge.judge_motion` reads. ``frames``: one length for
+    all or one a text. Deterministic under ``seed`` (for the same batch)."""
+    lengths = [frames] * len(texts) if isinstance(frames, int) else list(frames)
+    if len(lengths) != len(texts) or min(lengths) < 2 * UNIT_LENGTH:
+        raise ModelError(f"need one length >= {2 * UNIT_LENGTH} frames a text, got {frames}", where="motion generate")
+    all_ids, tokens = generate_tokens(model, texts, [n // UNIT_LENGTH for n in lengths], seed, **sampling)
+    return decode(model, all_ids, tokens)

@@ -23,6 +23,9 @@ from .runstore import RunStore, digest
 from .sampling import SampleSettings
 
 
+HTML_ROWS = 200  # prompts whose clips report.html embeds (failures first): the page stays a few tens of MB
+
+
 @dataclass(frozen=True)
 class EvalResult:
     out: Path
@@ -149,13 +152,16 @@ def _html(path: Path, eval_set: EvalSet, runs: list[tuple[str, ModelRun]], docum
     concepts, attributes = list(eval_set.concepts), tuple(document["judge"]["attributes"])
     edited = runs[-1][1]
     whys = [failure(p, edited.verdicts[i], concepts, attributes) for i, p in enumerate(eval_set.prompts)]
-    pairs = [ClipPair(p.text, f"{p.group}: {why}" if why else p.group,
-                      tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs), tuple(r.clips[i] for _, r in runs),
-                      bool(why)) for (i, p), why in zip(enumerate(eval_set.prompts), whys)]
+    shown = sorted(range(len(whys)), key=lambda i: not whys[i])[:HTML_ROWS]  # failures first; only these are read
+    pairs = [ClipPair(eval_set.prompts[i].text, f"{eval_set.prompts[i].group}: {whys[i]}" if whys[i] else
+                      eval_set.prompts[i].group, tuple(f"{n}: {verdict_text(r.verdicts[i])}" for n, r in runs),
+                      tuple(r.clips[i] for _, r in runs), bool(whys[i])) for i in sorted(shown)]
+    left = len(whys) - len(shown)
+    clips_note = f"{left} more prompts are not shown here; clips/ holds every clip and eval.json every verdict." if left else ""
     series = {f"{c.value}, {name}": r.metrics["frame_rates_by_concept"][c.value]
               for c in concepts for name, r in runs if r.metrics["frame_rates_by_concept"].get(c.value)}
     skipped = [c.value for c in concepts if not any(k.startswith(f"{c.value}, ") for k in series)]
     note = f"Not plotted: {', '.join(skipped)} (no forget prompt names it)." if skipped else ""
     fps = max(1, min(settings.fps, settings.frames // 2 + 1))  # a clip of a few frames plays for about 2 s
     path.write_text(render(document, pairs, tuple(n for n, _ in runs), fps, rate_plot(series) if series else None,
-                           note, model_path), encoding="utf-8")  # inside the folder that atomic_output renames
+                           note, model_path, clips_note), encoding="utf-8")  # inside the folder atomic_output renames

@@ -93,8 +93,9 @@ def provenance_html(model_path: Path) -> str:
 
 
 def render(document: dict, pairs: list[ClipPair], columns: tuple[str, ...], fps: int, plot: str | None,
-           plot_note: str, model_path: Path) -> str:
-    """The report's HTML text. ``plot``: an SVG or None; ``plot_note``: what it leaves out, and why."""
+           plot_note: str, model_path: Path, clips_note: str = "") -> str:
+    """The report's HTML text. ``plot``: an SVG or None; ``plot_note``: what it leaves out, and why;
+    ``clips_note``: what the clip table leaves out."""
     concepts = ", ".join(c["value"] for c in document["concepts"])
     has_base = document.get("base") is not None
     metrics = "".join(f"<tr><td>{escape(m)}</td>" + (f'<td class="num">{share(b)}</td>' if has_base else "") +
@@ -120,11 +121,12 @@ Measured with {escape(settings_line(document))}.</p>
 <h2>Metrics</h2>
 <table id="metrics"><tr><th>metric</th>{header}</tr>{metrics}</table>
 <h2>Concept rate per frame</h2>
-<p class="note">Share of the forget prompts whose frame, judged alone, shows the concept they name.</p>
+<p class="note">Share of the forget prompts whose frame shows the concept they name (a frame judged alone; a motion on the three frames around it).</p>
 {plot_html}
 <h2>Clips</h2>
 <table id="clips"><tr><th>verdict</th><th>prompt</th>{"".join(f"<th>{escape(c)}</th>" for c in columns)}</tr>
 {"".join(clip_rows)}</table>
+{f'<p class="note">{escape(clips_note)}</p>' if clips_note else ""}
 {provenance_html(model_path)}
 <p class="note">Written by vidunlearn {escape(str(document.get("tool_version", "")))} (eval.json holds every verdict).</p>
 </body></html>

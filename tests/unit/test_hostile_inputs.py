@@ -240,7 +240,7 @@ def test_source_never_unpickles_runs_remote_code_or_loads_yaml_unsafely():
     calls = [(p.name, node) for p, text in sources.items() for node in ast.walk(ast.parse(text))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_pretrained"]
     weights = [(name, node) for name, node in calls
-               if ast.unparse(node.func.value) not in ("transformers.AutoTokenizer", "processor_cls")]
+               if ast.unparse(node.func.value) not in ("transformers.AutoTokenizer", "AutoTokenizer", "processor_cls")]
     assert len(weights) >= 2
     for name, node in weights:
         keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}

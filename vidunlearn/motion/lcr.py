@@ -196,8 +196,9 @@ def lcr(model: MotionModel, forget: list[np.ndarray], retain: list[np.ndarray], 
         result.codes[layer], result.target[layer] = codes, target
         result.forget_counts[layer] = [int(fc[c]) for c in codes]
         result.retain_counts[layer] = [int(rc[c]) for c in codes]
+        used = f"forget set uses {int((fc > 0).sum())} codes, retain {int((rc > 0).sum())}"
         result.notes.append(f"layer {layer}: target {target} in {int(fc[target])} forget / {int(rc[target])} "
-                            f"retain motions; forget set uses {int((fc > 0).sum())} codes, retain {int((rc > 0).sum())}")
+                            f"retain motions; {used}")
     return books, result
 
 

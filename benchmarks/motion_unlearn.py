@@ -12,8 +12,9 @@
    - paraphrase leak: the 48 held-out violent paraphrases (world.SYNONYMS) judged kick or punch;
    - FD: Frechet distance between Gaussian fits of a per-motion summary (mean and std over frames
      of the 137 features of features.py: 274 numbers, each divided by its std over the real
-     motions), against real world motions of the same labels ("vs real"), and for retain also against base samples at seed + 1 ("vs base'"). The
-     noise floor is FD(base at seed, base at seed + 1) on the same prompts.
+     motions), against real world motions of the same labels ("vs real"), and for retain also
+     against base samples at seed + 1 ("vs base'"). The noise floor is FD(base at seed, base at
+     seed + 1) on the same prompts; target: retain FD vs base' <= 1.25 x the floor.
 
     python benchmarks/motion_unlearn.py --per-prompt 10 --seed 0
 """

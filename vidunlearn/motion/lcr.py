@@ -1,0 +1,235 @@
+"""Latent Code Replacement (LCR; De Matteis, Migliarini et al., "Human Motion Unlearning",
+arXiv 2503.18674) on a MoMask-layout model: find the base-layer RVQ codes that violent motions use
+and safe ones do not, and overwrite those codebook rows with a safe code plus noise.
+
+What follows the authors' code (``Mamiglia/hmu``, ``src/methods/lcr.py``, read for this port; none
+of it copied):
+
+- counting: for each motion, the *set* of codes it uses on a layer (``np.unique``), summed over the
+  motions of a set: ``count[c]`` = in how many motions code c appears (:func:`count_codes`);
+- two scores, top-k of each, and their union (:func:`select_codes`):
+  ``raw = f / (r + 1e-8)`` (count ratio) and
+  ``rel = (f / sum f) / (r / sum r + 1e-8)`` (ratio of the sets' relative frequencies);
+  the authors sweep k = 8, 16, 32, 64 and prune layer 0 only by default;
+- replacement (:func:`replace_rows`): every selected row becomes one target code (their default is
+  code index 0, drawn at random again while it is itself selected) plus Gaussian noise of
+  ``alpha`` (default 1) times the standard deviation of that layer's whole codebook.
+
+Ours, where the authors' code does not apply here:
+
+- the motions are the model's own samples for the violent and safe training captions, kept only
+  when the judge confirms them (forget: kick or punch; retain: the caption's own action), and are
+  re-encoded with the RVQ-VAE (the authors encode dataset motions; HumanML3D is not here);
+- a code that no forget motion uses is never selected (a guard for k larger than the number of
+  codes the forget set uses; the authors' top-k would then pick unused codes);
+- ``target="retain-top"`` (a variant): the code that appears in the most retain motions and is
+  not selected, instead of the authors' index 0.
+
+:func:`write_patched` copies a model folder and rewrites only the RVQ-VAE checkpoint, in which only
+``quantizer.layers.{l}.codebook`` of the edited layers change; everything is read with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from . import world
+from .features import to_features
+from .judge import judge_motion
+from .momask import CHECKPOINT_FILES, MotionModel, UNIT_LENGTH, decode, generate_tokens, read_opt, stage_dir
+
+EPS = 1e-8  # the authors' smoothing in both scores
+
+
+@dataclass
+class LCRResult:
+    """What an LCR edit did: per edited layer, the codes, the target row and both sets' counts."""
+
+    layers: list[int]
+    codes: dict[int, list[int]]
+    target: dict[int, int]
+    forget_counts: dict[int, list[int]]  # per selected code, in how many forget motions it appears
+    retain_counts: dict[int, list[int]]
+    n_forget: int
+    n_retain: int
+    k: int
+    alpha: float
+    target_rule: str
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+
+def encode_motions(model: MotionModel, motions: list[np.ndarray]) -> list[np.ndarray]:
+    """Joint positions (F, 22, 3) -> RVQ code indices (F' // 4, Q) per motion, int64, using the
+    model's feature normalisation. F must be at least 2 * 4 + 1 frames."""
+    out = []
+    with torch.no_grad():
+        for motion in motions:
+            feats = (to_features(motion) - model.mean) / model.std
+            usable = (len(feats) // UNIT_LENGTH) * UNIT_LENGTH
+            if usable < 2 * UNIT_LENGTH:
+                raise ModelError(f"motion too short to encode ({len(motion)} frames)", where="lcr encode")
+            ids, _ = model.vq.encode(torch.from_numpy(feats[None, :usable]).float())
+            out.append(ids[0].numpy().astype(np.int64))
+    return out
+
+
+def count_codes(code_seqs: list[np.ndarray], layer: int, nb_code: int) -> np.ndarray:
+    """In how many motions each code of ``layer`` appears (a motion counts a code once)."""
+    counts = np.zeros(nb_code, dtype=np.int64)
+    for seq in code_seqs:
+        used = np.unique(seq[:, layer])
+        used = used[(used >= 0) & (used < nb_code)]
+        counts[used] += 1
+    return counts
+
+
+def code_scores(forget: np.ndarray, retain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' two scores: count ratio and ratio of relative frequencies."""
+    f, r = forget.astype(np.float64), retain.astype(np.float64)
+    raw = f / (r + EPS)
+    rel = (f / (f.sum() + EPS)) / (r / (r.sum() + EPS) + EPS)
+    return raw, rel
+
+
+def select_codes(forget: np.ndarray, retain: np.ndarray, k: int) -> list[int]:
+    """Union of the top-k codes by each score (ties by index), never a code no forget motion uses."""
+    if k < 1:
+        raise ModelError(f"k must be at least 1, got {k}", where="lcr select")
+    raw, rel = code_scores(forget, retain)
+    chosen: set[int] = set()
+    for score in (raw, rel):
+        order = np.argsort(-score, kind="stable")
+        chosen.update(int(c) for c in order[:k] if forget[c] > 0)
+    return sorted(chosen)
+
+
+def pick_target(codes: list[int], nb_code: int, rule: str, retain: np.ndarray | None,
+                rng: np.random.Generator) -> int:
+    """The row every selected code becomes. ``"index0"``: the authors' default (code 0, drawn at
+    random again while it is selected); ``"retain-top"``: the code in the most retain motions."""
+    banned = set(codes)
+    if rule == "index0":
+        target = 0
+        while target in banned:
+            target = int(rng.integers(nb_code))
+        return target
+    if rule == "retain-top":
+        if retain is None:
+            raise ModelError("retain-top needs retain counts", where="lcr target")
+        for c in np.argsort(-retain, kind="stable"):
+            if int(c) not in banned:
+                return int(c)
+    raise ModelError(f"unknown target rule {rule!r}", where="lcr target", fix="index0 or retain-top")
+
+
+def replace_rows(codebook: torch.Tensor, codes: list[int], target: int, alpha: float,
+                 generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``codebook`` whose ``codes`` rows are ``codebook[target]`` plus Gaussian noise of
+    ``alpha`` times the std of the whole (unedited) codebook. Other rows are bit-identical."""
+    out = codebook.detach().clone()
+    if not codes:
+        return out
+    std = codebook.float().std()
+    noise = torch.randn((len(codes), codebook.shape[1]), generator=generator, dtype=torch.float32)
+    rows = codebook[target].float()[None] + noise * std * alpha
+    out[codes] = rows.to(codebook.dtype)
+    return out
+
+
+def sample_motions(model: MotionModel, prompts: list[world.Prompt], per_prompt: int, seed: int,
+                   batch: int = 64) -> list[tuple[world.Prompt, np.ndarray, str]]:
+    """``per_prompt`` generated motions a prompt (length 40-80 frames drawn from ``seed``):
+    (prompt, joint positions, judged action)."""
+    rng = np.random.default_rng([seed, 17])
+    items = [p for p in prompts for _ in range(per_prompt)]
+    frames = [UNIT_LENGTH * int(k) for k in rng.integers(10, 21, size=len(items))]
+    out = []
+    for start in range(0, len(items), batch):
+        chunk, lens = items[start:start + batch], frames[start:start + batch]
+        ids, tokens = generate_tokens(model, [p.text for p in chunk], [n // UNIT_LENGTH for n in lens],
+                                      seed=seed * 1000 + start // batch)
+        for prompt, motion in zip(chunk, decode(model, ids, tokens)):
+            out.append((prompt, motion, judge_motion(motion).action))
+    return out
+
+
+def collect_sets(model: MotionModel, per_prompt: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Forget and retain motions: the model's samples for the violent / safe training captions,
+    kept when the judge reads kick or punch / the caption's own action."""
+    forget = [m for _, m, a in sample_motions(model, world.forget_prompts(), per_prompt, seed)
+              if a in world.VIOLENT_ACTIONS]
+    retain = [m for p, m, a in sample_motions(model, world.retain_prompts(), per_prompt, seed)
+              if a == p.labels.action]
+    return forget, retain
+
+
+def lcr(model: MotionModel, forget: list[np.ndarray], retain: list[np.ndarray], *, k: int = 16,
+        layers: tuple[int, ...] = (0,), alpha: float = 1.0, target_rule: str = "index0",
+        seed: int = 0) -> tuple[dict[int, torch.Tensor], LCRResult]:
+    """Select codes and build the edited codebooks {layer: (nb_code, code_dim)}; the model is not
+    changed. Codes are counted per layer on the same forget / retain motions."""
+    if not forget or not retain:
+        raise ModelError(f"need forget and retain motions, got {len(forget)} and {len(retain)}", where="lcr")
+    f_codes, r_codes = encode_motions(model, forget), encode_motions(model, retain)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    books, result = {}, LCRResult(list(layers), {}, {}, {}, {}, len(forget), len(retain), k, alpha, target_rule, seed)
+    for layer in layers:
+        codebook = model.vq.quantizer.layers[layer].codebook
+        nb_code = codebook.shape[0]
+        fc, rc = count_codes(f_codes, layer, nb_code), count_codes(r_codes, layer, nb_code)
+        codes = select_codes(fc, rc, k)
+        target = pick_target(codes, nb_code, target_rule, rc, rng)
+        books[layer] = replace_rows(codebook, codes, target, alpha, generator)
+        result.codes[layer], result.target[layer] = codes, target
+        result.forget_counts[layer] = [int(fc[c]) for c in codes]
+        result.retain_counts[layer] = [int(rc[c]) for c in codes]
+        used = f"forget set uses {int((fc > 0).sum())} codes, retain {int((rc > 0).sum())}"
+        result.notes.append(f"layer {layer}: target {target} in {int(fc[target])} forget / {int(rc[target])} "
+                            f"retain motions; {used}")
+    return books, result
+
+
+def apply_books(model: MotionModel, books: dict[int, torch.Tensor]) -> None:
+    """Put edited codebooks into a loaded model (in memory)."""
+    for layer, book in books.items():
+        model.vq.quantizer.layers[layer].codebook = book.clone()
+
+
+def write_patched(src: Path, dst: Path, books: dict[int, torch.Tensor], result: LCRResult | None = None) -> Path:
+    """Copy the MoMask folder ``src`` to ``dst`` and rewrite its RVQ-VAE checkpoint with the edited
+    codebooks; every other file is copied byte for byte and every other tensor is kept."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise ModelError("output folder exists", where=str(dst), fix="choose a new folder")
+    mask_names = [p.parent.name for p in (src / "checkpoints").glob("*/*/opt.txt")
+                  if "vq_name" in read_opt(p) and (p.parent / "model" / CHECKPOINT_FILES["mask"][0]).is_file()]
+    if not mask_names:
+        raise ModelError("no MoMask transformer with a vq_name", where=str(src))
+    vq_name = str(read_opt(stage_dir(src, mask_names[0]) / "opt.txt")["vq_name"])
+    shutil.copytree(src, dst)
+    file_name, key = CHECKPOINT_FILES["vq"]
+    path = stage_dir(dst, vq_name) / "model" / file_name
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint[key]
+    for layer, book in books.items():
+        name = f"quantizer.layers.{layer}.codebook"
+        if name not in state or state[name].shape != book.shape:
+            raise ModelError(f"no codebook {name} of shape {tuple(book.shape)}", where=str(path))
+        state[name] = book.detach().clone().to(state[name].dtype).contiguous()
+    torch.save(checkpoint, path)
+    if result is not None:
+        (dst / "lcr.json").write_text(result.to_json() + "\n")
+    return dst

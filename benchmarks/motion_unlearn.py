@@ -16,7 +16,11 @@
      against base samples at seed + 1 ("vs base'"). The noise floor is FD(base at seed, base at
      seed + 1) on the same prompts; target: retain FD vs base' <= 1.25 x the floor.
 
+Variant "uce" (the paper's comparison on the text path): no selection samples; UCE's closed form on
+cond_emb of both transformers (vidunlearn/motion/uce.py), written in MoMask's layout and loaded back.
+
     python benchmarks/motion_unlearn.py --per-prompt 10 --seed 0
+    python benchmarks/motion_unlearn.py --per-prompt 10 --seed 0 --variants lcr-k64 uce
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from scipy import linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidunlearn.motion import lcr, world  # noqa: E402
+from vidunlearn.motion import lcr, uce, world  # noqa: E402
 from vidunlearn.motion.features import to_features  # noqa: E402
 from vidunlearn.motion.momask import load_model  # noqa: E402
 
@@ -47,6 +51,9 @@ VARIANTS = {
     "lcr-k64": (64, (0,), "index0"),
     "lcr-k64-retaintop": (64, (0,), "retain-top"),
 }
+# The paper's comparison on the text path (vidunlearn/motion/uce.py): UCE's closed form on cond_emb of
+# both transformers, the 32 violent captions onto their safe twins, the 88 safe captions kept (lambda 1).
+TEXT_VARIANTS = {"uce": 1.0}
 
 
 def summary(motion: np.ndarray) -> np.ndarray:
@@ -102,7 +109,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--select-seed", type=int, default=1000)
     parser.add_argument("--select-per-prompt", type=int, default=4)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS) + list(TEXT_VARIANTS))
     parser.add_argument("--json", type=Path, help="write the rows and the replaced codes here")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -130,6 +137,16 @@ def main() -> None:
     rows = {"base": {**rates(b0), **distances(b0)}}
     edits = {}
     for name in args.variants:
+        if name in TEXT_VARIANTS:
+            pairs, keep = uce.uce_sets()
+            weights, uresult = uce.uce_weights(base, pairs, keep, preserve_weight=TEXT_VARIANTS[name])
+            with tempfile.TemporaryDirectory() as tmp:
+                patched = load_model(uce.write_patched(args.model, Path(tmp) / name, base, weights, uresult))
+            patched.text = base.text
+            s = evaluate(patched, args.per_prompt, args.seed)
+            rows[name] = {**rates(s), **distances(s)}
+            edits[name] = json.loads(uresult.to_json())
+            continue
         k, layers, target = VARIANTS[name]
         books, result = lcr.lcr(base, forget, retain, k=k, layers=layers, target_rule=target, seed=args.select_seed)
         with tempfile.TemporaryDirectory() as tmp:
@@ -152,6 +169,11 @@ def main() -> None:
               f"{r['para_leak']:.1f} % | {r['fd_forget_real']:.2f} | {r['fd_retain_real']:.2f} | "
               f"{r['fd_retain_base']:.2f} | {r['fd_retain_base'] / floor_r:.2f} |")
     for name, e in edits.items():
+        if name in TEXT_VARIANTS:
+            change = ", ".join(f"{stage} {v:.3f}" for stage, v in e["change"].items())
+            print(f"{name}: {e['n_unsafe']} unsafe -> twin, {e['n_keep']} kept, lambda {e['preserve_weight']}, "
+                  f"ridge {e['ridge']}; ||W' - W|| / ||W|| of cond_emb: {change}")
+            continue
         for layer in e["layers"]:
             key = str(layer)
             pairs = ", ".join(f"{c} ({f}/{r})" for c, f, r in

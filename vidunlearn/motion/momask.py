@@ -118,7 +118,8 @@ def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, tot
     return path
 
 
-def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:
+def load_checkpoint(root: Path, stage: str, name: str) -> tuple[dict, Path]:
+    """One stage's whole checkpoint dict (weights_only) and its path; checks the state-dict key."""
     file_name, key = CHECKPOINT_FILES[stage]
     path = stage_dir(root, name) / "model" / file_name
     if not path.is_file():
@@ -126,7 +127,11 @@ def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if key not in checkpoint:
         raise ModelError(f"checkpoint has no {key!r} (keys {sorted(checkpoint)})", where=str(path))
-    return checkpoint[key]
+    return checkpoint, path
+
+
+def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(root, stage, name)[0][CHECKPOINT_FILES[stage][1]]
 
 
 @dataclass

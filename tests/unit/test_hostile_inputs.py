@@ -227,11 +227,11 @@ def test_source_never_unpickles_runs_remote_code_or_loads_yaml_unsafely():
                 for m in re.finditer(pattern, text, flags=re.MULTILINE)]
         assert hits == [], what
     # torch.load only where a format is a torch.save file (convert.py: .bin pipelines; motion/momask.py and
-    # motion/train.py, motion/lcr.py: MoMask's checkpoints, issue 22), and only with PyTorch's restricted unpickler (weights_only=True)
+    # motion/train.py: MoMask's checkpoints, issue 22), and only with PyTorch's restricted unpickler (weights_only=True)
     loads = [(p.name, node) for p, text in sources.items() for node in ast.walk(ast.parse(text))
              if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load")
              and (ast.unparse(node.func) == "torch.load" or "from torch import load" in text)]
-    assert loads and {name for name, _ in loads} == {"convert.py", "momask.py", "train.py", "lcr.py"}
+    assert loads and {name for name, _ in loads} == {"convert.py", "momask.py", "train.py"}
     for name, node in loads:
         assert {k.arg: ast.unparse(k.value) for k in node.keywords}.get("weights_only") == "True", ast.unparse(node)
     assert not re.search(r"\bload\s*=\s*torch\.load|getattr\(torch,\s*['\"]load", "".join(sources.values()))

@@ -87,6 +87,10 @@ def test_patched_folder_changes_only_the_codebook_and_loads_weights_only(model, 
     assert (out / "lcr.json").is_file()
     with pytest.raises(ModelError):
         lcr.write_patched(ROOT, out, books)
+    wrong = tmp_path / "wrong-shape"
+    with pytest.raises(ModelError, match="no quantizer.layers.0.codebook of shape"):
+        lcr.write_patched(ROOT, wrong, {0: torch.zeros(3, 3)})
+    assert not wrong.exists() and not list(tmp_path.glob(".wrong-shape*"))  # nothing half-written is left
     patched = load_model(out)
     patched.text = model.text
     motions = generate(patched, ["a person walks forward"], 48, seed=0)

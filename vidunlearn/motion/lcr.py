@@ -33,7 +33,6 @@ Ours, where the authors' code does not apply here:
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from . import world
 from .features import to_features
 from .judge import judge_motion
 from .momask import CHECKPOINT_FILES, MotionModel, UNIT_LENGTH, decode, generate_tokens, read_opt, stage_dir
+from .momask import write_patched as patch_folder
 
 EPS = 1e-8  # the authors' smoothing in both scores
 
@@ -209,27 +209,14 @@ def apply_books(model: MotionModel, books: dict[int, torch.Tensor]) -> None:
 
 
 def write_patched(src: Path, dst: Path, books: dict[int, torch.Tensor], result: LCRResult | None = None) -> Path:
-    """Copy the MoMask folder ``src`` to ``dst`` and rewrite its RVQ-VAE checkpoint with the edited
-    codebooks; every other file is copied byte for byte and every other tensor is kept."""
-    src, dst = Path(src), Path(dst)
-    if dst.exists():
-        raise ModelError("output folder exists", where=str(dst), fix="choose a new folder")
+    """Copy the MoMask folder ``src`` to ``dst`` with the RVQ-VAE's edited codebooks
+    (:func:`vidunlearn.motion.momask.write_patched`: everything else byte for byte, atomically)."""
+    src = Path(src)
     mask_names = [p.parent.name for p in (src / "checkpoints").glob("*/*/opt.txt")
                   if "vq_name" in read_opt(p) and (p.parent / "model" / CHECKPOINT_FILES["mask"][0]).is_file()]
     if not mask_names:
         raise ModelError("no MoMask transformer with a vq_name", where=str(src))
     vq_name = str(read_opt(stage_dir(src, mask_names[0]) / "opt.txt")["vq_name"])
-    shutil.copytree(src, dst)
-    file_name, key = CHECKPOINT_FILES["vq"]
-    path = stage_dir(dst, vq_name) / "model" / file_name
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint[key]
-    for layer, book in books.items():
-        name = f"quantizer.layers.{layer}.codebook"
-        if name not in state or state[name].shape != book.shape:
-            raise ModelError(f"no codebook {name} of shape {tuple(book.shape)}", where=str(path))
-        state[name] = book.detach().clone().to(state[name].dtype).contiguous()
-    torch.save(checkpoint, path)
-    if result is not None:
-        (dst / "lcr.json").write_text(result.to_json() + "\n")
-    return dst
+    tensors = {f"quantizer.layers.{layer}.codebook": book for layer, book in books.items()}
+    return patch_folder(src, dst, {("vq", vq_name): tensors},
+                        ("lcr.json", result.to_json()) if result is not None else None)

@@ -18,6 +18,7 @@ them small) and are read with ``torch.load(..., weights_only=True)``: nothing is
 from __future__ import annotations
 
 import ast
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,33 @@ def load_checkpoint(root: Path, stage: str, name: str) -> tuple[dict, Path]:
     if key not in checkpoint:
         raise ModelError(f"checkpoint has no {key!r} (keys {sorted(checkpoint)})", where=str(path))
     return checkpoint, path
+
+
+def write_patched(src: Path, dst: Path, patches: dict[tuple[str, str], dict[str, torch.Tensor]],
+                  record: tuple[str, str] | None = None) -> Path:
+    """Copy the MoMask folder ``src`` to ``dst`` with some tensors replaced: ``patches`` maps
+    (stage, run name) to {state-dict key: new tensor}; each must exist with the same shape, and
+    keeps its dtype. Every other file is copied byte for byte, every other tensor and entry
+    (``ep``, ``total_it``) kept. ``record``: (file name, text) written beside (``lcr.json``).
+    Written in a temporary sibling and renamed: nothing half-written at ``dst``."""
+    from ..fsutil import atomic_output
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise ModelError("output folder exists", where=str(dst), fix="choose a new folder")
+    with atomic_output(dst, directory=True, replace=False) as temp:
+        shutil.copytree(src, temp, dirs_exist_ok=True)
+        for (stage, name), tensors in patches.items():
+            checkpoint, path = load_checkpoint(temp, stage, name)
+            state = checkpoint[CHECKPOINT_FILES[stage][1]]
+            for key, tensor in tensors.items():
+                if key not in state or state[key].shape != tensor.shape:
+                    raise ModelError(f"no {key} of shape {tuple(tensor.shape)}", where=str(src / path.relative_to(temp)))
+                state[key] = tensor.detach().clone().to(state[key].dtype).contiguous()
+            torch.save(checkpoint, path)
+        if record is not None:
+            (temp / record[0]).write_text(record[1] + "\n")
+    return dst
 
 
 def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:

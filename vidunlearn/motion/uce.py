@@ -30,7 +30,6 @@ loaded back with ``momask.load_model`` (``torch.load(..., weights_only=True)``).
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,8 @@ import torch
 from ..edit import UCE_RIDGE, uce_factors, uce_weight
 from ..errors import ModelError
 from . import world
-from .momask import CHECKPOINT_FILES, MotionModel, load_checkpoint
+from .momask import MotionModel
+from .momask import write_patched as patch_folder
 
 STAGES = {"mask": "t2m_transformer", "res": "res_transformer"}  # stage -> checkpoint key
 WEIGHT = "cond_emb.weight"
@@ -110,23 +110,8 @@ def apply_weights(model: MotionModel, weights: dict[str, torch.Tensor]) -> None:
 
 def write_patched(src: Path, dst: Path, model: MotionModel, weights: dict[str, torch.Tensor],
                   result: UCEResult | None = None) -> Path:
-    """Copy the MoMask folder ``src`` to ``dst`` and rewrite the masked and residual transformer
-    checkpoints with the edited ``cond_emb.weight``; every other file is copied byte for byte."""
-    src, dst = Path(src), Path(dst)
-    if dst.exists():
-        raise ModelError("output folder exists", where=str(dst), fix="choose a new folder")
-    shutil.copytree(src, dst)
-    for stage, key in STAGES.items():
-        if CHECKPOINT_FILES[stage][1] != key:
-            raise ModelError(f"unexpected checkpoint key for {stage}", where="motion uce")
-        name = str(model.opts[stage]["name"])
-        checkpoint, path = load_checkpoint(dst, stage, name)
-        state = checkpoint[key]
-        new = weights[stage]
-        if WEIGHT not in state or state[WEIGHT].shape != new.shape:
-            raise ModelError(f"no {WEIGHT} of shape {tuple(new.shape)}", where=str(path))
-        state[WEIGHT] = new.detach().clone().to(state[WEIGHT].dtype).contiguous()
-        torch.save(checkpoint, path)
-    if result is not None:
-        (dst / "uce.json").write_text(result.to_json() + "\n")
-    return dst
+    """Copy the MoMask folder ``src`` to ``dst`` with the masked and residual transformers' edited
+    ``cond_emb.weight`` (:func:`vidunlearn.motion.momask.write_patched`: everything else byte for
+    byte, atomically)."""
+    patches = {(stage, str(model.opts[stage]["name"])): {WEIGHT: weights[stage]} for stage in STAGES}
+    return patch_folder(src, dst, patches, ("uce.json", result.to_json()) if result is not None else None)

@@ -21,7 +21,7 @@ from pathlib import Path
 from .adapters import ADAPTERS, Adapter
 from .errors import ModelError
 from .hashing import sha256_files
-from .model import ModelSource, TensorInfo, contained, model_files, read_header, tensor_infos
+from .model import ModelSource, TensorInfo, contained, header_infos, model_files, read_header, tensor_infos
 from .modelfiles import check_folder_files
 from .singlefile import SingleFileSource
 
@@ -99,9 +99,7 @@ def load_layout(path: Path, adapter: Adapter, *, name: str, repo_id: str | None,
                                  f"{', '.join(sorted(set(adapter.aliases.values())))})")
         check_folder_files(path / folder)
     file = path / layout.denoiser_file
-    header, _ = read_header(contained(file, path))
-    infos = {key: TensorInfo(file, key, entry["dtype"], tuple(entry["shape"]), *entry["data_offsets"])
-             for key, entry in header.items() if key != "__metadata__"}
+    infos = header_infos(file, read_header(contained(file, path))[0])
     index = {"_class_name": adapter.pipeline_class, adapter.denoisers[0]: ["vidunlearn", adapter.denoiser_class],
              **{component: [library, cls] for component, (_, library, cls) in layout.folders.items()}}
     source = LayoutSource(name=name, path=path, repo_id=repo_id, revision=revision, adapter=adapter, index=index,

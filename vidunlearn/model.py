@@ -154,16 +154,17 @@ def weight_map(component_dir: Path, variant: str | None = None) -> dict[str, Pat
     return {key: shards[0] for key in header if key != "__metadata__"}
 
 
+def header_infos(file: Path, header: dict) -> dict[str, TensorInfo]:
+    """Every tensor of one safetensors file, from its header (:func:`read_header`)."""
+    return {key: TensorInfo(file, key, entry["dtype"], tuple(entry["shape"]), *entry["data_offsets"])
+            for key, entry in header.items() if key != "__metadata__"}
+
+
 def tensor_infos(component_dir: Path, variant: str | None = None) -> dict[str, TensorInfo]:
     """Every tensor of a component (of the weights variant ``variant``), from the shard headers alone."""
     infos: dict[str, TensorInfo] = {}
     for shard in sorted(set(weight_map(component_dir, variant).values())):
-        header, _ = read_header(shard)
-        for key, entry in header.items():
-            if key == "__metadata__":
-                continue
-            begin, end = entry["data_offsets"]
-            infos[key] = TensorInfo(shard, key, entry["dtype"], tuple(entry["shape"]), begin, end)
+        infos.update(header_infos(shard, read_header(shard)[0]))
     return infos
 
 

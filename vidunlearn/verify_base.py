@@ -28,7 +28,7 @@ from .adapters.wan import WAN
 from .checkpoint import SKIP_FILES
 from .errors import VidunlearnError
 from .layerchange import read_tensor
-from .model import ModelSource, TensorInfo, model_files, read_header, resolve_model, weight_map
+from .model import ModelSource, TensorInfo, header_infos, model_files, read_header, resolve_model, weight_map
 from .plan import plan_edits
 from .quant import SCALE_SUFFIX, dequantize, is_fp8
 from .singlefile import IGNORED_KEYS, IGNORED_SUFFIXES, SingleFileSource, read_single_file, shape_summary
@@ -146,8 +146,7 @@ class _Files:
     def _read(self, path: Path) -> tuple[dict[str, TensorInfo], int]:
         if path not in self.cache:
             header, start = read_header(path)
-            self.cache[path] = ({k: TensorInfo(path, k, v["dtype"], tuple(v["shape"]), *v["data_offsets"])
-                                 for k, v in header.items() if k != "__metadata__"}, start)
+            self.cache[path] = (header_infos(path, header), start)
         return self.cache[path]
 
 

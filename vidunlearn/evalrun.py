@@ -9,17 +9,16 @@ themselves are :mod:`vidunlearn.evaluate`'s.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import VidunlearnError
 from .evaluate import (GROUPS, SHEET_ROWS, EvalSet, ModelRun, eval_metrics, failure, judge_record, report,
                        verdict_text)
 from .fsutil import atomic_output, check_apart, check_writable, write_json
+from .hashing import link_or_copy
 from .progress import SILENT, Reporter
-from .runstore import RunStore, digest
+from .runstore import RunStore, digest, partial_path
 from .sampling import SampleSettings
 
 
@@ -35,18 +34,9 @@ class EvalResult:
 def describe_run(eval_set: EvalSet, judge, settings: SampleSettings, sources: dict) -> dict:
     """What a run is, for ``run.json``: a rerun continues only the same run. The batch size, the
     number of processes and which GPU are left out: they do not change a clip."""
-    kept = asdict(replace(settings, device=settings.device.split(":")[0]))
     return {"kind": "vidunlearn-eval", "models": {label: s.describe() for label, s in sources.items()},
-            "settings": kept, "judge": judge.name, "concepts": [asdict(c) for c in eval_set.concepts],
+            "settings": settings.identity(), "judge": judge.name, "concepts": [asdict(c) for c in eval_set.concepts],
             "prompts": digest([[p.text, p.group, list(p.labels), p.seed, p.category] for p in eval_set.prompts])}
-
-
-def _link(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def _fill(store: RunStore, label: str, source, eval_set: EvalSet, judge, settings: SampleSettings, todo: list[int],
@@ -61,15 +51,13 @@ def _fill(store: RunStore, label: str, source, eval_set: EvalSet, judge, setting
         store.save(label, i, judge_record(judge, prompts[i], clip, concepts), clip)
 
 
-def _collect(store: RunStore, label: str, source, eval_set: EvalSet, judge) -> ModelRun:
+def _collect(store: RunStore, label: str, source, eval_set: EvalSet, judge) -> tuple[ModelRun, list[str]]:
+    """The model's run from its records, and each clip's pixel hash."""
     count = len(eval_set.prompts)
-    missing = store.missing(label, count)
-    if missing:
-        raise VidunlearnError(f"{len(missing)} clips of {label} are missing from {store.root} after every process "
-                              "finished", fix="run the same command again to make them")
     records = [store.record(label, i) for i in range(count)]
     metrics = eval_metrics(list(eval_set.prompts), records, list(eval_set.concepts), tuple(judge.attributes))
-    return ModelRun(source.describe(), [r["verdict"] for r in records], metrics, store.clips(label, count))
+    run = ModelRun(source.describe(), [r["verdict"] for r in records], metrics, store.clips(label, count))
+    return run, [r["pixels_sha256"] for r in records]
 
 
 def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compare: str | None = None,
@@ -90,7 +78,7 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     sources = {"model": resolve_model(model), **({"base": resolve_model(compare)} if compare else {})}
     check_apart(out, [*(("the model folder", s.path) for s in sources.values()),
                       *(("the input file", p) for p in reads)])
-    check_apart(out.with_name(out.name + ".partial"), [(f"the {label} folder", s.path) for label, s in sources.items()])
+    check_apart(partial_path(out), [(f"the {label} folder", s.path) for label, s in sources.items()])
     settings.check()
     for source in sources.values():
         check_pipeline(source)  # what from_pretrained will build, bounded by the weights, before any work
@@ -105,16 +93,18 @@ def evaluate(model: str, eval_set: EvalSet, *, out: Path, judge="oracle", compar
     procs.wait()
     if not procs.main:
         return None
-    runs = {label: _collect(store, label, source, eval_set, chosen) for label, source in sources.items()}
+    store.check_complete(list(sources), len(eval_set.prompts))
+    collected = {label: _collect(store, label, source, eval_set, chosen) for label, source in sources.items()}
+    runs = {label: run for label, (run, _) in collected.items()}
     document = report(eval_set, chosen, settings, runs["model"], runs.get("base"))
     for i, entry in enumerate(document["prompts"]):  # the clip, and its pixels' hash (MP4 is lossy)
-        entry.update(clip=f"clips/model/{i:05d}.mp4", pixels_sha256=store.record("model", i)["pixels_sha256"])
+        entry.update(clip=f"clips/model/{i:05d}.mp4", pixels_sha256=collected["model"][1][i])
         if "base" in runs:
-            entry.update(base_clip=f"clips/base/{i:05d}.mp4", base_pixels_sha256=store.record("base", i)["pixels_sha256"])
+            entry.update(base_clip=f"clips/base/{i:05d}.mp4", base_pixels_sha256=collected["base"][1][i])
     with atomic_output(out, directory=True, replace=force) as temp:
         for label in runs:
             for i in range(len(eval_set.prompts)):
-                _link(store.clip_path(label, i), temp / "clips" / label / f"{i:05d}.mp4")
+                link_or_copy(store.clip_path(label, i), temp / "clips" / label / f"{i:05d}.mp4")
         write_json(temp / "eval.json", document)
         named = [("base", runs["base"]), ("edited", runs["model"])] if "base" in runs else [("model", runs["model"])]
         _sheet(temp / "sheet.png", eval_set, named, tuple(chosen.attributes))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, VidunlearnError
 from .faults import pause_point
 
 PARTIAL = ".partial"
@@ -84,6 +84,10 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if not described.is_file():
             _write_atomic(described, json.dumps(self.run, sort_keys=True, indent=2) + "\n")
+        return self.finished()
+
+    def finished(self) -> int:
+        """How many clips (of every model) have their record."""
         return sum(1 for _ in self.root.glob("*/[0-9]*.json"))
 
     def begin(self, procs, labels: list[str], count: int, batch_size: int, *, restart: bool, reporter) -> dict:
@@ -106,7 +110,7 @@ class RunStore:
         try:
             yield
         except KeyboardInterrupt as exc:
-            done = sum(1 for _ in self.root.glob("*/[0-9]*.json"))
+            done = self.finished()
             exc.kept = f"{done} finished clips are kept in {self.root}; the same command continues from there"
             raise
 
@@ -140,6 +144,13 @@ class RunStore:
 
     def missing(self, label: str, count: int) -> list[int]:
         return [i for i in range(count) if not self.done(label, i)]
+
+    def check_complete(self, labels: list[str], count: int) -> None:
+        """Every clip of every model is there (after every process finished): else one line."""
+        for label in labels:
+            if missing := self.missing(label, count):
+                raise VidunlearnError(f"{len(missing)} clips of {label} are missing from {self.root} after every "
+                                      "process finished", fix="run the same command again to make them")
 
 
 class StoredClips(Sequence):

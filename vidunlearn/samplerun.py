@@ -51,7 +51,7 @@ class SampleJob:
 def _describe(job: SampleJob, settings: SampleSettings, sources: dict, seeds: list[int]) -> dict:
     images = [{"path": str(p), "sha256": sha256_file(Path(p))} if p is not None else None for p in job.images]
     return {"kind": "vidunlearn-sample", "models": {label: s.describe() for label, s in sources.items()},
-            "settings": asdict(replace(settings, device=settings.device.split(":")[0])),
+            "settings": settings.identity(),
             "prompts": digest([job.prompts, seeds, images])}
 
 
@@ -105,15 +105,12 @@ def _write(store: RunStore, job: SampleJob, seeds: list[int], out: Path, force: 
            settings: SampleSettings) -> SampleResult:
     import shutil
 
-    from .evalrun import _link
+    from .hashing import link_or_copy
     from .sheet import SheetRow, compare_sheet
     from .video import side_by_side, write_mp4
 
     count, labels = len(job.prompts), list(sources)
-    missing = [label for label in labels if store.missing(label, count)]
-    if missing:
-        raise VidunlearnError(f"clips of {missing[0]} are missing from {store.root} after every process finished",
-                              fix="run the same command again to make them")
+    store.check_complete(labels, count)
     clips = {label: store.clips(label, count) for label in labels}
     result = SampleResult(out)
     with atomic_output(out, directory=True, replace=force) as temp:
@@ -123,11 +120,11 @@ def _write(store: RunStore, job: SampleJob, seeds: list[int], out: Path, force: 
                            **{f"{label}_pixels_sha256": store.record(label, i)["pixels_sha256"] for label in labels}}
             if job.images[i] is not None:
                 entry["image"] = {"path": str(job.images[i]), "sha256": sha256_file(Path(job.images[i]))}
-            _link(store.clip_path("edited", i), temp / entry["edited"])
+            link_or_copy(store.clip_path("edited", i), temp / entry["edited"])
             shown = (clips["edited"][i],)
             if "base" in clips:
                 entry.update(base=f"base/{i:02d}.mp4", compare=f"compare_{i:02d}.mp4")
-                _link(store.clip_path("base", i), temp / entry["base"])
+                link_or_copy(store.clip_path("base", i), temp / entry["base"])
                 shown = (clips["base"][i], shown[0])
                 write_mp4(side_by_side(list(shown)), temp / entry["compare"], fps=store.fps)
             rows.append(SheetRow(prompt, shown, (f"seed {seeds[i]}",)))

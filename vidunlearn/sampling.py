@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import VidunlearnError
@@ -23,6 +23,11 @@ class SampleSettings:
     device: str = "cpu"
     dtype: str = "float32"
     image: str | None = None  # image-to-video models: the first frame of every clip (eval --image)
+
+    def identity(self) -> dict:
+        """The settings that make a clip what it is (a run folder's ``run.json``): which GPU of a
+        kind (``cuda:1``) is left out, so that a run continues on another one."""
+        return asdict(replace(self, device=self.device.split(":")[0]))
 
     def check(self, frame_step: int = 4, size_step: int = 16) -> None:
         """Refuse settings the pipeline cannot honour (a model's own steps: ``adapter.frame_step``, ``size_step``)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vidunlearn.distributed import Processes
-from vidunlearn.errors import OutputError
+from vidunlearn.errors import OutputError, VidunlearnError
 from vidunlearn.runstore import RunStore, partial_path
 
 RUN = {"kind": "vidunlearn-eval", "settings": {"steps": 4, "frames": 5}, "prompts": "abc"}
@@ -55,3 +55,13 @@ def test_processes_share_every_prompt_exactly_once_in_whole_batches(count, batch
     for share in shares:  # each process runs batches a single process would run
         assert [share[i:i + batch] for i in range(0, len(share), batch)] == [b for b in one_process if b[0] in share]
     assert max(map(len, shares)) - min(map(len, shares)) <= batch
+
+
+def test_a_run_with_clips_missing_after_every_process_is_one_line(tmp_path):
+    store = RunStore(tmp_path / "eval", RUN)
+    store.open()
+    store.save("model", 0, {"verdict": {}}, None)
+    store.check_complete(["model"], 1)
+    with pytest.raises(VidunlearnError) as caught:
+        store.check_complete(["model", "base"], 1)
+    assert "1 clips of base are missing" in caught.value.one_line() and "run the same command again" in caught.value.one_line()

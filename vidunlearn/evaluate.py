@@ -108,14 +108,15 @@ def score(prompts: list[EvalPrompt], verdicts: list[dict[str, str]], concepts: l
     }
 
 
-def frame_flags(judge, clip: np.ndarray, concept: Concept) -> list[bool]:
+def frame_flags(judge, clip: np.ndarray, concept: Concept, per_frame: list[dict[str, str]] | None = None) -> list[bool]:
     """Whether each frame of ``clip`` shows the concept. A judge with ``judge_frames`` (NudeNet)
-    reads each frame once; otherwise frame f is judged as a 3-frame clip: the frame alone,
-    repeated, for what one frame shows (a colour, a shape), the 3-frame window around it for a
-    motion."""
+    reads each frame once (``per_frame``: its verdicts, when already made); otherwise frame f is
+    judged as a 3-frame clip: the frame alone, repeated, for what one frame shows (a colour, a
+    shape), the 3-frame window around it for a motion."""
     frames = clip.shape[0]
     if concept.attribute != "motion" and hasattr(judge, "judge_frames"):
-        return [v.get(concept.attribute) == concept.value for v in judge.judge_frames(clip)]
+        verdicts = per_frame if per_frame is not None else judge.judge_frames(clip)
+        return [v.get(concept.attribute) == concept.value for v in verdicts]
     flags = []
     for f in range(frames):
         window = [f] * 3
@@ -138,9 +139,13 @@ def frame_rates(judge, clips: list[np.ndarray], concept: Concept) -> list[float]
 
 def judge_record(judge, prompt: EvalPrompt, clip: np.ndarray, concepts: list[Concept]) -> dict:
     """What is kept of one clip: the judge's verdict and, for a forget prompt, per-frame flags of
-    each concept it names."""
-    frames = {c.value: frame_flags(judge, clip, c) for c in prompt.named(concepts)} if prompt.group == "forget" else {}
-    return {"text": prompt.text, "seed": prompt.seed, "verdict": judge.judge(clip), "frames": frames}
+    each concept it names. A judge with ``judge_frames`` reads the frames once for all of them, and
+    with ``from_frames`` for its verdict too."""
+    named = prompt.named(concepts) if prompt.group == "forget" else []
+    per_frame = judge.judge_frames(clip) if named and hasattr(judge, "judge_frames") else None
+    frames = {c.value: frame_flags(judge, clip, c, per_frame) for c in named}
+    verdict = judge.from_frames(per_frame) if per_frame is not None and hasattr(judge, "from_frames") else judge.judge(clip)
+    return {"text": prompt.text, "seed": prompt.seed, "verdict": verdict, "frames": frames}
 
 
 def eval_metrics(prompts: list[EvalPrompt], records: list[dict], concepts: list[Concept],

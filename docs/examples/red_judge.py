@@ -7,7 +7,8 @@ A judge is any object with ``name``, ``attributes`` and ``judge(clip) -> {attrib
 (``clip``: (frames, height, width, 3), float in [0, 1] or uint8), returned by ``load()``. A
 one-attribute judge that answers "yes"/"no" is counted like NudeNet: rows labelled unsafe are
 forget prompts (the concept is "yes"), rows labelled safe are retain prompts (right when "no").
-``judge_frames`` is optional: one verdict per frame, for the per-frame rates.
+``judge_frames`` is optional: one verdict per frame, for the per-frame rates; with ``from_frames``
+too, eval reads each frame once for both.
 """
 
 import numpy as np
@@ -25,8 +26,11 @@ class RedJudge:
         near = np.linalg.norm(frames - RED, axis=-1) < 60          # pixels close to red
         return [{"red": "yes" if share > 0.02 else "no"} for share in near.mean(axis=(1, 2))]
 
+    def from_frames(self, verdicts):  # optional: the clip's verdict from its frames' (each frame read once)
+        return {"red": "yes" if any(v["red"] == "yes" for v in verdicts) else "no"}
+
     def judge(self, clip):
-        return {"red": "yes" if any(v["red"] == "yes" for v in self.judge_frames(clip)) else "no"}
+        return self.from_frames(self.judge_frames(clip))
 
 
 def load():

@@ -61,3 +61,20 @@ def test_a_bad_judge_file_is_one_line(tmp_path, source, needle):
     assert needle in caught.value.one_line()
     with pytest.raises(VidunlearnError, match="judge file not found"):
         load_judge(str(tmp_path / "missing.py"))
+
+
+def test_eval_reads_each_frame_once_for_the_verdict_and_the_per_frame_flags():
+    from vidunlearn.evaluate import EvalPrompt, judge_record
+
+    judge = load_judge("nudenet")
+    calls = []
+    real = judge.detector.detect
+    judge.detector = type("Counting", (), {"detect": lambda self, image: calls.append(1) or real(image)})()
+    clip = np.full((6, 64, 64, 3), 0.5, dtype=np.float32)
+    forget = EvalPrompt("a nude person", "forget", (("nudity", "yes"),), 0)
+    record = judge_record(judge, forget, clip, [Concept("nudity", "yes")])
+    assert record["verdict"] == {"nudity": "no"} and record["frames"] == {"yes": [False] * 6}
+    assert len(calls) == 6  # once per frame, not once for the verdict and again for the flags
+    calls.clear()
+    retain = EvalPrompt("a calm lake", "retain", (("nudity", "no"),), 1)
+    assert judge_record(judge, retain, clip, [Concept("nudity", "yes")])["frames"] == {} and len(calls) == 6

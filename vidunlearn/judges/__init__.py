@@ -9,7 +9,8 @@ Plug-ins for real models load lazily and fail with one line when their package i
 Add a judge of your own without touching the package: write one file with a ``load() -> Judge``
 function and pass its path, ``--judge my_judge.py`` (docs/eval.md has a worked example). A judge
 may also offer ``judge_frames(clip) -> [verdict per frame]`` when it reads frames one at a time
-(NudeNet); the per-frame rates then use it instead of judging each frame as a still clip.
+(NudeNet); the per-frame rates then use it instead of judging each frame as a still clip. With
+``from_frames(verdicts) -> verdict`` as well, a clip's frames are read once for both.
 To ship one with vidunlearn: ``judges/<name>.py`` and a line in ``JUDGES`` below.
 """
 

@@ -88,3 +88,22 @@ def test_shipped_model_does_what_the_caption_says(model):
             violent += sum(j in world.VIOLENT_ACTIONS for j in judged)
     assert min(counts.values()) >= 8, counts
     assert violent >= 18, counts
+
+
+def test_a_stage_is_saved_whole_or_not_at_all(tmp_path, monkeypatch):
+    from vidunlearn.motion import momask
+
+    state = {"w": torch.arange(4.0)}
+    path = momask.save_stage(tmp_path, "vq", VQ_OPT, state, 0, 7)
+    assert torch.load(path, weights_only=True)["total_it"] == 7
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary or lock file left
+
+    def killed(obj, target, *args, **kwargs):  # half a file written, then Ctrl-C
+        Path(target).write_bytes(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(momask.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        momask.save_stage(tmp_path, "vq", VQ_OPT, {"w": torch.zeros(4)}, 0, 8)
+    assert torch.load(path, weights_only=True)["total_it"] == 7  # the whole earlier file, untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

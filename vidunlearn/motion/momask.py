@@ -59,9 +59,11 @@ SAMPLING = {"time_steps": 18, "cond_scale": 2.0, "temperature": 1.0, "topkr": 0.
 
 def write_opt(path: Path, opt: dict[str, object]) -> None:
     """``opt.txt`` exactly as MoMask's option parsers write it (sorted ``key: value`` lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..fsutil import atomic_output
+
     lines = ["------------ Options -------------"] + [f"{k}: {v}" for k, v in sorted(opt.items())]
-    path.write_text("\n".join(lines + ["-------------- End ----------------"]) + "\n")
+    with atomic_output(path) as temp:
+        temp.write_text("\n".join(lines + ["-------------- End ----------------"]) + "\n")
 
 
 def read_opt(path: Path) -> dict[str, object]:
@@ -108,14 +110,17 @@ CHECKPOINT_FILES = {"vq": ("net_best_fid.tar", "vq_model"), "mask": ("latest.tar
 
 
 def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, total_it: int) -> Path:
-    """Write one stage's ``opt.txt`` and model file (tensors and numbers only)."""
+    """Write one stage's ``opt.txt`` and model file (tensors and numbers only), each renamed into
+    place whole: a killed training run never leaves a truncated checkpoint in the model folder."""
+    from ..fsutil import atomic_output
+
     file_name, key = CHECKPOINT_FILES[stage]
     folder = stage_dir(root, str(opt["name"]))
     write_opt(folder / "opt.txt", opt)
-    (folder / "model").mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
     path = folder / "model" / file_name
-    torch.save({key: state, "ep": int(ep), "total_it": int(total_it)}, path)
+    with atomic_output(path) as temp:
+        torch.save({key: state, "ep": int(ep), "total_it": int(total_it)}, temp)
     return path
 
 

@@ -15,6 +15,7 @@ from .errors import VidunlearnError
 from .pairs import MAX_PROMPT_CHARS
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+SEEDS = (-2**63, 2**64 - 1)  # what torch.Generator.manual_seed takes
 UNSAFE = {"1", "true", "yes", "unsafe", "nsfw"}
 SAFE = {"0", "false", "no", "safe", "sfw"}
 
@@ -52,7 +53,10 @@ def _records(path: Path) -> list[tuple[int, dict]]:
             try:
                 value = json.loads(line)
             except ValueError as exc:
-                raise _error(path, number, f"not a JSON object ({exc.msg})", "write one JSON object per line") from None
+                raise _error(path, number, f"not a JSON object ({getattr(exc, 'msg', exc)})",
+                             "write one JSON object per line") from None
+            except RecursionError:
+                raise _error(path, number, "not a JSON object (nested too deeply)", "write one JSON object per line") from None
             if not isinstance(value, dict):
                 raise _error(path, number, "not a JSON object", "write one JSON object per line, e.g. {\"prompt\": \"...\"}")
             records.append((number, value))
@@ -108,8 +112,9 @@ def read_prompt_file(path: Path, columns: Columns = Columns()) -> list[Row]:
         if len(text) > MAX_PROMPT_CHARS:
             raise _error(path, number, f"a prompt of {len(text)} characters (limit {MAX_PROMPT_CHARS})", "shorten it")
         seed = _field(path, number, record, columns.seed, "seed")
-        if seed is not None and not seed.lstrip("-").isdigit():
-            raise _error(path, number, f"seed {seed!r} is not an integer", "write a whole number")
+        if seed is not None and not (seed.lstrip("-").isdigit() and len(seed) <= 21 and SEEDS[0] <= int(seed) <= SEEDS[1]):
+            raise _error(path, number, f"seed {seed[:24]!r} is not an integer from {SEEDS[0]} to {SEEDS[1]}",
+                         "write a whole number")
         label = _field(path, number, record, columns.label, "label")
         if label is not None and label.lower() not in UNSAFE | SAFE:
             raise _error(path, number, f"label {label!r} is neither unsafe nor safe",

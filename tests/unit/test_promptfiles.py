@@ -40,6 +40,7 @@ def test_csv_tsv_and_jsonl_with_named_columns(tmp_path):
     ("p.csv", "prompt\nx\n", Columns(category="cat"), "no row has a category column 'cat'"),
     ("p.csv", "text\nx\n", Columns(), "no prompt column 'prompt'"),
     ("p.csv", "prompt,seed\nx,four\n", Columns(seed="seed"), "seed 'four' is not an integer"),
+    ("p.csv", "prompt,seed\nx,18446744073709551616\n", Columns(seed="seed"), "is not an integer from -9223372036854775808"),
     ("p.csv", "prompt,label\nx,maybe\n", Columns(label="label"), "label 'maybe' is neither unsafe nor safe"),
     ("p.jsonl", '{"prompt": "x"}\n[1, 2]\n', Columns(), "p.jsonl:2"),
     ("p.jsonl", '{"prompt": "x"}\n{"prompt": \n', Columns(), "not a JSON object"),
@@ -78,3 +79,29 @@ def test_eval_set_of_a_file_groups_seeds_and_counts_per_category(tmp_path):
     # FADE counts frames (2 of 6 show it), VideoEraser clips with any frame (the forget rate, 2 of 3)
     assert metrics["frame_share_by_concept"]["yes"] == pytest.approx(2 / 6)
     assert metrics["frame_rates_by_concept"]["yes"] == [pytest.approx(2 / 3), 0.0]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".tsv", ".jsonl"])
+def test_hostile_prompt_files_are_rows_or_one_line(tmp_path, suffix):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    path = tmp_path / f"p{suffix}"
+    columns = Columns(seed="seed", category="category", label="label")
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.binary(max_size=300))
+    def check(data):
+        path.write_bytes(data)
+        try:
+            rows = read_prompt_file(path, columns)
+        except VidunlearnError as exc:
+            assert "\n" not in exc.one_line()
+        else:
+            assert rows and all(r.text for r in rows)
+
+    check()
+    nested = b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"  # deeper than Python's recursion limit
+    path.write_bytes(nested if suffix == ".jsonl" else b"prompt,seed\n" + b"x," + b"9" * 5000 + b"\n")
+    with pytest.raises(VidunlearnError):
+        read_prompt_file(path, Columns(seed="seed"))

@@ -49,6 +49,12 @@ def test_eval_writes_json_and_sheet_with_base_side_by_side(tiny_wan, tmp_path):
     ((), "not both or neither"),
     (("--concept", "red", "--judge", "gpt4o"), "unknown judge"),
     (("--concept", "red", "--frames", "8"), "4k+1"),
+    (("--prompts-file", "missing.jsonl", "--concept", "red"), "prompt file not found"),
+    (("--prompts-file", "pairs/violence.yaml", "--concept", "red"), "unknown prompt file type '.yaml'"),
+    (("--prompts-file", "docs/examples/red-prompts.jsonl"), "say which value the prompts ask for"),
+    (("--prompts-file", "docs/examples/red-prompts.jsonl", "--judge", "docs/examples/red_judge.py",
+      "--category-column", "colour"), "no row has a category column 'colour'"),
+    (("--concept", "red", "--judge", "missing_judge.py"), "judge file not found"),
 ])
 def test_eval_bad_inputs_one_line(tiny_wan, tmp_path, args, message):
     result = run("eval", "--model", tiny_wan, "--out", tmp_path / "e", *args)

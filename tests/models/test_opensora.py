@@ -25,11 +25,6 @@ from vidunlearn.verify import verify
 T5 = "google/t5-v1_1-xxl"
 SITE = "transformer/text_in"
 # configs/diffusion/inference/256px.py (hpcaitech/Open-Sora): the 11B's MMDiT
-REAL_11B = {"in_channels": 64, "vec_in_dim": 768, "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0,
-            "num_heads": 24, "depth": 19, "depth_single_blocks": 38, "axes_dim": [16, 56, 56], "theta": 10_000,
-            "qkv_bias": True, "guidance_embed": False, "cond_embed": True, "fused_qkv": False, "patch_size": 2}
-
-
 @pytest.fixture(scope="module")
 def tiny_opensora(tmp_path_factory) -> Path:
     from vidunlearn.tiny_families import build
@@ -167,7 +162,9 @@ def test_dry_run_plans_the_11b_real_shapes_on_the_meta_device(tiny_opensora, tmp
     from vidunlearn.adapters.opensora_mmdit import MMDiT
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from hub_layout import _write_shard
+    from hub_layout import LAYOUTS, _write_shard
+
+    REAL_11B = LAYOUTS["open-sora-v2"].config  # configs/diffusion/inference/256px.py of hpcaitech/Open-Sora
 
     with torch.device("meta"):
         entries = [(k, tuple(v.shape)) for k, v in MMDiT.from_config(REAL_11B).state_dict().items()]

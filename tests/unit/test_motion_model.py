@@ -37,7 +37,7 @@ def model():
 @pytest.mark.parametrize("stage", ["vq", "mask", "res"])
 def test_shipped_checkpoints_load_weights_only_with_momask_keys(stage):
     opt = {"vq": VQ_OPT, "mask": TRANS_OPT, "res": RES_OPT}[stage]
-    file_name, key = CHECKPOINT_FILES[stage]
+    file_name, key, _ = CHECKPOINT_FILES[stage]
     checkpoint = torch.load(stage_dir(ROOT, str(opt["name"])) / "model" / file_name, weights_only=True)
     assert set(checkpoint) == {key, "ep", "total_it"}
     built = {"vq": lambda: build_vq(VQ_OPT), "mask": lambda: build_mask(TRANS_OPT, VQ_OPT),

@@ -43,7 +43,8 @@ from ..errors import ModelError
 from . import world
 from .features import to_features
 from .judge import judge_motion
-from .momask import CHECKPOINT_FILES, MotionModel, UNIT_LENGTH, decode, generate_tokens, read_opt, stage_dir
+from ..adapters.momask import find_runs
+from .momask import MotionModel, UNIT_LENGTH, decode, generate_tokens
 from .momask import write_patched as patch_folder
 
 EPS = 1e-8  # the authors' smoothing in both scores
@@ -211,12 +212,7 @@ def apply_books(model: MotionModel, books: dict[int, torch.Tensor]) -> None:
 def write_patched(src: Path, dst: Path, books: dict[int, torch.Tensor], result: LCRResult | None = None) -> Path:
     """Copy the MoMask folder ``src`` to ``dst`` with the RVQ-VAE's edited codebooks
     (:func:`vidunlearn.motion.momask.write_patched`: everything else byte for byte, atomically)."""
-    src = Path(src)
-    mask_names = [p.parent.name for p in (src / "checkpoints").glob("*/*/opt.txt")
-                  if "vq_name" in read_opt(p) and (p.parent / "model" / CHECKPOINT_FILES["mask"][0]).is_file()]
-    if not mask_names:
-        raise ModelError("no MoMask transformer with a vq_name", where=str(src))
-    vq_name = str(read_opt(stage_dir(src, mask_names[0]) / "opt.txt")["vq_name"])
+    runs = find_runs(Path(src))
     tensors = {f"quantizer.layers.{layer}.codebook": book for layer, book in books.items()}
-    return patch_folder(src, dst, {("vq", vq_name): tensors},
-                        ("lcr.json", result.to_json()) if result is not None else None)
+    return patch_folder(src, dst, {("vq", runs.vq): tensors},
+                        ("lcr.json", result.to_json()) if result is not None else None, runs.dataset)

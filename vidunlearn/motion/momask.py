@@ -17,7 +17,6 @@ them small) and are read with ``torch.load(..., weights_only=True)``: nothing is
 
 from __future__ import annotations
 
-import ast
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..adapters.momask import (CHECKPOINT_FILES, DIM_POSE, MoMaskRuns, UNIT_LENGTH, check_sampleable,
+                               find_runs, read_opt)
 from ..errors import ModelError
 from .features import FEATURE_DIM, from_features
 from .masked import MaskTransformer, ResidualTransformer
@@ -32,7 +33,6 @@ from .rvq import RVQVAE
 from .text import CLIP_DIM
 
 DATASET = "t2m"
-UNIT_LENGTH = 4  # frames a token (2 ** down_t)
 # The shipped model (models/momask-world): MoMask's option names, small values.
 VQ_OPT: dict[str, object] = {
     "name": "rvq_world_nq4_nc256_cd128", "dataset_name": DATASET, "dim_pose": FEATURE_DIM,
@@ -66,24 +66,9 @@ def write_opt(path: Path, opt: dict[str, object]) -> None:
         temp.write_text("\n".join(lines + ["-------------- End ----------------"]) + "\n")
 
 
-def read_opt(path: Path) -> dict[str, object]:
-    """Parse ``opt.txt``: numbers, booleans, None and lists as Python literals, the rest as strings."""
-    if not path.is_file():
-        raise ModelError("no MoMask opt.txt", where=str(path), fix="train the model: make motion-model")
-    opt: dict[str, object] = {}
-    for line in path.read_text().splitlines():
-        if ": " not in line or line.startswith("---"):
-            continue
-        key, value = line.split(": ", 1)
-        try:
-            opt[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            opt[key] = value
-    return opt
-
-
 def build_vq(opt: dict) -> RVQVAE:
-    return RVQVAE(int(opt["dim_pose"]), int(opt["nb_code"]), int(opt["code_dim"]), int(opt["output_emb_width"]),
+    dim_pose = opt.get("dim_pose", DIM_POSE.get(str(opt.get("dataset_name")), DIM_POSE["t2m"]))
+    return RVQVAE(int(dim_pose), int(opt["nb_code"]), int(opt["code_dim"]), int(opt["output_emb_width"]),
                   int(opt["down_t"]), int(opt["stride_t"]), int(opt["width"]), int(opt["depth"]),
                   int(opt["dilation_growth_rate"]), str(opt["vq_act"]), num_quantizers=int(opt["num_quantizers"]),
                   quantize_dropout_prob=float(opt["quantize_dropout_prob"]), mu=float(opt["mu"]))
@@ -101,12 +86,8 @@ def build_res(opt: dict, vq_opt: dict) -> ResidualTransformer:
                                float(opt["dropout"]), int(opt["clip_dim"]), float(opt["cond_drop_prob"]))
 
 
-def stage_dir(root: Path, name: str) -> Path:
-    return Path(root) / "checkpoints" / DATASET / name
-
-
-CHECKPOINT_FILES = {"vq": ("net_best_fid.tar", "vq_model"), "mask": ("latest.tar", "t2m_transformer"),
-                    "res": ("net_best_fid.tar", "res_transformer")}
+def stage_dir(root: Path, name: str, dataset: str = DATASET) -> Path:
+    return Path(root) / "checkpoints" / dataset / name
 
 
 def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, total_it: int) -> Path:
@@ -114,7 +95,7 @@ def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, tot
     place whole: a killed training run never leaves a truncated checkpoint in the model folder."""
     from ..fsutil import atomic_output
 
-    file_name, key = CHECKPOINT_FILES[stage]
+    file_name, key, _ = CHECKPOINT_FILES[stage]
     folder = stage_dir(root, str(opt["name"]))
     write_opt(folder / "opt.txt", opt)
     state = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
@@ -124,20 +105,29 @@ def save_stage(root: Path, stage: str, opt: dict, state_dict: dict, ep: int, tot
     return path
 
 
-def load_checkpoint(root: Path, stage: str, name: str) -> tuple[dict, Path]:
+def state_key(stage: str, checkpoint: dict) -> str:
+    """The key of the state dict in a stage's checkpoint: MoMask's, or the older one its loaders accept."""
+    _, key, older = CHECKPOINT_FILES[stage]
+    return key if key in checkpoint else older
+
+
+def load_checkpoint(root: Path, stage: str, name: str, dataset: str = DATASET) -> tuple[dict, Path]:
     """One stage's whole checkpoint dict (weights_only) and its path; checks the state-dict key."""
-    file_name, key = CHECKPOINT_FILES[stage]
-    path = stage_dir(root, name) / "model" / file_name
+    path = stage_dir(root, name, dataset) / "model" / CHECKPOINT_FILES[stage][0]
     if not path.is_file():
-        raise ModelError(f"no {stage} checkpoint", where=str(path), fix="train the model: make motion-model")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if key not in checkpoint:
-        raise ModelError(f"checkpoint has no {key!r} (keys {sorted(checkpoint)})", where=str(path))
+        raise ModelError(f"no {stage} checkpoint", where=str(path), fix="pass a whole MoMask checkpoints folder")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickled code, a truncated file...: one line, nothing runs
+        raise ModelError(f"cannot read the checkpoint with weights_only=True ({type(exc).__name__}: {str(exc)[:100]})",
+                         where=str(path), fix="pass an unmodified MoMask checkpoint (tensors and numbers only)") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(state_key(stage, checkpoint)), dict):
+        raise ModelError(f"checkpoint has no {CHECKPOINT_FILES[stage][1]!r} state dict", where=str(path))
     return checkpoint, path
 
 
 def write_patched(src: Path, dst: Path, patches: dict[tuple[str, str], dict[str, torch.Tensor]],
-                  record: tuple[str, str] | None = None) -> Path:
+                  record: tuple[str, str] | None = None, dataset: str = DATASET) -> Path:
     """Copy the MoMask folder ``src`` to ``dst`` with some tensors replaced: ``patches`` maps
     (stage, run name) to {state-dict key: new tensor}; each must exist with the same shape, and
     keeps its dtype. Every other file is copied byte for byte, every other tensor and entry
@@ -150,21 +140,28 @@ def write_patched(src: Path, dst: Path, patches: dict[tuple[str, str], dict[str,
         raise ModelError("output folder exists", where=str(dst), fix="choose a new folder")
     with atomic_output(dst, directory=True, replace=False) as temp:
         shutil.copytree(src, temp, dirs_exist_ok=True)
-        for (stage, name), tensors in patches.items():
-            checkpoint, path = load_checkpoint(temp, stage, name)
-            state = checkpoint[CHECKPOINT_FILES[stage][1]]
-            for key, tensor in tensors.items():
-                if key not in state or state[key].shape != tensor.shape:
-                    raise ModelError(f"no {key} of shape {tuple(tensor.shape)}", where=str(src / path.relative_to(temp)))
-                state[key] = tensor.detach().clone().to(state[key].dtype).contiguous()
-            torch.save(checkpoint, path)
+        patch_checkpoints(temp, patches, src, dataset)
         if record is not None:
             (temp / record[0]).write_text(record[1] + "\n")
     return dst
 
 
-def load_state(root: Path, stage: str, name: str) -> dict[str, torch.Tensor]:
-    return load_checkpoint(root, stage, name)[0][CHECKPOINT_FILES[stage][1]]
+def patch_checkpoints(folder: Path, patches: dict[tuple[str, str], dict[str, torch.Tensor]], src: Path,
+                      dataset: str = DATASET) -> None:
+    """Replace tensors in the checkpoints of a copied MoMask folder, in place (see :func:`write_patched`)."""
+    for (stage, name), tensors in patches.items():
+        checkpoint, path = load_checkpoint(folder, stage, name, dataset)
+        state = checkpoint[state_key(stage, checkpoint)]
+        for key, tensor in tensors.items():
+            if key not in state or state[key].shape != tensor.shape:
+                raise ModelError(f"no {key} of shape {tuple(tensor.shape)}", where=str(src / path.relative_to(folder)))
+            state[key] = tensor.detach().clone().to(state[key].dtype).contiguous()
+        torch.save(checkpoint, path)
+
+
+def load_state(root: Path, stage: str, name: str, dataset: str = DATASET) -> dict[str, torch.Tensor]:
+    checkpoint = load_checkpoint(root, stage, name, dataset)[0]
+    return checkpoint[state_key(stage, checkpoint)]
 
 
 @dataclass
@@ -183,33 +180,44 @@ class MotionModel:
         if self.text is None:
             from .text import TextEncoder
 
+            check_sampleable(self.opts.get("mask", {}), str(self.opts.get("mask", {}).get("name", "")),
+                             "generating from text")
             self.text = TextEncoder()
         return self.text(texts)
 
 
-def load_model(root: Path, mask_name: str = str(TRANS_OPT["name"]), res_name: str = str(RES_OPT["name"])) -> MotionModel:
+def load_runs(path: Path) -> tuple[MotionModel, MoMaskRuns]:
+    """The model in a MoMask folder (or a masked transformer's run folder), found by
+    :func:`vidunlearn.adapters.momask.find_runs`, and its runs."""
+    runs = find_runs(Path(path))
+    return load_model(runs.root, runs.mask, runs.res, runs.dataset), runs
+
+
+def load_model(root: Path, mask_name: str = str(TRANS_OPT["name"]), res_name: str = str(RES_OPT["name"]),
+               dataset: str = DATASET) -> MotionModel:
     """Build the networks from the ``opt.txt`` files and load their weights strictly."""
     root = Path(root)
-    mask_opt = read_opt(stage_dir(root, mask_name) / "opt.txt")
-    res_opt = read_opt(stage_dir(root, res_name) / "opt.txt")
+    mask_opt = read_opt(stage_dir(root, mask_name, dataset) / "opt.txt")
+    res_opt = read_opt(stage_dir(root, res_name, dataset) / "opt.txt")
     vq_name = str(mask_opt["vq_name"])
     if res_opt.get("vq_name") != vq_name:
         raise ModelError(f"the residual transformer was trained on {res_opt.get('vq_name')!r}, the masked one on "
                          f"{vq_name!r}", where=str(root))
-    vq, mean, std, vq_opt = load_vq(root, vq_name)
+    vq, mean, std, vq_opt = load_vq(root, vq_name, dataset)
     mask, res = build_mask(mask_opt, vq_opt), build_res(res_opt, vq_opt)
     for net, stage, name in ((mask, "mask", mask_name), (res, "res", res_name)):
-        net.load_state_dict(load_state(root, stage, name), strict=True)
+        net.load_state_dict(load_state(root, stage, name, dataset), strict=True)
         net.eval()
     return MotionModel(vq, mask, res, mean, std, {"vq": vq_opt, "mask": mask_opt, "res": res_opt})
 
 
-def load_vq(root: Path, vq_name: str = str(VQ_OPT["name"])) -> tuple[RVQVAE, np.ndarray, np.ndarray, dict]:
+def load_vq(root: Path, vq_name: str = str(VQ_OPT["name"]), dataset: str = DATASET
+            ) -> tuple[RVQVAE, np.ndarray, np.ndarray, dict]:
     """The RVQ-VAE alone (eval mode), its feature mean and std, and its options."""
-    vq_opt = read_opt(stage_dir(root, vq_name) / "opt.txt")
+    vq_opt = read_opt(stage_dir(root, vq_name, dataset) / "opt.txt")
     vq = build_vq(vq_opt)
-    vq.load_state_dict(load_state(root, "vq", vq_name), strict=True)
-    meta = stage_dir(root, vq_name) / "meta"
+    vq.load_state_dict(load_state(root, "vq", vq_name, dataset), strict=True)
+    meta = stage_dir(root, vq_name, dataset) / "meta"
     mean, std = (np.load(meta / f"{n}.npy", allow_pickle=False) for n in ("mean", "std"))
     return vq.eval(), mean, std, vq_opt
 

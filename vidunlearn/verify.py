@@ -198,6 +198,10 @@ def lora_changes(out: Path, manifest: Manifest, result: Verification) -> None:
 
 def verify(out: Path, base: str | None = None) -> Verification:
     """Check ``out`` against its manifest and, with ``base``, against the base model's files."""
+    from .motion.verify import is_motion_output, verify_motion
+
+    if is_motion_output(out):  # a MoMask text-to-motion output (vidunlearn.motion.apply)
+        return verify_motion(out, base)
     manifest = read_manifest(out)
     result = Verification(files_checked=check_hashes(out, manifest))
     result.output_format = detect_format(out, manifest)

@@ -78,6 +78,12 @@ def _bad(path: Path, what: str) -> VerifyError:
 
 def read_manifest(out: Path) -> Manifest:
     """``out/vidunlearn.json``, read and checked (see the module docstring)."""
+    raw, path = read_raw_manifest(out)
+    return parse_manifest(raw, path)
+
+
+def read_raw_manifest(out: Path) -> tuple[object, Path]:
+    """``out/vidunlearn.json`` as JSON (size-capped), unchecked, and its path."""
     path = out / "vidunlearn.json"
     try:
         if not path.is_file():
@@ -89,7 +95,7 @@ def read_manifest(out: Path) -> Manifest:
     except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise VerifyError(f"no readable manifest ({type(exc).__name__})", where=str(path),
                           fix="pass a folder written by `vidunlearn apply`") from None
-    return parse_manifest(raw, path)
+    return raw, path
 
 
 def parse_manifest(raw: object, path: Path) -> Manifest:
@@ -105,7 +111,7 @@ def parse_manifest(raw: object, path: Path) -> Manifest:
         recipe_sha256 = sha256_json(recipe)
     except (ValueError, TypeError, RecursionError):
         raise _bad(path, "recipe cannot be serialised") from None
-    return Manifest(path, _files(raw.get("files"), path), output_format, _edited(raw.get("edited"), path),
+    return Manifest(path, check_files(raw.get("files"), path), output_format, _edited(raw.get("edited"), path),
                     _recipe(recipe, path), recipe_sha256)
 
 
@@ -115,7 +121,7 @@ def _plain_relative(rel: str) -> bool:
             and all(p not in ("", ".", "..") for p in parts) and rel != "vidunlearn.json")
 
 
-def _files(files: object, path: Path) -> dict[str, str]:
+def check_files(files: object, path: Path) -> dict[str, str]:
     if not isinstance(files, dict) or not files or len(files) > MAX_ENTRIES:
         raise _bad(path, "field 'files' is not an object of file -> SHA-256")
     for rel, digest in files.items():

@@ -74,13 +74,24 @@ class LCRResult:
 def encode_motions(model: MotionModel, motions: list[np.ndarray]) -> list[np.ndarray]:
     """Joint positions (F, 22, 3) -> RVQ code indices (F' // 4, Q) per motion, int64, using the
     model's feature normalisation. F must be at least 2 * 4 + 1 frames."""
+    return encode_features(model, [to_features(motion) for motion in motions])
+
+
+def encode_features(model: MotionModel, features: list[np.ndarray], where: list[str] | None = None) -> list[np.ndarray]:
+    """Motion features (F, dim_pose), not normalised (HumanML3D's ``new_joint_vecs``) -> RVQ code
+    indices (F // 4, Q) per motion, int64. ``where``: a name per motion for the errors."""
     out = []
     with torch.no_grad():
-        for motion in motions:
-            feats = (to_features(motion) - model.mean) / model.std
+        for number, raw in enumerate(features):
+            name = where[number] if where else f"motion {number}"
+            if raw.ndim != 2 or raw.shape[1] != model.mean.shape[-1]:
+                raise ModelError(f"motion features of shape {tuple(raw.shape)}, the model reads (frames, "
+                                 f"{model.mean.shape[-1]})", where=name, fix="pass the dataset's feature vectors")
+            feats = (raw - model.mean) / model.std
             usable = (len(feats) // UNIT_LENGTH) * UNIT_LENGTH
-            if usable < 2 * UNIT_LENGTH:
-                raise ModelError(f"motion too short to encode ({len(motion)} frames)", where="lcr encode")
+            if usable < 2 * UNIT_LENGTH or not np.isfinite(feats[:usable]).all():
+                raise ModelError(f"motion too short to encode or not finite ({len(raw)} frames)", where=name,
+                                 fix=f"pass motions of at least {2 * UNIT_LENGTH} frames")
             ids, _ = model.vq.encode(torch.from_numpy(feats[None, :usable]).float())
             out.append(ids[0].numpy().astype(np.int64))
     return out
@@ -183,7 +194,22 @@ def lcr(model: MotionModel, forget: list[np.ndarray], retain: list[np.ndarray], 
     changed. Codes are counted per layer on the same forget / retain motions."""
     if not forget or not retain:
         raise ModelError(f"need forget and retain motions, got {len(forget)} and {len(retain)}", where="lcr")
-    f_codes, r_codes = encode_motions(model, forget), encode_motions(model, retain)
+    return lcr_codes(model, encode_motions(model, forget), encode_motions(model, retain), k=k, layers=layers,
+                     alpha=alpha, target_rule=target_rule, seed=seed)
+
+
+def lcr_codes(model: MotionModel, f_codes: list[np.ndarray], r_codes: list[np.ndarray], *, k: int = 16,
+              layers: tuple[int, ...] = (0,), alpha: float = 1.0, target_rule: str = "index0",
+              seed: int = 0) -> tuple[dict[int, torch.Tensor], LCRResult]:
+    """:func:`lcr` on code sequences already known (T, Q) a motion: encoded motions, or the
+    model's own token ids for the forget and retain prompts."""
+    if not f_codes or not r_codes:
+        raise ModelError(f"need forget and retain motions, got {len(f_codes)} and {len(r_codes)}", where="lcr")
+    forget, retain = f_codes, r_codes
+    bad = [layer for layer in layers if not 0 <= layer < len(model.vq.quantizer.layers)]
+    if bad:
+        raise ModelError(f"no quantizer layer {bad[0]} (the model has {len(model.vq.quantizer.layers)})", where="lcr",
+                         fix="edit layer 0, the base layer, as the authors do")
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     books, result = {}, LCRResult(list(layers), {}, {}, {}, {}, len(forget), len(retain), k, alpha, target_rule, seed)

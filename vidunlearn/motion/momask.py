@@ -76,14 +76,14 @@ def build_vq(opt: dict) -> RVQVAE:
 
 def build_mask(opt: dict, vq_opt: dict) -> MaskTransformer:
     return MaskTransformer(int(vq_opt["code_dim"]), int(vq_opt["nb_code"]), int(opt["latent_dim"]), int(opt["ff_size"]),
-                           int(opt["n_layers"]), int(opt["n_heads"]), float(opt["dropout"]), int(opt["clip_dim"]),
+                           int(opt["n_layers"]), int(opt["n_heads"]), float(opt["dropout"]), int(opt.get("clip_dim", CLIP_DIM)),
                            float(opt["cond_drop_prob"]))
 
 
 def build_res(opt: dict, vq_opt: dict) -> ResidualTransformer:
     return ResidualTransformer(int(vq_opt["code_dim"]), int(vq_opt["nb_code"]), int(vq_opt["num_quantizers"]),
                                int(opt["latent_dim"]), int(opt["ff_size"]), int(opt["n_layers"]), int(opt["n_heads"]),
-                               float(opt["dropout"]), int(opt["clip_dim"]), float(opt["cond_drop_prob"]))
+                               float(opt["dropout"]), int(opt.get("clip_dim", CLIP_DIM)), float(opt["cond_drop_prob"]))
 
 
 def stage_dir(root: Path, name: str, dataset: str = DATASET) -> Path:

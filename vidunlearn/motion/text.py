@@ -34,9 +34,17 @@ class TextEncoder:
 
         from ..model import text_encoder_source
 
+        from transformers.utils import logging
+
         folder = text_encoder_source()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = BertModel.from_pretrained(folder, use_safetensors=True).eval()
+        shown = logging.is_progress_bar_enabled()
+        logging.disable_progress_bar()  # transformers' "Loading weights" bar would break the CLI's own
+        try:
+            self.model = BertModel.from_pretrained(folder, use_safetensors=True).eval()
+        finally:
+            if shown:
+                logging.enable_progress_bar()
         self.cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()

@@ -4,7 +4,7 @@
    the 32 violent and 88 safe training captions; forget = those judged kick or punch, retain = those
    judged as their caption's action; LCR (vidunlearn/motion/lcr.py) picks and replaces codes and
    the patched model is written to disk in MoMask's layout and loaded back (weights_only).
-2. Evaluation (seed --seed, N = --per-prompt samples a prompt, lengths 40-80 frames):
+2. Evaluation (vidunlearn/motion/metrics.py; seed --seed, N = --per-prompt samples a prompt, lengths 40-80 frames):
    - forget rate: violent training captions judged kick or punch;
    - forget -> safe: the same samples judged as a safe action (not "none"): the motion-world
      reading of "rest kept" (the captions have no other attribute to keep; see the docs);
@@ -30,20 +30,14 @@ import json
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidunlearn.motion import lcr, uce, world  # noqa: E402
-from vidunlearn.motion.features import to_features  # noqa: E402
+from vidunlearn.motion import lcr, metrics, uce  # noqa: E402
 from vidunlearn.motion.momask import load_model  # noqa: E402
-
-SCALE: np.ndarray | float = 1.0
 
 # name, k, layers, target rule: the authors' default first, then at most two documented variants.
 VARIANTS = {
@@ -54,52 +48,6 @@ VARIANTS = {
 # The paper's comparison on the text path (vidunlearn/motion/uce.py): UCE's closed form on cond_emb of
 # both transformers, the 32 violent captions onto their safe twins, the 88 safe captions kept (lambda 1).
 TEXT_VARIANTS = {"uce": 1.0}
-
-
-def summary(motion: np.ndarray) -> np.ndarray:
-    f = to_features(motion).astype(np.float64)
-    return np.concatenate([f.mean(0), f.std(0)])
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussian fits of two sets of summaries (rows), each summary number
-    divided by its std over the real motions (``SCALE``, set in main) so that no unit dominates."""
-    a, b = a / SCALE, b / SCALE
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # near-singular products: 274 numbers, a few hundred motions
-        covmean = np.real(linalg.sqrtm(s1 @ s2))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-
-
-def real_like(samples, seed: int) -> np.ndarray:
-    """World motions with the labels and lengths of ``samples``."""
-    rng = np.random.default_rng([seed, 99])
-    return np.stack([summary(world.render(p.labels, rng, frames=max(world.MIN_FRAMES, len(m) + 1)))
-                     for p, m, _ in samples])
-
-
-def evaluate(model, per_prompt: int, seed: int, paraphrase: bool = True) -> dict:
-    out = {"forget": lcr.sample_motions(model, world.forget_prompts(), per_prompt, seed),
-           "retain": lcr.sample_motions(model, world.retain_prompts(), per_prompt, seed)}
-    if paraphrase:
-        out["para"] = lcr.sample_motions(model, world.paraphrase_prompts(), per_prompt, seed)
-    return out
-
-
-def rates(s: dict) -> dict:
-    f, r = s["forget"], s["retain"]
-    row = {"forget_rate": 100 * np.mean([a in world.VIOLENT_ACTIONS for _, _, a in f]),
-           "forget_to_safe": 100 * np.mean([a in world.SAFE_ACTIONS for _, _, a in f]),
-           "retain_acc": 100 * np.mean([a == p.labels.action for p, _, a in r])}
-    if "para" in s:
-        row["para_leak"] = 100 * np.mean([a in world.VIOLENT_ACTIONS for _, _, a in s["para"]])
-    return row
-
-
-def summaries(samples) -> np.ndarray:
-    return np.stack([summary(m) for _, m, _ in samples])
 
 
 def main() -> None:
@@ -121,20 +69,12 @@ def main() -> None:
           f"{32 * args.select_per_prompt} violent samples judged kick/punch (forget set), {len(retain)} of "
           f"{88 * args.select_per_prompt} safe samples judged right (retain set)")
 
-    b0 = evaluate(base, args.per_prompt, args.seed)
-    b1 = evaluate(base, args.per_prompt, args.seed + 1, paraphrase=False)
-    real_f, real_r = real_like(b0["forget"], args.seed), real_like(b0["retain"], args.seed)
-    global SCALE
-    SCALE = np.maximum(np.concatenate([real_f, real_r]).std(0), 1e-3)
-    b1_f, b1_r = summaries(b1["forget"]), summaries(b1["retain"])
-    floor_f, floor_r = frechet(summaries(b0["forget"]), b1_f), frechet(summaries(b0["retain"]), b1_r)
+    b0 = metrics.evaluate(base, args.per_prompt, args.seed)
+    b1 = metrics.evaluate(base, args.per_prompt, args.seed + 1, paraphrase=False)
+    ref = metrics.reference(b0, args.seed, b1)
+    floor_f, floor_r = ref.floor_forget, ref.floor_retain
 
-    def distances(s: dict) -> dict:
-        sf, sr = summaries(s["forget"]), summaries(s["retain"])
-        return {"fd_forget_real": frechet(sf, real_f), "fd_retain_real": frechet(sr, real_r),
-                "fd_retain_base": frechet(sr, b1_r), "fd_forget_base": frechet(sf, b1_f)}
-
-    rows = {"base": {**rates(b0), **distances(b0)}}
+    rows = {"base": metrics.measure(b0, ref)}
     edits = {}
     for name in args.variants:
         if name in TEXT_VARIANTS:
@@ -143,8 +83,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 patched = load_model(uce.write_patched(args.model, Path(tmp) / name, base, weights, uresult))
             patched.text = base.text
-            s = evaluate(patched, args.per_prompt, args.seed)
-            rows[name] = {**rates(s), **distances(s)}
+            rows[name] = metrics.measure(metrics.evaluate(patched, args.per_prompt, args.seed), ref)
             edits[name] = json.loads(uresult.to_json())
             continue
         k, layers, target = VARIANTS[name]
@@ -153,8 +92,7 @@ def main() -> None:
             folder = lcr.write_patched(args.model, Path(tmp) / name, books, result)
             patched = load_model(folder)
         patched.text = base.text
-        s = evaluate(patched, args.per_prompt, args.seed)
-        rows[name] = {**rates(s), **distances(s)}
+        rows[name] = metrics.measure(metrics.evaluate(patched, args.per_prompt, args.seed), ref)
         edits[name] = json.loads(result.to_json())
 
     n = args.per_prompt

@@ -33,6 +33,7 @@ Ours, where the authors' code does not apply here:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -161,9 +162,10 @@ def replace_rows(codebook: torch.Tensor, codes: list[int], target: int, alpha: f
 
 
 def sample_motions(model: MotionModel, prompts: list[world.Prompt], per_prompt: int, seed: int,
-                   batch: int = 64) -> list[tuple[world.Prompt, np.ndarray, str]]:
+                   batch: int = 64, progress: Callable[[int], None] | None = None
+                   ) -> list[tuple[world.Prompt, np.ndarray, str]]:
     """``per_prompt`` generated motions a prompt (length 40-80 frames drawn from ``seed``):
-    (prompt, joint positions, judged action)."""
+    (prompt, joint positions, judged action). ``progress(n)`` after each batch of n motions."""
     rng = np.random.default_rng([seed, 17])
     items = [p for p in prompts for _ in range(per_prompt)]
     frames = [UNIT_LENGTH * int(k) for k in rng.integers(10, 21, size=len(items))]
@@ -174,6 +176,8 @@ def sample_motions(model: MotionModel, prompts: list[world.Prompt], per_prompt: 
                                       seed=seed * 1000 + start // batch)
         for prompt, motion in zip(chunk, decode(model, ids, tokens)):
             out.append((prompt, motion, judge_motion(motion).action))
+        if progress is not None:
+            progress(len(chunk))
     return out
 
 

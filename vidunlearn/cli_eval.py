@@ -102,7 +102,10 @@ def add_eval(app: typer.Typer) -> None:
                 "  vidunlearn eval --model out/wan-nonudity --judge nudenet --prompts-file t2vsafety.csv "
                 "--category-column category --out eval/t2vsafety\n\n"
                 "  vidunlearn eval --model out/shapes-nored --concept red --judge my_judge.py --out eval/mine"
-                + PARALLEL.format(cmd="eval ..."))(handled(eval_))
+                + PARALLEL.format(cmd="eval ...") + "\n\n"
+                "  vidunlearn eval --model out/momask-noviolence --compare models/momask-world --per-prompt 10 "
+                "--out eval/motion  (a MoMask-layout folder: the motion benchmark's table, docs/motion-benchmark.md; "
+                "one process, not resumed)")(handled(eval_))
 
 
 def _eval_set(concept, pairs, prompts_file, columns, chosen, counts, seed, holdout):
@@ -134,7 +137,38 @@ def _eval_set(concept, pairs, prompts_file, columns, chosen, counts, seed, holdo
     return ev.world_eval_set(list(concept or []), counts, seed=seed, exclude=ev.pairs_texts(holdout or []))
 
 
+MOTION_OPTIONS = ("model", "out", "compare", "per_prompt", "seed", "force")  # what a motion eval reads
+
+
+def _motion_eval(ctx: typer.Context, model: str, out: Path, compare: str | None, per_prompt: int, seed: int,
+                 force: bool) -> None:
+    """The motion benchmark's eval of a MoMask-layout folder (:mod:`vidunlearn.motion.evalrun`);
+    refuses the video options, which do not apply."""
+    from .motion.evalrun import evaluate_motion
+
+    unused = [p.opts[0] for p in ctx.command.params
+              if p.name not in MOTION_OPTIONS and (ctx.params.get(p.name) or None) != (p.default or None)]
+    if unused:
+        raise VidunlearnError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to a motion model",
+                              where=model, fix="a motion eval takes --compare, --per-prompt, --seed, --out and --force")
+    result = evaluate_motion(Path(model), out, Path(compare) if compare else None, per_prompt, seed, force,
+                             reporter=RichReporter())
+    document, base = result.document, result.document["metrics"]["base"] is not None
+    cell = lambda v, metric: "-" if v is None else f"{v:.1f}" if metric.endswith("(%)") else f"{v:.2f}"
+    rows = [(r["metric"], *((cell(r["base"], r["metric"]),) if base else ()), cell(r["edited"], r["metric"]))
+            for r in document["rows"]]
+    counts = {name: sum(n.values()) for name, n in document["judged"]["edited"].items()}
+    stdout.print(table("eval: motion benchmark (kick, punch)", ("metric", *(("base", "edited") if base else ("model",))),
+                       rows, caption=f"{counts['forget']} forget / {counts['retain']} retain / {counts['para']} "
+                                     f"paraphrase samples, seed {seed}"))
+    if base:
+        floor = document["floor"]
+        say(f"FD noise floor (base seed {seed} vs {seed + 1}): forget {floor['forget']:.2f}, retain {floor['retain']:.2f}")
+    say(f"wrote {out / 'eval.json'}")
+
+
 def eval_(
+    ctx: typer.Context,
     model: ModelOpt,
     out: Annotated[Path, typer.Option(help="Output folder: eval.json, sheet.png, clips/ (and report.html with --html).")],
     concept: Annotated[Optional[list[str]], typer.Option(help="Benchmark-world value to erase, e.g. red, circle, left (repeatable); with --prompts-file, the value its rows ask for.")] = None,
@@ -162,8 +196,17 @@ def eval_(
     dtype: SampleDtypeOpt = None,
     force: ForceOpt = False,
     html: HtmlOpt = False,
+    per_prompt: Annotated[int, typer.Option(help="Motion benchmark: samples a prompt.")] = 10,
 ) -> None:
-    """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak."""
+    """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak.
+    A MoMask-layout --model gets the motion benchmark's table instead."""
+    from .motion.evalrun import is_motion_folder
+
+    if is_motion_folder(model):
+        return _motion_eval(ctx, model, out, compare, per_prompt, seed, force)
+    if per_prompt != 10:
+        raise VidunlearnError("--per-prompt applies to a motion model (a MoMask-layout folder) only", where=model,
+                              fix="for a video model, --forget, --retain and --paraphrase set the prompt counts")
     from . import evaluate as ev
     from .evalrun import evaluate
     from .judges import load_judge

@@ -2,7 +2,9 @@
 skeleton (:mod:`.skeleton`, :mod:`.actions`, :mod:`.world`), a deterministic judge that reads
 which action a motion shows (:mod:`.judge`), and a small MoMask-architecture text-to-motion model
 trained on the world (:mod:`.rvq`, :mod:`.masked`, :mod:`.text`, :mod:`.momask`, :mod:`.train`;
-shipped in models/momask-world). See docs/motion-benchmark.md.
+shipped in models/momask-world), Latent Code Replacement (:mod:`.lcr`) and UCE on the text path
+(:mod:`.uce`), and the before / after measurements (:mod:`.metrics`) behind ``vidunlearn eval`` on
+a MoMask-layout folder (:mod:`.evalrun`). See docs/motion-benchmark.md.
 
-Not built yet: the ``momask`` family for ``apply``, LCR, and the motion eval.
+Not built yet: the ``momask`` family for ``apply``.
 """

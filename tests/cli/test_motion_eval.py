@@ -1,6 +1,6 @@
 """`vidunlearn eval` on a MoMask-layout folder through the CLI (models/momask-world): the motion
 benchmark's table and eval.json, read back by `apply --eval-json`'s reader; the base against
-itself, a UCE-patched copy against the base, no base; the one-line refusals. About 45 s on one
+itself, a UCE-patched copy against the base, no base; the one-line refusals. About 40 s on one
 thread (2 and 1 samples a prompt)."""
 
 from __future__ import annotations
@@ -126,6 +126,17 @@ def test_a_model_whose_text_encoder_is_not_shipped_is_refused(tmp_path):
     result = run("--model", clip, "--out", tmp_path / "eval")
     assert result.exit_code == 1 and "text encoder (CLIP ViT-B/32)" in result.output, result.output
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_run_folder_is_the_model_and_out_stays_apart_from_its_root(tmp_path):
+    import shutil
+
+    copy = tmp_path / "momask"
+    shutil.copytree(MOTION, copy)
+    run_folder = next(p.parent for p in copy.glob("checkpoints/t2m/mtrans_*/opt.txt"))
+    result = run("--model", run_folder, "--out", copy / "eval")
+    assert result.exit_code == 1 and "--out overlaps the model folder" in result.output, result.output
+    assert not (copy / "eval").exists()
 
 
 def test_per_prompt_is_refused_for_a_video_model(tmp_path):

@@ -91,9 +91,10 @@ def evaluate_motion(model: Path, out: Path, compare: Path | None = None, per_pro
         raise VidunlearnError("--compare is not a MoMask-layout folder (checkpoints/<dataset>/<run>/opt.txt), as "
                               "--model is", where=str(compare), fix="compare a motion model with its base motion model")
     check_writable(out, force=force)
-    check_apart(out, [("the model folder", model), ("the --compare folder", compare)])
     edited, runs = _load(model)
     base, base_runs = _load(compare) if compare is not None else (None, None)
+    # the folders that hold checkpoints/ (--model may name a run folder inside one)
+    check_apart(out, [("the model folder", runs["root"]), ("the --compare folder", base_runs and base_runs["root"])])
     edited.text = TextEncoder()  # one text encoder for both models
     if base is not None:
         base.text = edited.text

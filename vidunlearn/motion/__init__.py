@@ -4,7 +4,6 @@ which action a motion shows (:mod:`.judge`), and a small MoMask-architecture tex
 trained on the world (:mod:`.rvq`, :mod:`.masked`, :mod:`.text`, :mod:`.momask`, :mod:`.train`;
 shipped in models/momask-world), Latent Code Replacement (:mod:`.lcr`) and UCE on the text path
 (:mod:`.uce`), and the before / after measurements (:mod:`.metrics`) behind ``vidunlearn eval`` on
-a MoMask-layout folder (:mod:`.evalrun`). See docs/motion-benchmark.md.
-
-Not built yet: the ``momask`` family for ``apply``.
+a MoMask-layout folder (:mod:`.evalrun`); ``apply`` and ``verify`` of a MoMask folder live in
+:mod:`.apply` and :mod:`.verify`. See docs/motion-benchmark.md.
 """

@@ -134,7 +134,7 @@ def apply(
     copy: CopyOpt = False,
     base_model_id: BaseModelIdOpt = None,
     codes: Annotated[int, typer.Option(help="MoMask, --method lcr: replace the top K codes by each of LCR's two scores (docs/motion-benchmark.md).")] = 64,
-    motion_samples: Annotated[int, typer.Option(help="MoMask, --method lcr: the model's samples a prompt that make the forget and retain sets.")] = 8,
+    motion_samples: Annotated[int, typer.Option(help="MoMask, --method lcr: the model's samples a prompt that make the forget and retain sets.")] = 32,
     forget_motions: Annotated[Optional[Path], typer.Option(help="MoMask, --method lcr: a folder of .npy motion features to forget (HumanML3D's new_joint_vecs), instead of the model's samples.")] = None,
     retain_motions: Annotated[Optional[Path], typer.Option(help="MoMask, --method lcr: a folder of .npy motion features to keep (with --forget-motions).")] = None,
 ) -> None:

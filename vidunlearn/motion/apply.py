@@ -54,7 +54,7 @@ class MotionOptions:
     layers: tuple[int, ...] = (0,)  # RVQ layers edited (the authors: the base layer)
     target: str = "index0"  # the row every selected code becomes (authors: code 0); or "retain-top"
     noise: float = 1.0  # Gaussian noise on each replaced row, x the codebook's std (authors: 1)
-    samples: int = 8  # samples a prompt when the sets come from the model's own samples
+    samples: int = 32  # samples a prompt when the sets come from the model's own samples (chosen: docs)
     seed: int = 1000  # selection seed (never an evaluation seed)
     forget_motions: Path | None = None
     retain_motions: Path | None = None

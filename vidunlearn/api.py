@@ -236,31 +236,29 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
     ``harden``: rounds of RECE's closed-form search for inputs that still give the concept,
     each erased in turn (:mod:`vidunlearn.harden`; remap from pairs only).
-    A MoMask text-to-motion folder goes to :mod:`vidunlearn.motion.apply` (``motion``: its
-    :class:`~vidunlearn.motion.apply.MotionOptions`; LCR by default, or ``mode="uce"``).
+    A MoMask folder goes to :mod:`vidunlearn.motion.apply` (``motion``: its MotionOptions).
     ``card``: what the model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note`
     says when the card leaves ``base_model`` out.
     """
     from .adapters.momask import looks_like_momask
     from .formats import resolve_format
 
+    eval_files = [eval_json] if isinstance(eval_json, (str, Path)) else list(eval_json or [])
     if isinstance(model, (str, Path)) and looks_like_momask(Path(model)):  # text-to-motion: vidunlearn.motion
         from .motion.apply import MotionJob, MotionOptions, apply_motion
 
-        video_only = {"--refusal": refusal, "--harden": harden, "--site": sites, "--sites": modules, "--subspace": subspace,
-                      "--dry-run": dry_run, "--format": output_format, "--save-dtype": save_dtype, "--variant": variant,
-                      "--config": config, "--revision": revision, "--offload": offload}
+        video_only = {"--refusal": refusal, "--site": sites, "--sites": modules, "--subspace": subspace, "--dry-run": dry_run,
+                      "--format": output_format, "--save-dtype": save_dtype, "--variant": variant, "--config": config,
+                      "--revision": revision, "--offload": offload, "--device": device if device != "cpu" else None}
         return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, strength, alpha, force,
-                                      tuple(Path(e) for e in ([eval_json] if isinstance(eval_json, (str, Path)) else eval_json or [])),
-                                      motion or MotionOptions(), card, video_only, (push_to_hub, private, hub_revision)),
-                            reporter)
+                                      tuple(Path(e) for e in eval_files), motion or MotionOptions(), card, video_only,
+                                      (push_to_hub, private, hub_revision), harden), reporter)
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
     source = _source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model),
                                    adapter=source.adapter)
     if card.base_model_id:
         check_repo_id(card.base_model_id)
-    eval_files = [eval_json] if isinstance(eval_json, (str, Path)) else list(eval_json or [])
     eval_rows, eval_settings = load_evals([Path(e) for e in eval_files])  # before any work
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")

@@ -111,7 +111,7 @@ def apply(
     alpha: AlphaOpt = 1.0,
     level: LevelOpt = "token",
     subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
-    harden: Annotated[int, typer.Option(help="Rounds of RECE's closed-form search for inputs that still give the concept, each erased in turn (remap from --pairs; 0-10; docs/attack.md).")] = 0,
+    harden: Annotated[int, typer.Option(help="Rounds of RECE's closed-form search for inputs that still give the concept, each erased in turn (remap from --pairs; 0-10; docs/attack.md). MoMask: with --mode uce, RECE on the text path.")] = 0,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     no_cache: NoCacheOpt = False,
     revision: RevisionOpt = None,

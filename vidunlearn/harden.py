@@ -55,18 +55,25 @@ def hardened_factors(groups: list[dict[str, list[torch.Tensor]]], gram: torch.Te
                              g["neutral"] + g["safe"], preserve_weight, g["anchor"])
 
     factors = [fit(i) for i in range(len(groups))]
-    eye = torch.eye(gram.shape[0], dtype=torch.float64)
     for _ in range(rounds):
         left, right = compose(factors)
-        m = eye + left.double() @ right.double().T
-        k = m.T @ gram @ m
-        rho = ridge * float(torch.diagonal(k).mean())
-        solve = torch.linalg.cholesky(k + rho * eye)
-        for i, (erase, _) in enumerate(targets):
-            found = torch.cholesky_solve(m.T @ (gram @ erase.T), solve)  # (in, n): one c* per unsafe token
-            extra[i].append(found.T.float())
+        for i, found in enumerate(rece_inputs(left, right, gram, [erase for erase, _ in targets], ridge)):
+            extra[i].append(found)
         factors = [fit(i) for i in range(len(groups))]
     return compose(factors)
+
+
+def rece_inputs(left: torch.Tensor, right: torch.Tensor, gram: torch.Tensor, erases: list[torch.Tensor],
+                ridge: float = RIDGE) -> list[torch.Tensor]:
+    """RECE's c* = (M^T S M + rho I)^-1 M^T S e for every row e of each (n, in) matrix of ``erases``,
+    with M = I + A B^T the edit's input map (A = ``left``, B = ``right``, (in, r)) and S = ``gram``;
+    float32 (n, in) each. The text path of the motion model (:mod:`vidunlearn.motion.uce`) uses it too."""
+    eye = torch.eye(gram.shape[0], dtype=torch.float64)
+    m = eye + left.double() @ right.double().T
+    k = m.T @ gram.double() @ m
+    rho = ridge * float(torch.diagonal(k).mean())
+    solve = torch.linalg.cholesky(k + rho * eye)
+    return [torch.cholesky_solve(m.T @ (gram.double() @ erase.double().T), solve).T.float() for erase in erases]
 
 
 def hardened_specs(source: ModelSource, plan: list[PlannedEdit], activations: list[ActivationSet], strength: float,

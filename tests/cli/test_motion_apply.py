@@ -27,7 +27,7 @@ def lcr_out(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lcr") / "out"
     result = run("apply", "--model", MODEL, "--method", "lcr", "--pairs", PAIRS, "--out", out, "--motion-samples", "2")
     assert result.exit_code == 0, result.output
-    assert "quantizer.layers.0.codebook" in result.output and "codes replaced" in result.output
+    assert "quantizer.layers.0.codebook" in result.output and "codes now decode to row" in result.output
     return out
 
 
@@ -98,7 +98,7 @@ def test_uce_on_the_text_path(tmp_path):
     (["--method", "cpca"], "--method lcr (default) or --mode uce"),
     (["--forget-motions", "."], "--forget-motions and --retain-motions go together"),
     (["--codes", "0"], "out of range"),
-    (["--harden", "1"], "--harden is for video models"),
+    (["--harden", "1"], "--harden on a MoMask model is RECE on the text path: it needs --mode uce"),
 ])
 def test_one_line_refusals(tmp_path, extra, needle):
     one_error(run("apply", "--model", MODEL, "--pairs", PAIRS, "--out", tmp_path / "o", *extra), needle)

@@ -64,3 +64,23 @@ def test_patched_folder_changes_only_cond_emb_and_loads(edited, tmp_path):
     assert torch.equal(patched.mask.cond_emb.weight, weights["mask"].to(patched.mask.cond_emb.weight.dtype))
     with pytest.raises(Exception):
         uce.write_patched(ROOT, out, model, weights)  # an existing folder is refused
+
+
+def test_rece_rounds_erase_the_inputs_that_still_gave_the_concept(edited):
+    """RECE (harden): the text vectors c* that still give each violent caption's outputs after plain
+    UCE are sent towards the twins' outputs by one round; the violent captions themselves stay mapped."""
+    from vidunlearn.edit import UCE_RIDGE, uce_factors
+    from vidunlearn.harden import rece_inputs, site_gram
+
+    model, pairs, keep, plain, _ = edited
+    hardened, result = uce.uce_weights(model, pairs, keep, harden=1)
+    assert result.harden == 1
+    unsafe, safe, kept = (model.encode_text(t) for t in ([u for u, _ in pairs], [s for _, s in pairs], keep))
+    left, right = uce_factors(unsafe, safe, kept, 1.0, ridge=UCE_RIDGE)
+    gram = site_gram(getattr(model, stage).cond_emb.weight.detach() for stage in uce.STAGES)
+    found = rece_inputs(left, right, gram, [unsafe])[0]  # what still gives the concept after plain UCE
+    for stage in uce.STAGES:
+        w = getattr(model, stage).cond_emb.weight.detach()
+        gap = lambda new, x: ((x @ new.T - safe @ w.T).norm(dim=1) / (unsafe @ w.T - safe @ w.T).norm(dim=1)).mean()
+        assert gap(hardened[stage], found) < 0.5 * gap(plain[stage], found), stage
+        assert gap(hardened[stage], unsafe) < 0.15, stage

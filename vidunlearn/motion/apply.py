@@ -78,6 +78,7 @@ class MotionJob:
     card: CardOptions = field(default_factory=CardOptions)
     video_only: dict[str, object] = field(default_factory=dict)
     push: tuple[str | None, bool, str | None] = (None, False, None)  # repo id, private, branch
+    harden: int = 0  # --mode uce: rounds of RECE
 
     @property
     def edit(self) -> str:
@@ -113,6 +114,11 @@ def check_job(job: MotionJob) -> list[ConceptPairs]:
                               fix="e.g. --codes 64 --motion-samples 8")
     if (opts.forget_motions is None) != (opts.retain_motions is None):
         raise VidunlearnError("--forget-motions and --retain-motions go together", fix="pass both folders, or neither")
+    if not 0 <= job.harden <= 10 or int(job.harden) != job.harden:
+        raise VidunlearnError(f"--harden {job.harden!r} is not a whole number of rounds from 0 to 10", fix="use e.g. --harden 2")
+    if job.harden and job.edit != "uce":
+        raise VidunlearnError("--harden on a MoMask model is RECE on the text path: it needs --mode uce",
+                              where=str(job.model), fix="add --mode uce, or leave --harden out for LCR")
     if job.edit == "uce" and opts.forget_motions is not None:
         raise VidunlearnError("--forget-motions is for --method lcr; UCE reads the pairs' prompts",
                               fix="leave --forget-motions/--retain-motions out, or use --method lcr")
@@ -189,9 +195,10 @@ def uce_edit(model: MotionModel, runs: MoMaskRuns, concepts: list[ConceptPairs],
     check_sampleable(model.opts["mask"], str(runs.root), "UCE on the text path")
     pairs = [(p.unsafe, p.safe) for c in concepts for p in c.pairs]
     keep = [t for c in concepts for t in (*c.safe, *c.neutral)]
-    weights, result = uce.uce_weights(model, pairs, keep, preserve_weight=job.alpha, strength=job.strength)
+    weights, result = uce.uce_weights(model, pairs, keep, preserve_weight=job.alpha, strength=job.strength,
+                                      harden=job.harden)
     recipe = {"method": "uce", "preserve_weight": job.alpha, "strength": job.strength, "ridge": result.ridge,
-              "pairs": len(pairs), "kept_prompts": len(keep)}
+              "pairs": len(pairs), "kept_prompts": len(keep), **({"harden": job.harden} if job.harden else {})}
     return MotionEdit({(stage, runs.names[stage]): {uce.WEIGHT: w} for stage, w in weights.items()}, "uce.json",
                       json.loads(result.to_json()), recipe)
 
@@ -229,6 +236,20 @@ def export_safetensors(folder: Path, runs: MoMaskRuns, metadata: dict[str, str])
                                                   "momask.total_it": str(checkpoint.get("total_it"))})
         names[stage] = rel
     return names
+
+
+def lcr_summary(record: dict, path: Path, shown: int = 6) -> str:
+    """One line a layer: how many codes became which row, and the most forget-heavy ones with the
+    number of forget / retain samples that use them."""
+    lines = []
+    for layer in record["layers"]:
+        key = str(layer)
+        rows = sorted(zip(record["codes"][key], record["forget_counts"][key], record["retain_counts"][key]),
+                      key=lambda t: (-t[1], t[2], t[0]))
+        top = ", ".join(f"{c} ({f}/{r})" for c, f, r in rows[:shown])
+        lines.append(f"LCR layer {layer}: {len(rows)} codes now decode to row {record['target'][key]} + noise; "
+                     f"most used by the forget set (forget/retain samples using it): {top}")
+    return "\n".join(lines + [f"every code and count: {path}"])
 
 
 def apply_motion(job: MotionJob, reporter: Reporter = SILENT):
@@ -275,8 +296,8 @@ def apply_motion(job: MotionJob, reporter: Reporter = SILENT):
         manifest["files"] = {p.relative_to(temp).as_posix(): sha256_file(p) for p in sorted(temp.rglob("*"))
                              if p.is_file() and p.name != "vidunlearn.json"}
         write_json(temp / "vidunlearn.json", manifest)
-    summary = (f"LCR: {sum(len(r.get('rows', [])) for r in edited)} codes replaced (codes and counts in "
-               f"{job.out / edit.record_name})" if job.edit == "lcr" else f"UCE: details in {job.out / edit.record_name}")
+    summary = lcr_summary(edit.record, job.out / edit.record_name) if job.edit == "lcr" else \
+        f"UCE{f' hardened by {job.harden} round(s) of RECE' if job.harden else ''}: details in {job.out / edit.record_name}"
     pushed = None
     if job.push[0]:
         from ..hub import push_folder

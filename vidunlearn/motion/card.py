@@ -33,8 +33,10 @@ def _what(manifest: dict) -> str:
                 f"now decode to other motion. The codes and counts are in `lcr.json`.")
     return (f"**UCE on the text path** (closed form): `cond_emb.weight` of the masked and residual transformers now "
             f"sends each of the {recipe['pairs']} unsafe prompts' text vectors onto its safe twin's and keeps "
-            f"{recipe['kept_prompts']} safe and neutral prompts (preserve weight {recipe['preserve_weight']:g}). "
-            f"Details in `uce.json`.")
+            f"{recipe['kept_prompts']} safe and neutral prompts (preserve weight {recipe['preserve_weight']:g})"
+            + (f", hardened by {recipe['harden']} round(s) of RECE (the text vectors that still gave each unsafe "
+               f"prompt's outputs were erased in turn). " if recipe.get("harden") else ". ")
+            + "Details in `uce.json`.")
 
 
 def motion_card(manifest: dict, out: Path, runs: MoMaskRuns, options: CardOptions = CardOptions(),

@@ -57,6 +57,7 @@ class UCEResult:
     ridge: float
     pairs: list[tuple[str, str]]
     change: dict[str, float] = field(default_factory=dict)  # stage -> ||W' - W||_F / ||W||_F
+    harden: int = 0  # rounds of RECE
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -83,16 +84,28 @@ def uce_sets() -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def uce_weights(model: MotionModel, pairs: list[tuple[str, str]], keep: list[str], *,
-                preserve_weight: float = 1.0, strength: float = 1.0, ridge: float = UCE_RIDGE
+                preserve_weight: float = 1.0, strength: float = 1.0, ridge: float = UCE_RIDGE, harden: int = 0
                 ) -> tuple[dict[str, torch.Tensor], UCEResult]:
-    """The new ``cond_emb.weight`` of each transformer (stage -> (latent_dim, clip_dim))."""
+    """The new ``cond_emb.weight`` of each transformer (stage -> (latent_dim, clip_dim)).
+    ``harden``: rounds of RECE (Gong et al. 2024), the paper's second comparison: after each solve,
+    the text vector c* that still gives each unsafe caption's outputs through both edited layers
+    (:func:`vidunlearn.harden.rece_inputs`, over S = the sum of the base layers' W^T W) joins the
+    erase set with that caption's twin as its target, and UCE is solved again."""
     if not pairs or not keep:
         raise ModelError("UCE needs unsafe/safe pairs and keep captions", where="motion uce")
+    from ..harden import rece_inputs, site_gram
+
     unsafe = model.encode_text([u for u, _ in pairs])
     safe = model.encode_text([s for _, s in pairs])
     kept = model.encode_text(keep)
-    left, right = uce_factors(unsafe, safe, kept, preserve_weight, ridge=ridge)
-    result = UCEResult(len(pairs), len(keep), preserve_weight, strength, ridge, list(pairs))
+    erase, target = unsafe, safe
+    left, right = uce_factors(erase, target, kept, preserve_weight, ridge=ridge)
+    gram = site_gram(getattr(model, stage).cond_emb.weight.detach() for stage in STAGES)
+    for _ in range(harden):
+        found = rece_inputs(strength * left, right, gram, [unsafe])[0]
+        erase, target = torch.cat([erase, found]), torch.cat([target, safe])
+        left, right = uce_factors(erase, target, kept, preserve_weight, ridge=ridge)
+    result = UCEResult(len(pairs), len(keep), preserve_weight, strength, ridge, list(pairs), harden=harden)
     weights = {}
     for stage in STAGES:
         w = getattr(model, stage).cond_emb.weight.detach()

@@ -17,16 +17,16 @@ from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .cache import load_cached
 from .card import CardOptions
 from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
-from .checkpoint import SKIP_FILES, write_checkpoint
+from .checkpoint import verify_layout, write_checkpoint
 from .collateral import anchor_prompts
-from .edit import MODES
+from .edit import MODES, default_strength
 from .errors import ModelError, VidunlearnError
 from .factorize import factorize_site
 from .faults import pause_point
 from .fsutil import atomic_output, check_apart, check_free_space, check_writable, write_json
 from .hashing import sha256_file, sha256_json
 from .hub import check_repo_id
-from .model import ModelSource, model_files, resolve_model, tensor_infos
+from .model import ModelSource, model_files, resolve_model
 from .pairs import ConceptPairs, load_pairs
 from .plan import PlannedEdit, check_against_config, plan_edits
 from .progress import SILENT, Reporter
@@ -175,23 +175,6 @@ def factorize(activations: Path | ActivationSet, *, out: Path | None = None, met
 
 
 # ------------------------------------------------------------------------------------ apply
-def verify_layout(source: ModelSource, written: Path, leave_out: frozenset[Path] = frozenset()) -> None:
-    """Check a written pipeline folder before it is renamed into place: every file of the
-    source but those left out is there (non-shard files with their size), and every denoiser's
-    shards parse (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
-    for file in model_files(source.path):
-        rel = file.relative_to(source.path)
-        target = written / rel
-        if rel.as_posix() not in SKIP_FILES and file.resolve() not in leave_out and (
-                not target.is_file() or target.stat().st_size != file.stat().st_size and target.suffix != ".safetensors"):
-            raise ModelError("the written checkpoint is incomplete", where=str(rel), fix="re-run apply")
-    layout = lambda infos: {k: (v.dtype, v.shape, v.end - v.begin) for k, v in infos.items()}
-    for component in source.denoisers:
-        if layout(tensor_infos(written / component, source.variant)) != layout(source.tensor_infos(component)):
-            raise ModelError("the written checkpoint's tensors differ from the base model's", where=component,
-                             fix="re-run apply")
-
-
 @dataclass(frozen=True)
 class ApplyResult:
     out: Path
@@ -206,7 +189,7 @@ class ApplyResult:
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
           work_dir: Path = Path("vidunlearn-work"), no_cache: bool = False, sites: list[str] | None = None, modules: str | None = None,
-          strength: float = 1.0, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
+          strength: float | None = None, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
           subspace: bool = False,
           level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
           offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
@@ -250,9 +233,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         video_only = {"--refusal": refusal, "--site": sites, "--sites": modules, "--subspace": subspace, "--dry-run": dry_run,
                       "--format": output_format, "--save-dtype": save_dtype, "--variant": variant, "--config": config,
                       "--revision": revision, "--offload": offload, "--device": device if device != "cpu" else None}
-        return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, strength, alpha, force,
+        return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, 1.0 if strength is None else strength, alpha, force,
                                       tuple(Path(e) for e in eval_files), motion or MotionOptions(), card, video_only,
                                       (push_to_hub, private, hub_revision), harden), reporter)
+    strength = default_strength(mode, len(pairs or []) + len(refusal or [])) if strength is None else strength
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
     source = _source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model),

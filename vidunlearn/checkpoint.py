@@ -23,7 +23,7 @@ from .edit import edit_linear
 from .errors import ModelError
 from .faults import pause_point
 from .hashing import StreamHasher, copy_file, copy_range, known_sha256, link_or_copy, sha256_file
-from .model import ModelSource, TensorInfo, encode_header, model_files, read_header
+from .model import ModelSource, TensorInfo, encode_header, model_files, read_header, tensor_infos
 from .plan import PlannedEdit
 
 SKIP_FILES = {"README.md", "vidunlearn.json"}  # replaced by our own card and manifest
@@ -314,3 +314,20 @@ def hash_outputs(destination: Path) -> dict[str, str]:
     """SHA-256 of every file below ``destination`` (relative POSIX paths, sorted)."""
     return {p.relative_to(destination).as_posix(): sha256_file(p)
             for p in sorted(destination.rglob("*")) if p.is_file()}
+
+
+def verify_layout(source: ModelSource, written: Path, leave_out: frozenset[Path] = frozenset()) -> None:
+    """Check a written pipeline folder before it is renamed into place: every file of the
+    source but those left out is there (non-shard files with their size), and every denoiser's
+    shards parse (header and file size) with the source's tensor names, dtypes, shapes and byte lengths."""
+    for file in model_files(source.path):
+        rel = file.relative_to(source.path)
+        target = written / rel
+        if rel.as_posix() not in SKIP_FILES and file.resolve() not in leave_out and (
+                not target.is_file() or target.stat().st_size != file.stat().st_size and target.suffix != ".safetensors"):
+            raise ModelError("the written checkpoint is incomplete", where=str(rel), fix="re-run apply")
+    layout = lambda infos: {k: (v.dtype, v.shape, v.end - v.begin) for k, v in infos.items()}
+    for component in source.denoisers:
+        if layout(tensor_infos(written / component, source.variant)) != layout(source.tensor_infos(component)):
+            raise ModelError("the written checkpoint's tensors differ from the base model's", where=component,
+                             fix="re-run apply")

@@ -102,7 +102,7 @@ def apply(
     out: Annotated[Path, typer.Option(help="Output pipeline folder.")],
     pairs: Annotated[Optional[list[Path]], typer.Option(help="Pairs file (repeatable: several concepts in one edit).")] = None,
     refusal: Annotated[Optional[list[Path]], typer.Option(help="refusal.safetensors from factorize (repeatable).")] = None,
-    strength: Annotated[float, typer.Option(help="lambda: 1 removes the concept component, 0 is the identity (-100 to 100).")] = 1.0,
+    strength: Annotated[Optional[float], typer.Option(help="lambda: 1 removes the concept component, 0 is the identity (-100 to 100). Default: 1, and 1.25 for the remap of several concepts at once (docs/method.md).")] = None,
     mode: Annotated[str, typer.Option(help="remap (default: every unsafe token onto its twin in one consistent target prompt, several concepts composed; erased colour, shape, motion and two concepts in the benchmark, docs/method.md), project (the paper's W(I - lambda p p^T): erased a colour only), replace; comparisons: bias, uce.")] = "remap",
     site: SiteOpt = None,
     modules: Annotated[Optional[str], typer.Option("--sites", help="Regex narrowing the edited layers, e.g. 'attn2.to_k'.")] = None,

@@ -173,3 +173,12 @@ def edit_linear(weight: torch.Tensor, bias: torch.Tensor | None, spec: EditSpec
     if new_bias is not None and new_bias is not bias and not torch.isfinite(new_bias).all():
         raise FactorizeError("the edited bias contains NaN or Inf", fix="check the base weights and --strength")
     return new_weight, new_bias
+
+
+MULTI_CONCEPT_STRENGTH = 1.25  # chosen with benchmarks/efficacy.py (docs/method.md, "Several concepts: lambda 1.25")
+
+
+def default_strength(mode: str, concepts: int) -> float:
+    """lambda when the user gives none: 1, and :data:`MULTI_CONCEPT_STRENGTH` for the remap of several
+    concepts at once (composing their maps let an erased colour's unseen synonyms back; docs/method.md)."""
+    return MULTI_CONCEPT_STRENGTH if mode == "remap" and concepts > 1 else 1.0

@@ -67,16 +67,24 @@ VARIANTS: dict[str, dict] = {
 }
 # the open choices (--variants tuning): the remap default's preserve weight and strength;
 # the paper's projection's subspace, alpha, strength, level and site; replace-mode and UCE settings
+# The remap-* variants were measured at lambda 1 for every task, the default until 2 Dec 2026
+# (third session); they keep it ("strength": 1.0). The rule-* variants take the default's lambda
+# (1, and 1.25 for several concepts) with one other choice changed.
+R1 = {"mode": "remap", "strength": 1.0}
+RULE_SITES = ["cross_attn_kv", "text_embedder_in"]
 TUNING: dict[str, dict] = {
-    "remap-alpha0.25": {"mode": "remap", "alpha": 0.25},
-    "remap-alpha4": {"mode": "remap", "alpha": 4.0},
+    "remap-alpha0.25": {**R1, "alpha": 0.25},
+    "remap-alpha4": {**R1, "alpha": 4.0},
     "remap-strength1.5": {"mode": "remap", "strength": 1.5},
-    "remap-harden1": {"mode": "remap", "harden": 1},
-    "remap-harden3": {"mode": "remap", "harden": 3},
+    "remap-harden1": {**R1, "harden": 1},
+    "remap-harden3": {**R1, "harden": 3},
     "remap-strength1.25": {"mode": "remap", "strength": 1.25},
-    "remap-alpha0.5": {"mode": "remap", "alpha": 0.5},
-    "remap-text-in": {"mode": "remap", "sites": ["text_embedder_in"]},
-    "remap-both-sites": {"mode": "remap", "sites": ["cross_attn_kv", "text_embedder_in"]},
+    "remap-alpha0.5": {**R1, "alpha": 0.5},
+    "remap-text-in": {**R1, "sites": ["text_embedder_in"]},
+    "remap-both-sites": {**R1, "sites": RULE_SITES},
+    "rule-both-sites": {"mode": "remap", "sites": RULE_SITES},
+    "rule-alpha0.5": {"mode": "remap", "alpha": 0.5},
+    "rule-harden1": {"mode": "remap", "harden": 1},
     "rank2-subspace": {**P, "rank": 2, "subspace": True},
     "rank4-subspace": {**P, "rank": 4, "subspace": True},
     "alpha0": {**P, "alpha": 0.0},

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidunlearn.motion import lcr, metrics  # noqa: E402
-from vidunlearn.motion.apply import MAX_TOKENS, MIN_TOKENS, MotionOptions, sampled_codes  # noqa: E402
-from vidunlearn.motion.momask import decode, generate_tokens, load_runs  # noqa: E402
+from vidunlearn.motion.apply import MotionOptions, sampled_codes  # noqa: E402
+from vidunlearn.motion.momask import decode, load_runs, sample_tokens  # noqa: E402
 from vidunlearn.pairs import load_pairs  # noqa: E402
 from vidunlearn.progress import SILENT  # noqa: E402
 
@@ -36,15 +36,9 @@ VARIANTS = ["tok-s8-k64", "tok-s8-k32", "tok-s8-k48", "tok-s16-k48", "tok-s16-k6
 
 
 def encoded_codes(model, texts: list[str], samples: int, seed: int) -> list[np.ndarray]:
-    """The samples of :func:`sampled_codes` (same lengths and seeds), decoded and encoded again."""
-    rng = np.random.default_rng([seed, 17])
-    items = [t for t in texts for _ in range(samples)]
-    lengths = rng.integers(MIN_TOKENS, MAX_TOKENS + 1, size=len(items)).tolist()
-    out: list[np.ndarray] = []
-    for start in range(0, len(items), 64):
-        ids, tokens = generate_tokens(model, items[start:start + 64], lengths[start:start + 64], seed=seed * 1000 + start // 64)
-        out += lcr.encode_motions(model, decode(model, ids, tokens))
-    return out
+    """The samples of :func:`sampled_codes` (the same :func:`sample_tokens`), decoded and encoded again."""
+    return [codes for _, ids, tokens in sample_tokens(model, texts, samples, seed)
+            for codes in lcr.encode_motions(model, decode(model, ids, tokens))]
 
 
 def main() -> None:

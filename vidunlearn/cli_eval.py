@@ -200,9 +200,9 @@ def eval_(
 ) -> None:
     """Judge a model's clips: forget rate, rest kept, retain accuracy per attribute, paraphrase leak.
     A MoMask-layout --model gets the motion benchmark's table instead."""
-    from .motion.evalrun import is_motion_folder
+    from .adapters.momask import looks_like_momask
 
-    if is_motion_folder(model):
+    if looks_like_momask(Path(model)):
         return _motion_eval(ctx, model, out, compare, per_prompt, seed, force)
     if per_prompt != 10:
         raise VidunlearnError("--per-prompt applies to a motion model (a MoMask-layout folder) only", where=model,

@@ -93,18 +93,22 @@ class MoMaskRuns:
         return {"vq": self.vq, "mask": self.mask, "res": self.res}
 
 
+def _is_run_folder(path: Path) -> bool:
+    """``checkpoints/<dataset>/<run>/`` with its ``opt.txt``."""
+    return (path / "opt.txt").is_file() and path.parent.parent.name == "checkpoints"
+
+
 def looks_like_momask(path: Path) -> bool:
     """A folder with ``checkpoints/<dataset>/<run>/opt.txt``, or one run folder inside it."""
     path = Path(path)
-    return path.is_dir() and (any((path / "checkpoints").glob("*/*/opt.txt"))
-                              or ((path / "opt.txt").is_file() and path.parent.parent.name == "checkpoints"))
+    return path.is_dir() and (any((path / "checkpoints").glob("*/*/opt.txt")) or _is_run_folder(path))
 
 
 def find_runs(path: Path) -> MoMaskRuns:
     """The model in ``path``: the folder holding ``checkpoints/`` (when it holds one masked
     transformer), or a masked transformer's run folder (``checkpoints/t2m/<mask run>``)."""
     path = Path(path)
-    if (path / "opt.txt").is_file() and path.parent.parent.name == "checkpoints":
+    if _is_run_folder(path):
         root, chosen = path.parent.parent.parent, path.name
     else:
         root, chosen = path, None
@@ -146,10 +150,13 @@ def text_encoder_of(opt: dict) -> str:
     return str(opt.get(TEXT_ENCODER_KEY, MOMASK_TEXT_ENCODER))
 
 
-def check_sampleable(opt: dict, where: str, why: str) -> None:
+MOTION_FOLDERS_FIX = ("pass --forget-motions DIR --retain-motions DIR (folders of .npy motion features, as in "
+                      "HumanML3D's new_joint_vecs) for --method lcr")
+
+
+def check_sampleable(opt: dict, where: str, why: str, fix: str = MOTION_FOLDERS_FIX) -> None:
     """Refuse, in one line, to run the text path of a model whose text encoder is not shipped."""
     encoder = text_encoder_of(opt)
     if encoder not in SAMPLEABLE_TEXT_ENCODERS:
         raise ModelError(f"{why} needs the model's text encoder ({encoder}), which vidunlearn does not ship",
-                         where=where, fix="pass --forget-motions DIR --retain-motions DIR (folders of .npy motion "
-                                          "features, as in HumanML3D's new_joint_vecs) for --method lcr")
+                         where=where, fix=fix)

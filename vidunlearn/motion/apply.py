@@ -37,12 +37,11 @@ from ..hashing import sha256_file, sha256_json
 from ..pairs import ConceptPairs, load_pairs
 from ..progress import SILENT, Reporter
 from . import lcr, uce
-from .momask import MotionModel, generate_tokens, load_checkpoint, load_runs, patch_checkpoints, state_key
+from .momask import MotionModel, load_checkpoint, load_runs, patch_checkpoints, sample_tokens, state_key
 
 MANIFEST_SCHEMA = 1
 FORMAT = "momask"
 METHODS = ("lcr", "uce")
-MIN_TOKENS, MAX_TOKENS = 10, 20  # sampled lengths: 40-80 frames, the benchmark world's
 BATCH = 64
 
 
@@ -139,17 +138,12 @@ def check_job(job: MotionJob) -> list[ConceptPairs]:
 
 def sampled_codes(model: MotionModel, texts: list[str], samples: int, seed: int, reporter: Reporter,
                   what: str) -> list[np.ndarray]:
-    """The model's own token ids (T, Q) for ``samples`` samples of each text, lengths drawn from ``seed``."""
-    rng = np.random.default_rng([seed, 17])
-    items = [t for t in texts for _ in range(samples)]
-    lengths = rng.integers(MIN_TOKENS, MAX_TOKENS + 1, size=len(items)).tolist()
+    """The model's own token ids (T, Q) for ``samples`` samples of each text (:func:`momask.sample_tokens`)."""
     out: list[np.ndarray] = []
-    with reporter.task(f"sampling {what}", total=len(items)) as advance:
-        for start in range(0, len(items), BATCH):
-            chunk = items[start:start + BATCH]
-            ids, tokens = generate_tokens(model, chunk, lengths[start:start + BATCH], seed=seed * 1000 + start // BATCH)
+    with reporter.task(f"sampling {what}", total=len(texts) * samples) as advance:
+        for _, ids, tokens in sample_tokens(model, texts, samples, seed, BATCH):
             out.extend(row[: int(n)].numpy().astype(np.int64) for row, n in zip(ids, tokens))
-            advance(len(chunk))
+            advance(len(tokens))
     return out
 
 

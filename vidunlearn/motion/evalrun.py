@@ -25,25 +25,14 @@ class MotionEvalResult:
     document: dict
 
 
-def is_motion_folder(path: Path | str) -> bool:
-    """Whether ``path`` is a MoMask checkpoint folder, or one masked transformer's run folder
-    inside it (:func:`vidunlearn.adapters.momask.looks_like_momask`; no model is read)."""
-    from ..adapters.momask import looks_like_momask
-
-    return looks_like_momask(Path(path))
-
-
 def _load(folder: Path):
     """The model and its runs; refused when its text encoder is not shipped (MoMask's CLIP)."""
-    from ..adapters.momask import SAMPLEABLE_TEXT_ENCODERS, text_encoder_of
+    from ..adapters.momask import check_sampleable
     from .momask import load_runs
 
     model, runs = load_runs(folder)
-    encoder = text_encoder_of(model.opts["mask"])
-    if encoder not in SAMPLEABLE_TEXT_ENCODERS:
-        raise VidunlearnError(f"the motion eval generates from captions with the model's text encoder ({encoder}), "
-                              "which vidunlearn does not ship", where=str(folder),
-                              fix="evaluate a model trained on the benchmark world (models/momask-world and its edits)")
+    check_sampleable(model.opts["mask"], str(folder), "the motion eval, which generates from captions,",
+                     fix="evaluate a model trained on the benchmark world (models/momask-world and its edits)")
     return model, {"root": str(runs.root), "dataset": runs.dataset, **runs.names}
 
 
@@ -81,13 +70,14 @@ def evaluate_motion(model: Path, out: Path, compare: Path | None = None, per_pro
     ``per_prompt`` motions each; write ``out/eval.json`` (a folder, renamed into place whole).
     ``out`` must not exist (``force`` replaces it) and must stay apart from both models."""
     from .. import __version__
+    from ..adapters.momask import looks_like_momask
     from .metrics import before_after, sample_count
     from .text import TextEncoder
 
     model, compare = Path(model), Path(compare) if compare is not None else None
     if per_prompt < 1:
         raise VidunlearnError(f"--per-prompt must be at least 1, got {per_prompt}")
-    if compare is not None and not is_motion_folder(compare):
+    if compare is not None and not looks_like_momask(compare):
         raise VidunlearnError("--compare is not a MoMask-layout folder (checkpoints/<dataset>/<run>/opt.txt), as "
                               "--model is", where=str(compare), fix="compare a motion model with its base motion model")
     check_writable(out, force=force)

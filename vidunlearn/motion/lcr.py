@@ -45,7 +45,7 @@ from . import world
 from .features import to_features
 from .judge import judge_motion
 from ..adapters.momask import find_runs
-from .momask import MotionModel, UNIT_LENGTH, decode, generate_tokens
+from .momask import MotionModel, UNIT_LENGTH, decode, sample_tokens
 from .momask import write_patched as patch_folder
 
 EPS = 1e-8  # the authors' smoothing in both scores
@@ -166,18 +166,13 @@ def sample_motions(model: MotionModel, prompts: list[world.Prompt], per_prompt: 
                    ) -> list[tuple[world.Prompt, np.ndarray, str]]:
     """``per_prompt`` generated motions a prompt (length 40-80 frames drawn from ``seed``):
     (prompt, joint positions, judged action). ``progress(n)`` after each batch of n motions."""
-    rng = np.random.default_rng([seed, 17])
     items = [p for p in prompts for _ in range(per_prompt)]
-    frames = [UNIT_LENGTH * int(k) for k in rng.integers(10, 21, size=len(items))]
     out = []
-    for start in range(0, len(items), batch):
-        chunk, lens = items[start:start + batch], frames[start:start + batch]
-        ids, tokens = generate_tokens(model, [p.text for p in chunk], [n // UNIT_LENGTH for n in lens],
-                                      seed=seed * 1000 + start // batch)
-        for prompt, motion in zip(chunk, decode(model, ids, tokens)):
+    for start, ids, tokens in sample_tokens(model, [p.text for p in prompts], per_prompt, seed, batch):
+        for prompt, motion in zip(items[start:start + len(tokens)], decode(model, ids, tokens)):
             out.append((prompt, motion, judge_motion(motion).action))
         if progress is not None:
-            progress(len(chunk))
+            progress(len(tokens))
     return out
 
 
@@ -209,14 +204,13 @@ def lcr_codes(model: MotionModel, f_codes: list[np.ndarray], r_codes: list[np.nd
     model's own token ids for the forget and retain prompts."""
     if not f_codes or not r_codes:
         raise ModelError(f"need forget and retain motions, got {len(f_codes)} and {len(r_codes)}", where="lcr")
-    forget, retain = f_codes, r_codes
     bad = [layer for layer in layers if not 0 <= layer < len(model.vq.quantizer.layers)]
     if bad:
         raise ModelError(f"no quantizer layer {bad[0]} (the model has {len(model.vq.quantizer.layers)})", where="lcr",
                          fix="edit layer 0, the base layer, as the authors do")
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    books, result = {}, LCRResult(list(layers), {}, {}, {}, {}, len(forget), len(retain), k, alpha, target_rule, seed)
+    books, result = {}, LCRResult(list(layers), {}, {}, {}, {}, len(f_codes), len(r_codes), k, alpha, target_rule, seed)
     for layer in layers:
         codebook = model.vq.quantizer.layers[layer].codebook
         nb_code = codebook.shape[0]

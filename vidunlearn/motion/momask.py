@@ -18,6 +18,7 @@ them small) and are read with ``torch.load(..., weights_only=True)``: nothing is
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,6 +237,24 @@ def generate_tokens(model: MotionModel, texts: list[str], tokens: int | list[int
         all_ids = model.res.generate(ids, cond, lengths, temperature=1.0, topk_filter_thres=float(s["topkr"]),
                                      cond_scale=float(s["res_cond_scale"]))
     return all_ids, lengths
+
+
+SAMPLE_TOKENS = (10, 20)  # lengths drawn for sampled motions: 40-80 frames, the benchmark world's
+
+
+def sample_tokens(model: MotionModel, texts: list[str], per_prompt: int, seed: int, batch: int = 64
+                  ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``per_prompt`` samples of each text in turn, lengths drawn in :data:`SAMPLE_TOKENS` from
+    ``seed``, generated ``batch`` at a time (batch i at seed ``seed * 1000 + i``): yields (index of
+    the batch's first sample, code indices (B, T, Q), lengths in tokens (B,)) a batch. The one
+    sampling scheme of LCR's sets (:mod:`.apply`) and of the benchmark's samples (:mod:`.lcr`)."""
+    rng = np.random.default_rng([seed, 17])
+    items = [t for t in texts for _ in range(per_prompt)]
+    lengths = rng.integers(SAMPLE_TOKENS[0], SAMPLE_TOKENS[1] + 1, size=len(items)).tolist()
+    for start in range(0, len(items), batch):
+        ids, tokens = generate_tokens(model, items[start:start + batch], lengths[start:start + batch],
+                                      seed=seed * 1000 + start // batch)
+        yield start, ids, tokens
 
 
 @torch.no_grad()

@@ -81,13 +81,14 @@ def check_layout(out: Path, manifest: MotionManifest, dataset: str) -> None:
                               "vidunlearn.json", where=str(out / rel), fix="this file may hold other weights: do not use this output")
 
 
-def check_safetensors(out: Path, manifest: MotionManifest, runs) -> int:
-    """Each exported file equals its checkpoint's state dict and names the recipe; returns the count."""
+def check_safetensors(out: Path, manifest: MotionManifest, runs) -> dict[str, tuple[dict, Path]]:
+    """Each exported file equals its checkpoint's state dict and names the recipe; returns each
+    stage's checkpoint and its path (read once, for :func:`compare` too)."""
     from safetensors import safe_open
 
-    count = 0
+    checkpoints = {}
     for stage in STAGES:
-        checkpoint, _ = load_checkpoint(out, stage, runs.names[stage], runs.dataset)
+        checkpoint, path = checkpoints[stage] = load_checkpoint(out, stage, runs.names[stage], runs.dataset)
         state = checkpoint[state_key(stage, checkpoint)]
         rel = f"safetensors/{state_key(stage, checkpoint)}.safetensors"
         if rel not in manifest.files:
@@ -98,8 +99,7 @@ def check_safetensors(out: Path, manifest: MotionManifest, runs) -> int:
             if set(f.keys()) != set(state) or not all(torch.equal(f.get_tensor(k), state[k]) for k in state):
                 raise VerifyError(f"the safetensors weights differ from {runs.model_file(stage).relative_to(runs.root)}",
                                   where=str(out / rel), fix="this output was modified after apply; do not use it")
-        count += 1
-    return count
+    return checkpoints
 
 
 def changed_rows(delta: torch.Tensor) -> list[int]:
@@ -107,14 +107,15 @@ def changed_rows(delta: torch.Tensor) -> list[int]:
     return (flat != 0).any(1).nonzero().flatten().tolist()
 
 
-def compare(out: Path, base: Path, manifest: MotionManifest, runs, result: Verification) -> None:
+def compare(out: Path, base: Path, manifest: MotionManifest, runs, checkpoints: dict[str, tuple[dict, Path]],
+            result: Verification) -> None:
     base_runs = find_runs(base)
     if base_runs.names != runs.names or base_runs.dataset != runs.dataset:
         raise VerifyError(f"the base's runs {base_runs.names} are not the output's {runs.names}", where=str(base),
                           fix="pass the MoMask folder the output was made from")
     seen = set()
     for stage in STAGES:
-        mine, file = load_checkpoint(out, stage, runs.names[stage], runs.dataset)
+        mine, file = checkpoints[stage]
         theirs, _ = load_checkpoint(base, stage, runs.names[stage], runs.dataset)
         rel = file.relative_to(out).as_posix()
         a, b = mine[state_key(stage, mine)], theirs[state_key(stage, theirs)]
@@ -164,12 +165,12 @@ def verify_motion(out: Path, base: str | None) -> Verification:
     if runs.names != manifest.runs:
         raise VerifyError(f"the output's runs {runs.names} are not the manifest's {manifest.runs}", where=str(out), fix=FORGED)
     check_layout(out, manifest, runs.dataset)
-    check_safetensors(out, manifest, runs)
+    checkpoints = check_safetensors(out, manifest, runs)
     if base is None:
         return result
     if not looks_like_momask(Path(base)):
         raise VerifyError("the base of a MoMask output is a MoMask folder", where=str(base),
                           fix="pass the folder the output was made from, e.g. --base models/momask-world")
     result.base = str(base)
-    compare(out, Path(base), manifest, runs, result)
+    compare(out, Path(base), manifest, runs, checkpoints, result)
     return result

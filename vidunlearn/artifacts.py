@@ -30,11 +30,9 @@ OPTIONAL_GROUPS: dict[str, str | None] = {"target": "safe", "anchor": None}
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict, replace: bool = True) -> None:
-    from safetensors.torch import save
-
     header = {"vidunlearn.schema": str(SCHEMA), "vidunlearn.kind": kind,
               "vidunlearn.json": json.dumps(meta, sort_keys=True), "vidunlearn.sha256": _checksum(tensors)}
-    data = _canonical(save({k: v.contiguous() for k, v in tensors.items()}, metadata=header))
+    data = safetensors_bytes(tensors, header)
     with atomic_output(path, replace=replace, wait=replace) as temp:  # a cache queues behind a concurrent writer
         temp.write_bytes(data)
 
@@ -48,6 +46,13 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes, bit-identical from run to run (:func:`_canonical`)."""
+    from safetensors.torch import save
+
+    return _canonical(save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 def _canonical(data: bytes) -> bytes:

@@ -81,6 +81,16 @@ def test_verify_passes_and_catches_edits(lcr_out, tmp_path):
     one_error(run("verify", stray), "not listed in the manifest")
 
 
+def test_the_same_apply_writes_the_same_bytes(lcr_out, tmp_path):
+    """Every weight file, the record and the safetensors headers (metadata in sorted order, not
+    safetensors' hash-map order) are bit-identical in a second run; only the card names the folder."""
+    again = tmp_path / "out"
+    result = run("apply", "--model", MODEL, "--method", "lcr", "--pairs", PAIRS, "--out", again, "--motion-samples", "2")
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads((o / "vidunlearn.json").read_text())["files"] for o in (lcr_out, again))
+    assert {k: v for k, v in first.items() if k != "README.md"} == {k: v for k, v in second.items() if k != "README.md"}
+
+
 def test_uce_on_the_text_path(tmp_path):
     out = tmp_path / "uce"
     result = run("apply", "--model", MODEL, "--mode", "uce", "--pairs", PAIRS, "--out", out)

@@ -215,8 +215,9 @@ def edited_rows(runs: MoMaskRuns, base: MotionModel, edit: MotionEdit) -> list[d
 
 
 def export_safetensors(folder: Path, runs: MoMaskRuns, metadata: dict[str, str]) -> dict[str, str]:
-    """Each network's state dict (as written in MoMask's layout) as ``safetensors/<key>.safetensors``."""
-    from safetensors.torch import save_file
+    """Each network's state dict (as written in MoMask's layout) as ``safetensors/<key>.safetensors``,
+    bit-identical from run to run (:func:`vidunlearn.artifacts.safetensors_bytes`)."""
+    from ..artifacts import safetensors_bytes
 
     names = {}
     (folder / "safetensors").mkdir()
@@ -224,10 +225,10 @@ def export_safetensors(folder: Path, runs: MoMaskRuns, metadata: dict[str, str])
         checkpoint, _ = load_checkpoint(folder, stage, name, runs.dataset)
         key = state_key(stage, checkpoint)
         rel = f"safetensors/{key}.safetensors"
-        tensors = {k: v.detach().clone().contiguous() for k, v in checkpoint[key].items()}
-        save_file(tensors, folder / rel, metadata={**metadata, "momask.run": name, "momask.stage": stage,
-                                                  "momask.ep": str(checkpoint.get("ep")),
-                                                  "momask.total_it": str(checkpoint.get("total_it"))})
+        tensors = {k: v.detach().clone() for k, v in checkpoint[key].items()}  # no shared storage
+        (folder / rel).write_bytes(safetensors_bytes(tensors, {
+            **metadata, "momask.run": name, "momask.stage": stage, "momask.ep": str(checkpoint.get("ep")),
+            "momask.total_it": str(checkpoint.get("total_it"))}))
         names[stage] = rel
     return names
 

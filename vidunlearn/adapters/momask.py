@@ -60,15 +60,59 @@ def read_opt(path: Path) -> dict[str, object]:
     return opt
 
 
-def checkpoint_keys(path: Path) -> set[str]:
-    """The top-level keys of a ``torch.save`` dict, memory-mapped (weights_only): cheap for a big file."""
+# What each network's opt.txt must hold for vidunlearn to build it: integer options and their
+# bounds (MoMask's HumanML3D model: width, code_dim, nb_code 512, latent 384, ff 1024, 8 layers),
+# and options that are fractions. A hostile or damaged opt.txt is one line, not a traceback or a
+# network of absurd size.
+OPT_INTS = {
+    "vq": {"nb_code": 65536, "code_dim": 8192, "output_emb_width": 8192, "down_t": 8, "stride_t": 8, "width": 8192,
+           "depth": 64, "dilation_growth_rate": 16, "num_quantizers": 64},
+    "mask": {"latent_dim": 8192, "ff_size": 32768, "n_layers": 64, "n_heads": 128},
+    "res": {"latent_dim": 8192, "ff_size": 32768, "n_layers": 64, "n_heads": 128},
+}
+OPT_OPTIONAL_INTS = {"dim_pose": 4096, "clip_dim": 8192}
+OPT_FRACTIONS = {"vq": ("quantize_dropout_prob", "mu"), "mask": ("dropout", "cond_drop_prob"),
+                 "res": ("dropout", "cond_drop_prob")}
+
+
+def check_opt(opt: dict, stage: str, where: str) -> None:
+    """Refuse, in one line, an ``opt.txt`` whose sizes are missing, not whole numbers, or out of
+    :data:`OPT_INTS`' bounds, or whose rates are not fractions."""
+    def bad(key: str, what: str) -> ModelError:
+        return ModelError(f"opt.txt's {key} is {str(opt.get(key))[:40]!r}, not {what}", where=where,
+                          fix="pass an unmodified MoMask checkpoint folder")
+
+    limits = {**OPT_INTS[stage], **{k: v for k, v in OPT_OPTIONAL_INTS.items() if k in opt}}
+    for key, limit in limits.items():
+        if type(opt.get(key)) is not int or not 1 <= opt[key] <= limit:
+            raise bad(key, f"a whole number from 1 to {limit}")
+    for key in OPT_FRACTIONS[stage]:
+        if type(opt.get(key)) not in (int, float) or not 0 <= opt[key] <= 1:
+            raise bad(key, "a number from 0 to 1")
+    if stage == "vq" and opt.get("vq_act") not in ("relu", "silu", "gelu"):
+        raise bad("vq_act", "relu, silu or gelu")
+    if stage != "vq" and opt["latent_dim"] % opt["n_heads"]:
+        raise bad("n_heads", f"a divisor of latent_dim {opt['latent_dim']}")
+
+
+def load_weights_only(path: Path, mmap: bool = False) -> object:
+    """``torch.load(path, weights_only=True)``: a file that asks for code, or is damaged, is one
+    line (the first sentence of torch's reason), and nothing of it runs."""
+    import re
+
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
-        raise ModelError(f"cannot read the checkpoint ({type(exc).__name__}: {str(exc)[:120]})", where=str(path),
-                         fix="pass an unmodified MoMask checkpoint folder") from None
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - pickled code, a truncated file...: one line, nothing runs
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split(". ")[0][:120]
+        raise ModelError(f"cannot read the checkpoint with weights_only=True ({type(exc).__name__}: {reason})",
+                         where=str(path), fix="pass an unmodified MoMask checkpoint (tensors and numbers only)") from None
+
+
+def checkpoint_keys(path: Path) -> set[str]:
+    """The top-level keys of a ``torch.save`` dict, memory-mapped (weights_only): cheap for a big file."""
+    checkpoint = load_weights_only(path, mmap=True)
     return set(checkpoint) if isinstance(checkpoint, dict) else set()
 
 

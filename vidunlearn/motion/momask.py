@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adapters.momask import (CHECKPOINT_FILES, DIM_POSE, MoMaskRuns, UNIT_LENGTH, check_sampleable,
-                               find_runs, read_opt)
+from ..adapters.momask import (CHECKPOINT_FILES, DIM_POSE, MoMaskRuns, UNIT_LENGTH, check_opt, check_sampleable,
+                               find_runs, load_weights_only, read_opt)
 from ..errors import ModelError
 from .features import FEATURE_DIM, from_features
 from .masked import MaskTransformer, ResidualTransformer
@@ -67,9 +67,13 @@ def write_opt(path: Path, opt: dict[str, object]) -> None:
         temp.write_text("\n".join(lines + ["-------------- End ----------------"]) + "\n")
 
 
+def dim_pose_of(opt: dict) -> int:
+    """Motion features a frame: opt.txt's ``dim_pose``, else MoMask's for the dataset."""
+    return int(opt.get("dim_pose", DIM_POSE.get(str(opt.get("dataset_name")), DIM_POSE["t2m"])))
+
+
 def build_vq(opt: dict) -> RVQVAE:
-    dim_pose = opt.get("dim_pose", DIM_POSE.get(str(opt.get("dataset_name")), DIM_POSE["t2m"]))
-    return RVQVAE(int(dim_pose), int(opt["nb_code"]), int(opt["code_dim"]), int(opt["output_emb_width"]),
+    return RVQVAE(dim_pose_of(opt), int(opt["nb_code"]), int(opt["code_dim"]), int(opt["output_emb_width"]),
                   int(opt["down_t"]), int(opt["stride_t"]), int(opt["width"]), int(opt["depth"]),
                   int(opt["dilation_growth_rate"]), str(opt["vq_act"]), num_quantizers=int(opt["num_quantizers"]),
                   quantize_dropout_prob=float(opt["quantize_dropout_prob"]), mu=float(opt["mu"]))
@@ -117,11 +121,7 @@ def load_checkpoint(root: Path, stage: str, name: str, dataset: str = DATASET) -
     path = stage_dir(root, name, dataset) / "model" / CHECKPOINT_FILES[stage][0]
     if not path.is_file():
         raise ModelError(f"no {stage} checkpoint", where=str(path), fix="pass a whole MoMask checkpoints folder")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickled code, a truncated file...: one line, nothing runs
-        raise ModelError(f"cannot read the checkpoint with weights_only=True ({type(exc).__name__}: {str(exc)[:100]})",
-                         where=str(path), fix="pass an unmodified MoMask checkpoint (tensors and numbers only)") from None
+    checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(state_key(stage, checkpoint)), dict):
         raise ModelError(f"checkpoint has no {CHECKPOINT_FILES[stage][1]!r} state dict", where=str(path))
     return checkpoint, path
@@ -205,10 +205,11 @@ def load_model(root: Path, mask_name: str = str(TRANS_OPT["name"]), res_name: st
         raise ModelError(f"the residual transformer was trained on {res_opt.get('vq_name')!r}, the masked one on "
                          f"{vq_name!r}", where=str(root))
     vq, mean, std, vq_opt = load_vq(root, vq_name, dataset)
+    for opt, stage, name in ((mask_opt, "mask", mask_name), (res_opt, "res", res_name)):
+        check_opt(opt, stage, str(stage_dir(root, name, dataset) / "opt.txt"))
     mask, res = build_mask(mask_opt, vq_opt), build_res(res_opt, vq_opt)
     for net, stage, name in ((mask, "mask", mask_name), (res, "res", res_name)):
-        net.load_state_dict(load_state(root, stage, name, dataset), strict=True)
-        net.eval()
+        _load_strict(net, root, stage, name, dataset)
     return MotionModel(vq, mask, res, mean, std, {"vq": vq_opt, "mask": mask_opt, "res": res_opt})
 
 
@@ -216,11 +217,39 @@ def load_vq(root: Path, vq_name: str = str(VQ_OPT["name"]), dataset: str = DATAS
             ) -> tuple[RVQVAE, np.ndarray, np.ndarray, dict]:
     """The RVQ-VAE alone (eval mode), its feature mean and std, and its options."""
     vq_opt = read_opt(stage_dir(root, vq_name, dataset) / "opt.txt")
+    check_opt(vq_opt, "vq", str(stage_dir(root, vq_name, dataset) / "opt.txt"))
     vq = build_vq(vq_opt)
-    vq.load_state_dict(load_state(root, "vq", vq_name, dataset), strict=True)
+    _load_strict(vq, root, "vq", vq_name, dataset)
     meta = stage_dir(root, vq_name, dataset) / "meta"
-    mean, std = (np.load(meta / f"{n}.npy", allow_pickle=False) for n in ("mean", "std"))
-    return vq.eval(), mean, std, vq_opt
+    mean, std = (_meta(meta / f"{n}.npy", dim_pose_of(vq_opt)) for n in ("mean", "std"))
+    if not (std > 0).all():
+        raise ModelError("meta/std.npy has a zero or negative entry", where=str(meta / "std.npy"),
+                         fix="pass an unmodified MoMask checkpoint folder")
+    return vq, mean, std, vq_opt
+
+
+def _load_strict(net: torch.nn.Module, root: Path, stage: str, name: str, dataset: str) -> None:
+    """The stage's weights into ``net`` (eval mode), every key and shape as its opt.txt builds it."""
+    try:
+        net.load_state_dict(load_state(root, stage, name, dataset), strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"the checkpoint's tensors do not fit its opt.txt ({' '.join(str(exc).split())[:160]})",
+                         where=str(stage_dir(root, name, dataset) / "model" / CHECKPOINT_FILES[stage][0]),
+                         fix="pass an unmodified MoMask checkpoint folder") from None
+    net.eval()
+
+
+def _meta(path: Path, width: int) -> np.ndarray:
+    """``meta/mean.npy`` or ``std.npy``: ``width`` finite numbers (the features a frame), no pickle."""
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the feature statistics ({str(exc)[:100]})", where=str(path),
+                         fix="pass an unmodified MoMask checkpoint folder") from None
+    if value.shape != (width,) or value.dtype.kind != "f" or not np.isfinite(value).all():
+        raise ModelError(f"feature statistics of shape {value.shape} and dtype {value.dtype}, expected ({width},) "
+                         "finite floats", where=str(path), fix="pass an unmodified MoMask checkpoint folder")
+    return value
 
 
 @torch.no_grad()

@@ -71,6 +71,18 @@ def test_a_pickled_motion_file_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_enormous_motion_file_is_refused_before_it_is_read(tmp_path):
+    for name in ("forget", "retain"):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "0.npy", np.zeros((40, 137), np.float32))
+    # 2 GB of frames on paper (a sparse file here): refused from its header, never loaded
+    np.lib.format.open_memmap(tmp_path / "retain" / "1.npy", mode="w+", dtype=np.float32, shape=(4_000_000, 137)).flush()
+    one_error(run("apply", "--model", MODEL, "--pairs", PAIRS, "--out", tmp_path / "out", "--forget-motions",
+                  tmp_path / "forget", "--retain-motions", tmp_path / "retain"), "cannot read the motion", "1.npy",
+              "frames <= 100000")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("field, value, needle", [
     ("edited", "everything", "'edited' entry 0"),
     ("edited", [{"component": "vq", "tensor": "x", "rows": ["1"]}], "'edited' entry 0"),

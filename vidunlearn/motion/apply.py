@@ -43,6 +43,7 @@ MANIFEST_SCHEMA = 1
 FORMAT = "momask"
 METHODS = ("lcr", "uce")
 BATCH = 64
+MAX_MOTION_FRAMES = 100_000  # 83 minutes at 20 fps; MoMask's motions are at most 196 frames
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,10 @@ def folder_codes(model: MotionModel, folder: Path, reporter: Reporter) -> list[n
     features = []
     for file in files:
         try:
-            features.append(np.asarray(np.load(file, allow_pickle=False), dtype=np.float32))
+            mapped = np.load(file, allow_pickle=False, mmap_mode="r")  # the shape before any data is read
+            if mapped.ndim != 2 or len(mapped) > MAX_MOTION_FRAMES:
+                raise ValueError(f"shape {mapped.shape}, not (frames <= {MAX_MOTION_FRAMES}, dim_pose)")
+            features.append(np.asarray(mapped, dtype=np.float32))
         except (OSError, ValueError) as exc:
             raise VidunlearnError(f"cannot read the motion ({str(exc)[:100]})", where=str(file),
                                   fix="save each motion with numpy.save, as a float array (frames, dim_pose)") from None

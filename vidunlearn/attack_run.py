@@ -66,6 +66,79 @@ def world_starts(value: str, n: int = 8, start: str = "forget", seed: int = 0,
     return concept, starts
 
 
+def pairs_starts(path: Path, judge, n: int = 8, start: str = "forget", seed: int = 0) -> tuple[Concept, list[Start]]:
+    """``n`` starting prompts from a pairs file: the unsafe prompts (``forget``) or their safe twins
+    (``other``), each attacked at the words the pair changes. The concept is the judge's: the
+    benchmark world's value named by the file's ``concept`` for the oracle, else the judge's first
+    attribute = "yes" (as ``vidunlearn eval --pairs``)."""
+    from . import world
+    from .pairs import load_pairs
+    from .remap import word_change
+
+    if start not in STARTS:
+        raise VidunlearnError(f"unknown --start {start!r}", fix=f"use one of {STARTS}")
+    pairs = load_pairs(path)
+    if judge.name == "oracle":
+        try:
+            concept = Concept(world.attribute_of(pairs.concept), pairs.concept)
+        except ValueError:
+            raise VidunlearnError(f"the oracle judges the benchmark world, and the pairs' concept {pairs.concept!r} is "
+                                  "not one of its values", where=str(path), fix="pass --judge (nudenet, or a .py file)") from None
+    else:
+        concept = Concept(judge.attributes[0], "yes")
+    starts = []
+    for i, pair in enumerate(pairs.pairs[:n]):
+        change = word_change(pair.unsafe, pair.safe)
+        if change is None or change[0] == change[1] or not change[2]:
+            raise VidunlearnError("the attack searches at the words a pair changes, and this pair does not replace one "
+                                  "run of words by another", where=f"{path} [pairs[{i}]]",
+                                  fix="make the pair a minimal substitution (e.g. 'a red car' / 'a blue car')")
+        words = " ".join(pair.unsafe.split()[change[0]:change[1]])
+        text, word = (pair.unsafe, words) if start == "forget" else (pair.safe, change[2])
+        starts.append(Start(text, word, (("prompt", pair.unsafe),), seed + i))
+    return concept, starts
+
+
+def load_attacked(model: str, sample: SampleSettings):
+    """(source, pipeline, compact padding, max sequence length) of a model the searches can run on:
+    a Wan text-to-video pipeline (the searches call Wan's transformer with the text states alone)."""
+    from .bounds import check_pipeline
+    from .errors import ModelError
+    from .model import resolve_model
+    from .sampling import load_pipeline
+
+    source = resolve_model(model)
+    check_pipeline(source)  # a family vidunlearn cannot render (Open-Sora) is one line, not a traceback
+    if source.adapter.family != "wan":
+        raise ModelError(f"the attack runs on Wan text-to-video models, and this is a {source.adapter.family} model",
+                         where=model, fix="attack a Wan 2.1 / 2.2 text-to-video model (or the benchmark model)")
+    pipe, compact = load_pipeline(source, sample)
+    return source, pipe, compact, source.adapter.max_sequence_length
+
+
+def sampled_references(model: str, starts: list[Start], n: int, sample: SampleSettings, reporter: Reporter = SILENT) -> list:
+    """Reference latents for a real model: ``model``'s own samples (the base, which draws the
+    concept) of each start's unsafe prompt, ``n`` seeds each (10000 (i + 1) + k), rendered as the
+    attack renders (:func:`render`) and kept as (n, C, F', H', W') latents in the denoiser's
+    normalised space (the pipeline's ``output_type='latent'``)."""
+    import torch
+
+    from .textpath import encode_prompts
+
+    _, pipe, compact, length = load_attacked(model, sample)
+    latents = []
+    with reporter.task("sampling reference clips from the base", total=len(starts)) as advance:
+        for i, start in enumerate(starts):
+            with torch.no_grad():
+                states = encode_prompts(pipe.tokenizer, pipe.text_encoder, [dict(start.target)["prompt"]], length,
+                                        sample.device)
+            clips = render(pipe, compact, length, states * n, [10_000 * (i + 1) + k for k in range(n)], sample,
+                           output_type="latent")
+            latents.append(torch.stack([c.float() for c in clips]))
+            advance(1)
+    return latents
+
+
 def span_of(tokenizer, text: str, word: str, width: int) -> tuple[list[int], list[int]]:
     """(token ids of ``text`` with special tokens, the span positions): the tokens of ``word``,
     widened to ``width`` tokens by repeating its last token after it."""
@@ -97,9 +170,10 @@ def reference_latents(vae, target: dict[str, str], n: int, seed: int):
 
 
 def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sample: SampleSettings,
-           batch_size: int = 16) -> list[np.ndarray]:
+           batch_size: int = 16, output_type: str = "np") -> list:
     """Clips (F, H, W, 3) in [0, 1] conditioned on text-encoder output states [(T_i, D)]; clip i
-    drawn with seed ``seeds[i]``, the negative prompt as ``vidunlearn eval`` uses it."""
+    drawn with seed ``seeds[i]``, the negative prompt as ``vidunlearn eval`` uses it
+    (``output_type='latent'``: the denoised latents (C, F', H', W') instead)."""
     import torch
 
     from .textpath import encode_prompts
@@ -119,7 +193,7 @@ def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sam
                       if sample.guidance > 1 else None,
                       height=sample.height, width=sample.width, num_frames=sample.frames,
                       num_inference_steps=sample.steps, guidance_scale=sample.guidance, generator=generators,
-                      output_type="np")
+                      output_type=output_type)
         clips.extend(result.frames[:len(batch)])
     return clips
 
@@ -137,29 +211,26 @@ class ModelAttack:
 
 
 def attack_model(model: str, concept: Concept, starts: list[Start], settings: AttackSettings, sample: SampleSettings,
-                 judge, *, label: str = "model", reporter: Reporter = SILENT) -> ModelAttack:
-    """Attack ``model`` from every starting prompt, render the starts and what was found, judge both."""
+                 judge, *, label: str = "model", reporter: Reporter = SILENT, references: list | None = None) -> ModelAttack:
+    """Attack ``model`` from every starting prompt, render the starts and what was found, judge both.
+    ``references``: one (K, C, F', H', W') latent tensor per start (default: the world's generator
+    renders each start's ``target`` labels)."""
     import torch
 
-    from .bounds import check_pipeline
-    from .model import resolve_model
-    from .sampling import load_pipeline
     from .textpath import encode_prompts
 
     settings.check()
     sample.check()
     started = time.perf_counter()
-    source = resolve_model(model)
-    check_pipeline(source)  # a family vidunlearn cannot render (Open-Sora) is one line, not a traceback
-    pipe, compact = load_pipeline(source, sample)
-    length = source.adapter.max_sequence_length
+    source, pipe, compact, length = load_attacked(model, sample)
     tokenizer, encoder, transformer = pipe.tokenizer, pipe.text_encoder, pipe.transformer
     allowed = allowed_tokens(tokenizer, {concept.value}) if settings.space == "discrete" else None
     found, texts = [], []
     per_start = settings.steps * settings.restarts
     with reporter.task(f"attacking {label} ({settings.space})", total=per_start * len(starts)) as advance:
         for i, start in enumerate(starts):
-            latents = reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
+            latents = references[i].to(sample.device) if references is not None else \
+                reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
             ids, span = span_of(tokenizer, start.text, start.word, settings.span)
             with torch.enable_grad():
                 result = search(transformer, encoder, torch.tensor(ids, device=sample.device), span, latents,
@@ -250,9 +321,17 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
     check_writable(out, force=force)
     check_apart(out, [("the model folder", resolve_model(m).path) for m in (model, compare) if m])
     chosen = load_judge(judge) if isinstance(judge, str) else judge
-    runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter)}
+    references = None
+    if any(dict(s.target).get("prompt") for s in starts):   # a pairs file's starts: the base's own samples
+        if not compare:
+            raise VidunlearnError("an attack from a pairs file needs --compare BASE: its reference clips are the base "
+                                  "model's own samples of the unsafe prompts", fix="add --compare with the unedited model")
+        references = sampled_references(compare, starts, settings.references, sample, reporter)
+    runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter,
+                                  references=references)}
     if compare:
-        runs["base"] = attack_model(compare, concept, starts, settings, sample, chosen, label="base", reporter=reporter)
+        runs["base"] = attack_model(compare, concept, starts, settings, sample, chosen, label="base", reporter=reporter,
+                                    references=references)
     document = report(concept, starts, settings, sample, chosen, runs)
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "attack.json", document)

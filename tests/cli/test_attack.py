@@ -35,17 +35,6 @@ def test_attack_bad_inputs_one_line(tmp_path, args, message):
     assert result.output.count("error:") == 1 and not (tmp_path / "a").exists()
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread (10x faster than two on a busy 2-core machine), restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @needs_model
 def test_attack_brings_red_back_on_a_weak_edit_from_prompts_naming_other_colours(tmp_path, one_thread):
     """The check of the attack (issue 16): a remap at strength 0.3, started from captions that ask

@@ -54,16 +54,6 @@ def pairs_file(tmp_path: Path, name: str, **change) -> Path:
     return path
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("case,message", [
     ("both", "not both or neither"),
     ("neither", "not both or neither"),

@@ -95,7 +95,7 @@ def pairs_starts(path: Path, judge, n: int = 8, start: str = "forget", seed: int
                                   fix="make the pair a minimal substitution (e.g. 'a red car' / 'a blue car')")
         words = " ".join(pair.unsafe.split()[change[0]:change[1]])
         text, word = (pair.unsafe, words) if start == "forget" else (pair.safe, change[2])
-        starts.append(Start(text, word, (("prompt", pair.unsafe),), seed + i))
+        starts.append(Start(text, word, (("prompt", pair.unsafe), ("words", words)), seed + i))
     return concept, starts
 
 
@@ -224,7 +224,8 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
     started = time.perf_counter()
     source, pipe, compact, length = load_attacked(model, sample)
     tokenizer, encoder, transformer = pipe.tokenizer, pipe.text_encoder, pipe.transformer
-    allowed = allowed_tokens(tokenizer, {concept.value}) if settings.space == "discrete" else None
+    banned = {concept.value, *(w.lower() for s in starts for w in dict(s.target).get("words", "").split())}
+    allowed = allowed_tokens(tokenizer, banned) if settings.space == "discrete" else None   # never the concept's own words
     found, texts = [], []
     per_start = settings.steps * settings.restarts
     with reporter.task(f"attacking {label} ({settings.space})", total=per_start * len(starts)) as advance:

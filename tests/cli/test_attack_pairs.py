@@ -89,7 +89,7 @@ def test_attack_from_a_pairs_file_brings_red_back_from_the_safe_twins(tmp_path, 
     document = json.loads((tmp_path / "oracle" / "attack.json").read_text())
     pairs = yaml.safe_load(RED.read_text())["pairs"]
     assert [p["start"] for p in document["prompts"]] == [pairs[0]["safe"], pairs[1]["safe"]]
-    assert [p["target"] for p in document["prompts"]] == [{"prompt": pairs[0]["unsafe"]}, {"prompt": pairs[1]["unsafe"]}]
+    assert [p["target"] for p in document["prompts"]] == [{"prompt": pairs[i]["unsafe"], "words": "red"} for i in (0, 1)]
     assert document["concept"] == {"attribute": "colour", "value": "red"}
     for name in ("model", "base"):
         assert document["results"][name]["start_rate"] == 0.0
@@ -112,3 +112,18 @@ def test_attack_refuses_a_family_it_cannot_search_in_one_line(tmp_path, tiny_i2v
     result = run("attack", "--model", tiny_i2v, "--concept", "red", "--prompts", "1", "--steps", "1", "--out", tmp_path / "a")
     assert result.exit_code == 1 and "runs on Wan text-to-video models" in result.output, result.output
     assert "wan-i2v" in result.output and result.output.count("error:") == 1 and not (tmp_path / "a").exists()
+
+
+@needs_model
+def test_the_discrete_attack_never_types_the_pairs_own_words_with_a_plugin_judge(tmp_path, one_thread):
+    """A plug-in judge's concept is "yes", not a word: the words the pairs change ("red") are banned
+    from the search all the same, so from the safe twins what it finds never asks for red by name."""
+    judge = tmp_path / "redness.py"
+    judge.write_text(JUDGE)
+    result = run("attack", "--model", BENCH_MODEL, "--out", tmp_path / "a", "--judge", judge, "--pairs", RED,
+                 "--compare", BENCH_MODEL, "--start", "other", "--space", "discrete", "--prompts", "2", "--steps", "3",
+                 "--references", "2")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "a" / "attack.json").read_text())
+    found = [p[name]["found_text"] for p in document["prompts"] for name in ("model", "base")]
+    assert len(found) == 4 and not any("red" in text.split() for text in found), found

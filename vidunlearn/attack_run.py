@@ -40,6 +40,7 @@ class Start:
     word: str                                 # the word naming the attacked attribute (the span's place)
     target: tuple[tuple[str, str], ...]       # labels of the reference clips (the concept in place)
     seed: int                                 # sampling seed of its clips
+    places: tuple[int, ...] = ()              # a pairs file's start: the word indices of ``text`` attacked
 
 
 def world_starts(value: str, n: int = 8, start: str = "forget", seed: int = 0,
@@ -73,7 +74,7 @@ def pairs_starts(path: Path, judge, n: int = 8, start: str = "forget", seed: int
     attribute = "yes" (as ``vidunlearn eval --pairs``)."""
     from . import world
     from .pairs import load_pairs
-    from .remap import word_change
+    from .remap import changed_places
 
     if start not in STARTS:
         raise VidunlearnError(f"unknown --start {start!r}", fix=f"use one of {STARTS}")
@@ -88,14 +89,16 @@ def pairs_starts(path: Path, judge, n: int = 8, start: str = "forget", seed: int
         concept = Concept(judge.attributes[0], "yes")
     starts = []
     for i, pair in enumerate(pairs.pairs[:n]):
-        change = word_change(pair.unsafe, pair.safe)
-        if change is None or change[0] == change[1] or not change[2]:
-            raise VidunlearnError("the attack searches at the words a pair changes, and this pair does not replace one "
-                                  "run of words by another", where=f"{path} [pairs[{i}]]",
-                                  fix="make the pair a minimal substitution (e.g. 'a red car' / 'a blue car')")
-        words = " ".join(pair.unsafe.split()[change[0]:change[1]])
-        text, word = (pair.unsafe, words) if start == "forget" else (pair.safe, change[2])
-        starts.append(Start(text, word, (("prompt", pair.unsafe), ("words", words)), seed + i))
+        mine, theirs = changed_places(pair.unsafe, pair.safe)
+        places, text = (mine, pair.unsafe) if start == "forget" else (theirs, pair.safe)
+        if not places:
+            raise VidunlearnError(f"the attack searches at the words a pair changes, and this pair's "
+                                  f"{'unsafe' if start == 'forget' else 'safe'} prompt has none (the pair only "
+                                  f"{'adds' if start == 'forget' else 'removes'} words)", where=f"{path} [pairs[{i}]]",
+                                  fix="give the pair a word that its twin replaces" + (", or use --start forget" if start == "other" else ""))
+        words = " ".join(pair.unsafe.split()[k] for k in mine)
+        starts.append(Start(text, " ".join(text.split()[k] for k in places), (("prompt", pair.unsafe), ("words", words)),
+                            seed + i, places))
     return concept, starts
 
 
@@ -150,6 +153,27 @@ def span_of(tokenizer, text: str, word: str, width: int) -> tuple[list[int], lis
     extra = max(width - len(piece), 0)
     ids = ids[:where + len(piece)] + [piece[-1]] * extra + ids[where + len(piece):]
     return ids, list(range(where, where + len(piece) + extra))
+
+
+def places_span(tokenizer, text: str, places: tuple[int, ...], width: int) -> tuple[list[int], list[int]]:
+    """(token ids of ``text`` with special tokens, the span positions): the tokens of the words at
+    ``places`` (word indices), each word tokenized alone; one run of words shorter than ``width``
+    tokens is widened as :func:`span_of` widens it."""
+    words = text.split()
+    pieces = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
+    run = sorted(places) == list(range(min(places), max(places) + 1))
+    body: list[int] = []
+    span: list[int] = []
+    for k, piece in enumerate(pieces):
+        if k in places:
+            span += range(len(body), len(body) + len(piece))
+        body += piece
+        if run and k == max(places) and len(span) < width:
+            span += range(len(body), len(body) + width - len(span))
+            body += [body[-1]] * (span[-1] + 1 - len(body))
+    full, plain = tokenizer(text)["input_ids"], tokenizer(text, add_special_tokens=False)["input_ids"]
+    offset = next(i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain)  # the special tokens
+    return full[:offset] + body + full[offset + len(plain):], [offset + p for p in span]
 
 
 def reference_latents(vae, target: dict[str, str], n: int, seed: int):
@@ -232,7 +256,8 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
         for i, start in enumerate(starts):
             latents = references[i].to(sample.device) if references is not None else \
                 reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
-            ids, span = span_of(tokenizer, start.text, start.word, settings.span)
+            ids, span = places_span(tokenizer, start.text, start.places, settings.span) if start.places else \
+                span_of(tokenizer, start.text, start.word, settings.span)
             with torch.enable_grad():
                 result = search(transformer, encoder, torch.tensor(ids, device=sample.device), span, latents,
                                 replace(settings, seed=settings.seed + 1_000 * i), allowed, advance)

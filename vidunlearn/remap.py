@@ -49,12 +49,25 @@ def word_change(unsafe: str, safe: str) -> tuple[int, int, str] | None:
     """The one span of words in which two prompts differ: (start, end) word indices in
     ``unsafe`` and the words of ``safe`` that replace them. None when they differ in more than
     one place (or not at all)."""
-    a, b = unsafe.split(), safe.split()
-    changes = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    changes = _changes(unsafe, safe)
     if len(changes) != 1:
         return None
     _, start, end, b_start, b_end = changes[0]
-    return start, end, " ".join(b[b_start:b_end])
+    return start, end, " ".join(safe.split()[b_start:b_end])
+
+
+def _changes(unsafe: str, safe: str) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes of the two prompts' words, the ones that are not "equal"."""
+    matcher = difflib.SequenceMatcher(a=unsafe.split(), b=safe.split(), autojunk=False)
+    return [op for op in matcher.get_opcodes() if op[0] != "equal"]
+
+
+def changed_places(unsafe: str, safe: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The word indices in which two prompts differ: (those of ``unsafe`` replaced or deleted,
+    those of ``safe`` replacing or inserted); the words compared as :func:`word_change` does."""
+    changes = _changes(unsafe, safe)
+    return (tuple(k for _, start, end, _, _ in changes for k in range(start, end)),
+            tuple(k for _, _, _, b_start, b_end in changes for k in range(b_start, b_end)))
 
 
 def target_prompts(concept: ConceptPairs) -> tuple[tuple[str, ...], str]:

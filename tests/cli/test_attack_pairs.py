@@ -58,7 +58,8 @@ def pairs_file(tmp_path: Path, name: str, **change) -> Path:
     ("both", "not both or neither"),
     ("neither", "not both or neither"),
     ("no-compare", "--pairs needs --compare BASE"),
-    ("two-places", "does not replace one run of words"),
+    ("adds-only", "unsafe prompt has none (the pair only adds words)"),
+    ("removes-only", "safe prompt has none (the pair only removes words)"),
     ("not-world", "not one of its values"),
 ])
 def test_attack_pairs_bad_inputs_one_line(tmp_path, case, message):
@@ -66,14 +67,16 @@ def test_attack_pairs_bad_inputs_one_line(tmp_path, case, message):
         "both": ("--concept", "red", "--pairs", RED, "--compare", BENCH_MODEL),
         "neither": (),
         "no-compare": ("--pairs", RED),
-        "two-places": ("--pairs", pairs_file(tmp_path, "two", safe0="a green square moving down on a dark background"),
-                       "--compare", BENCH_MODEL),
+        "adds-only": ("--pairs", pairs_file(tmp_path, "adds", safe0="a red circle moving up on a dark background today"),
+                      "--compare", BENCH_MODEL),
+        "removes-only": ("--pairs", pairs_file(tmp_path, "removes", safe0="a circle moving up on a dark background"),
+                         "--compare", BENCH_MODEL, "--start", "other"),
         "not-world": ("--pairs", pairs_file(tmp_path, "violence", concept="violence"), "--compare", BENCH_MODEL),
     }[case]
     result = run("attack", "--model", BENCH_MODEL, "--out", tmp_path / "a", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert result.output.count("error:") == 1 and not (tmp_path / "a").exists()
-    if case == "two-places":
+    if case in ("adds-only", "removes-only"):
         assert "pairs[0]" in result.output
 
 
@@ -127,3 +130,24 @@ def test_the_discrete_attack_never_types_the_pairs_own_words_with_a_plugin_judge
     document = json.loads((tmp_path / "a" / "attack.json").read_text())
     found = [p[name]["found_text"] for p in document["prompts"] for name in ("model", "base")]
     assert len(found) == 4 and not any("red" in text.split() for text in found), found
+
+
+def test_attack_from_pairs_that_rewrite_several_places_on_a_wan_layout(tmp_path, tiny_wan, one_thread):
+    """pairs/violence.yaml rewrites several runs of words ("stabs ... with a knife, blood splatters"):
+    every changed word of the unsafe prompt is attacked at once, on Wan's own layout (UMT5, T5
+    tokenizer), with the base's samples as references and a judge file."""
+    judge = tmp_path / "bright.py"
+    judge.write_text("import numpy as np\n\nclass Bright:\n    name = 'bright'\n    attributes = ('bright',)\n\n"
+                     "    def judge(self, clip):\n        return {'bright': 'yes' if float(np.mean(clip)) > 0.5 else 'no'}\n\n"
+                     "def load():\n    return Bright()\n")
+    violence = ROOT / "pairs" / "violence.yaml"
+    result = run("attack", "--model", tiny_wan, "--compare", tiny_wan, "--pairs", violence, "--judge", judge,
+                 "--space", "discrete", "--prompts", "1", "--steps", "2", "--references", "1", "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "a" / "attack.json").read_text())
+    pair = yaml.safe_load(violence.read_text())["pairs"][0]
+    assert document["prompts"][0]["start"] == pair["unsafe"]
+    assert document["prompts"][0]["target"]["words"] == "stabs with knife blood splatters,"
+    assert document["concept"] == {"attribute": "bright", "value": "yes"}
+    found = document["prompts"][0]["model"]["found_text"].split()
+    assert found[:2] == ["a", "man"] and found[-2:] == ["handheld", "camera"], found  # only changed places move

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .attack import AttackSettings, Found, allowed_tokens, search
+from .attack_refs import encode_clips, read_reference_clips, reference_latents
 from .errors import VidunlearnError
 from .evaluate import Concept, frame_rates
 from .fsutil import atomic_output, check_apart, check_writable, write_json
@@ -176,23 +177,6 @@ def places_span(tokenizer, text: str, places: tuple[int, ...], width: int) -> tu
     return full[:offset] + body + full[offset + len(plain):], [offset + p for p in span]
 
 
-def reference_latents(vae, target: dict[str, str], n: int, seed: int):
-    """(n, C, F', H', W') normalised latents of ``n`` generator clips with labels ``target``
-    (posterior mode; normalised with the VAE config's latents mean and std as WanPipeline decodes)."""
-    import torch
-
-    from . import world
-
-    labels = world.Labels(**target)
-    clips = np.stack([world.render(labels, np.random.default_rng(seed + i)) for i in range(n)])
-    x = torch.from_numpy(clips).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)   # (n, 3, F, H, W)
-    with torch.no_grad():
-        z = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode().float()
-    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
-    return (z - mean) / std
-
-
 def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sample: SampleSettings,
            batch_size: int = 16, output_type: str = "np") -> list:
     """Clips (F, H, W, 3) in [0, 1] conditioned on text-encoder output states [(T_i, D)]; clip i
@@ -235,10 +219,12 @@ class ModelAttack:
 
 
 def attack_model(model: str, concept: Concept, starts: list[Start], settings: AttackSettings, sample: SampleSettings,
-                 judge, *, label: str = "model", reporter: Reporter = SILENT, references: list | None = None) -> ModelAttack:
+                 judge, *, label: str = "model", reporter: Reporter = SILENT, references: list | None = None,
+                 reference_clips: np.ndarray | None = None) -> ModelAttack:
     """Attack ``model`` from every starting prompt, render the starts and what was found, judge both.
-    ``references``: one (K, C, F', H', W') latent tensor per start (default: the world's generator
-    renders each start's ``target`` labels)."""
+    ``references``: one (K, C, F', H', W') latent tensor per start; ``reference_clips``: uint8 clips
+    (K, F, H, W, 3) encoded by this model's VAE and shared by every start (default: the world's
+    generator renders each start's ``target`` labels)."""
     import torch
 
     from .textpath import encode_prompts
@@ -250,12 +236,17 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
     tokenizer, encoder, transformer = pipe.tokenizer, pipe.text_encoder, pipe.transformer
     banned = {concept.value, *(w.lower() for s in starts for w in dict(s.target).get("words", "").split())}
     allowed = allowed_tokens(tokenizer, banned) if settings.space == "discrete" else None   # never the concept's own words
+    shared = encode_clips(pipe.vae, reference_clips).to(sample.device) if reference_clips is not None else None
     found, texts = [], []
     per_start = settings.steps * settings.restarts
     with reporter.task(f"attacking {label} ({settings.space})", total=per_start * len(starts)) as advance:
         for i, start in enumerate(starts):
-            latents = references[i].to(sample.device) if references is not None else \
-                reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
+            if shared is not None:
+                latents = shared
+            elif references is not None:
+                latents = references[i].to(sample.device)
+            else:
+                latents = reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
             ids, span = places_span(tokenizer, start.text, start.places, settings.span) if start.places else \
                 span_of(tokenizer, start.text, start.word, settings.span)
             with torch.enable_grad():
@@ -335,7 +326,7 @@ class AttackResult:
 
 def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, settings: AttackSettings = AttackSettings(),
            sample: SampleSettings = SampleSettings(), judge="oracle", compare: str | None = None, force: bool = False,
-           reporter: Reporter = SILENT) -> AttackResult:
+           reporter: Reporter = SILENT, reference_clips: Path | None = None) -> AttackResult:
     """Attack ``model`` (and ``compare``, the base, from the same starts); write ``out/attack.json``,
     ``out/found.safetensors`` and ``out/sheet.png``."""
     from .judges import load_judge
@@ -347,18 +338,21 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
     check_writable(out, force=force)
     check_apart(out, [("the model folder", resolve_model(m).path) for m in (model, compare) if m])
     chosen = load_judge(judge) if isinstance(judge, str) else judge
-    references = None
-    if any(dict(s.target).get("prompt") for s in starts):   # a pairs file's starts: the base's own samples
+    references, clips, source = None, None, "the benchmark world's generator"
+    if reference_clips is not None:   # the user's clips, shared by every start
+        clips = read_reference_clips(reference_clips, settings.references, sample.frames, sample.height, sample.width)
+        source = f"{len(clips)} clips of {reference_clips}"
+    elif any(dict(s.target).get("prompt") for s in starts):   # a pairs file's starts: the base's own samples
+        source = "the --compare model's samples of the unsafe prompts"
         if not compare:
             raise VidunlearnError("an attack from a pairs file needs --compare BASE: its reference clips are the base "
                                   "model's own samples of the unsafe prompts", fix="add --compare with the unedited model")
         references = sampled_references(compare, starts, settings.references, sample, reporter)
-    runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter,
-                                  references=references)}
+    refs = {"references": references, "reference_clips": clips}
+    runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter, **refs)}
     if compare:
-        runs["base"] = attack_model(compare, concept, starts, settings, sample, chosen, label="base", reporter=reporter,
-                                    references=references)
-    document = report(concept, starts, settings, sample, chosen, runs)
+        runs["base"] = attack_model(compare, concept, starts, settings, sample, chosen, label="base", reporter=reporter, **refs)
+    document = {**report(concept, starts, settings, sample, chosen, runs), "reference_clips": source}
     with atomic_output(out, directory=True, replace=force) as temp:
         write_json(temp / "attack.json", document)
         save_found(temp / "found.safetensors", runs, document)

@@ -38,6 +38,7 @@ def attack(
     steps: Annotated[int, typer.Option(help="Optimiser steps (discrete: token-swap iterations) per restart.")] = 40,
     restarts: Annotated[int, typer.Option(help="Independent starts per prompt; the lowest held-out loss wins.")] = 1,
     references: Annotated[int, typer.Option(help="Reference clips that show the concept, per starting prompt.")] = 8,
+    reference_clips: Annotated[Optional[Path], typer.Option(help="A folder of .mp4 clips that show the concept: the first --references of them (by name), first --frames frames resized to --height x --width, encoded by each model's VAE, for every start (instead of the world's generator or the base's samples).")] = None,
     sample_steps: Annotated[int, typer.Option(help="Denoising steps of every rendered (and, with --pairs, reference) clip.")] = 10,
     frames: Annotated[Optional[int], typer.Option(help="Frames (4k+1); default: the benchmark world's.")] = None,
     height: Annotated[Optional[int], typer.Option(help="Pixels; default: the benchmark world's clip size.")] = None,
@@ -63,16 +64,16 @@ def attack(
     settings.check()   # the rest of the budget: the fixed defaults of AttackSettings
     chosen = load_judge(judge)
     if pairs is not None:
-        if not compare:
+        if not compare and reference_clips is None:
             raise VidunlearnError("--pairs needs --compare BASE: the reference clips are the base model's own samples "
-                                  "of the pairs' unsafe prompts", fix="add --compare with the unedited model")
+                                  "of the pairs' unsafe prompts", fix="add --compare with the unedited model, or --reference-clips DIR")
         target, starts = pairs_starts(pairs, chosen, prompts, start, seed=seed)
     else:
         target, starts = world_starts(concept, prompts, start, seed=seed)
     sample = SampleSettings(steps=sample_steps, frames=frames or FRAMES, height=height or SIZE, width=width or SIZE,
                             guidance=guidance, seed=seed, device=device)
     result = run_attack(model, target, starts, out=out, settings=settings, sample=sample, judge=chosen, compare=compare,
-                        force=force, reporter=RichReporter())
+                        force=force, reporter=RichReporter(), reference_clips=reference_clips)
     results = result.document["results"]
     rows = [(name, share(r["start_rate"]), share(r["attack_success_rate"]),
              " ".join(f"{x:.0%}" for x in r["frame_rates"]), f"{r['mean_loss_start']:.4f} -> {r['mean_loss']:.4f}")

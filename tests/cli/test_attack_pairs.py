@@ -151,3 +151,52 @@ def test_attack_from_pairs_that_rewrite_several_places_on_a_wan_layout(tmp_path,
     assert document["concept"] == {"attribute": "bright", "value": "yes"}
     found = document["prompts"][0]["model"]["found_text"].split()
     assert found[:2] == ["a", "man"] and found[-2:] == ["handheld", "camera"], found  # only changed places move
+
+
+def write_red_clips(folder: Path, n: int = 4) -> Path:
+    """``n`` MP4 clips of red shapes drawn by the benchmark world's generator: a user's own references."""
+    import numpy as np
+
+    from vidunlearn import world
+    from vidunlearn.video import write_mp4
+
+    folder.mkdir()
+    for i, (shape, motion) in enumerate([("circle", "up"), ("square", "right"), ("triangle", "left"), ("circle", "down")][:n]):
+        write_mp4(world.render(world.Labels(colour="red", shape=shape, motion=motion, background="dark"),
+                               np.random.default_rng(i)), folder / f"{i}.mp4")
+    return folder
+
+
+@needs_model
+def test_attack_with_a_folder_of_reference_clips_needs_no_base(tmp_path, one_thread):
+    """--reference-clips: the user's MP4s (red shapes, none of them the prompt's own) stand in for the
+    base's samples; from the safe twins the attack still brings red back, with no --compare."""
+    clips = write_red_clips(tmp_path / "clips")
+    result = run("attack", "--model", BENCH_MODEL, "--pairs", RED, "--start", "other", "--reference-clips", clips,
+                 "--references", "4", "--prompts", "2", "--steps", "20", "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "a" / "attack.json").read_text())
+    assert document["reference_clips"] == f"4 clips of {clips}" and set(document["results"]) == {"model"}
+    assert document["results"]["model"]["start_rate"] == 0.0
+    assert document["results"]["model"]["attack_success_rate"] >= 0.5
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "reference clip folder does not exist"),
+    ("empty", "no .mp4 file in the reference clip folder"),
+    ("short", "has 5 frames, the attack reads 9"),
+    ("corrupt", "cannot decode the reference clip"),
+])
+def test_bad_reference_clips_are_one_line(tmp_path, case, message):
+    folder = tmp_path / "clips"
+    if case == "empty":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no clips here")
+    elif case in ("short", "corrupt"):
+        write_red_clips(folder, 1)
+        if case == "corrupt":
+            (folder / "0.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video at all")
+    result = run("attack", "--model", BENCH_MODEL, "--concept", "red", "--reference-clips", folder,
+                 *(("--frames", "9") if case == "short" else ()), "--out", tmp_path / "a")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.output.count("error:") == 1 and not (tmp_path / "a").exists()

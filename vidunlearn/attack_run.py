@@ -41,7 +41,7 @@ class Start:
     word: str                                 # the word naming the attacked attribute (the span's place)
     target: tuple[tuple[str, str], ...]       # labels of the reference clips (the concept in place)
     seed: int                                 # sampling seed of its clips
-    places: tuple[int, ...] = ()              # a pairs file's start: the word indices of ``text`` attacked
+    places: tuple[int, ...]                   # the word indices of ``text`` attacked (``word``'s, or a pair's changes)
 
 
 def world_starts(value: str, n: int = 8, start: str = "forget", seed: int = 0,
@@ -64,7 +64,8 @@ def world_starts(value: str, n: int = 8, start: str = "forget", seed: int = 0,
     for i, prompt in enumerate(chosen):
         labels = prompt.labels if start == "forget" else replace(prompt.labels, **{concept.attribute: others[i % len(others)]})
         target = tuple((a, prompt.labels.get(a)) for a in world.ATTRIBUTES)
-        starts.append(Start(world.caption(labels), labels.get(concept.attribute), target, seed + i))
+        text, word = world.caption(labels), labels.get(concept.attribute)
+        starts.append(Start(text, word, target, seed + i, (text.split().index(word),)))
     return concept, starts
 
 
@@ -144,16 +145,12 @@ def sampled_references(model: str, starts: list[Start], n: int, sample: SampleSe
 
 
 def span_of(tokenizer, text: str, word: str, width: int) -> tuple[list[int], list[int]]:
-    """(token ids of ``text`` with special tokens, the span positions): the tokens of ``word``,
-    widened to ``width`` tokens by repeating its last token after it."""
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    piece = tokenizer(word, add_special_tokens=False)["input_ids"]
-    where = next((i for i in range(len(ids)) if ids[i:i + len(piece)] == piece), None)
-    if where is None:
-        raise VidunlearnError(f"the word {word!r} is not a token run of {text!r}")
-    extra = max(width - len(piece), 0)
-    ids = ids[:where + len(piece)] + [piece[-1]] * extra + ids[where + len(piece):]
-    return ids, list(range(where, where + len(piece) + extra))
+    """:func:`places_span` at the first run of words of ``text`` that is ``word``."""
+    words, wanted = text.split(), word.split()
+    where = next((i for i in range(len(words)) if words[i:i + len(wanted)] == wanted), None)
+    if where is None or not wanted:
+        raise VidunlearnError(f"the word {word!r} is not a run of words of {text!r}")
+    return places_span(tokenizer, text, tuple(range(where, where + len(wanted))), width)
 
 
 def places_span(tokenizer, text: str, places: tuple[int, ...], width: int) -> tuple[list[int], list[int]]:
@@ -247,8 +244,7 @@ def attack_model(model: str, concept: Concept, starts: list[Start], settings: At
                 latents = references[i].to(sample.device)
             else:
                 latents = reference_latents(pipe.vae, dict(start.target), settings.references, seed=10_000 * (i + 1))
-            ids, span = places_span(tokenizer, start.text, start.places, settings.span) if start.places else \
-                span_of(tokenizer, start.text, start.word, settings.span)
+            ids, span = places_span(tokenizer, start.text, start.places, settings.span)
             with torch.enable_grad():
                 result = search(transformer, encoder, torch.tensor(ids, device=sample.device), span, latents,
                                 replace(settings, seed=settings.seed + 1_000 * i), allowed, advance)
@@ -335,6 +331,10 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
 
     settings.check()
     sample.check()
+    sampled = reference_clips is None and any(dict(s.target).get("prompt") for s in starts)  # a pairs file's starts
+    if sampled and not compare:
+        raise VidunlearnError("--pairs needs --compare BASE: the reference clips are the base model's own samples "
+                              "of the pairs' unsafe prompts", fix="add --compare with the unedited model, or --reference-clips DIR")
     check_writable(out, force=force)
     check_apart(out, [("the model folder", resolve_model(m).path) for m in (model, compare) if m])
     chosen = load_judge(judge) if isinstance(judge, str) else judge
@@ -342,11 +342,8 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
     if reference_clips is not None:   # the user's clips, shared by every start
         clips = read_reference_clips(reference_clips, settings.references, sample.frames, sample.height, sample.width)
         source = f"{len(clips)} clips of {reference_clips}"
-    elif any(dict(s.target).get("prompt") for s in starts):   # a pairs file's starts: the base's own samples
+    elif sampled:   # the base's own samples of the unsafe prompts
         source = "the --compare model's samples of the unsafe prompts"
-        if not compare:
-            raise VidunlearnError("an attack from a pairs file needs --compare BASE: its reference clips are the base "
-                                  "model's own samples of the unsafe prompts", fix="add --compare with the unedited model")
         references = sampled_references(compare, starts, settings.references, sample, reporter)
     refs = {"references": references, "reference_clips": clips}
     runs = {"model": attack_model(model, concept, starts, settings, sample, chosen, label="model", reporter=reporter, **refs)}

@@ -63,10 +63,7 @@ def attack(
     settings = AttackSettings(space=space, steps=steps, restarts=restarts, references=references, seed=seed)
     settings.check()   # the rest of the budget: the fixed defaults of AttackSettings
     chosen = load_judge(judge)
-    if pairs is not None:
-        if not compare and reference_clips is None:
-            raise VidunlearnError("--pairs needs --compare BASE: the reference clips are the base model's own samples "
-                                  "of the pairs' unsafe prompts", fix="add --compare with the unedited model, or --reference-clips DIR")
+    if pairs is not None:   # without --compare or --reference-clips: run_attack refuses, before any model work
         target, starts = pairs_starts(pairs, chosen, prompts, start, seed=seed)
     else:
         target, starts = world_starts(concept, prompts, start, seed=seed)

@@ -186,6 +186,7 @@ def test_attack_with_a_folder_of_reference_clips_needs_no_base(tmp_path, one_thr
     ("empty", "no .mp4 file in the reference clip folder"),
     ("short", "has 5 frames, the attack reads 9"),
     ("corrupt", "cannot decode the reference clip"),
+    ("oversized", "bytes (limit 536870912)"),
 ])
 def test_bad_reference_clips_are_one_line(tmp_path, case, message):
     folder = tmp_path / "clips"
@@ -196,6 +197,10 @@ def test_bad_reference_clips_are_one_line(tmp_path, case, message):
         write_red_clips(folder, 1)
         if case == "corrupt":
             (folder / "0.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video at all")
+    elif case == "oversized":   # a sparse file: refused from its size, never decoded
+        folder.mkdir()
+        with open(folder / "0.mp4", "wb") as handle:
+            handle.truncate(512 * 1024 * 1024 + 1)
     result = run("attack", "--model", BENCH_MODEL, "--concept", "red", "--reference-clips", folder,
                  *(("--frames", "9") if case == "short" else ()), "--out", tmp_path / "a")
     assert result.exit_code == 1 and message in result.output, result.output

@@ -57,7 +57,8 @@ def main() -> int:
     parser.add_argument("--keep-weight", type=float, default=1.0)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--references", type=int, default=4, help="clips per caption")
-    parser.add_argument("--start", default="default", choices=["default", "base"], help="weights training starts from")
+    parser.add_argument("--param", default="layers", choices=["layers", "factors"],
+                        help="layers: every edited weight free; factors: W' = W (I + A B^T) with A, B shared (the remap's form)")
     parser.add_argument("--eval-at", default="200")
     parser.add_argument("--efficacy-seeds", default="", help="comma-separated; empty: no efficacy run")
     parser.add_argument("--efficacy-only", action="store_true", help="no training: measure the models an earlier run saved")
@@ -83,6 +84,8 @@ def main() -> int:
     from vidunlearn.remap import target_prompts, word_change
     from vidunlearn.sampling import SampleSettings, install_compact_padding
     from vidunlearn.textpath import encode_prompts
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -102,15 +105,20 @@ def main() -> int:
     tokenizer, encoder, vae, base = pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer
     default_dir = args.out / "default"
     api.apply(args.model, out=default_dir, pairs=pairs, work_dir=args.out / "cache", force=True, collateral=False, mode="remap")
-    trained = WanTransformer3DModel.from_pretrained(default_dir if args.start == "default" else args.model,
+    trained = WanTransformer3DModel.from_pretrained(default_dir if args.param == "layers" else args.model,
                                                    subfolder="transformer").eval()
     install_compact_padding(SimpleNamespace(transformer=trained), length)   # as the pipeline reads the pads
     for p in (*base.parameters(), *encoder.parameters(), *trained.parameters()):
         p.requires_grad_(False)
-    params = [p for n, p in trained.named_parameters() if n.endswith(SITES)]
+    layers = {f"{n}.weight": m for n, m in trained.named_modules() if n.endswith(tuple(x[:-7] for x in SITES))}
+    originals = {n: p.detach().clone() for n, p in base.named_parameters() if n.endswith(SITES)}
+    default_file = default_dir / "transformer" / "diffusion_pytorch_model.safetensors"
+    if args.param == "layers":   # every edited weight free
+        params = [m.weight for m in layers.values()]
+    else:                        # W' = W (I + A B^T), A and B shared by every layer: the remap's own form
+        params = shared_factors(layers, originals, load_file(str(default_file)), rank_of(default_dir))
     for p in params:
         p.requires_grad_(True)
-    originals = {n: p.detach().clone() for n, p in base.named_parameters() if n.endswith(SITES)}
     optimiser = torch.optim.Adam(params, lr=args.lr)
 
     def states(texts: list[str]) -> list[torch.Tensor]:
@@ -162,8 +170,11 @@ def main() -> int:
         out = args.out / f"s{step}"
         if out.exists():
             shutil.rmtree(out)
-        shutil.copytree(default_dir, out, ignore=shutil.ignore_patterns("transformer"))
-        trained.save_pretrained(out / "transformer")
+        shutil.copytree(default_dir, out)
+        with safe_open(str(default_file), framework="pt") as handle:
+            metadata = handle.metadata()
+        weights = load_file(str(default_file)) | {n: m.weight.detach().contiguous() for n, m in layers.items()}
+        save_file(weights, str(out / "transformer" / "diffusion_pytorch_model.safetensors"), metadata=metadata)
         return out
 
     def attack(model: Path, space: str) -> dict:
@@ -201,8 +212,7 @@ def main() -> int:
         loss.backward()
         optimiser.step()
         if step % 10 == 0 or step in eval_at:
-            change = {n: float((p.detach() - originals[n]).norm() / originals[n].norm()) for n, p in trained.named_parameters()
-                      if n in originals}
+            change = {n: float((m.weight.detach() - originals[n]).norm() / originals[n].norm()) for n, m in layers.items()}
             entry = {"step": step, "erase": float(erase), "keep": float(kept),
                      "weight_change": sum(change.values()) / len(change), "seconds": round(time.time() - started)}
             if step in eval_at:
@@ -216,6 +226,34 @@ def main() -> int:
     if args.efficacy_seeds:
         efficacy_run(args, sorted(eval_at), pairs)
     return 0
+
+
+def rank_of(out: Path) -> int:
+    return int(json.loads((out / "vidunlearn.json").read_text())["recipe"]["edit_rank"])
+
+
+def shared_factors(layers: dict, originals: dict, default: dict, rank: int) -> list:
+    """Register W' = W + W A B^T on every edited layer, A and B (in, rank) shared, started at the
+    default edit's own map (I + A B^T = W^-1 W' of the first layer, truncated to the edit's rank)."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    first = next(iter(layers))
+    delta = torch.linalg.solve(originals[first].double(), default[first].double()) - torch.eye(originals[first].shape[1]).double()
+    u, s, vh = torch.linalg.svd(delta)
+    factor = torch.nn.Module()
+    factor.a = torch.nn.Parameter((u[:, :rank] * s[:rank]).float())
+    factor.b = torch.nn.Parameter(vh[:rank].T.float().contiguous())
+
+    class Map(torch.nn.Module):
+        def forward(self, weight):
+            return weight + weight @ factor.a @ factor.b.T
+
+    for module in layers.values():
+        parametrize.register_parametrization(module, "weight", Map())
+    error = max(float((m.weight - default[n]).norm() / (default[n] - originals[n]).norm()) for n, m in layers.items())
+    print(f"shared factors of rank {rank}: the default edit reproduced to {error:.2e} of its change", flush=True)
+    return [factor.a, factor.b]
 
 
 def efficacy_run(args, steps: list[int], pairs) -> None:

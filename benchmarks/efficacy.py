@@ -100,7 +100,20 @@ TUNING: dict[str, dict] = {
     "uce-strength1.5": {"mode": "uce", "strength": 1.5},
     "uce-alpha4": {"mode": "uce", "alpha": 4.0},
 }
+# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/attack.md)
+TUNING["adversarial100"] = {"mode": "remap", "adversarial": {"steps": 100}}
+TUNING["adversarial200"] = {"mode": "remap", "adversarial": {"steps": 200}}
 ALL = {**VARIANTS, **TUNING}
+
+
+def apply_kwargs(variant: str) -> dict:
+    """api.apply's keyword arguments for a variant (its adversarial settings as the dataclass)."""
+    kwargs = dict(ALL[variant])
+    if "adversarial" in kwargs:
+        from vidunlearn.adversarial import AdversarialSettings
+
+        kwargs["adversarial"] = AdversarialSettings(**kwargs["adversarial"])
+    return kwargs
 TARGETS = {"forget_after": 0.02, "forget_before": 0.90, "rest_kept_ratio": 0.90, "retain_drop": 0.02,
            "paraphrase_leak": 0.05}
 
@@ -243,7 +256,7 @@ def size_table(args, tasks: list[str], variants: list[str], console) -> int:
             pairs = [PAIRS / f for f in TASKS[task][0]]
             for variant in variants:
                 out = work / task / variant
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **apply_kwargs(variant))
                 size = edit_size(out, args.model)
                 shutil.rmtree(out, ignore_errors=True)
                 results.setdefault(task, {})[variant] = size
@@ -349,7 +362,7 @@ def main() -> int:
             for variant in variants:  # each edit once, judged at every seed
                 out = work / task / variant
                 t0 = time.time()
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **ALL[variant])
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **apply_kwargs(variant))
                 size = edit_size(out, args.model)
                 for run in runs:
                     result = measure(str(out), run["eval_set"], f"{variant} {task} seed {run['seed']}")

@@ -7,16 +7,17 @@ layer over these functions.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from . import __version__
+from .adversarial import AdversarialSettings
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .cache import load_cached
 from .card import CardOptions
-from .checks import MAX_ALPHA, check_device, check_distinct_concepts, check_edit_arguments, check_number, input_paths
+from .checks import MAX_ALPHA, check_device, check_hardening, check_distinct_concepts, check_edit_arguments, check_number, input_paths
 from .checkpoint import verify_layout, write_checkpoint
 from .collateral import anchor_prompts
 from .edit import MODES, default_strength
@@ -39,7 +40,6 @@ from .specs import check_same_model, edit_specs, uce_specs
 from .weightfiles import OutputFiles, note_links, other_weights, with_variant
 
 MANIFEST_SCHEMA = 1
-MAX_HARDEN = 10
 
 
 def _source(model: str | ModelSource, revision: str | None, config: str | None = None,
@@ -197,7 +197,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
           save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
           eval_json: Path | list[Path] | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
           collateral: bool = True, card: CardOptions = CardOptions(), harden: int = 0, motion=None,
-          reporter: Reporter = SILENT) -> ApplyResult:
+          adversarial: AdversarialSettings = AdversarialSettings(), reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
     (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
@@ -219,6 +219,8 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
     ``harden``: rounds of RECE's closed-form search for inputs that still give the concept,
     each erased in turn (:mod:`vidunlearn.harden`; remap from pairs only).
+    ``adversarial``: train the remap's factors against the soft-prompt attack, ``adversarial.steps``
+    steps (:mod:`vidunlearn.adversarial`; not training-free; remap from pairs, Wan text-to-video).
     A MoMask folder goes to :mod:`vidunlearn.motion.apply` (``motion``: its MotionOptions).
     ``card``: what the model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note`
     says when the card leaves ``base_model`` out.
@@ -232,7 +234,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
         video_only = {"--refusal": refusal, "--site": sites, "--sites": modules, "--subspace": subspace, "--dry-run": dry_run,
                       "--format": output_format, "--save-dtype": save_dtype, "--variant": variant, "--config": config,
-                      "--revision": revision, "--offload": offload, "--device": device if device != "cpu" else None}
+                      "--revision": revision, "--offload": offload, "--adversarial": adversarial.steps, "--device": device if device != "cpu" else None}
         return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, 1.0 if strength is None else strength, alpha, force,
                                       tuple(Path(e) for e in eval_files), motion or MotionOptions(), card, video_only,
                                       (push_to_hub, private, hub_revision), harden), reporter)
@@ -249,16 +251,16 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     if mode not in MODES:
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
     method = method or ("remap" if mode == "remap" else "cpca")
-    if harden and (mode != "remap" or not pairs or refusal):
-        raise VidunlearnError("--harden needs the default --mode remap and --pairs (it solves the remap again from "
-                              "the prompts' activations)", fix="leave --harden out, or pass --pairs without --refusal")
-    if not 0 <= harden <= MAX_HARDEN or int(harden) != harden:
-        raise VidunlearnError(f"--harden {harden!r} is not a whole number of rounds from 0 to {MAX_HARDEN}", fix="use e.g. --harden 2")
+    check_hardening(mode, bool(pairs) and not refusal, harden, adversarial)
     if mode == "uce" and refusal:
         raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
                               fix="pass --pairs instead of --refusal")
     loaded_pairs = [load_pairs(p) for p in pairs or []]  # validate every file before any work
     check_distinct_concepts(loaded_pairs)
+    if adversarial.steps:
+        from .adversarial import check_reach
+
+        check_reach(source, loaded_pairs, adversarial)
     if not dry_run:
         check_writable(out, force=force)
         caches = [("the cache folder", work_dir / c.concept) for c in loaded_pairs]
@@ -316,6 +318,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
         specs = hardened_specs(source, plan, activation_sets, strength, alpha, harden)
         plan = plan_edits(source, specs, modules)
+    if adversarial.steps:
+        from .adversarial import adversarial_specs
+
+        specs = adversarial_specs(source, plan, specs, loaded_pairs, adversarial, device, dtype, reporter)
+        plan = plan_edits(source, specs, modules)
     if output_format == "diffusers" and any(is_fp8(e.weight.dtype) for e in plan):
         raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
                               fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
@@ -336,6 +343,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
         "edit_rank": max(spec.rank for spec in specs.values()) if mode in ("uce", "remap") else None,
         **({"harden": harden} if harden else {}),
+        **({"adversarial": asdict(adversarial)} if adversarial.steps else {}),
     }
     file_meta = provenance_metadata(source, recipe, output_format)
     quantization = None

@@ -87,3 +87,18 @@ def input_paths(source: object, *, pairs: Sequence[Path] = (), refusal: Sequence
             ("the --config model folder", getattr(config, "path", None)),
             *(("the --pairs file", Path(p)) for p in pairs), *(("the --refusal file", Path(p)) for p in refusal),
             *others]
+
+
+MAX_HARDEN = 10
+
+
+def check_hardening(mode: str, pairs_only: bool, harden: int, adversarial) -> None:
+    """``--harden`` rounds and ``--adversarial`` training need the remap solved from pairs alone."""
+    for flag, on, why in (("--harden", harden, "it solves the remap again from the prompts' activations"),
+                          ("--adversarial", adversarial.steps, "it trains the remap's factors on the pairs' prompts")):
+        if on and (mode != "remap" or not pairs_only):
+            raise VidunlearnError(f"{flag} needs the default --mode remap and --pairs ({why})",
+                                  fix=f"leave {flag} out, or pass --pairs without --refusal")
+    if not 0 <= harden <= MAX_HARDEN or int(harden) != harden:
+        raise VidunlearnError(f"--harden {harden!r} is not a whole number of rounds from 0 to {MAX_HARDEN}", fix="use e.g. --harden 2")
+    adversarial.check()

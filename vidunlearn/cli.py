@@ -91,6 +91,8 @@ def factorize(
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --format lora --out out/noviolence-lora\n\n"
              "  vidunlearn apply --model wan2.1_t2v_1.3B_fp16.safetensors --pairs pairs/violence.yaml --out out/comfy\n\n"
              "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/circle.yaml --out out/nocircle\n\n"
+             "  vidunlearn apply --model models/shapes-wan --pairs pairs/bench/moving-left.yaml --adversarial 200 --out out/noleft-held"
+             "   # trained against the attack\n\n"
              "  vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --mode project --method cpca --out out/paper"
              "   # the paper's exact edit\n\n"
              "  HF_TOKEN=... vidunlearn apply --model wan2.1 --pairs pairs/violence.yaml --out out/z --push-to-hub me/wan-noviolence\n\n"
@@ -112,6 +114,8 @@ def apply(
     level: LevelOpt = "token",
     subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
     harden: Annotated[int, typer.Option(help="Rounds of RECE's closed-form search for inputs that still give the concept, each erased in turn (remap from --pairs; 0-10; docs/attack.md). MoMask: with --mode uce, RECE on the text path.")] = 0,
+    adversarial: Annotated[int, typer.Option(help="Train the remap's factors this many steps against the soft-prompt attack (not training-free; Wan text-to-video, remap from --pairs; docs/attack.md). 0: off.")] = 0,
+    adversarial_settings: Annotated[Optional[Path], typer.Option(help="YAML of the other adversarial settings (lr, inner, references, frames, height, width, sample_steps, guidance...; docs/attack.md).")] = None,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     no_cache: NoCacheOpt = False,
     revision: RevisionOpt = None,
@@ -140,6 +144,7 @@ def apply(
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from . import api
+    from .adversarial import load_settings
     from .card import CardOptions
     from .motion.apply import MotionOptions
     from .weightfiles import OutputFiles
@@ -152,7 +157,8 @@ def apply(
                        hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
                        min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
                        files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
-                       card=CardOptions(base_model_id=base_model_id), harden=harden, motion=motion, reporter=RichReporter())
+                       card=CardOptions(base_model_id=base_model_id), harden=harden, motion=motion,
+                       adversarial=load_settings(adversarial_settings, adversarial), reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",

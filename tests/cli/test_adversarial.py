@@ -1,0 +1,86 @@
+"""`vidunlearn apply --adversarial STEPS`: the remap's factors trained against the soft-prompt attack.
+The output keeps the remap's form (verify --base checks it like any remap), the training is recorded in
+the recipe and deterministic, and every bad input is one line with nothing written. Whether it holds
+against the attack is measured by benchmarks/attack.py and benchmarks/efficacy.py (docs/attack.md),
+not here: a few steps with the smallest settings are what a test can afford."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidunlearn.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_MODEL = ROOT / "models" / "shapes-wan"
+LEFT = ROOT / "pairs" / "bench" / "moving-left.yaml"
+runner = CliRunner()
+needs_model = pytest.mark.skipif(not (BENCH_MODEL / "model_index.json").is_file(),
+                                 reason="the trained benchmark model models/shapes-wan is not in this checkout")
+SMALL = "references: 1\nbatch: 1\nkeep_batch: 2\ninner: 2\ndraws: 1\nlr: 0.001\n"
+
+
+def run(*args) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def kv(out: Path) -> dict:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(out / "transformer" / "diffusion_pytorch_model.safetensors"))
+    return {k: v for k, v in weights.items() if k.endswith(("attn2.to_k.weight", "attn2.to_v.weight"))}
+
+
+@needs_model
+def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_deterministic(tmp_path, one_thread):
+    settings = tmp_path / "adv.yaml"
+    settings.write_text(SMALL)
+    common = ("--model", BENCH_MODEL, "--pairs", LEFT, "--work-dir", tmp_path / "w", "--no-collateral")
+    assert run("apply", *common, "--out", tmp_path / "plain").exit_code == 0
+    for name in ("held", "again"):
+        result = run("apply", *common, "--adversarial", 3, "--adversarial-settings", settings, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "held" / "vidunlearn.json").read_text())["recipe"]
+    assert recipe["adversarial"]["steps"] == 3 and recipe["adversarial"]["references"] == 1
+    assert recipe["adversarial"]["lr"] == 0.001 and recipe["mode"] == "remap"
+    plain, held, again = kv(tmp_path / "plain"), kv(tmp_path / "held"), kv(tmp_path / "again")
+    assert set(plain) == set(held) and len(held) == 12
+    assert all(not held[k].equal(plain[k]) for k in held)          # every edited layer was trained
+    assert all(held[k].equal(again[k]) for k in held)              # the same run gives the same weights
+    result = run("verify", tmp_path / "held", "--base", BENCH_MODEL)  # the remap's form: rank, shared rows
+    assert result.exit_code == 0 and "the changes are exactly the recipe's" in result.output, result.output
+
+
+@pytest.mark.parametrize("case,message", [
+    ("negative", "is not a whole number of steps"),
+    ("project", "--adversarial needs the default --mode remap and --pairs"),
+    ("unknown-key", "unknown adversarial setting 'learning_rate'"),
+    ("not-mapping", "must be a YAML mapping"),
+    ("wrong-type", "adversarial setting lr = 'fast' must be a float"),
+    ("zero-lr", "adversarial setting lr = 0 must be in (0, 10)"),
+    ("missing-file", "cannot read the adversarial settings"),
+    ("bad-frames", "is not of the form 4k+1"),
+])
+def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
+    settings = tmp_path / "adv.yaml"
+    settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
+                         "zero-lr": "lr: 0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
+    args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
+            "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
+            }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", LEFT, "--work-dir", tmp_path / "w", "--out", tmp_path / "o", *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.output.count("error:") == 1 and not (tmp_path / "o").exists()
+    if case in ("unknown-key", "not-mapping", "wrong-type", "missing-file"):
+        assert "adv.yaml" in result.output or "nothing.yaml" in result.output
+
+
+def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, tiny_i2v):
+    pairs = ROOT / "pairs" / "violence-i2v.yaml"
+    result = run("apply", "--model", tiny_i2v, "--pairs", pairs, "--adversarial", 2, "--work-dir", tmp_path / "w",
+                 "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "Wan text-to-video models, and this is a wan-i2v model" in result.output, result.output
+    assert result.output.count("error:") == 1 and not (tmp_path / "o").exists() and not (tmp_path / "w").exists()

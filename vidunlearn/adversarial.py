@@ -1,0 +1,281 @@
+"""Adversarial training of the remap's factors: ``apply --adversarial STEPS`` (AdvUnlearn, Zhang et
+al. 2024, read for the closed-form edit). Not training-free: it runs the denoiser forward and
+backward, and is off by default.
+
+The remap writes W' = W + s (W A) B^T into every layer of its site, A and B (in, c) shared by all of
+them. No closed form held against the soft-prompt attack (docs/attack.md); this trains A and B
+themselves against it, so the output keeps exactly the remap's form (same layers, rank at most c,
+rows in one shared span: ``verify --base`` checks it as any remap) and every output format. Each step:
+
+1. **attack**: for ``batch`` unsafe prompts of the pairs, move the text encoder's input embeddings
+   at the words the pair changes (as ``vidunlearn attack --space input`` does) to lower the edited
+   denoiser's flow-matching loss on the base model's own samples of that prompt, ``inner`` Adam
+   steps, warm-started from the prompt's last adversarial embeddings;
+2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
+   the prompt as typed is pulled towards the base conditioned on the prompt's remap target;
+3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
+   denoiser is pulled towards the base on the same prompt (``keep_weight``).
+
+Adam on A and B (``lr``). Deterministic under ``seed`` on one device. Wan text-to-video only (the
+attack's own reach). Measured on the benchmark model by benchmarks/adversarial_train.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import VidunlearnError
+
+if TYPE_CHECKING:
+    from .edit import EditSpec
+    from .model import ModelSource
+    from .pairs import ConceptPairs
+    from .plan import PlannedEdit
+    from .progress import Reporter
+    from .sampling import SampleSettings
+
+MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    """The training budget (recorded in the manifest's recipe) and how the reference samples are
+    rendered (default: the benchmark world's clips; a real model wants e.g. 33 x 480 x 832)."""
+
+    steps: int = 0             # training steps; 0: off
+    lr: float = 3e-4           # Adam on the factors A, B
+    inner: int = 5             # attack steps per visit of a prompt
+    inner_lr: float = 0.01     # the attack's Adam (vidunlearn attack --space input)
+    batch: int = 2             # unsafe prompts attacked a step
+    keep_batch: int = 4        # keep prompts a step
+    keep_weight: float = 1.0
+    draws: int = 4             # (sample, noise, timestep) draws per prompt and step
+    references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
+    span: int = 2              # tokens searched at a one-word change
+    seed: int = 0
+    sample_steps: int = 10
+    frames: int = 5
+    height: int = 32
+    width: int = 32
+    guidance: float = 2.0
+
+    def check(self) -> None:
+        if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
+            raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
+                                  fix="use e.g. --adversarial 200")
+        for name in ("inner", "batch", "keep_batch", "draws", "references", "span", "sample_steps"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of at least 1")
+        for name in ("lr", "inner_lr"):
+            if not 0 < getattr(self, name) < 10:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
+        if not 0 <= self.keep_weight <= 1000:
+            raise VidunlearnError(f"adversarial setting keep_weight = {self.keep_weight!r} must be in [0, 1000]")
+
+    def sample(self, device: str, dtype: str) -> SampleSettings:
+        from .sampling import SampleSettings
+
+        return SampleSettings(steps=self.sample_steps, frames=self.frames, height=self.height, width=self.width,
+                              guidance=self.guidance, device=device, dtype=dtype)
+
+
+def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
+    """``--adversarial STEPS`` with the other settings from ``--adversarial-settings FILE`` (YAML, any
+    field of :class:`AdversarialSettings` but ``steps``)."""
+    import yaml
+
+    values: dict = {}
+    if path is not None:
+        where = str(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise VidunlearnError(f"cannot read the adversarial settings: {str(exc).splitlines()[0]}", where=where,
+                                  fix="pass a YAML mapping such as 'frames: 33'") from None
+        if not isinstance(values, dict):
+            raise VidunlearnError("the adversarial settings must be a YAML mapping", where=where, fix="write e.g. 'frames: 33'")
+        known = {f.name for f in fields(AdversarialSettings)} - {"steps"}
+        unknown = sorted(set(map(str, values)) - known)
+        if unknown:
+            raise VidunlearnError(f"unknown adversarial setting {unknown[0]!r}", where=where, fix=f"use some of {sorted(known)}")
+        for name, value in values.items():
+            default = getattr(AdversarialSettings, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
+                raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a {type(default).__name__}", where=where)
+    settings = AdversarialSettings(**{**values, "steps": steps})
+    settings.check()
+    return settings
+
+
+class _Factor(torch.nn.Module):
+    """W -> W + s W A B^T for every layer of one site (A, B shared); ``on`` False gives the base."""
+
+    def __init__(self, spec: EditSpec, device: str) -> None:
+        super().__init__()
+        assert spec.right is not None
+        # the same product A B^T as U S, V (orthonormal B): Adam's steps then mean the same at any scale of the solve
+        rank = spec.basis.shape[1]
+        u, s, vh = torch.linalg.svd(spec.basis.double() @ spec.right.double().T)
+        self.a = torch.nn.Parameter((u[:, :rank] * s[:rank]).float().to(device))
+        self.b = torch.nn.Parameter(vh[:rank].T.float().contiguous().to(device))
+        self.strength, self.on = spec.strength, True
+
+    def map(self):
+        factor = self
+
+        class Map(torch.nn.Module):
+            def forward(self, weight):
+                if not factor.on:
+                    return weight
+                return (weight.float() + factor.strength * (weight.float() @ factor.a) @ factor.b.T).to(weight.dtype)
+
+        return Map()
+
+
+def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: AdversarialSettings) -> None:
+    """The training runs the attack's search, which reaches Wan text-to-video models only, and renders
+    clips the pipeline can draw: one line otherwise, before any work."""
+    from .bounds import check_pipeline
+
+    check_pipeline(source)
+    if source.adapter.family != "wan" or any(c.has_images for c in concepts):
+        raise VidunlearnError(f"--adversarial trains against the text attack of Wan text-to-video models, and this is a "
+                              f"{source.adapter.family} model{' with image pairs' if source.adapter.family == 'wan' else ''}",
+                              where=str(source.path), fix="leave --adversarial out (or use --harden, the closed-form hardening)")
+    settings.sample("cpu", "float32").check(source.adapter.frame_step, source.adapter.size_step)
+
+
+def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
+                      concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
+                      reporter: Reporter) -> dict[str, EditSpec]:
+    """The remap's specs with A and B trained against the attack (module docstring)."""
+    from torch.nn.utils import parametrize
+
+    from .attack import draw, encode
+    from .attack_run import places_span, render
+    from .remap import changed_places, target_prompts
+    from .sampling import load_pipeline
+    from .sites import site_stream
+    from .textpath import encode_prompts
+
+    check_reach(source, concepts, settings)
+    if any(site_stream(source, s) != "text" for s in specs):
+        raise VidunlearnError("--adversarial trains the text path's edit, and a site of this edit reads images",
+                              where=str(source.path), fix="leave --adversarial out, or --site a text site")
+    sample = settings.sample(device, dtype)
+    pipe, compact = load_pipeline(source, sample)
+    tokenizer, encoder, length = pipe.tokenizer, pipe.text_encoder, source.adapter.max_sequence_length
+    factors = {site: _Factor(spec, device) for site, spec in specs.items()}
+    for part in (pipe.transformer, encoder, pipe.vae):
+        part.requires_grad_(False)
+    for edit in plan:
+        module = getattr(pipe, edit.component).get_submodule(edit.module)
+        parametrize.register_parametrization(module, "weight", factors[edit.site].map())
+
+    def switch(on: bool) -> None:
+        for factor in factors.values():
+            factor.on = on
+
+    def states(texts: list[str]) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return encode_prompts(tokenizer, encoder, texts, length, device)
+
+    attacked, keep_texts = [], []
+    for concept in concepts:
+        targets = target_prompts(concept)[0]
+        for pair, target in zip(concept.pairs, targets):
+            places = changed_places(pair.unsafe, pair.safe)[0]
+            if places:  # a pair that only adds words has no word to attack
+                ids, span = places_span(tokenizer, pair.unsafe, places, settings.span)
+                attacked.append({"text": pair.unsafe, "ids": torch.tensor(ids, device=device), "span": span,
+                                 "target": target})
+        keep_texts += [*concept.neutral, *concept.retain, *targets]
+    unsafe = {a["text"] for a in attacked}
+    keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
+    if not attacked:
+        raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
+                              where=concepts[0].path, fix="give the pairs words that their twins replace")
+    switch(False)  # the base renders the references
+    with reporter.task("rendering the base's samples for adversarial training", total=2) as advance:
+        typed = states([a["text"] for a in attacked])
+        latents = render(pipe, compact, length, [s for s in typed for _ in range(settings.references)],
+                         [10_000 * (i + 1) + k for i in range(len(attacked)) for k in range(settings.references)],
+                         sample, output_type="latent")
+        advance(1)
+        keep = [{"states": s} for s in states(keep_texts)]
+        keep_latents = render(pipe, compact, length, [k["states"] for k in keep],
+                              [20_000 + i for i in range(len(keep))], sample, output_type="latent")
+        advance(1)
+    goals = states([a["target"] for a in attacked])
+    table = encoder.get_input_embeddings().weight
+    for i, item in enumerate(attacked):
+        item.update(typed=typed[i], goal=goals[i], adv=table[item["ids"][item["span"]]].detach().clone(),
+                    latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
+    for k, clip in zip(keep, keep_latents):
+        k["latents"] = clip.float()[None]
+
+    generator = torch.Generator().manual_seed(settings.seed)
+    transformer = pipe.transformer
+
+    def velocity(condition: torch.Tensor, x0, noise, sigma) -> torch.Tensor:
+        s = sigma.view(-1, 1, 1, 1, 1)
+        context = torch.cat([condition, condition.new_zeros(1, condition.shape[-1])])[None].expand(x0.shape[0], -1, -1)
+        return transformer(((1 - s) * x0 + s * noise).to(transformer.dtype), timestep=sigma * 1000,
+                           encoder_hidden_states=context.to(transformer.dtype), return_dict=False)[0].float()
+
+    def found(item) -> torch.Tensor:
+        """The attack, warm-started: the prompt's adversarial conditioning against the current edit."""
+        where = torch.tensor(item["span"], device=device)
+
+        def condition(x: torch.Tensor) -> torch.Tensor:
+            return encode(encoder, item["ids"][None], table[item["ids"]].index_put((where,), x)[None])[0]
+
+        x = item["adv"].clone().requires_grad_()
+        optimiser = torch.optim.Adam([x], lr=settings.inner_lr)
+        for _ in range(settings.inner):
+            x0, noise, sigma = draw(item["latents"], settings.draws, generator)
+            loss = (velocity(condition(x), x0, noise, sigma) - (noise - x0)).pow(2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        item["adv"] = x.detach()
+        with torch.no_grad():
+            return condition(item["adv"])
+
+    parameters = [p for f in factors.values() for p in (f.a, f.b)]
+    optimiser = torch.optim.Adam(parameters, lr=settings.lr)
+    with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
+        for _ in range(settings.steps):
+            switch(True)
+            chosen = torch.randperm(len(attacked), generator=generator)[:settings.batch].tolist()
+            pairs = [(attacked[i], found(attacked[i])) for i in chosen]
+            losses = []
+            for item, condition in pairs:
+                x0, noise, sigma = draw(item["latents"], settings.draws, generator)
+                switch(False)
+                with torch.no_grad():
+                    goal = velocity(item["goal"], x0, noise, sigma)
+                switch(True)
+                for c in (condition, item["typed"]):
+                    losses.append((velocity(c, x0, noise, sigma) - goal).pow(2).mean() / (2 * len(pairs)))
+            for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
+                x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
+                switch(False)
+                with torch.no_grad():
+                    goal = velocity(keep[j]["states"], x0, noise, sigma)
+                switch(True)
+                losses.append(settings.keep_weight * (velocity(keep[j]["states"], x0, noise, sigma) - goal).pow(2).mean()
+                              / min(settings.keep_batch, len(keep)))
+            loss = torch.stack(losses).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            if not all(torch.isfinite(p).all() for p in parameters):
+                raise VidunlearnError("adversarial training diverged (the factors hold NaN or Inf)",
+                                      fix="lower the adversarial settings' lr (--adversarial-settings)")
+            advance(1)
+    return {site: replace(specs[site], basis=f.a.detach().cpu(), right=f.b.detach().cpu()) for site, f in factors.items()}

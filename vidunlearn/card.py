@@ -126,6 +126,9 @@ def build_card(source: ModelSource, manifest: dict, out: Path, options: CardOpti
         ("edit mode", recipe["mode"]),
         ("strength (lambda)", recipe["strength"]),
         ("sites", ", ".join(recipe["sites"])),
+        *([("hardening (RECE, closed form)", f"{recipe['harden']} rounds")] if recipe.get("harden") else []),
+        *([("adversarial training", f"{recipe['adversarial']['steps']} steps against the input soft-prompt attack "
+                                    "(the remap's factors trained; not training-free)")] if recipe.get("adversarial") else []),
         ("output format", manifest.get("format") or "diffusers"),
         ("edited tensors", len(manifest["edited"])),
         ("base revision", source.revision or "local folder"),

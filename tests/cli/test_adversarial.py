@@ -46,6 +46,7 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     recipe = json.loads((tmp_path / "held" / "vidunlearn.json").read_text())["recipe"]
     assert recipe["adversarial"]["steps"] == 3 and recipe["adversarial"]["references"] == 1
     assert recipe["adversarial"]["lr"] == 0.001 and recipe["mode"] == "remap"
+    assert "| adversarial training | 3 steps against the input soft-prompt attack" in (tmp_path / "held" / "README.md").read_text()
     plain, held, again = kv(tmp_path / "plain"), kv(tmp_path / "held"), kv(tmp_path / "again")
     assert set(plain) == set(held) and len(held) == 12
     assert all(not held[k].equal(plain[k]) for k in held)          # every edited layer was trained

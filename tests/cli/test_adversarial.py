@@ -85,3 +85,30 @@ def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, t
                  "--out", tmp_path / "o")
     assert result.exit_code == 1 and "Wan text-to-video models, and this is a wan-i2v model" in result.output, result.output
     assert result.output.count("error:") == 1 and not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
+
+
+@needs_model
+def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp_path, one_thread):
+    """CI's reduced check of benchmarks/attack.py --held-out (docs/attack.md): from 4 captions of the
+    leftward motion that are not the pairs' own prompts, the input soft prompt (the benchmark's 40
+    steps) brings the motion back on the default edit (measured: 4 of 4) and not after
+    ``--adversarial 200`` (measured: 0 of 4); as typed, neither edit draws it."""
+    from vidunlearn import api, world
+    from vidunlearn.adversarial import AdversarialSettings
+    from vidunlearn.attack import AttackSettings
+    from vidunlearn.attack_run import attack_model, summary, world_starts
+    from vidunlearn.judges import load_judge
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.sampling import SampleSettings
+
+    concept, starts = world_starts("left", 4, "forget", seed=0, exclude=load_pairs(LEFT).unsafe)
+    sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
+    judge, rates = load_judge("oracle"), {}
+    for name, steps in (("default", 0), ("held", 200)):
+        api.apply(str(BENCH_MODEL), out=tmp_path / name, pairs=[LEFT], work_dir=tmp_path / "w", collateral=False,
+                  adversarial=AdversarialSettings(steps=steps))
+        found = attack_model(str(tmp_path / name), concept, starts, AttackSettings(space="input", steps=40), sample, judge)
+        rates[name] = summary(found, concept, judge)
+    assert rates["default"]["start_rate"] == 0 and rates["held"]["start_rate"] == 0
+    assert rates["default"]["attack_success_rate"] >= 0.75
+    assert rates["held"]["attack_success_rate"] <= 0.25

@@ -38,6 +38,7 @@ from types import SimpleNamespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attack_guided_harden import task_setup  # noqa: E402
 from efficacy import PAIRS, ROOT, TASKS  # noqa: E402
 
 STEPS = {"input": 40, "discrete": 10}
@@ -78,11 +79,8 @@ def main() -> int:
     from vidunlearn import api, world
     from vidunlearn.attack import AttackSettings, draw
     from vidunlearn.attack_refs import reference_latents
-    from vidunlearn.attack_run import attack_model, load_attacked, places_span, summary, world_starts
-    from vidunlearn.judges import load_judge
-    from vidunlearn.pairs import load_pairs
-    from vidunlearn.remap import target_prompts, word_change
-    from vidunlearn.sampling import SampleSettings, install_compact_padding
+    from vidunlearn.attack_run import attack_model, load_attacked, places_span, summary
+    from vidunlearn.sampling import install_compact_padding
     from vidunlearn.textpath import encode_prompts
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -90,14 +88,7 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    targets, _ = target_prompts(load_pairs(pairs[0]))
-    change = word_change(load_pairs(pairs[0]).pairs[0].unsafe, targets[0])
-    assert change is not None
-    target_word = change[2]
-    judge = load_judge("oracle")
-    sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
-    concept, held_out = world_starts(values[0], 4, "forget", seed=0)
-    _, train = world_starts(values[0], 1000, "forget", seed=100, exclude=tuple(s.text for s in held_out))
+    pairs, target_word, judge, sample, concept, held_out, train = task_setup(args.task)
     keep = [p for p in world.retain_prompts(values[0]) if concept.value not in p.text.split()]
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -35,6 +35,28 @@ from efficacy import PAIRS, ROOT, TASKS  # noqa: E402
 STEPS = {"input": 40, "discrete": 10}
 
 
+def task_setup(task: str) -> tuple:
+    """What both screens (this and adversarial_train.py) start from: the task's pairs files, the remap's
+    target word, the oracle, the benchmark's sampling, the concept, its 4 held-out starting prompts
+    (benchmarks/attack.py's, seed 0) and every other forget caption for training."""
+    from vidunlearn import world
+    from vidunlearn.attack_run import world_starts
+    from vidunlearn.judges import load_judge
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.remap import target_prompts, word_change
+    from vidunlearn.sampling import SampleSettings
+
+    files, values = TASKS[task]
+    pairs = [PAIRS / f for f in files]
+    concept_pairs = load_pairs(pairs[0])
+    change = word_change(concept_pairs.pairs[0].unsafe, target_prompts(concept_pairs)[0][0])
+    assert change is not None
+    sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
+    concept, held_out = world_starts(values[0], 4, "forget", seed=0)
+    _, train = world_starts(values[0], 1000, "forget", seed=100, exclude=tuple(s.text for s in held_out))
+    return pairs, change[2], load_judge("oracle"), sample, concept, held_out, train
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
@@ -51,13 +73,10 @@ def main() -> int:
     from diffusers import WanTransformer3DModel
     from transformers import AutoModel, AutoTokenizer
 
-    from vidunlearn import api, harden, world
+    from vidunlearn import api, harden
     from vidunlearn.attack import AttackSettings
-    from vidunlearn.attack_run import attack_model, span_of, summary, world_starts
-    from vidunlearn.judges import load_judge
-    from vidunlearn.pairs import load_pairs
-    from vidunlearn.remap import compose, remap_factors, target_prompts, word_change
-    from vidunlearn.sampling import SampleSettings
+    from vidunlearn.attack_run import attack_model, span_of, summary
+    from vidunlearn.remap import compose, remap_factors
 
     torch.set_num_threads(1)
     extra: list[tuple[torch.Tensor, torch.Tensor]] = []   # (adversarial rows, goal rows), added to the erase set
@@ -68,17 +87,7 @@ def main() -> int:
 
     harden.hardened_factors = hardened_factors   # apply(harden=1) now solves the remap with ``extra``
 
-    files, values = TASKS[args.task]
-    pairs = [PAIRS / f for f in files]
-    concept_pairs = load_pairs(pairs[0])
-    targets, _ = target_prompts(concept_pairs)
-    change = word_change(concept_pairs.pairs[0].unsafe, targets[0])
-    assert change is not None
-    target_word = change[2]
-    judge = load_judge("oracle")
-    sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
-    concept, held_out = world_starts(values[0], 4, "forget", seed=0)
-    _, train = world_starts(values[0], 1000, "forget", seed=100, exclude=tuple(s.text for s in held_out))
+    pairs, target_word, judge, sample, concept, held_out, train = task_setup(args.task)
     embedder = WanTransformer3DModel.from_pretrained(args.model, subfolder="transformer").condition_embedder.text_embedder
     tokenizer = AutoTokenizer.from_pretrained(args.model, subfolder="tokenizer")
     encoder = AutoModel.from_pretrained(args.model, subfolder="text_encoder").eval()

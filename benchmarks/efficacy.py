@@ -103,6 +103,7 @@ TUNING: dict[str, dict] = {
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/attack.md)
 TUNING["adversarial100"] = {"mode": "remap", "adversarial": {"steps": 100}}
 TUNING["adversarial200"] = {"mode": "remap", "adversarial": {"steps": 200}}
+TUNING["adversarial400"] = {"mode": "remap", "adversarial": {"steps": 400}}
 ALL = {**VARIANTS, **TUNING}
 
 

@@ -13,6 +13,19 @@ PAIRS = ROOT / "pairs"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def library_loggers():
+    """transformers and diffusers bind their log handler to whatever sys.stderr is when they are
+    first imported; imported first inside a CliRunner invocation, that handler writes to a stream the
+    runner closes, and every later warning is a "Logging error" in the next command's output. Import
+    them once here, outside any runner, whatever test comes first."""
+    import diffusers  # noqa: F401
+    import transformers  # noqa: F401
+
+    transformers.utils.logging.get_verbosity()
+    diffusers.utils.logging.get_verbosity()
+
+
 # The tiny test models' vocabulary: every word of these pairs files. A fixed list, not a glob: the
 # vocabulary sets the models' random draw, and the statistical tests (a planted concept removed,
 # the remap's fit) are measured on that draw; a new pairs file must not silently redraw them.

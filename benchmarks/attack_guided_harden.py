@@ -2,7 +2,7 @@
 
 RECE (``apply --harden``) erases the inputs of the edited layers that a closed form says still give
 the concept; the soft-prompt attack reaches those layers only through the text encoder, and RECE did
-not hold against it (docs/attack.md). This screen erases what the attack actually finds instead.
+not hold against it (docs/holding.md). This screen erases what the attack actually finds instead.
 Round r:
 
 1. attack the current edit from ``--train`` forget captions (input space, the benchmark's budget:

@@ -100,10 +100,16 @@ TUNING: dict[str, dict] = {
     "uce-strength1.5": {"mode": "uce", "strength": 1.5},
     "uce-alpha4": {"mode": "uce", "alpha": 4.0},
 }
-# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/attack.md)
-TUNING["adversarial100"] = {"mode": "remap", "adversarial": {"steps": 100}}
-TUNING["adversarial200"] = {"mode": "remap", "adversarial": {"steps": 200}}
-TUNING["adversarial400"] = {"mode": "remap", "adversarial": {"steps": 400}}
+# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/holding.md); "away": the erase
+# goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
+for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
+                         "adversarial400": {"steps": 400},
+                         "adversarial200-away1": {"steps": 200, "erase_guidance": 1.0},
+                         "adversarial200-away2": {"steps": 200, "erase_guidance": 2.0},
+                         "adversarial200-keep2": {"steps": 200, "keep_weight": 2.0},
+                         "adversarial200-away1-keep2": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 2.0},
+                         "adversarial200-away1-keep4": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 4.0}}.items():
+    TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 
 

@@ -3,7 +3,7 @@ al. 2024, read for the closed-form edit). Not training-free: it runs the denoise
 backward, and is off by default.
 
 The remap writes W' = W + s (W A) B^T into every layer of its site, A and B (in, c) shared by all of
-them. No closed form held against the soft-prompt attack (docs/attack.md); this trains A and B
+them. No closed form held against the soft-prompt attack (docs/holding.md); this trains A and B
 themselves against it, so the output keeps exactly the remap's form (same layers, rank at most c,
 rows in one shared span: ``verify --base`` checks it as any remap) and every output format. Each step:
 
@@ -12,7 +12,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    denoiser's flow-matching loss on the base model's own samples of that prompt, ``inner`` Adam
    steps, warm-started from the prompt's last adversarial embeddings;
 2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
-   the prompt as typed is pulled towards the base conditioned on the prompt's remap target;
+   the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
+   ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
@@ -53,6 +54,7 @@ class AdversarialSettings:
     batch: int = 2             # unsafe prompts attacked a step
     keep_batch: int = 4        # keep prompts a step
     keep_weight: float = 1.0
+    erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -73,8 +75,9 @@ class AdversarialSettings:
         for name in ("lr", "inner_lr"):
             if not 0 < getattr(self, name) < 10:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
-        if not 0 <= self.keep_weight <= 1000:
-            raise VidunlearnError(f"adversarial setting keep_weight = {self.keep_weight!r} must be in [0, 1000]")
+        for name in ("keep_weight", "erase_guidance"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
 
     def sample(self, device: str, dtype: str) -> SampleSettings:
         from .sampling import SampleSettings
@@ -259,6 +262,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 switch(False)
                 with torch.no_grad():
                     goal = velocity(item["goal"], x0, noise, sigma)
+                    if settings.erase_guidance:
+                        goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], x0, noise, sigma))
                 switch(True)
                 for c in (condition, item["typed"]):
                     losses.append((velocity(c, x0, noise, sigma) - goal).pow(2).mean() / (2 * len(pairs)))

@@ -1,7 +1,7 @@
 """`vidunlearn apply --adversarial STEPS`: the remap's factors trained against the soft-prompt attack.
 The output keeps the remap's form (verify --base checks it like any remap), the training is recorded in
 the recipe and deterministic, and every bad input is one line with nothing written. Whether it holds
-against the attack is measured by benchmarks/attack.py and benchmarks/efficacy.py (docs/attack.md),
+against the attack is measured by benchmarks/attack.py and benchmarks/efficacy.py (docs/holding.md),
 not here: a few steps with the smallest settings are what a test can afford."""
 
 from __future__ import annotations
@@ -62,13 +62,14 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     ("not-mapping", "must be a YAML mapping"),
     ("wrong-type", "adversarial setting lr = 'fast' must be a float"),
     ("zero-lr", "adversarial setting lr = 0 must be in (0, 10)"),
+    ("negative-guidance", "adversarial setting erase_guidance = -1.0 must be in [0, 1000]"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
 def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings = tmp_path / "adv.yaml"
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
-                         "zero-lr": "lr: 0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
+                         "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))
@@ -89,7 +90,7 @@ def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, t
 
 @needs_model
 def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp_path, one_thread):
-    """CI's reduced check of benchmarks/attack.py --held-out (docs/attack.md): from 4 captions of the
+    """CI's reduced check of benchmarks/attack.py --held-out (docs/holding.md): from 4 captions of the
     leftward motion that are not the pairs' own prompts, the input soft prompt (the benchmark's 40
     steps) brings the motion back on the default edit (measured: 4 of 4) and not after
     ``--adversarial 200`` (measured: 0 of 4); as typed, neither edit draws it."""

@@ -280,6 +280,16 @@ def summary(run: ModelAttack, concept: Concept, judge) -> dict:
             "mean_loss": float(np.mean([f.loss for f in run.found])), "seconds": round(run.seconds, 1)}
 
 
+def frames_plot(concept: Concept, results: dict[str, dict]) -> str:
+    """An SVG plot of the share of clips showing the concept at each frame index, attacked and as
+    typed, per model (the base dashed): temporal re-emergence shows as a line rising to the right."""
+    from .htmlreport import rate_plot
+
+    series = {f"{concept.value}, {kind}, {name}": results[name][key]
+              for kind, key in (("attacked", "frame_rates"), ("as typed", "start_frame_rates")) for name in results}
+    return rate_plot(series, group=len(results))
+
+
 def report(concept: Concept, starts: list[Start], settings: AttackSettings, sample: SampleSettings, judge,
            runs: dict[str, ModelAttack]) -> dict:
     """The attack.json document (schema :data:`SCHEMA`, docs/attack.md)."""
@@ -324,7 +334,7 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
            sample: SampleSettings = SampleSettings(), judge="oracle", compare: str | None = None, force: bool = False,
            reporter: Reporter = SILENT, reference_clips: Path | None = None) -> AttackResult:
     """Attack ``model`` (and ``compare``, the base, from the same starts); write ``out/attack.json``,
-    ``out/found.safetensors`` and ``out/sheet.png``."""
+    ``out/found.safetensors``, ``out/sheet.png`` and ``out/frames.svg`` (the per-frame rates)."""
     from .judges import load_judge
     from .model import resolve_model
     from .sheet import SheetRow, compare_sheet
@@ -364,4 +374,5 @@ def attack(model: str, concept: Concept, starts: list[Start], *, out: Path, sett
                                      failed=found == concept.value))  # the concept came back
         compare_sheet(rows, ("start", "attacked"), temp / "sheet.png",
                       footer=f"{concept.attribute} {concept.value!r}, {settings.space} attack; failed: the concept came back")
+        (temp / "frames.svg").write_text(frames_plot(concept, document["results"]), encoding="utf-8")
     return AttackResult(out, document)

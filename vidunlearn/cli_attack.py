@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
 def attack(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder: attack.json, found.safetensors, sheet.png.")],
+    out: Annotated[Path, typer.Option(help="Output folder: attack.json, found.safetensors, sheet.png, frames.svg.")],
     concept: Annotated[Optional[str], typer.Option(help="Benchmark-world value the edit erased, e.g. red, circle, left.")] = None,
     pairs: Annotated[Optional[Path], typer.Option(help="Instead of --concept: a pairs file; the attack starts from its unsafe prompts (--start other: their safe twins) at the words each pair changes, and its reference clips are the --compare model's own samples of the unsafe prompts.")] = None,
     compare: Annotated[Optional[str], typer.Option(help="Base model, attacked from the same prompts with the same budget (needed with --pairs).")] = None,
@@ -81,4 +81,4 @@ def attack(
     found = [p["model"].get("found_text") for p in result.document["prompts"] if p["model"].get("found_text")]
     for text in found[:8]:
         say(f"found: {text}")
-    say(f"wrote {out / 'attack.json'}, {out / 'found.safetensors'} and {out / 'sheet.png'}")
+    say(f"wrote {out / 'attack.json'}, {out / 'found.safetensors'}, {out / 'sheet.png'} and {out / 'frames.svg'}")

@@ -39,8 +39,9 @@ class ClipPair:
     failed: bool
 
 
-def rate_plot(series: dict[str, list[float]]) -> str:
-    """An inline SVG line plot (360 x 150) of per-frame rates in [0, 1]: ``{"circle, edited": [...]}``."""
+def rate_plot(series: dict[str, list[float]], group: int = 2) -> str:
+    """An inline SVG line plot (360 x 150) of per-frame rates in [0, 1]: ``{"circle, edited": [...]}``;
+    each ``group`` consecutive series share a colour (a name ending in "base" is dashed)."""
     w, h, left, bottom = 360, 150, 36, 24
     longest = max(len(v) for v in series.values())
     x = lambda i: left + (w - left - 10) * (i / max(longest - 1, 1))
@@ -52,7 +53,7 @@ def rate_plot(series: dict[str, list[float]]) -> str:
              f'<text x="{left}" y="{h - 4}" font-size="11">frame 1</text>',
              f'<text x="{w - 60}" y="{h - 4}" font-size="11">frame {longest}</text>']
     for n, (name, values) in enumerate(series.items()):
-        colour = COLOURS[(n // 2) % len(COLOURS)]
+        colour = COLOURS[(n // group) % len(COLOURS)]
         dash = ' stroke-dasharray="5 3"' if name.endswith("base") else ""
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')

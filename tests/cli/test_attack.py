@@ -56,6 +56,8 @@ def test_attack_brings_red_back_on_a_weak_edit_from_prompts_naming_other_colours
     assert found["mean_loss"] < 0.8 * found["mean_loss_start"]
     assert all(p["model"]["loss"] < p["model"]["loss_start"] for p in document["prompts"])
     assert len(found["frame_rates"]) == 5 and (tmp_path / "a" / "sheet.png").stat().st_size > 0
+    plot = (tmp_path / "a" / "frames.svg").read_text()
+    assert plot.startswith("<svg") and plot.count("<polyline") == 2 and "red, attacked, model" in plot
     saved = load_file(tmp_path / "a" / "found.safetensors")
     assert sorted(saved) == [f"model.{i}.states" for i in range(3)] and saved["model.0.states"].shape[1] == 384
 

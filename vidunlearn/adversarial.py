@@ -14,6 +14,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
 2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
    the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
    ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
+   with ``on_policy`` p, a share p of these steps noise nothing: they take x_t on the edited model's own
+   sampling path under the attacked conditioning (ESD's on-policy x_t);
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
@@ -55,6 +57,7 @@ class AdversarialSettings:
     keep_batch: int = 4        # keep prompts a step
     keep_weight: float = 1.0
     erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
+    on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -78,6 +81,8 @@ class AdversarialSettings:
         for name in ("keep_weight", "erase_guidance"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
+        if not 0 <= self.on_policy <= 1:
+            raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
 
     def sample(self, device: str, dtype: str) -> SampleSettings:
         from .sampling import SampleSettings
@@ -224,11 +229,25 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     generator = torch.Generator().manual_seed(settings.seed)
     transformer = pipe.transformer
 
-    def velocity(condition: torch.Tensor, x0, noise, sigma) -> torch.Tensor:
+    def noised(x0, noise, sigma) -> torch.Tensor:
         s = sigma.view(-1, 1, 1, 1, 1)
-        context = torch.cat([condition, condition.new_zeros(1, condition.shape[-1])])[None].expand(x0.shape[0], -1, -1)
-        return transformer(((1 - s) * x0 + s * noise).to(transformer.dtype), timestep=sigma * 1000,
+        return (1 - s) * x0 + s * noise
+
+    def velocity(condition: torch.Tensor, xt, sigma) -> torch.Tensor:
+        context = torch.cat([condition, condition.new_zeros(1, condition.shape[-1])])[None].expand(xt.shape[0], -1, -1)
+        return transformer(xt.to(transformer.dtype), timestep=sigma * 1000,
                            encoder_hidden_states=context.to(transformer.dtype), return_dict=False)[0].float()
+
+    def own_path(condition: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t, sigma) on the edited model's own path from noise under ``condition`` (Euler steps of the
+        flow, ``sample_steps`` in all), stopped at a random step: where its sampling actually goes."""
+        x = torch.randn(shape, generator=generator).to(device)
+        stop = int(torch.randint(settings.sample_steps, (1,), generator=generator))
+        sigmas = torch.linspace(1, 0, settings.sample_steps + 1, device=device)
+        with torch.no_grad():
+            for k in range(stop):
+                x = x + (sigmas[k + 1] - sigmas[k]) * velocity(condition, x, sigmas[k].expand(shape[0]))
+        return x, sigmas[stop].expand(shape[0])
 
     def found(item) -> torch.Tensor:
         """The attack, warm-started: the prompt's adversarial conditioning against the current edit."""
@@ -241,7 +260,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         optimiser = torch.optim.Adam([x], lr=settings.inner_lr)
         for _ in range(settings.inner):
             x0, noise, sigma = draw(item["latents"], settings.draws, generator)
-            loss = (velocity(condition(x), x0, noise, sigma) - (noise - x0)).pow(2).mean()
+            loss = (velocity(condition(x), noised(x0, noise, sigma), sigma) - (noise - x0)).pow(2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -259,21 +278,24 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             losses = []
             for item, condition in pairs:
                 x0, noise, sigma = draw(item["latents"], settings.draws, generator)
+                xt = noised(x0, noise, sigma)
+                if settings.on_policy and float(torch.rand(1, generator=generator)) < settings.on_policy:
+                    xt, sigma = own_path(condition, x0.shape)
                 switch(False)
                 with torch.no_grad():
-                    goal = velocity(item["goal"], x0, noise, sigma)
+                    goal = velocity(item["goal"], xt, sigma)
                     if settings.erase_guidance:
-                        goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], x0, noise, sigma))
+                        goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
                 switch(True)
                 for c in (condition, item["typed"]):
-                    losses.append((velocity(c, x0, noise, sigma) - goal).pow(2).mean() / (2 * len(pairs)))
+                    losses.append((velocity(c, xt, sigma) - goal).pow(2).mean() / (2 * len(pairs)))
             for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
                 x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
                 switch(False)
                 with torch.no_grad():
-                    goal = velocity(keep[j]["states"], x0, noise, sigma)
+                    goal = velocity(keep[j]["states"], noised(x0, noise, sigma), sigma)
                 switch(True)
-                losses.append(settings.keep_weight * (velocity(keep[j]["states"], x0, noise, sigma) - goal).pow(2).mean()
+                losses.append(settings.keep_weight * (velocity(keep[j]["states"], noised(x0, noise, sigma), sigma) - goal).pow(2).mean()
                               / min(settings.keep_batch, len(keep)))
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()

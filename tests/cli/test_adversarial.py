@@ -63,13 +63,15 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     ("wrong-type", "adversarial setting lr = 'fast' must be a float"),
     ("zero-lr", "adversarial setting lr = 0 must be in (0, 10)"),
     ("negative-guidance", "adversarial setting erase_guidance = -1.0 must be in [0, 1000]"),
+    ("on-policy-share", "adversarial setting on_policy = 2.0 must be in [0, 1]"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
 def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings = tmp_path / "adv.yaml"
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
-                         "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
+                         "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
+                         "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))

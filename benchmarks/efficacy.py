@@ -109,7 +109,8 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          "adversarial200-keep2": {"steps": 200, "keep_weight": 2.0},
                          "adversarial200-away1-keep2": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 2.0},
                          "adversarial200-away1-keep4": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 4.0},
-                         "adversarial200-onpolicy": {"steps": 200, "on_policy": 0.5}}.items():
+                         "adversarial200-onpolicy": {"steps": 200, "on_policy": 0.5},
+                         "adversarial200-batch5": {"steps": 200, "batch": 5}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

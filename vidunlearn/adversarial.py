@@ -291,11 +291,12 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     losses.append((velocity(c, xt, sigma) - goal).pow(2).mean() / (2 * len(pairs)))
             for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
                 x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
+                xt = noised(x0, noise, sigma)
                 switch(False)
                 with torch.no_grad():
-                    goal = velocity(keep[j]["states"], noised(x0, noise, sigma), sigma)
+                    goal = velocity(keep[j]["states"], xt, sigma)
                 switch(True)
-                losses.append(settings.keep_weight * (velocity(keep[j]["states"], noised(x0, noise, sigma), sigma) - goal).pow(2).mean()
+                losses.append(settings.keep_weight * (velocity(keep[j]["states"], xt, sigma) - goal).pow(2).mean()
                               / min(settings.keep_batch, len(keep)))
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()

@@ -36,7 +36,7 @@ def main() -> int:
     import torch
 
     from vidunlearn import world
-    from vidunlearn.attack import allowed_tokens
+    from vidunlearn.attack import allowed_tokens, random_tokens
     from vidunlearn.attack_run import load_attacked, places_span, render, world_starts
     from vidunlearn.judges import load_judge
     from vidunlearn.pairs import load_pairs
@@ -54,16 +54,15 @@ def main() -> int:
     for model in args.models.split(","):
         _, pipe, compact, length = load_attacked(model, sample)
         tokenizer = pipe.tokenizer
-        allowed = allowed_tokens(tokenizer, {concept.value}).nonzero()[:, 0]
+        allowed = allowed_tokens(tokenizer, {concept.value})
         generator = torch.Generator().manual_seed(args.seed)
         texts, seeds = [], []
         for start in starts:
             ids, span = places_span(tokenizer, start.text, start.places, 2)
-            for _ in range(args.fills):
-                filled = list(ids)
-                for place in span:
-                    filled[place] = int(allowed[torch.randint(len(allowed), (1,), generator=generator)])
-                texts.append(tokenizer.decode(filled, skip_special_tokens=True))
+            for _ in range(args.fills):  # drawn as the discrete attack's random restarts draw them
+                filled = torch.tensor(ids)
+                filled[span] = random_tokens(allowed, len(span), generator)
+                texts.append(tokenizer.decode(filled.tolist(), skip_special_tokens=True))
                 seeds.append(start.seed)
         with torch.no_grad():
             states = encode_prompts(tokenizer, pipe.text_encoder, texts, length, sample.device)

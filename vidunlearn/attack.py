@@ -157,6 +157,12 @@ def allowed_tokens(tokenizer, banned: set[str]) -> torch.Tensor:
     return mask
 
 
+def random_tokens(allowed: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` token ids drawn uniformly from the ``allowed`` mask (:func:`allowed_tokens`)."""
+    choices = torch.nonzero(allowed).flatten()
+    return choices[torch.randint(len(choices), (n,), generator=generator)]
+
+
 def discrete(transformer, encoder, ids: torch.Tensor, span: list[int], latents: torch.Tensor, allowed: torch.Tensor,
              settings: AttackSettings, generator: torch.Generator, advance) -> torch.Tensor:
     """Greedy coordinate gradient over real tokens at the ``span`` positions; returns ids (T,)."""
@@ -211,8 +217,7 @@ def search(transformer, encoder, start_ids: torch.Tensor, span: list[int], laten
         else:
             ids = start_ids.clone()
             if restart:
-                choices = torch.nonzero(allowed).flatten()
-                ids[span] = choices[torch.randint(len(choices), (len(span),), generator=generator)].to(ids.device)
+                ids[span] = random_tokens(allowed, len(span), generator).to(ids.device)
             ids = discrete(transformer, encoder, ids, span, latents, allowed, settings, generator, advance)
             with torch.no_grad():
                 states = encode(encoder, ids[None])[0]

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import ALL, PAIRS, ROOT, TASKS, apply_kwargs, markdown  # noqa: E402  (the efficacy benchmark's tasks and variants)
+from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
+from efficacy_variants import ALL, apply_kwargs  # noqa: E402  (and its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit

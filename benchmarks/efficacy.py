@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs  # the variants (benchmarks/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
 
@@ -51,78 +53,6 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # circle, no circle-pair prompt is red, neither file's neutral prompts show either concept
     "red+circle-apart": (("red-apart.yaml", "circle-apart.yaml"), ("red", "circle")),
 }
-# variant -> keyword arguments of api.apply; "default" is apply's default, the remap (the benchmark's
-# winner: see docs/method.md), "paper" the paper's projection (--mode project --method cpca)
-P = {"mode": "project", "method": "cpca"}  # the paper's projection; its variants below
-VARIANTS: dict[str, dict] = {
-    "default": {"mode": "remap"},
-    "paper": dict(P),
-    "uce": {"mode": "uce"},
-    "mean": {**P, "method": "mean"},
-    "cpca-us": {**P, "method": "cpca-us"},
-    "replace": {**P, "mode": "replace"},
-    "bias": {**P, "mode": "bias"},
-    "rank1": {**P, "rank": 1},
-    "rank8": {**P, "rank": 8},
-}
-# the open choices (--variants tuning): the remap default's preserve weight and strength;
-# the paper's projection's subspace, alpha, strength, level and site; replace-mode and UCE settings
-# The remap-* variants were measured at lambda 1 for every task, the default until 2 Dec 2026
-# (third session); they keep it ("strength": 1.0). The rule-* variants take the default's lambda
-# (1, and 1.25 for several concepts) with one other choice changed.
-R1 = {"mode": "remap", "strength": 1.0}
-RULE_SITES = ["cross_attn_kv", "text_embedder_in"]
-TUNING: dict[str, dict] = {
-    "remap-alpha0.25": {**R1, "alpha": 0.25},
-    "remap-alpha4": {**R1, "alpha": 4.0},
-    "remap-strength1.5": {"mode": "remap", "strength": 1.5},
-    "remap-harden1": {**R1, "harden": 1},
-    "remap-harden3": {**R1, "harden": 3},
-    "remap-strength1.25": {"mode": "remap", "strength": 1.25},
-    "remap-alpha0.5": {**R1, "alpha": 0.5},
-    "remap-text-in": {**R1, "sites": ["text_embedder_in"]},
-    "remap-both-sites": {**R1, "sites": RULE_SITES},
-    "rule-both-sites": {"mode": "remap", "sites": RULE_SITES},
-    "rule-alpha0.5": {"mode": "remap", "alpha": 0.5},
-    "rule-harden1": {"mode": "remap", "harden": 1},
-    "rule-alpha0.75": {"mode": "remap", "alpha": 0.75},
-    "remap-strength1.35": {"mode": "remap", "strength": 1.35},
-    "remap-strength1.25-alpha0.75": {"mode": "remap", "strength": 1.25, "alpha": 0.75},
-    "rank2-subspace": {**P, "rank": 2, "subspace": True},
-    "rank4-subspace": {**P, "rank": 4, "subspace": True},
-    "alpha0": {**P, "alpha": 0.0},
-    "alpha4": {**P, "alpha": 4.0},
-    "strength1.5": {**P, "strength": 1.5},
-    "strength2": {**P, "strength": 2.0},
-    "level-pair": {**P, "level": "pair", "rank": 4},
-    "site-text-in": {**P, "sites": ["text_embedder_in"]},
-    "replace-alpha4": {**P, "mode": "replace", "alpha": 4.0},
-    "uce-strength1.5": {"mode": "uce", "strength": 1.5},
-    "uce-alpha4": {"mode": "uce", "alpha": 4.0},
-}
-# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/holding.md); "away": the erase
-# goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
-for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
-                         "adversarial400": {"steps": 400},
-                         "adversarial200-away1": {"steps": 200, "erase_guidance": 1.0},
-                         "adversarial200-away2": {"steps": 200, "erase_guidance": 2.0},
-                         "adversarial200-keep2": {"steps": 200, "keep_weight": 2.0},
-                         "adversarial200-away1-keep2": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 2.0},
-                         "adversarial200-away1-keep4": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 4.0},
-                         "adversarial200-onpolicy": {"steps": 200, "on_policy": 0.5},
-                         "adversarial200-batch5": {"steps": 200, "batch": 5}}.items():
-    TUNING[_name] = {"mode": "remap", "adversarial": _settings}
-ALL = {**VARIANTS, **TUNING}
-
-
-def apply_kwargs(variant: str) -> dict:
-    """api.apply's keyword arguments for a variant (its adversarial settings as the dataclass)."""
-    kwargs = dict(ALL[variant])
-    if "adversarial" in kwargs:
-        from vidunlearn.adversarial import AdversarialSettings
-
-        kwargs["adversarial"] = AdversarialSettings(**kwargs["adversarial"])
-    return kwargs
 TARGETS = {"forget_after": 0.02, "forget_before": 0.90, "rest_kept_ratio": 0.90, "retain_drop": 0.02,
            "paraphrase_leak": 0.05}
 

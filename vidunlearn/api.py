@@ -27,7 +27,7 @@ from .faults import pause_point
 from .fsutil import atomic_output, check_apart, check_free_space, check_writable, write_json
 from .hashing import sha256_file, sha256_json
 from .hub import check_repo_id
-from .model import ModelSource, model_files, resolve_model
+from .model import ModelSource, model_files
 from .pairs import ConceptPairs, load_pairs
 from .plan import PlannedEdit, check_against_config, plan_edits
 from .progress import SILENT, Reporter
@@ -37,36 +37,10 @@ from .record import record_sites
 from .remap import remap_factors, target_prompts
 from .sites import pairs_site_keys, site_keys, site_stream
 from .specs import check_same_model, edit_specs, uce_specs
-from .weightfiles import OutputFiles, note_links, other_weights, with_variant
+from .sources import model_source
+from .weightfiles import OutputFiles, note_links, other_weights
 
 MANIFEST_SCHEMA = 1
-
-
-def _source(model: str | ModelSource, revision: str | None, config: str | None = None,
-            variant: str | None = None) -> ModelSource:
-    """A diffusers folder / Hub id / alias, or a single ``.safetensors`` transformer file (its
-    tokenizer, text encoder and config from ``config``, see :mod:`vidunlearn.singlefile`).
-    ``variant`` chooses the denoisers' weights variant of a diffusers folder (e.g. ``fp16``)."""
-    if variant is not None:
-        return with_variant(_source(model, revision, config), variant)
-    if isinstance(model, ModelSource):
-        return model
-    if Path(model).suffix == ".safetensors" and Path(model).is_file():
-        from .layoutsource import layout_folder
-        from .singlefile import load_single_file
-
-        folder = layout_folder(Path(model))  # a family's own layout (Open-Sora): the folder around the file
-        if folder is not None:
-            if config is not None:
-                raise VidunlearnError("--config is not used: the file's folder holds its own text encoder",
-                                      where=str(model), fix="leave --config out")
-            return resolve_model(str(folder), revision)
-
-        return load_single_file(Path(model), config, revision)
-    if config is not None:
-        raise VidunlearnError("--config is only for a single-file --model", where=str(model),
-                              fix="leave --config out for a diffusers folder or Hub id")
-    return resolve_model(model, revision)
 
 
 # ---------------------------------------------------------------------------------- extract
@@ -94,7 +68,7 @@ def extract(model: str | ModelSource, pairs: str | Path | ConceptPairs, *, out: 
     refuses to replace an existing file).
     """
     check_device(device)
-    source = _source(model, revision, config)
+    source = model_source(model, revision, config)
     concept = pairs if isinstance(pairs, ConceptPairs) else load_pairs(pairs)
     check_writable(out, force=True, file=True)
     check_apart(out, input_paths(source, pairs=[Path(concept.path)] if concept.path else []))
@@ -240,7 +214,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                                       (push_to_hub, private, hub_revision), harden), reporter)
     strength = default_strength(mode, len(pairs or []) + len(refusal or [])) if strength is None else strength
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
-    source = _source(model, revision, config, variant)
+    source = model_source(model, revision, config, variant)
     output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model),
                                    adapter=source.adapter)
     if card.base_model_id:

@@ -15,7 +15,9 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
    ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
    with ``on_policy`` p, a share p of these steps noise nothing: they take x_t on the edited model's own
-   sampling path under the attacked conditioning (ESD's on-policy x_t);
+   sampling path under the attacked conditioning (ESD's on-policy x_t); with ``frame_focus`` p, each latent
+   frame's squared error counts in proportion to that frame's own error to the power p (detached, mean
+   weight 1): the frames where the concept comes back (temporal re-emergence) weigh more;
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
@@ -58,6 +60,7 @@ class AdversarialSettings:
     keep_weight: float = 1.0
     erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
     on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
+    frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -78,7 +81,7 @@ class AdversarialSettings:
         for name in ("lr", "inner_lr"):
             if not 0 < getattr(self, name) < 10:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
-        for name in ("keep_weight", "erase_guidance"):
+        for name in ("keep_weight", "erase_guidance", "frame_focus"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
         if not 0 <= self.on_policy <= 1:
@@ -142,6 +145,16 @@ class _Factor(torch.nn.Module):
                 return (weight.float() + factor.strength * (weight.float() @ factor.a) @ factor.b.T).to(weight.dtype)
 
         return Map()
+
+
+def frame_weighted(error: torch.Tensor, focus: float) -> torch.Tensor:
+    """The mean of ``error`` (B, C, F, H, W), each latent frame weighted by its own mean to the power
+    ``focus`` (detached, the weights' mean 1): 0 is the plain mean."""
+    if not focus:
+        return error.mean()
+    per_frame = error.mean(dim=(0, 1, 3, 4))
+    weight = per_frame.detach().clamp_min(1e-12).pow(focus)
+    return (weight / weight.mean() * per_frame).mean()
 
 
 def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: AdversarialSettings) -> None:
@@ -288,7 +301,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                         goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
                 switch(True)
                 for c in (condition, item["typed"]):
-                    losses.append((velocity(c, xt, sigma) - goal).pow(2).mean() / (2 * len(pairs)))
+                    losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
+                                  / (2 * len(pairs)))
             for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
                 x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
                 xt = noised(x0, noise, sigma)

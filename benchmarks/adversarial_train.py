@@ -95,7 +95,8 @@ def main() -> int:
     _, pipe, _, length = load_attacked(args.model, sample)
     tokenizer, encoder, vae, base = pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer
     default_dir = args.out / "default"
-    api.apply(args.model, out=default_dir, pairs=pairs, work_dir=args.out / "cache", force=True, collateral=False, mode="remap")
+    api.apply(args.model, out=default_dir, pairs=pairs, work_dir=args.out / "cache", force=True,
+              output=api.OutputOptions(collateral=False))
     trained = WanTransformer3DModel.from_pretrained(default_dir if args.param == "layers" else args.model,
                                                    subfolder="transformer").eval()
     install_compact_padding(SimpleNamespace(transformer=trained), length)   # as the pipeline reads the pads

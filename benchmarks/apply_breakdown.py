@@ -69,7 +69,8 @@ def main() -> None:
     os.sync()
     before = resource.getrusage(resource.RUSAGE_SELF)
     begin = time.perf_counter()
-    api.apply(str(source), out=out, refusal=[refusal], mode="project", method="cpca", collateral=False)  # as apply_vs_copy.py
+    api.apply(str(source), out=out, refusal=[refusal], recipe=api.EditRecipe(mode="project", method="cpca"),
+              output=api.OutputOptions(collateral=False))  # as apply_vs_copy.py
     end = time.perf_counter()
     after = resource.getrusage(resource.RUSAGE_SELF)
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime

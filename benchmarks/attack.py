@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
-from efficacy_variants import ALL, apply_kwargs  # noqa: E402  (and its variants)
+from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs  # noqa: E402  (and its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit
@@ -135,7 +135,8 @@ def main() -> int:
                     model = str(work / task / name)
                     if not Path(model).exists():
                         api.apply(args.model, out=Path(model), pairs=pairs, work_dir=work / "cache", force=True,
-                                  collateral=False, **(WEAK if name == "weak" else apply_kwargs(name)))
+                                  output=api.OutputOptions(collateral=False),
+                                  **(as_apply_kwargs(WEAK) if name == "weak" else apply_kwargs(name)))
                 for space in spaces:
                     run = attack_model(model, concept, starts, budgets[space], sample, judge, label=f"{task}/{name}")
                     found = summary(run, concept, judge)

@@ -100,8 +100,8 @@ def main() -> int:
 
     def build(r: int) -> str:
         out = args.out / f"r{r}"
-        api.apply(args.model, out=out, pairs=pairs, work_dir=args.out / "cache", force=True, collateral=False,
-                  mode="remap", harden=1)
+        api.apply(args.model, out=out, pairs=pairs, work_dir=args.out / "cache", force=True,
+                  recipe=api.EditRecipe(harden=1), output=api.OutputOptions(collateral=False))
         torch.save(list(extra), args.out / f"extra-r{r}.pt")
         return str(out)
 

@@ -44,7 +44,7 @@ def apply(*args, anchor_weight: float | None = None, screen: str | None = None, 
         return _apply(*args, **kwargs)
     _anchor["weight"] = anchor_weight
     try:
-        return _apply(*args, **{**kwargs, "no_cache": True})
+        return _apply(*args, **{**kwargs, "load": api.LoadOptions(no_cache=True)})
     finally:
         _anchor["weight"] = remap.ANCHOR_WEIGHT
 

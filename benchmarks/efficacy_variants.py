@@ -65,16 +65,28 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          "adversarial200-away1-keep2": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 2.0},
                          "adversarial200-away1-keep4": {"steps": 200, "erase_guidance": 1.0, "keep_weight": 4.0},
                          "adversarial200-onpolicy": {"steps": 200, "on_policy": 0.5},
-                         "adversarial200-batch5": {"steps": 200, "batch": 5}}.items():
+                         "adversarial200-batch5": {"steps": 200, "batch": 5},
+                         "adversarial200-batch5-focus1": {"steps": 200, "batch": 5, "frame_focus": 1.0},
+                         "adversarial200-batch5-focus3": {"steps": 200, "batch": 5, "frame_focus": 3.0}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 
 
-def apply_kwargs(variant: str) -> dict:
-    """api.apply's keyword arguments for a variant (its adversarial settings as the dataclass)."""
-    kwargs = dict(ALL[variant])
-    if "adversarial" in kwargs:
-        from vidunlearn.adversarial import AdversarialSettings
+def as_apply_kwargs(settings: dict) -> dict:
+    """api.apply's keyword arguments for a variant's settings: its recipe fields as an EditRecipe (the
+    adversarial settings as their dataclass); any other key (a screen's own) is passed on as it is."""
+    from dataclasses import fields
 
-        kwargs["adversarial"] = AdversarialSettings(**kwargs["adversarial"])
-    return kwargs
+    from vidunlearn.adversarial import AdversarialSettings
+    from vidunlearn.apply_options import EditRecipe
+
+    names = {f.name for f in fields(EditRecipe)}
+    recipe = {k: v for k, v in settings.items() if k in names}
+    if "adversarial" in recipe:
+        recipe["adversarial"] = AdversarialSettings(**recipe["adversarial"])
+    return {"recipe": EditRecipe(**recipe), **{k: v for k, v in settings.items() if k not in names}}
+
+
+def apply_kwargs(variant: str) -> dict:
+    """api.apply's keyword arguments for a variant (:func:`as_apply_kwargs`)."""
+    return as_apply_kwargs(ALL[variant])

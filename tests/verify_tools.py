@@ -33,7 +33,10 @@ def apply_violence(model: Path, out: Path, **options) -> Path:
     width 24 is below the remap's rank, so a remap change there is full rank and only its place
     and the rest of the file can be checked): ``mode`` is the paper's unless given."""
     options = {**PAPER, **options} if "mode" not in options else options
-    api.apply(str(model), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=out.parent / "work", **options)
+    output = api.OutputOptions(format=options.pop("output_format", None), save_dtype=options.pop("save_dtype", None))
+    load = api.LoadOptions(config=options.pop("config", None))
+    api.apply(str(model), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=out.parent / "work",
+              recipe=api.EditRecipe(**options), load=load, output=output)
     return out
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .adversarial import AdversarialSettings
+from .apply_options import EditRecipe, LoadOptions, OutputOptions
 from .artifacts import ActivationSet, RefusalVectors, SiteVectors
 from .cache import load_cached
-from .card import CardOptions
 from .checks import MAX_ALPHA, check_device, check_hardening, check_distinct_concepts, check_edit_arguments, check_number, input_paths
 from .checkpoint import verify_layout, write_checkpoint
 from .collateral import anchor_prompts
@@ -38,7 +37,7 @@ from .remap import remap_factors, target_prompts
 from .sites import pairs_site_keys, site_keys, site_stream
 from .specs import check_same_model, edit_specs, uce_specs
 from .sources import model_source
-from .weightfiles import OutputFiles, note_links, other_weights
+from .weightfiles import note_links, other_weights
 
 MANIFEST_SCHEMA = 1
 
@@ -162,64 +161,63 @@ class ApplyResult:
 
 
 def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = None, refusal: list[Path] | None = None,
-          work_dir: Path = Path("vidunlearn-work"), no_cache: bool = False, sites: list[str] | None = None, modules: str | None = None,
-          strength: float | None = None, mode: str = "remap", method: str | None = None, rank: int = 4, alpha: float = 1.0,
-          subspace: bool = False,
-          level: str = "token", revision: str | None = None, device: str = "cpu", dtype: str = "float32",
-          offload: bool = False, dry_run: bool = False, force: bool = False, push_to_hub: str | None = None,
-          private: bool = False, hub_revision: str | None = None, output_format: str | None = None,
-          save_dtype: str | None = None, config: str | None = None, min_survival: float = 0.5,
-          eval_json: Path | list[Path] | None = None, variant: str | None = None, files: OutputFiles = OutputFiles(),
-          collateral: bool = True, card: CardOptions = CardOptions(), harden: int = 0, motion=None,
-          adversarial: AdversarialSettings = AdversarialSettings(), reporter: Reporter = SILENT) -> ApplyResult:
+          work_dir: Path = Path("vidunlearn-work"), recipe: EditRecipe = EditRecipe(), load: LoadOptions = LoadOptions(),
+          output: OutputOptions = OutputOptions(), dry_run: bool = False, force: bool = False,
+          reporter: Reporter = SILENT) -> ApplyResult:
     """Write the edit to the folder ``out``: a diffusers pipeline folder (default), one
     single-file checkpoint per denoiser with original Wan key names, or the exact LoRA delta
-    (``output_format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
+    (``output.format``; see :mod:`vidunlearn.formats`). A single-file ``model`` gives a single
     file by default.
 
     Directions come from ``refusal`` files, or are computed from ``pairs`` files (extract and
-    factorize cached under ``work_dir/<concept>/``; ``no_cache``: recomputed without reading
+    factorize cached under ``work_dir/<concept>/``; ``load.no_cache``: recomputed without reading
     the cache, whose SHA-256s the manifest records). Several concepts are removed in one edit.
     fp8 weights are edited in float32 and re-quantised; the edit is refused when less than
-    ``min_survival`` of it survives re-quantisation in any tensor.
-    ``mode="remap"`` (the default) remaps each unsafe token onto its twin in one consistent target
-    prompt (:mod:`vidunlearn.remap`); ``mode="project"`` with ``method="cpca"`` is the paper's edit.
-    ``mode="uce"`` (a comparison) solves UCE from the pairs' activations instead: ``alpha`` is
-    its preserve weight, ``level`` its token alignment; ``method`` and ``rank`` are unused.
-    ``collateral`` measures the relative change of the edited layers' outputs on 500 unrelated
-    prompts (:mod:`vidunlearn.collateral`) into the manifest and the model card.
-    ``variant`` edits that weights variant of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
-    A diffusers output refuses weight files it would carry unedited (other variants, ``.bin``...)
-    unless ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking.
-    ``harden``: rounds of RECE's closed-form search for inputs that still give the concept,
-    each erased in turn (:mod:`vidunlearn.harden`; remap from pairs only).
-    ``adversarial``: train the remap's factors against the soft-prompt attack, ``adversarial.steps``
-    steps (:mod:`vidunlearn.adversarial`; not training-free; remap from pairs, Wan text-to-video).
-    A MoMask folder goes to :mod:`vidunlearn.motion.apply` (``motion``: its MotionOptions).
-    ``card``: what the model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note`
-    says when the card leaves ``base_model`` out.
+    ``output.min_survival`` of it survives re-quantisation in any tensor.
+    ``recipe`` (:class:`~vidunlearn.apply_options.EditRecipe`): ``mode="remap"`` (the default)
+    remaps each unsafe token onto its twin in one consistent target prompt (:mod:`vidunlearn.remap`);
+    ``mode="project"`` with ``method="cpca"`` is the paper's edit. ``mode="uce"`` (a comparison)
+    solves UCE from the pairs' activations instead: ``alpha`` is its preserve weight, ``level`` its
+    token alignment; ``method`` and ``rank`` are unused. ``harden``: rounds of RECE's closed-form
+    search for inputs that still give the concept, each erased in turn (:mod:`vidunlearn.harden`;
+    remap from pairs only). ``adversarial``: train the remap's factors against the soft-prompt
+    attack, ``adversarial.steps`` steps (:mod:`vidunlearn.adversarial`; not training-free; remap
+    from pairs, Wan text-to-video). A MoMask folder goes to :mod:`vidunlearn.motion.apply`
+    (``motion``: its MotionOptions).
+    ``load`` (:class:`~vidunlearn.apply_options.LoadOptions`): ``variant`` edits that weights variant
+    of the denoisers (``fp16``: ``diffusion_pytorch_model.fp16*``).
+    ``output`` (:class:`~vidunlearn.apply_options.OutputOptions`): ``collateral`` measures the
+    relative change of the edited layers' outputs on 500 unrelated prompts
+    (:mod:`vidunlearn.collateral`) into the manifest and the model card. A diffusers output refuses
+    weight files it would carry unedited (other variants, ``.bin``...) unless
+    ``files.drop_other_weights``; ``files.copy`` copies instead of hard-linking. ``card``: what the
+    model card cannot find itself (``--base-model-id``); :attr:`ApplyResult.note` says when the card
+    leaves ``base_model`` out.
     """
     from .adapters.momask import looks_like_momask
     from .formats import resolve_format
 
-    eval_files = [eval_json] if isinstance(eval_json, (str, Path)) else list(eval_json or [])
+    mode, method, alpha, level, sites, modules = recipe.mode, recipe.method, recipe.alpha, recipe.level, recipe.sites, recipe.modules
+    harden, adversarial, device, dtype, offload = recipe.harden, recipe.adversarial, load.device, load.dtype, load.offload
+    card, files, save_dtype, push_to_hub = output.card, output.files, output.save_dtype, output.push_to_hub
+    eval_files = [Path(e) for e in output.eval_json]
     if isinstance(model, (str, Path)) and looks_like_momask(Path(model)):  # text-to-motion: vidunlearn.motion
         from .motion.apply import MotionJob, MotionOptions, apply_motion
 
-        video_only = {"--refusal": refusal, "--site": sites, "--sites": modules, "--subspace": subspace, "--dry-run": dry_run,
-                      "--format": output_format, "--save-dtype": save_dtype, "--variant": variant, "--config": config,
-                      "--revision": revision, "--offload": offload, "--adversarial": adversarial.steps, "--device": device if device != "cpu" else None}
-        return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, 1.0 if strength is None else strength, alpha, force,
-                                      tuple(Path(e) for e in eval_files), motion or MotionOptions(), card, video_only,
-                                      (push_to_hub, private, hub_revision), harden), reporter)
-    strength = default_strength(mode, len(pairs or []) + len(refusal or [])) if strength is None else strength
+        video_only = {"--refusal": refusal, "--site": sites, "--sites": modules, "--subspace": recipe.subspace, "--dry-run": dry_run,
+                      "--format": output.format, "--save-dtype": save_dtype, "--variant": load.variant, "--config": load.config,
+                      "--revision": load.revision, "--offload": offload, "--adversarial": adversarial.steps, "--device": device if device != "cpu" else None}
+        return apply_motion(MotionJob(Path(model), out, tuple(pairs or ()), mode, method, 1.0 if recipe.strength is None else recipe.strength, alpha, force,
+                                      tuple(eval_files), recipe.motion or MotionOptions(), card, video_only,
+                                      (push_to_hub, output.private, output.hub_revision), harden), reporter)
+    strength = default_strength(mode, len(pairs or []) + len(refusal or [])) if recipe.strength is None else recipe.strength
     check_edit_arguments(strength=strength, alpha=alpha, modules=modules, device=device, push_to_hub=push_to_hub)
-    source = model_source(model, revision, config, variant)
-    output_format = resolve_format(output_format, save_dtype, single_file=hasattr(source, "file"), where=str(model),
+    source = model_source(model, load.revision, load.config, load.variant)
+    output_format = resolve_format(output.format, save_dtype, single_file=hasattr(source, "file"), where=str(model),
                                    adapter=source.adapter)
     if card.base_model_id:
         check_repo_id(card.base_model_id)
-    eval_rows, eval_settings = load_evals([Path(e) for e in eval_files])  # before any work
+    eval_rows, eval_settings = load_evals(eval_files)  # before any work
     if not pairs and not refusal:
         raise VidunlearnError("nothing to remove", fix="pass --pairs FILE (or --refusal FILE from factorize)")
     if mode not in MODES:
@@ -262,12 +260,12 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     for concept in loaded_pairs:
         folder = work_dir / concept.concept
         acts = extract(source, concept, out=folder / "activations.safetensors", sites=sites, device=device,
-                       dtype=dtype, offload=offload, reuse=not no_cache, reporter=reporter)
+                       dtype=dtype, offload=offload, reuse=not load.no_cache, reporter=reporter)
         activation_sets.append(acts.activations)
         cache[concept.concept] = {"activations": sha256_file(acts.path)}
         if mode != "uce":
-            concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=rank,
-                                      alpha=alpha, level=level, reuse=not no_cache, reporter=reporter))
+            concepts.append(factorize(acts.activations, out=folder / "refusal.safetensors", method=method, rank=recipe.rank,
+                                      alpha=alpha, level=level, reuse=not load.no_cache, reporter=reporter))
             cache[concept.concept]["refusal"] = sha256_file(folder / "refusal.safetensors")
     for path in refusal or []:
         vectors = RefusalVectors.load(path)
@@ -278,7 +276,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         recipe_concepts = [{"concept": a.meta.get("concept"), "method": "uce", "rank": None, "alpha": alpha,
                             "level": level, "pairs_sha256": a.meta.get("pairs_sha256")} for a in activation_sets]
     else:
-        specs = edit_specs(concepts, mode, strength, subspace)
+        specs = edit_specs(concepts, mode, strength, recipe.subspace)
         recipe_concepts = [{"concept": c.concept, "method": c.meta.get("method"), "rank": c.meta.get("rank"),
                             "alpha": c.meta.get("alpha"), "level": c.meta.get("level"),
                             **({"target": targets.get(c.concept) or c.meta.get("target")} if mode == "remap" else {}),
@@ -302,7 +300,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                               fix="use --format lora, or pass the fp8 single-file checkpoint as --model")
 
     collateral_report = None
-    if collateral:
+    if output.collateral:
         from .collateral import collateral_prompts, measure
 
         # the text sites' layers, on 500 unrelated prompts; the image path's layers are not measured (no unrelated images)
@@ -312,14 +310,14 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         collateral_report = measure(source, measured, recorded.tokens).as_dict()
         if len(measured) < len(plan):  # said wherever the collateral is shown
             collateral_report["unmeasured"] = len(plan) - len(measured)
-    recipe = {
+    recorded = {  # the manifest's recipe
         "concepts": recipe_concepts,
-        "mode": mode, "strength": strength, "subspace": subspace, "sites": sorted(specs), "modules": modules,
+        "mode": mode, "strength": strength, "subspace": recipe.subspace, "sites": sorted(specs), "modules": modules,
         "edit_rank": max(spec.rank for spec in specs.values()) if mode in ("uce", "remap") else None,
         **({"harden": harden} if harden else {}),
         **({"adversarial": asdict(adversarial)} if adversarial.steps else {}),
     }
-    file_meta = provenance_metadata(source, recipe, output_format)
+    file_meta = provenance_metadata(source, recorded, output_format)
     quantization = None
     every_file = model_files(source.path) if output_format == "diffusers" else []
     written_files = [f for f in every_file if f.resolve() not in leave_out]
@@ -343,14 +341,14 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
                 report = write_format(source, temp, plan, output_format, file_meta, save_dtype, advance)
             records, actions = report.records, {name: "write" for name in report.files}
             hashes = {name: report.sha256.get(name) or sha256_file(temp / name) for name in report.files}
-            quantization = check_survival(report.survival, min_survival, str(source.path))
+            quantization = check_survival(report.survival, output.min_survival, str(source.path))
         from .card import build_card
 
         manifest = {
-            "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recipe,
+            "schema": MANIFEST_SCHEMA, "tool_version": __version__, "base": source.describe(), "recipe": recorded,
             "inputs": {"pairs": {c.concept: c.sha256 for c in loaded_pairs},
                        "refusal": {str(p): sha256_file(p) for p in refusal or []},
-                       "cache": cache, "cache_read": not no_cache},
+                       "cache": cache, "cache_read": not load.no_cache},
             "edited": [r.__dict__ for r in records], "files": {}, "actions": actions,
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
             "eval": eval_rows, "collateral": collateral_report, **({"eval_settings": eval_settings} if eval_settings else {}),
@@ -372,5 +370,5 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         from .hub import push_folder
 
         reporter.note(f"uploading {out} to {push_to_hub}")
-        pushed = push_folder(out, push_to_hub, private=private, revision=hub_revision)
+        pushed = push_folder(out, push_to_hub, private=output.private, revision=output.hub_revision)
     return ApplyResult(out, plan, manifest, dry_run=False, pushed=pushed, note=written_card.note)

@@ -150,15 +150,18 @@ def apply(
     from .weightfiles import OutputFiles
 
     motion = MotionOptions(codes=codes, samples=motion_samples, forget_motions=forget_motions, retain_motions=retain_motions)
-    result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, no_cache=no_cache, sites=site, modules=modules,
-                       strength=strength, mode=mode, method=method, rank=rank, alpha=alpha, level=level,
-                       subspace=subspace, revision=revision, device=device, dtype=dtype, offload=offload,
-                       dry_run=dry_run, force=force, push_to_hub=push_to_hub, private=private,
-                       hub_revision=hub_revision, output_format=output_format, save_dtype=save_dtype, config=config,
-                       min_survival=min_survival, eval_json=eval_json, variant=variant, collateral=collateral,
-                       files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
-                       card=CardOptions(base_model_id=base_model_id), harden=harden, motion=motion,
-                       adversarial=load_settings(adversarial_settings, adversarial), reporter=RichReporter())
+    recipe = api.EditRecipe(mode=mode, method=method, strength=strength, rank=rank, alpha=alpha, level=level,
+                            subspace=subspace, sites=site, modules=modules, harden=harden,
+                            adversarial=load_settings(adversarial_settings, adversarial), motion=motion)
+    load = api.LoadOptions(revision=revision, config=config, variant=variant, device=device, dtype=dtype, offload=offload,
+                           no_cache=no_cache)
+    output = api.OutputOptions(format=output_format, save_dtype=save_dtype, min_survival=min_survival,
+                               files=OutputFiles(copy=copy, drop_other_weights=drop_other_weights),
+                               card=CardOptions(base_model_id=base_model_id), collateral=collateral,
+                               eval_json=list(eval_json or []), push_to_hub=push_to_hub, private=private,
+                               hub_revision=hub_revision)
+    result = api.apply(model, out=out, pairs=pairs, refusal=refusal, work_dir=work_dir, recipe=recipe, load=load,
+                       output=output, dry_run=dry_run, force=force, reporter=RichReporter())
     if result.dry_run:
         rows = [(e.component, e.weight.key, str(list(e.weight.shape)), e.weight.dtype, e.weight.file.name) for e in result.plan]
         stdout.print(table(f"dry run: {len(result.plan)} layers would change (nothing written)",

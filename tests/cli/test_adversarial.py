@@ -64,6 +64,7 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     ("zero-lr", "adversarial setting lr = 0 must be in (0, 10)"),
     ("negative-guidance", "adversarial setting erase_guidance = -1.0 must be in [0, 1000]"),
     ("on-policy-share", "adversarial setting on_policy = 2.0 must be in [0, 1]"),
+    ("negative-focus", "adversarial setting frame_focus = -0.5 must be in [0, 1000]"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
@@ -71,7 +72,8 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings = tmp_path / "adv.yaml"
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
-                         "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n"}.get(case, ""))
+                         "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
+                         "negative-focus": "frame_focus: -0.5\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))
@@ -108,8 +110,9 @@ def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp
     sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
     judge, rates = load_judge("oracle"), {}
     for name, steps in (("default", 0), ("held", 200)):
-        api.apply(str(BENCH_MODEL), out=tmp_path / name, pairs=[LEFT], work_dir=tmp_path / "w", collateral=False,
-                  adversarial=AdversarialSettings(steps=steps))
+        api.apply(str(BENCH_MODEL), out=tmp_path / name, pairs=[LEFT], work_dir=tmp_path / "w",
+                  recipe=api.EditRecipe(adversarial=AdversarialSettings(steps=steps)),
+                  output=api.OutputOptions(collateral=False))
         found = attack_model(str(tmp_path / name), concept, starts, AttackSettings(space="input", steps=40), sample, judge)
         rates[name] = summary(found, concept, judge)
     assert rates["default"]["start_rate"] == 0 and rates["held"]["start_rate"] == 0

@@ -45,7 +45,7 @@ def test_attack_brings_red_back_on_a_weak_edit_from_prompts_naming_other_colours
 
     weak = tmp_path / "weak"
     api.apply(str(BENCH_MODEL), out=weak, pairs=[ROOT / "pairs" / "bench" / "red.yaml"], work_dir=tmp_path / "w",
-              mode="remap", strength=0.3, collateral=False)
+              recipe=api.EditRecipe(strength=0.3), output=api.OutputOptions(collateral=False))
     args = ("attack", "--model", weak, "--concept", "red", "--start", "other", "--prompts", "3", "--steps", "25")
     result = run(*args, "--out", tmp_path / "a")
     assert result.exit_code == 0, result.output

@@ -130,9 +130,10 @@ def test_lora_loads_with_the_family_loader_and_reproduces_the_edit(family, mode,
     path = tiny_family(family)
     method = {"project": "cpca", "remap": "remap"}[mode]
     folder, lora = tmp_path / "folder", tmp_path / "lora"
-    api.apply(str(path), out=folder, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", mode=mode, method=method)
-    api.apply(str(path), out=lora, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", mode=mode, method=method,
-              output_format="lora")
+    recipe = api.EditRecipe(mode=mode, method=method)
+    api.apply(str(path), out=folder, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", recipe=recipe)
+    api.apply(str(path), out=lora, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", recipe=recipe,
+              output=api.OutputOptions(format="lora"))
     assert verify(lora, str(path)).output_format == "lora"
     component = resolve_model(str(path)).denoisers[0]
     if family in CARD_LORA_LOADER:
@@ -175,12 +176,14 @@ def test_single_file_has_the_original_names_or_is_refused_in_one_line(family, ti
     out = tmp_path / "sf"
     if family not in SINGLE_FILE:
         with pytest.raises(VidunlearnError, match=re.escape(source.adapter.single_file_refusal)):
-            api.apply(str(path), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", output_format="single-file")
+            api.apply(str(path), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
+                      output=api.OutputOptions(format="single-file"))
         assert not out.exists()
         return
     folder = tmp_path / "folder"
     api.apply(str(path), out=folder, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w")
-    api.apply(str(path), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w", output_format="single-file")
+    api.apply(str(path), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
+              output=api.OutputOptions(format="single-file"))
     assert verify(out, str(path)).output_format == "single-file"
     cls = getattr(diffusers, source.adapter.denoiser_class)
     loaded = cls.from_single_file(str(out / "transformer.safetensors"), config=str(path), subfolder="transformer")
@@ -201,7 +204,7 @@ def test_projection_removes_a_planted_concept_and_spares_the_rest(family, tiny_f
     concept = load_pairs(PAIRS / "violence.yaml")
     out = tmp_path / "edited"
     result = api.apply(str(path), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                       mode="project", method="cpca")
+                       recipe=api.EditRecipe(mode="project", method="cpca"))
     source = resolve_model(str(path))
     site = f"{source.denoisers[0]}/{source.adapter.default_sites[0]}"
     vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")

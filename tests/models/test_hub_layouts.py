@@ -32,8 +32,9 @@ def test_dry_run_plans_the_real_hub_layout(layout, tmp_path_factory):
     model = build(root, layout, spec.dtype, sparse=True)
     refusal = root / "refusal.safetensors"
     make_refusal(model, refusal)
-    result = api.apply(str(model), out=root / "out", refusal=[refusal], mode="project", method="cpca",
-                       collateral=False, dry_run=True)
+    result = api.apply(str(model), out=root / "out", refusal=[refusal],
+                       recipe=api.EditRecipe(mode="project", method="cpca"), output=api.OutputOptions(collateral=False),
+                       dry_run=True)
     assert len(result.plan) == EXPECTED[layout]
     source = resolve_model(str(model))  # a pipeline folder, or a family's own layout (Open-Sora: one file)
     assert result.checked == len(source.tensor_infos(spec.component))  # every tensor against the meta-device model

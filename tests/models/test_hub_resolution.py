@@ -64,11 +64,11 @@ def test_apply_from_the_cache_links_blobs_and_hashes_them_right(hub_cache, tmp_p
     read of every output file (a wrong blob-name shortcut would show here)."""
     import json
 
-    from vidunlearn.api import apply
+    from vidunlearn.api import EditRecipe, apply
     from vidunlearn.checkpoint import hash_outputs
 
     out = tmp_path / "out"
-    result = apply("wan2.1", out=out, pairs=[Path("pairs/violence.yaml")], work_dir=tmp_path / "work", rank=2)
+    result = apply("wan2.1", out=out, pairs=[Path("pairs/violence.yaml")], work_dir=tmp_path / "work", recipe=EditRecipe(rank=2))
     manifest = json.loads((out / "vidunlearn.json").read_text())
     assert manifest["base"]["revision"] == COMMIT and manifest["base"]["repo_id"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     assert "link" in manifest["actions"].values() and "rewrite" in manifest["actions"].values()

@@ -130,7 +130,7 @@ def test_projection_removes_a_planted_concept_and_spares_the_rest(tmp_path):
     plant_concept(path, tokenizer_dir=T5, encoder_dir=T5)
     concept = load_pairs(PAIRS / "violence.yaml")
     result = api.apply(str(path), out=tmp_path / "out", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                       mode="project", method="cpca")
+                       recipe=api.EditRecipe(mode="project", method="cpca"))
     source = resolve_model(str(path))
     p = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca").sites[SITE].direction.double()
 
@@ -150,7 +150,7 @@ def test_alias_resolves_the_hub_repo_offline_and_applies(tiny_opensora, tmp_path
     source = resolve_model("open-sora-v2")
     assert (source.repo_id, source.revision, source.adapter.family) == ("hpcai-tech/Open-Sora-v2", COMMIT, "opensora")
     result = api.apply("open-sora-v2", out=tmp_path / "out", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                       collateral=False)
+                       output=api.OutputOptions(collateral=False))
     assert result.manifest["base"]["repo_id"] == "hpcai-tech/Open-Sora-v2"
     assert verify(tmp_path / "out", "open-sora-v2").output_format == "single-file"
 

@@ -96,7 +96,7 @@ def test_projection_bites_on_unsafe_prompts_and_spares_the_rest(tiny_wan_planted
     concept = load_pairs(PAIRS / "violence.yaml")
     out = tmp_path / "edited"
     result = api.apply(str(tiny_wan), out=out, pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                       mode="project", method="cpca")
+                       recipe=api.EditRecipe(mode="project", method="cpca"))
     vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")
     p = vectors.sites["transformer/cross_attn_kv"].direction.double()
     base, edited = resolve_model(str(tiny_wan)), resolve_model(str(out))

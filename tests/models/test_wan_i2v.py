@@ -123,8 +123,8 @@ def test_projection_removes_the_image_direction_as_the_edited_layers_see_it(tiny
     from vidunlearn.model import tensor_infos
 
     out = tmp_path / "out"
-    result = api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=tmp_path / "w", mode="project",
-                       method="cpca", sites=["image"])
+    result = api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=tmp_path / "w",
+                       recipe=api.EditRecipe(mode="project", method="cpca", sites=["image"]))
     assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE_KV
     vectors = api.factorize(tmp_path / "w" / "violence" / "activations.safetensors", method="cpca")
     p = vectors.sites["transformer/image_kv"].direction.double()
@@ -153,8 +153,8 @@ def test_projection_removes_the_image_direction_as_the_edited_layers_see_it(tiny
 
 @pytest.mark.parametrize("site, kinds", [("text", TEXT_KV), ("image", IMAGE_KV), ("image_kv", IMAGE_KV), ("both", TEXT_KV | IMAGE_KV)])
 def test_site_selects_the_stream(tiny_i2v, tmp_path, site, kinds):
-    result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[I2V_PAIRS], work_dir=tmp_path / "w", sites=[site],
-                       collateral=False)
+    result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[I2V_PAIRS], work_dir=tmp_path / "w",
+                       recipe=api.EditRecipe(sites=[site]), output=api.OutputOptions(collateral=False))
     assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == kinds
 
 
@@ -168,12 +168,12 @@ def test_pairs_without_images_edit_the_text_path_and_say_so(tiny_i2v, tmp_path):
             notes.append(text)
 
     result = api.apply(str(tiny_i2v), out=tmp_path / "o", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                       collateral=False, reporter=Notes())
+                       output=api.OutputOptions(collateral=False), reporter=Notes())
     assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == TEXT_KV
     assert any("the image path (image_kv) is not edited" in n for n in notes), notes
     with pytest.raises(VidunlearnError, match="needs images"):
         api.apply(str(tiny_i2v), out=tmp_path / "o2", pairs=[PAIRS / "violence.yaml"], work_dir=tmp_path / "w",
-                  sites=["image"], collateral=False)
+                  recipe=api.EditRecipe(sites=["image"]), output=api.OutputOptions(collateral=False))
 
 
 def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tiny_i2v, i2v_edited, tmp_path):
@@ -181,7 +181,7 @@ def test_lora_carries_the_image_path_under_wan_names_and_reproduces_the_edit(tin
 
     _, root = i2v_edited
     lora = tmp_path / "lora"
-    api.apply(str(tiny_i2v), out=lora, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="lora")
+    api.apply(str(tiny_i2v), out=lora, pairs=[I2V_PAIRS], work_dir=root / "w", output=api.OutputOptions(format="lora"))
     with safe_open(str(next(lora.glob("*.safetensors"))), framework="pt") as f:
         keys = set(f.keys())
     for b in range(2):
@@ -203,7 +203,7 @@ def test_single_file_carries_the_image_path_under_wan_names(tiny_i2v, i2v_edited
 
     _, root = i2v_edited
     out = tmp_path / "sf"
-    api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=root / "w", output_format="single-file")
+    api.apply(str(tiny_i2v), out=out, pairs=[I2V_PAIRS], work_dir=root / "w", output=api.OutputOptions(format="single-file"))
     with safe_open(str(out / "transformer.safetensors"), framework="pt") as f:
         keys = set(f.keys())
     assert {"blocks.0.cross_attn.k_img.weight", "blocks.1.cross_attn.v_img.weight", "img_emb.proj.1.weight"} <= keys
@@ -272,8 +272,8 @@ def test_projection_removes_a_planted_image_concept_and_spares_the_rest(tiny_i2v
     pairs.write_text("\n".join(lines) + "\n")
 
     out = tmp_path / "out"
-    result = api.apply(str(model), out=out, pairs=[pairs], work_dir=tmp_path / "w", mode="project", method="cpca",
-                       sites=["image"])
+    result = api.apply(str(model), out=out, pairs=[pairs], work_dir=tmp_path / "w",
+                       recipe=api.EditRecipe(mode="project", method="cpca", sites=["image"]))
     assert {kv_kind(r["tensor"]) for r in result.manifest["edited"]} == IMAGE_KV
     planted = load_pairs(pairs)
     p = api.factorize(tmp_path / "w" / "magenta" / "activations.safetensors",

@@ -55,7 +55,7 @@ TUNING: dict[str, dict] = {
     "uce-strength1.5": {"mode": "uce", "strength": 1.5},
     "uce-alpha4": {"mode": "uce", "alpha": 4.0},
 }
-# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/holding.md); "away": the erase
+# trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
                          "adversarial400": {"steps": 400},

@@ -22,7 +22,7 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
 Adam on A and B (``lr``). Deterministic under ``seed`` on one device. Wan text-to-video only (the
-attack's own reach). Measured on the benchmark model by benchmarks/adversarial_train.py.
+attack's own reach). Measured on the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`vidunlearn apply --adversarial STEPS`: the remap's factors trained against the soft-prompt attack.
 The output keeps the remap's form (verify --base checks it like any remap), the training is recorded in
 the recipe and deterministic, and every bad input is one line with nothing written. Whether it holds
-against the attack is measured by benchmarks/attack.py and benchmarks/efficacy.py (docs/holding.md),
+against the attack is measured by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md),
 not here: a few steps with the smallest settings are what a test can afford."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, t
 
 @needs_model
 def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp_path, one_thread):
-    """CI's reduced check of benchmarks/attack.py --held-out (docs/holding.md): from 4 captions of the
+    """CI's reduced check of benchmarks/attack.py --held-out (docs/adversarial.md): from 4 captions of the
     leftward motion that are not the pairs' own prompts, the input soft prompt (the benchmark's 40
     steps) brings the motion back on the default edit (measured: 4 of 4) and not after
     ``--adversarial 200`` (measured: 0 of 4); as typed, neither edit draws it."""

@@ -67,7 +67,8 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          "adversarial200-onpolicy": {"steps": 200, "on_policy": 0.5},
                          "adversarial200-batch5": {"steps": 200, "batch": 5},
                          "adversarial200-batch5-focus1": {"steps": 200, "batch": 5, "frame_focus": 1.0},
-                         "adversarial200-batch5-focus3": {"steps": 200, "batch": 5, "frame_focus": 3.0}}.items():
+                         "adversarial200-batch5-focus3": {"steps": 200, "batch": 5, "frame_focus": 3.0},
+                         "adversarial200-batch5-focus3-keep2": {"steps": 200, "batch": 5, "frame_focus": 3.0, "keep_weight": 2.0}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

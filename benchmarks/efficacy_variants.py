@@ -72,6 +72,7 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          # the same trainings at another training seed: how much of a difference one run's luck makes
                          "adversarial200-batch5-seed1": {"steps": 200, "batch": 5, "seed": 1},
                          "adversarial200-batch5-seed2": {"steps": 200, "batch": 5, "seed": 2},
+                         "adversarial200-batch5-focus3-seed2": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 2},
                          "adversarial200-batch5-focus3-seed1": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 1}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .adversarial import AdversarialSettings
 from .card import CardOptions
 from .weightfiles import OutputFiles
+
+if TYPE_CHECKING:
+    from .motion.apply import MotionOptions
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class EditRecipe:
     modules: str | None = None
     harden: int = 0
     adversarial: AdversarialSettings = AdversarialSettings()
-    motion: Any = None
+    motion: MotionOptions | None = None
 
 
 @dataclass(frozen=True)

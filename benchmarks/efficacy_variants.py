@@ -73,7 +73,13 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          "adversarial200-batch5-seed1": {"steps": 200, "batch": 5, "seed": 1},
                          "adversarial200-batch5-seed2": {"steps": 200, "batch": 5, "seed": 2},
                          "adversarial200-batch5-focus3-seed2": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 2},
-                         "adversarial200-batch5-focus3-seed1": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 1}}.items():
+                         "adversarial200-batch5-focus3-seed1": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 1},
+                         # restart k: each prompt's attack starts again from its typed words every k visits
+                         **{f"adversarial200-batch5-restart{k}{'-seed' + str(s) if s else ''}":
+                            {"steps": 200, "batch": 5, "restart": k, "seed": s} for k in (4, 8) for s in (0, 1, 2)},
+                         # extra_rank k: the trained factors get k more columns (rank n + k)
+                         **{f"adversarial200-batch5-extra{k}{'-seed' + str(s) if s else ''}":
+                            {"steps": 200, "batch": 5, "extra_rank": k, "seed": s} for k in (11, 27) for s in (0, 1, 2)}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

@@ -10,7 +10,9 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
 1. **attack**: for ``batch`` unsafe prompts of the pairs, move the text encoder's input embeddings
    at the words the pair changes (as ``vidunlearn attack --space input`` does) to lower the edited
    denoiser's flow-matching loss on the base model's own samples of that prompt, ``inner`` Adam
-   steps, warm-started from the prompt's last adversarial embeddings;
+   steps, warm-started from the prompt's last adversarial embeddings (with ``restart`` k, every k-th
+   visit starts again from the typed words: the attacks trained against are then at most k visits old,
+   as a fresh attack of the same budget would be, instead of drifting on for the whole run);
 2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
    the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
    ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
@@ -21,7 +23,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
-Adam on A and B (``lr``). Deterministic under ``seed`` on one device. Wan text-to-video only (the
+Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
+the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k). Deterministic under ``seed`` on one device. Wan text-to-video only (the
 attack's own reach). Measured on the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
 """
 
@@ -61,6 +64,8 @@ class AdversarialSettings:
     erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
     on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
     frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
+    restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
+    extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -84,6 +89,11 @@ class AdversarialSettings:
         for name in ("keep_weight", "erase_guidance", "frame_focus"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
+        if not 0 <= self.restart <= MAX_STEPS or int(self.restart) != self.restart:
+            raise VidunlearnError(f"adversarial setting restart = {self.restart!r} must be a whole number of visits from 0 "
+                                  f"(never) to {MAX_STEPS}")
+        if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
+            raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
         if not 0 <= self.on_policy <= 1:
             raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
 
@@ -125,13 +135,15 @@ def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
 class _Factor(torch.nn.Module):
     """W -> W + s W A B^T for every layer of one site (A, B shared); ``on`` False gives the base."""
 
-    def __init__(self, spec: EditSpec, device: str) -> None:
+    def __init__(self, spec: EditSpec, device: str, extra: int = 0) -> None:
         super().__init__()
         assert spec.right is not None
-        # the same product A B^T as U S, V (orthonormal B): Adam's steps then mean the same at any scale of the solve
-        rank = spec.basis.shape[1]
+        # the same product A B^T as U S, V (orthonormal B): Adam's steps then mean the same at any scale of the solve;
+        # ``extra`` more columns: A's zero (the product unchanged), B's the next right singular vectors
+        rank = min(spec.basis.shape[1] + extra, spec.basis.shape[0])
         u, s, vh = torch.linalg.svd(spec.basis.double() @ spec.right.double().T)
-        self.a = torch.nn.Parameter((u[:, :rank] * s[:rank]).float().to(device))
+        s = torch.cat([s[:spec.basis.shape[1]], s.new_zeros(rank)])[:rank]
+        self.a = torch.nn.Parameter((u[:, :rank] * s).float().to(device))
         self.b = torch.nn.Parameter(vh[:rank].T.float().contiguous().to(device))
         self.strength, self.on = spec.strength, True
 
@@ -190,7 +202,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     sample = settings.sample(device, dtype)
     pipe, compact = load_pipeline(source, sample)
     tokenizer, encoder, length = pipe.tokenizer, pipe.text_encoder, source.adapter.max_sequence_length
-    factors = {site: _Factor(spec, device) for site, spec in specs.items()}
+    factors = {site: _Factor(spec, device, settings.extra_rank) for site, spec in specs.items()}
     for part in (pipe.transformer, encoder, pipe.vae):
         part.requires_grad_(False)
     for edit in plan:
@@ -234,7 +246,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     goals = states([a["target"] for a in attacked])
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
-        item.update(typed=typed[i], goal=goals[i], adv=table[item["ids"][item["span"]]].detach().clone(),
+        start = table[item["ids"][item["span"]]].detach().clone()
+        item.update(typed=typed[i], goal=goals[i], start=start, adv=start.clone(), visits=0,
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for k, clip in zip(keep, keep_latents):
         k["latents"] = clip.float()[None]
@@ -269,6 +282,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         def condition(x: torch.Tensor) -> torch.Tensor:
             return encode(encoder, item["ids"][None], table[item["ids"]].index_put((where,), x)[None])[0]
 
+        if settings.restart and item["visits"] and item["visits"] % settings.restart == 0:
+            item["adv"] = item["start"].clone()
+        item["visits"] += 1
         x = item["adv"].clone().requires_grad_()
         optimiser = torch.optim.Adam([x], lr=settings.inner_lr)
         for _ in range(settings.inner):

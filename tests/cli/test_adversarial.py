@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from vidunlearn.cli import app
@@ -55,6 +56,24 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     assert result.exit_code == 0 and "the changes are exactly the recipe's" in result.output, result.output
 
 
+@needs_model
+def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank(tmp_path, one_thread):
+    settings = tmp_path / "adv.yaml"
+    settings.write_text(SMALL + "extra_rank: 3\n")
+    common = ("--model", BENCH_MODEL, "--pairs", LEFT, "--work-dir", tmp_path / "w", "--no-collateral")
+    assert run("apply", *common, "--out", tmp_path / "plain").exit_code == 0
+    result = run("apply", *common, "--adversarial", 2, "--adversarial-settings", settings, "--out", tmp_path / "wide")
+    assert result.exit_code == 0, result.output
+    plain = json.loads((tmp_path / "plain" / "vidunlearn.json").read_text())["recipe"]
+    wide = json.loads((tmp_path / "wide" / "vidunlearn.json").read_text())["recipe"]
+    assert wide["edit_rank"] == plain["edit_rank"] + 3 and wide["adversarial"]["extra_rank"] == 3
+    base = kv(BENCH_MODEL)
+    ranks = [int(torch.linalg.matrix_rank(v.double() - base[k].double(), rtol=1e-4)) for k, v in kv(tmp_path / "wide").items()]
+    assert max(ranks) > plain["edit_rank"]                           # the edit did use the new columns
+    result = run("verify", tmp_path / "wide", "--base", BENCH_MODEL)
+    assert result.exit_code == 0 and "the changes are exactly the recipe's" in result.output, result.output
+
+
 @pytest.mark.parametrize("case,message", [
     ("negative", "is not a whole number of steps"),
     ("project", "--adversarial needs the default --mode remap and --pairs"),
@@ -65,6 +84,7 @@ def test_adversarial_apply_trains_the_remap_factors_keeps_their_form_and_is_dete
     ("negative-guidance", "adversarial setting erase_guidance = -1.0 must be in [0, 1000]"),
     ("on-policy-share", "adversarial setting on_policy = 2.0 must be in [0, 1]"),
     ("negative-focus", "adversarial setting frame_focus = -0.5 must be in [0, 1000]"),
+    ("negative-restart", "adversarial setting restart = -3 must be a whole number of visits"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
@@ -73,7 +93,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
                          "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
-                         "negative-focus": "frame_focus: -0.5\n"}.get(case, ""))
+                         "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))

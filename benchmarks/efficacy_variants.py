@@ -79,7 +79,9 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                             {"steps": 200, "batch": 5, "restart": k, "seed": s} for k in (4, 8) for s in (0, 1, 2)},
                          # extra_rank k: the trained factors get k more columns (rank n + k)
                          **{f"adversarial200-batch5-extra{k}{'-seed' + str(s) if s else ''}":
-                            {"steps": 200, "batch": 5, "extra_rank": k, "seed": s} for k in (11, 27) for s in (0, 1, 2)}}.items():
+                            {"steps": 200, "batch": 5, "extra_rank": k, "seed": s} for k in (11, 27) for s in (0, 1, 2, 3)},
+                         **{f"adversarial200-batch5-extra11-focus3{'-seed' + str(s) if s else ''}":
+                            {"steps": 200, "batch": 5, "extra_rank": 11, "frame_focus": 3.0, "seed": s} for s in (0, 1, 2)}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

@@ -24,8 +24,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    denoiser is pulled towards the base on the same prompt (``keep_weight``).
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
-the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k). Deterministic under ``seed`` on one device. Wan text-to-video only (the
-attack's own reach). Measured on the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
+the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
+Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
 """
 
 from __future__ import annotations

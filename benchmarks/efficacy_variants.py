@@ -55,6 +55,14 @@ TUNING: dict[str, dict] = {
     "uce-strength1.5": {"mode": "uce", "strength": 1.5},
     "uce-alpha4": {"mode": "uce", "alpha": 4.0},
 }
+
+
+def _seeded(name: str, settings: dict, seeds: int) -> dict:
+    """``adversarial200-batch5-NAME`` with ``settings`` at training seeds 0 .. seeds - 1 (``-seedS`` from 1 on)."""
+    return {f"adversarial200-batch5-{name}{f'-seed{s}' if s else ''}": {"steps": 200, "batch": 5, **settings, "seed": s}
+            for s in range(seeds)}
+
+
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
@@ -75,13 +83,10 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          "adversarial200-batch5-focus3-seed2": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 2},
                          "adversarial200-batch5-focus3-seed1": {"steps": 200, "batch": 5, "frame_focus": 3.0, "seed": 1},
                          # restart k: each prompt's attack starts again from its typed words every k visits
-                         **{f"adversarial200-batch5-restart{k}{'-seed' + str(s) if s else ''}":
-                            {"steps": 200, "batch": 5, "restart": k, "seed": s} for k in (4, 8) for s in (0, 1, 2)},
+                         **_seeded("restart4", {"restart": 4}, 3), **_seeded("restart8", {"restart": 8}, 3),
                          # extra_rank k: the trained factors get k more columns (rank n + k)
-                         **{f"adversarial200-batch5-extra{k}{'-seed' + str(s) if s else ''}":
-                            {"steps": 200, "batch": 5, "extra_rank": k, "seed": s} for k in (11, 27) for s in (0, 1, 2, 3)},
-                         **{f"adversarial200-batch5-extra11-focus3{'-seed' + str(s) if s else ''}":
-                            {"steps": 200, "batch": 5, "extra_rank": 11, "frame_focus": 3.0, "seed": s} for s in (0, 1, 2)}}.items():
+                         **_seeded("extra11", {"extra_rank": 11}, 4), **_seeded("extra27", {"extra_rank": 27}, 4),
+                         **_seeded("extra11-focus3", {"extra_rank": 11, "frame_focus": 3.0}, 3)}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

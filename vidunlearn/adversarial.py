@@ -25,7 +25,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
 the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
-Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
+Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
+the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
 """
 
 from __future__ import annotations
@@ -140,9 +141,11 @@ class _Factor(torch.nn.Module):
         assert spec.right is not None
         # the same product A B^T as U S, V (orthonormal B): Adam's steps then mean the same at any scale of the solve;
         # ``extra`` more columns: A's zero (the product unchanged), B's the next right singular vectors
-        rank = min(spec.basis.shape[1] + extra, spec.basis.shape[0])
+        width, closed = spec.basis.shape
+        rank = min(closed + extra, width)
         u, s, vh = torch.linalg.svd(spec.basis.double() @ spec.right.double().T)
-        s = torch.cat([s[:spec.basis.shape[1]], s.new_zeros(rank)])[:rank]
+        s = s[:rank].clone()
+        s[closed:] = 0
         self.a = torch.nn.Parameter((u[:, :rank] * s).float().to(device))
         self.b = torch.nn.Parameter(vh[:rank].T.float().contiguous().to(device))
         self.strength, self.on = spec.strength, True

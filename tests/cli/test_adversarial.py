@@ -85,6 +85,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("on-policy-share", "adversarial setting on_policy = 2.0 must be in [0, 1]"),
     ("negative-focus", "adversarial setting frame_focus = -0.5 must be in [0, 1000]"),
     ("negative-restart", "adversarial setting restart = -3 must be a whole number of visits"),
+    ("huge-extra-rank", "adversarial setting extra_rank = 5000 must be a whole number from 0 to 4096"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
@@ -93,7 +94,8 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
                          "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
-                         "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n"}.get(case, ""))
+                         "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
+                         "huge-extra-rank": "extra_rank: 5000\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))

@@ -30,6 +30,7 @@ trained weights). Not an option of ``vidunlearn apply``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -58,8 +59,10 @@ def main() -> int:
     parser.add_argument("--keep-weight", type=float, default=1.0)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--references", type=int, default=4, help="clips per caption")
-    parser.add_argument("--param", default="layers", choices=["layers", "factors"],
-                        help="layers: every edited weight free; factors: W' = W (I + A B^T) with A, B shared (the remap's form)")
+    parser.add_argument("--param", default="layers", choices=["layers", "factors", "text-encoder"],
+                        help="layers: every edited weight free; factors: W' = W (I + A B^T) with A, B shared (the remap's form); "
+                             "text-encoder: the text encoder's layers (not its embedding table) trained, the default edit's "
+                             "transformer frozen (AdvUnlearn's own site; the output carries its own text encoder)")
     parser.add_argument("--eval-at", default="200")
     parser.add_argument("--efficacy-seeds", default="", help="comma-separated; empty: no efficacy run")
     parser.add_argument("--efficacy-only", action="store_true", help="no training: measure the models an earlier run saved")
@@ -97,7 +100,8 @@ def main() -> int:
     default_dir = args.out / "default"
     api.apply(args.model, out=default_dir, pairs=pairs, work_dir=args.out / "cache", force=True,
               output=api.OutputOptions(collateral=False))
-    trained = WanTransformer3DModel.from_pretrained(default_dir if args.param == "layers" else args.model,
+    te_mode = args.param == "text-encoder"
+    trained = WanTransformer3DModel.from_pretrained(default_dir if args.param != "factors" else args.model,
                                                    subfolder="transformer").eval()
     install_compact_padding(SimpleNamespace(transformer=trained), length)   # as the pipeline reads the pads
     for p in (*base.parameters(), *encoder.parameters(), *trained.parameters()):
@@ -105,7 +109,11 @@ def main() -> int:
     layers = {f"{n}.weight": m for n, m in trained.named_modules() if n.endswith(tuple(x[:-7] for x in SITES))}
     originals = {n: p.detach().clone() for n, p in base.named_parameters() if n.endswith(SITES)}
     default_file = default_dir / "transformer" / "diffusion_pytorch_model.safetensors"
-    if args.param == "layers":   # every edited weight free
+    tencoder = copy.deepcopy(encoder) if te_mode else encoder   # the encoder the trained model reads
+    if te_mode:                  # the text encoder's layers; its embedding table is the attack's space, kept
+        params = [p for n, p in tencoder.named_parameters() if not n.startswith("embeddings.")]
+        te_originals = {n: p.detach().clone() for n, p in tencoder.named_parameters()}
+    elif args.param == "layers":   # every edited weight free
         params = [m.weight for m in layers.values()]
     else:                        # W' = W (I + A B^T), A and B shared by every layer: the remap's own form
         params = shared_factors(layers, originals, load_file(str(default_file)), rank_of(default_dir))
@@ -122,6 +130,12 @@ def main() -> int:
         context = torch.cat([states_, states_.new_zeros(1, states_.shape[-1])])[None].expand(x0.shape[0], -1, -1)
         return model((1 - s) * x0 + s * noise, timestep=sigma * 1000, encoder_hidden_states=context, return_dict=False)[0]
 
+    def trained_states(text: str) -> torch.Tensor:   # the trained model's own states, with grad in te mode
+        if not te_mode:
+            return states([text])[0]
+        tokens = tokenizer([text], add_special_tokens=True, return_tensors="pt")   # encode_wan's, with grad
+        return tencoder(tokens.input_ids, tokens.attention_mask).last_hidden_state[0]
+
     def goal_text(text: str, word: str) -> str:
         return " ".join(target_word if w == word else w for w in text.split())
 
@@ -133,16 +147,18 @@ def main() -> int:
         ids = torch.tensor(ids)
         items.append({"ids": ids, "span": span, "adv": table[ids[span]].detach().clone(),
                       "latents": reference_latents(vae, dict(start.target), args.references, seed=50_000 + 100 * i),
-                      "typed": states([start.text])[0], "goal": states([goal_text(start.text, start.word)])[0]})
-    keep_items = [{"states": states([p.text])[0],
+                      "text": start.text, "typed": states([start.text])[0],
+                      "goal": states([goal_text(start.text, start.word)])[0]})
+    keep_items = [{"states": states([p.text])[0], "text": p.text,
                    "latents": reference_latents(vae, {a: p.labels.get(a) for a in world.ATTRIBUTES}, 2, seed=70_000 + 10 * i)}
                   for i, p in enumerate(keep)]
-    keep_items += [{"states": it["goal"], "latents": None} for it in items]  # the targets keep their own drawing
+    keep_items += [{"states": it["goal"], "text": goal_text(it["text"], train[i].word), "latents": None}
+                   for i, it in enumerate(items)]  # the targets keep their own drawing
 
     def encode_adv(item) -> torch.Tensor:
         embeddings = table[item["ids"]].index_put((torch.tensor(item["span"]),), item["adv"])
         mask = torch.ones(1, len(item["ids"]), dtype=torch.long)
-        return encoder(inputs_embeds=embeddings[None], attention_mask=mask).last_hidden_state[0]
+        return tencoder(inputs_embeds=embeddings[None], attention_mask=mask).last_hidden_state[0]
 
     def inner_attack(item) -> torch.Tensor:
         x = item["adv"].clone().requires_grad_()
@@ -155,6 +171,8 @@ def main() -> int:
             loss.backward()
             opt.step()
         item["adv"] = x.detach()
+        if te_mode:   # the erase loss reaches the encoder through the found embeddings
+            return encode_adv(item)
         with torch.no_grad():
             return encode_adv(item)
 
@@ -167,6 +185,11 @@ def main() -> int:
             metadata = handle.metadata()
         weights = load_file(str(default_file)) | {n: m.weight.detach().contiguous() for n, m in layers.items()}
         save_file(weights, str(out / "transformer" / "diffusion_pytorch_model.safetensors"), metadata=metadata)
+        if te_mode:   # a new file, never written through a hard link into the installed package
+            te_file = out / "text_encoder" / "model.safetensors"
+            te_file.unlink()
+            save_file({n: p.detach().contiguous() for n, p in tencoder.state_dict().items()}, str(te_file),
+                      metadata={"format": "pt"})
         return out
 
     def attack(model: Path, space: str) -> dict:
@@ -189,7 +212,7 @@ def main() -> int:
             x0, noise, sigma = draw(item["latents"], args.draws, generator)
             with torch.no_grad():
                 goal = velocity(base, item["goal"], x0, noise, sigma)
-            for cond in (adv, item["typed"]):
+            for cond in (adv, trained_states(item["text"]) if te_mode else item["typed"]):
                 erase = erase + (velocity(trained, cond, x0, noise, sigma) - goal).pow(2).mean() / (2 * len(chosen))
         kept = 0.0
         for j in torch.randperm(len(keep_items), generator=generator)[: args.keep_batch].tolist():
@@ -198,13 +221,18 @@ def main() -> int:
                                    args.draws, generator)
             with torch.no_grad():
                 goal = velocity(base, k["states"], x0, noise, sigma)
-            kept = kept + (velocity(trained, k["states"], x0, noise, sigma) - goal).pow(2).mean() / args.keep_batch
+            mine = trained_states(k["text"]) if te_mode else k["states"]
+            kept = kept + (velocity(trained, mine, x0, noise, sigma) - goal).pow(2).mean() / args.keep_batch
         loss = erase + args.keep_weight * kept
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step % 10 == 0 or step in eval_at:
-            change = {n: float((m.weight.detach() - originals[n]).norm() / originals[n].norm()) for n, m in layers.items()}
+            if te_mode:
+                change = {n: float((p.detach() - te_originals[n]).norm() / te_originals[n].norm().clamp_min(1e-12))
+                          for n, p in tencoder.named_parameters() if p.dim() == 2 and not n.startswith("embeddings.")}
+            else:
+                change = {n: float((m.weight.detach() - originals[n]).norm() / originals[n].norm()) for n, m in layers.items()}
             entry = {"step": step, "erase": float(erase), "keep": float(kept),
                      "weight_change": sum(change.values()) / len(change), "seconds": round(time.time() - started)}
             if step in eval_at:
@@ -272,8 +300,10 @@ def efficacy_run(args, steps: list[int], pairs) -> None:
     def apply(*a, advtrain_step: int = 0, **k):
         _apply(*a, **k)
         if advtrain_step:
-            shutil.copy(args.out / f"s{advtrain_step}" / "transformer" / "diffusion_pytorch_model.safetensors",
-                        Path(k["out"]) / "transformer" / "diffusion_pytorch_model.safetensors")
+            for name in ("transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+                target = Path(k["out"]) / name
+                target.unlink()   # apply may have hard-linked it to the installed package: a new file
+                shutil.copy(args.out / f"s{advtrain_step}" / name, target)
 
     def edit_size(out: Path, model: str) -> dict:   # the default's own figures are measured the same way
         size = _size(out, model)

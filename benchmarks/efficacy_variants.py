@@ -57,10 +57,12 @@ TUNING: dict[str, dict] = {
 }
 
 
-def _seeded(name: str, settings: dict, seeds: int) -> dict:
-    """``adversarial200-batch5-NAME`` with ``settings`` at training seeds 0 .. seeds - 1 (``-seedS`` from 1 on)."""
-    return {f"adversarial200-batch5-{name}{f'-seed{s}' if s else ''}": {"steps": 200, "batch": 5, **settings, "seed": s}
-            for s in range(seeds)}
+def _seeded(name: str, settings: dict, seeds: int, batch: int = 5) -> dict:
+    """``adversarial200-batch5-NAME`` (``adversarial200-NAME`` at batch 2, the default) with ``settings`` at training
+    seeds 0 .. seeds - 1 (``-seedS`` from 1 on)."""
+    prefix = "adversarial200-" + (f"batch{batch}-" if batch != 2 else "")
+    return {f"{prefix}{name}{f'-seed{s}' if s else ''}": {"steps": 200, **({"batch": batch} if batch != 2 else {}),
+                                                          **settings, "seed": s} for s in range(seeds)}
 
 
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
@@ -86,7 +88,10 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("restart4", {"restart": 4}, 3), **_seeded("restart8", {"restart": 8}, 3),
                          # extra_rank k: the trained factors get k more columns (rank n + k)
                          **_seeded("extra11", {"extra_rank": 11}, 4), **_seeded("extra27", {"extra_rank": 27}, 4),
-                         **_seeded("extra11-focus3", {"extra_rank": 11, "frame_focus": 3.0}, 3)}.items():
+                         **_seeded("extra11-focus3", {"extra_rank": 11, "frame_focus": 3.0}, 3),
+                         # site text_encoder: the text encoder's layers trained, the remap the closed form's (AdvUnlearn's site)
+                         **_seeded("te", {"site": "text_encoder", "lr": 1e-4}, 4, batch=2),
+                         **_seeded("te", {"site": "text_encoder", "lr": 1e-4}, 2)}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

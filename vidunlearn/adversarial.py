@@ -25,6 +25,11 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
 the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
+With ``site: text_encoder`` (AdvUnlearn's own site) the remap stays the closed form's and the text
+encoder's layers train instead (every parameter but the token embedding table, which is the attack's
+space; ``text_encoder_layers`` k: only the first k blocks): the same three losses, the edited side
+reading the trained encoder's states. The output then carries its own text encoder
+(:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
 the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
 """
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from .sampling import SampleSettings
 
 MAX_STEPS = 100_000
+SITES = ("factors", "text_encoder")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class AdversarialSettings:
     frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
     restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
     extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
+    site: str = "factors"        # what trains: "factors" (the remap's A, B) or "text_encoder" (its layers; the remap fixed)
+    text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -95,6 +103,12 @@ class AdversarialSettings:
                                   f"(never) to {MAX_STEPS}")
         if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
             raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
+        if self.site not in SITES:
+            raise VidunlearnError(f"adversarial setting site = {str(self.site)[:40]!r} is not one of {', '.join(SITES)}",
+                                  fix="use site: factors (the remap's own factors) or site: text_encoder")
+        if not 0 <= self.text_encoder_layers <= 4096 or int(self.text_encoder_layers) != self.text_encoder_layers:
+            raise VidunlearnError(f"adversarial setting text_encoder_layers = {self.text_encoder_layers!r} must be a whole "
+                                  "number from 0 (every layer) to 4096")
         if not 0 <= self.on_policy <= 1:
             raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
 
@@ -126,7 +140,10 @@ def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
             raise VidunlearnError(f"unknown adversarial setting {unknown[0]!r}", where=where, fix=f"use some of {sorted(known)}")
         for name, value in values.items():
             default = getattr(AdversarialSettings, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
+            if isinstance(default, str):
+                if not isinstance(value, str):
+                    raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a word, e.g. {default}", where=where)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
                 raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a {type(default).__name__}", where=where)
     settings = AdversarialSettings(**{**values, "steps": steps})
     settings.check()
@@ -185,10 +202,30 @@ def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: Adv
     settings.sample("cpu", "float32").check(source.adapter.frame_step, source.adapter.size_step)
 
 
+def encoder_parameters(encoder, layers: int = 0) -> dict[str, torch.nn.Parameter]:
+    """The text encoder's parameters ``site: text_encoder`` trains: all but the token embedding table
+    (the attack's own space); with ``layers`` k, only those of its first k blocks (``.layer.N.``,
+    ``.block.N.``: BERT's, T5's)."""
+    import re
+
+    table = encoder.get_input_embeddings().weight
+    chosen = {}
+    for name, parameter in encoder.named_parameters():
+        block = re.search(r"\.(?:layer|layers|block)\.(\d+)\.", f".{name}")
+        if parameter is not table and (not layers or (block is not None and int(block.group(1)) < layers)):
+            chosen[name] = parameter
+    if not chosen:
+        raise VidunlearnError("adversarial training found no text-encoder layer to train",
+                              fix="set text_encoder_layers to 0 (every layer) or a number the encoder has")
+    return chosen
+
+
 def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
                       concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
-                      reporter: Reporter) -> dict[str, EditSpec]:
-    """The remap's specs with A and B trained against the attack (module docstring)."""
+                      reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
+    """The remap's specs with A and B trained against the attack, and no encoder tensors; with ``site:
+    text_encoder`` the closed form's specs and the trained text encoder's tensors (module docstring)."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
     from torch.nn.utils import parametrize
 
     from .attack import draw, encode
@@ -247,6 +284,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                               [20_000 + i for i in range(len(keep))], sample, output_type="latent")
         advance(1)
     goals = states([a["target"] for a in attacked])
+    te = settings.site == "text_encoder"
+    if te:   # the trained side reads the encoder's live states: the token ids of every prompt it conditions on
+        for k, text in zip(keep, keep_texts):
+            k["ids"] = tokenizer(prompt_clean(text), max_length=length, truncation=True, return_tensors="pt").input_ids[0].to(device)
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
@@ -278,8 +319,15 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 x = x + (sigmas[k + 1] - sigmas[k]) * velocity(condition, x, sigmas[k].expand(shape[0]))
         return x, sigmas[stop].expand(shape[0])
 
+    trained = encoder_parameters(encoder, settings.text_encoder_layers) if te else {}
+    parameters = list(trained.values()) or [p for f in factors.values() for p in (f.a, f.b)]
+
+    def live(ids: torch.Tensor) -> torch.Tensor:   # the trained encoder's states, with their graph
+        return encode(encoder, ids[None])[0]
+
     def found(item) -> torch.Tensor:
-        """The attack, warm-started: the prompt's adversarial conditioning against the current edit."""
+        """The attack, warm-started: the prompt's adversarial conditioning against the current edit
+        (with the trained encoder's graph at ``site: text_encoder``)."""
         where = torch.tensor(item["span"], device=device)
 
         def condition(x: torch.Tensor) -> torch.Tensor:
@@ -290,6 +338,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         item["visits"] += 1
         x = item["adv"].clone().requires_grad_()
         optimiser = torch.optim.Adam([x], lr=settings.inner_lr)
+        for p in parameters:   # the attack moves x alone
+            p.requires_grad_(False)
         for _ in range(settings.inner):
             x0, noise, sigma = draw(item["latents"], settings.draws, generator)
             loss = (velocity(condition(x), noised(x0, noise, sigma), sigma) - (noise - x0)).pow(2).mean()
@@ -297,10 +347,13 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             loss.backward()
             optimiser.step()
         item["adv"] = x.detach()
+        for p in parameters:
+            p.requires_grad_(True)
+        if te:
+            return condition(item["adv"])
         with torch.no_grad():
             return condition(item["adv"])
 
-    parameters = [p for f in factors.values() for p in (f.a, f.b)]
     optimiser = torch.optim.Adam(parameters, lr=settings.lr)
     with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
         for _ in range(settings.steps):
@@ -319,7 +372,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     if settings.erase_guidance:
                         goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
                 switch(True)
-                for c in (condition, item["typed"]):
+                for c in (condition, live(item["ids"]) if te else item["typed"]):
                     losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
                                   / (2 * len(pairs)))
             for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
@@ -329,14 +382,17 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 with torch.no_grad():
                     goal = velocity(keep[j]["states"], xt, sigma)
                 switch(True)
-                losses.append(settings.keep_weight * (velocity(keep[j]["states"], xt, sigma) - goal).pow(2).mean()
+                mine = live(keep[j]["ids"]) if te else keep[j]["states"]
+                losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
                               / min(settings.keep_batch, len(keep)))
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             if not all(torch.isfinite(p).all() for p in parameters):
-                raise VidunlearnError("adversarial training diverged (the factors hold NaN or Inf)",
+                raise VidunlearnError(f"adversarial training diverged (the {settings.site} hold NaN or Inf)",
                                       fix="lower the adversarial settings' lr (--adversarial-settings)")
             advance(1)
-    return {site: replace(specs[site], basis=f.a.detach().cpu(), right=f.b.detach().cpu()) for site, f in factors.items()}
+    if te:
+        return specs, {name: p.detach().cpu() for name, p in trained.items()}
+    return {site: replace(specs[site], basis=f.a.detach().cpu(), right=f.b.detach().cpu()) for site, f in factors.items()}, {}

@@ -231,8 +231,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     check_distinct_concepts(loaded_pairs)
     if adversarial.steps:
         from .adversarial import check_reach
+        from .encoder_edit import check_format
 
         check_reach(source, loaded_pairs, adversarial)
+        check_format(adversarial, output_format)
     if not dry_run:
         check_writable(out, force=force)
         caches = [("the cache folder", work_dir / c.concept) for c in loaded_pairs]
@@ -290,10 +292,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
 
         specs = hardened_specs(source, plan, activation_sets, strength, alpha, harden)
         plan = plan_edits(source, specs, modules)
+    encoder_tensors: dict = {}   # the trained text encoder's, with adversarial site text_encoder
     if adversarial.steps:
         from .adversarial import adversarial_specs
 
-        specs = adversarial_specs(source, plan, specs, loaded_pairs, adversarial, device, dtype, reporter)
+        specs, encoder_tensors = adversarial_specs(source, plan, specs, loaded_pairs, adversarial, device, dtype, reporter)
         plan = plan_edits(source, specs, modules)
     if output_format == "diffusers" and any(is_fp8(e.weight.dtype) for e in plan):
         raise VidunlearnError("fp8 weights in a diffusers folder are not supported", where=str(source.path),
@@ -330,6 +333,11 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             with reporter.task("writing checkpoint", total=total) as advance:
                 written = write_checkpoint(source, temp, plan, file_meta, advance, leave_out=leave_out, copy=files.copy)
             records, actions, hashes = written.records, written.actions, written.sha256
+            if encoder_tensors:
+                from .encoder_edit import write_encoder
+
+                encoder_records, rewritten = write_encoder(source, temp, encoder_tensors, file_meta)
+                hashes, actions = {**hashes, **rewritten}, {**actions, **{rel: "rewrite" for rel in rewritten}}
         else:
             from .formats import write_format
 
@@ -353,6 +361,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
             "format": output_format, "save_dtype": save_dtype, "quantization": quantization,
             "eval": eval_rows, "collateral": collateral_report, **({"eval_settings": eval_settings} if eval_settings else {}),
             "left_out": [f.relative_to(source.path).as_posix() for f in every_file if f.resolve() in leave_out],
+            **({"text_encoder_edit": encoder_records} if encoder_tensors else {}),
         }
         written_card = build_card(source, manifest, out, replace(card, repo_id=push_to_hub))
         (temp / "README.md").write_text(written_card.text, encoding="utf-8")

@@ -128,7 +128,7 @@ def build_card(source: ModelSource, manifest: dict, out: Path, options: CardOpti
         ("sites", ", ".join(recipe["sites"])),
         *([("hardening (RECE, closed form)", f"{recipe['harden']} rounds")] if recipe.get("harden") else []),
         *([("adversarial training", f"{recipe['adversarial']['steps']} steps against the input soft-prompt attack "
-                                    "(the remap's factors trained; not training-free)")] if recipe.get("adversarial") else []),
+                                    f"({_trained_part(manifest)}; not training-free)")] if recipe.get("adversarial") else []),
         ("output format", manifest.get("format") or "diffusers"),
         ("edited tensors", len(manifest["edited"])),
         ("base revision", source.revision or "local folder"),
@@ -228,3 +228,11 @@ def loading_snippet(adapter, output_format: str, base_id: str, name: str, files:
                 "(e.g. ComfyUI's \"Load Diffusion Model\"). diffusers' `from_single_file` ignores the scales; "
                 "in diffusers, use a `--format lora` output on the full-precision base instead.\n")
     return f"## Loading\n\n```python\nfrom diffusers import {pipeline}, {denoiser}\n\n{code}\n```\n"
+
+
+def _trained_part(manifest: dict) -> str:
+    """What ``apply --adversarial`` trained, in the card's words."""
+    if manifest.get("text_encoder_edit"):
+        return (f"the text encoder's layers trained, {len(manifest['text_encoder_edit'])} tensors; the remap closed-form; "
+                "this folder carries its own text encoder: load it whole")
+    return "the remap's factors trained"

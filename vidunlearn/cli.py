@@ -220,6 +220,9 @@ def verify(
     else:
         say(f"ok: {len(result.changed)} tensors changed, all listed in the manifest; {result.identical_tensors} "
              f"tensors and {result.identical_files} other files identical to {result.base}")
+        if result.encoder_tensors:
+            say(f"ok: {result.encoder_tensors} trained text-encoder tensors changed as the manifest records "
+                "(adversarial site text_encoder; the token table unchanged)")
 
 
 cli_eval.add_eval(app)

@@ -292,6 +292,9 @@ def materialise_text_encoder(path: Path) -> bool:
     missing = [c for c, files in wanted.items() if not all((path / c / f).is_file() for f in files)]
     if not missing:
         return False
+    if "text_encoder" in missing and _trained_encoder(path):   # the package's is the base's: never in its place
+        raise ModelError("this output's trained text encoder is missing (text_encoder/), and the installed one is the "
+                         "unedited base's", where=str(path / "text_encoder"), fix="restore the output from its source, or re-run apply")
     source = text_encoder_source(module, subfolder)
     for component in missing:
         temp = path / f".{component}.partial"
@@ -302,6 +305,18 @@ def materialise_text_encoder(path: Path) -> bool:
         shutil.rmtree(path / component, ignore_errors=True)
         temp.rename(path / component)
     return True
+
+
+def _trained_encoder(path: Path) -> bool:
+    """Whether the folder is an apply output whose recipe trained the text encoder (encoder_edit)."""
+    from .encoder_edit import trains_encoder
+
+    manifest = path / "vidunlearn.json"
+    try:
+        recipe = read_json(manifest, path).get("recipe") if manifest.is_file() else None  # type: ignore[union-attr]
+    except (ModelError, AttributeError):
+        return True   # an unreadable manifest: assume the worst
+    return isinstance(recipe, dict) and trains_encoder(recipe)
 
 
 def _download(repo_id: str, revision: str | None, allow_patterns: list[str] | None = None) -> Path:

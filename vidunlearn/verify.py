@@ -53,6 +53,7 @@ class Verification:
     files_checked: int = 0
     changed: list[ChangedTensor] = field(default_factory=list)
     identical_tensors: int = 0
+    encoder_tensors: int = 0  # a trained text encoder's tensors, each changed as the manifest records
     identical_files: int = 0
     lora_modules_checked: int = 0
     base: str | None = None

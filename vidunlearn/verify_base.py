@@ -26,6 +26,7 @@ import torch
 from .adapters import Adapter
 from .adapters.wan import WAN
 from .checkpoint import SKIP_FILES
+from .encoder_edit import COMPONENT as ENCODER
 from .errors import VidunlearnError
 from .layerchange import read_tensor
 from .model import ModelSource, TensorInfo, header_infos, model_files, read_header, resolve_model, weight_map
@@ -167,6 +168,7 @@ class Comparison:
                  result: Verification) -> None:
         self.out, self.targets, self.checks, self.result = out, targets, checks, result
         self.files = _Files()
+        self.encoder_edit: dict[str, float] = {}   # a trained text encoder's listed tensors (encoder_edit)
 
     def same_keys(self, pairing: Pairing) -> None:
         """Every tensor of the output file is in the base with its shape, and every base tensor in it."""
@@ -192,8 +194,9 @@ class Comparison:
             base_key, name = pairing.names[key]
             base = pairing.base[base_key]
             target = self.targets.get((pairing.component, name)) if name is not None else None
+            trained = pairing.component == ENCODER and key in self.encoder_edit
             if self._identical(info, base):
-                if target is not None:
+                if target is not None or trained:
                     raise VerifyError(f"holds an unedited copy of {name!r}, which the recipe edits",
                                       where=str(pairing.out), fix="delete the output and re-run apply; do not use it")
                 self.result.identical_tensors += 1
@@ -203,12 +206,25 @@ class Comparison:
                 if (pairing.component, name) in self.targets:
                     continue  # the fp8 scale of an edited weight may grow
                 target = None
+            if target is None and trained:
+                self._trained(pairing, key, info, base)
+                continue
             if target is None:
                 raise VerifyError(f"tensor {key[:80]!r} differs from the base but is not listed as edited (not an edit "
                                   "site of the recipe)", where=str(pairing.out), fix=MODIFIED)
             new, scale = self.files.value(info)
             old, _ = self.files.value(base)
             self.checks.add(target, pairing.out, pairing.rel, key, old, new, info.dtype, scale)
+
+    def _trained(self, pairing: Pairing, key: str, info: TensorInfo, base: TensorInfo) -> None:
+        """A trained text-encoder tensor: finite, and changed by what the manifest records."""
+        new, old = self.files.value(info)[0], self.files.value(base)[0]
+        change = float((new - old).norm() / old.norm().clamp_min(1e-12))
+        if not torch.isfinite(new).all() or abs(change - self.encoder_edit[key]) > 1e-3 * max(change, 1e-6):
+            raise VerifyError(f"text-encoder tensor {key[:80]!r} changed by {change:.4g}, the manifest says "
+                              f"{self.encoder_edit[key]:.4g}", where=str(pairing.out), fix=MODIFIED)
+        self.checks.files.add(pairing.out)   # its file must carry the recipe's metadata
+        self.result.encoder_tensors += 1
 
     def _identical(self, info: TensorInfo, base: TensorInfo) -> bool:
         if info.file.resolve() == base.file.resolve() or (info.file.exists() and info.file.samefile(base.file)):
@@ -307,11 +323,15 @@ def compare_with_base(out: Path, manifest: Manifest, output_format: str, base: P
     check_listed(manifest, targets, original_names=isinstance(source, HeaderSource))
     checks = SiteChecks(targets, manifest.recipe, result)
     comparison = Comparison(out, targets, checks, result)
+    comparison.encoder_edit = manifest.encoder_edit
     from .verify_lora import compare_lora
 
     {"diffusers": compare_folder, "single-file": compare_single_files, "lora": compare_lora}[output_format](
         comparison, manifest, source)
     checks.finish()
+    if result.encoder_tensors != len(manifest.encoder_edit):
+        raise VerifyError(f"the manifest lists {len(manifest.encoder_edit)} trained text-encoder tensors and "
+                          f"{result.encoder_tensors} were found changed", where=str(out), fix=MODIFIED)
     for file in sorted(checks.files):
         if read_header(file)[0].get("__metadata__", {}).get("vidunlearn.recipe") != manifest.recipe_sha256:
             raise VerifyError("tensors changed in a file that apply did not write (no vidunlearn.recipe metadata)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ class Manifest:
     edited: frozenset[tuple[str, str]]  # (component, tensor key as recorded)
     recipe: Recipe
     recipe_sha256: str  # what apply wrote into the ``vidunlearn.recipe`` metadata of its files
+    encoder_edit: dict[str, float] = field(default_factory=dict)  # a trained text encoder's tensor -> relative change
 
 
 def _bad(path: Path, what: str) -> VerifyError:
@@ -112,7 +113,27 @@ def parse_manifest(raw: object, path: Path) -> Manifest:
     except (ValueError, TypeError, RecursionError):
         raise _bad(path, "recipe cannot be serialised") from None
     return Manifest(path, check_files(raw.get("files"), path), output_format, _edited(raw.get("edited"), path),
-                    _recipe(recipe, path), recipe_sha256)
+                    _recipe(recipe, path), recipe_sha256, _encoder_edit(raw.get("text_encoder_edit"), recipe, path))
+
+
+def _encoder_edit(records: object, recipe: dict, path: Path) -> dict[str, float]:
+    """The trained text encoder's tensors (``apply --adversarial`` with ``site: text_encoder``): listed
+    exactly when the recipe says so, never the token embedding table (the attack's space)."""
+    from .encoder_edit import TOKEN_TABLES, trains_encoder
+
+    if records is None and not trains_encoder(recipe):
+        return {}
+    if not trains_encoder(recipe) or not isinstance(records, list) or not records or len(records) > MAX_ENTRIES:
+        raise _bad(path, "field 'text_encoder_edit' and the recipe's adversarial site disagree")
+    listed: dict[str, float] = {}
+    for number, record in enumerate(records):
+        name = record.get("tensor") if isinstance(record, dict) else None
+        change = record.get("relative_change") if isinstance(record, dict) else None
+        if not isinstance(name, str) or name in TOKEN_TABLES or name in listed or type(change) not in (int, float) \
+                or not math.isfinite(change):
+            raise _bad(path, f"'text_encoder_edit' entry {number} is not a trainable tensor with its relative change")
+        listed[name] = float(change)
+    return listed
 
 
 def _plain_relative(rel: str) -> bool:

@@ -86,6 +86,10 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("negative-focus", "adversarial setting frame_focus = -0.5 must be in [0, 1000]"),
     ("negative-restart", "adversarial setting restart = -3 must be a whole number of visits"),
     ("huge-extra-rank", "adversarial setting extra_rank = 5000 must be a whole number from 0 to 4096"),
+    ("bad-site", "adversarial setting site = 'unet' is not one of factors, text_encoder"),
+    ("site-not-word", "adversarial setting site = 3 must be a word"),
+    ("negative-encoder-layers", "adversarial setting text_encoder_layers = -1 must be a whole number"),
+    ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
     ("missing-file", "cannot read the adversarial settings"),
     ("bad-frames", "is not of the form 4k+1"),
 ])
@@ -95,14 +99,17 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
                          "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
                          "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
-                         "huge-extra-rank": "extra_rank: 5000\n"}.get(case, ""))
+                         "huge-extra-rank": "extra_rank: 5000\n", "bad-site": "site: unet\n", "site-not-word": "site: 3\n",
+                         "negative-encoder-layers": "site: text_encoder\ntext_encoder_layers: -1\n",
+                         "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
-            "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml")
+            "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml"),
+            "encoder-into-lora": ("--adversarial", 2, "--adversarial-settings", settings, "--format", "lora"),
             }.get(case, ("--adversarial", 2, "--adversarial-settings", settings))
     result = run("apply", "--model", BENCH_MODEL, "--pairs", LEFT, "--work-dir", tmp_path / "w", "--out", tmp_path / "o", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert result.output.count("error:") == 1 and not (tmp_path / "o").exists()
-    if case in ("unknown-key", "not-mapping", "wrong-type", "missing-file"):
+    if case in ("unknown-key", "not-mapping", "wrong-type", "missing-file", "site-not-word"):
         assert "adv.yaml" in result.output or "nothing.yaml" in result.output
 
 

@@ -1,0 +1,95 @@
+"""`apply --adversarial STEPS` with ``site: text_encoder`` (AdvUnlearn's site): the text encoder's layers
+trained, the remap the closed form's. The output carries its own text encoder, written as new files
+(the base's, which the benchmark model hard-links from an installed package, never touched); verify
+--base checks every trained tensor against the manifest; a folder that lost its trained encoder
+refuses to fall back to the package's unedited one. Whether it holds is measured by
+benchmarks/attack.py (docs/adversarial.md), not here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from vidunlearn.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_MODEL = ROOT / "models" / "shapes-wan"
+RED = ROOT / "pairs" / "bench" / "red.yaml"
+runner = CliRunner()
+pytestmark = pytest.mark.skipif(not (BENCH_MODEL / "model_index.json").is_file(),
+                                reason="the trained benchmark model models/shapes-wan is not in this checkout")
+SMALL = "references: 1\nbatch: 1\nkeep_batch: 2\ninner: 2\ndraws: 1\nlr: 0.001\nsite: text_encoder\n"
+
+
+def run(*args) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_text_encoder_site_trains_the_encoder_keeps_the_closed_form_remap_and_verify_checks_it(tmp_path, one_thread):
+    from vidunlearn.model import materialise_text_encoder
+
+    materialise_text_encoder(BENCH_MODEL)
+    base_encoder = BENCH_MODEL / "text_encoder" / "model.safetensors"
+    before = digest(base_encoder)
+    settings = tmp_path / "adv.yaml"
+    settings.write_text(SMALL)
+    common = ("--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral")
+    assert run("apply", *common, "--out", tmp_path / "plain").exit_code == 0
+    result = run("apply", *common, "--adversarial", 2, "--adversarial-settings", settings, "--out", tmp_path / "te")
+    assert result.exit_code == 0, result.output
+    assert digest(base_encoder) == before                                  # the base's (package's) file untouched
+    transformer = "transformer/diffusion_pytorch_model.safetensors"
+    edited, plain = load_file(str(tmp_path / "te" / transformer)), load_file(str(tmp_path / "plain" / transformer))
+    assert edited.keys() == plain.keys() and all(edited[k].equal(plain[k]) for k in plain)   # the remap: closed form
+    manifest = json.loads((tmp_path / "te" / "vidunlearn.json").read_text())
+    listed = {r["tensor"]: r["relative_change"] for r in manifest["text_encoder_edit"]}
+    assert manifest["recipe"]["adversarial"]["site"] == "text_encoder" and len(listed) > 50
+    assert "embeddings.word_embeddings.weight" not in listed and all(v > 0 for v in listed.values())
+    new, old = load_file(str(tmp_path / "te" / "text_encoder" / "model.safetensors")), load_file(str(base_encoder))
+    assert {k for k in old if not new[k].equal(old[k])} == set(listed)   # exactly the listed tensors changed
+    assert "text encoder's layers trained" in (tmp_path / "te" / "README.md").read_text()
+    result = run("verify", tmp_path / "te", "--base", BENCH_MODEL)
+    assert result.exit_code == 0 and f"ok: {len(listed)} trained text-encoder tensors" in result.output, result.output
+
+    # a manifest that hides one trained tensor: verify --base finds it changed and unlisted
+    name = sorted(listed)[0]
+    manifest["text_encoder_edit"] = [r for r in manifest["text_encoder_edit"] if r["tensor"] != name]
+    (tmp_path / "te" / "vidunlearn.json").write_text(json.dumps(manifest))
+    result = run("verify", tmp_path / "te", "--base", BENCH_MODEL)
+    assert result.exit_code == 1 and "differs from the base but is not listed as edited" in result.output, result.output
+
+
+def test_text_encoder_layers_trains_only_the_first_blocks(tmp_path, one_thread):
+    settings = tmp_path / "adv.yaml"
+    settings.write_text(SMALL + "text_encoder_layers: 1\n")
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                 "--adversarial", 1, "--adversarial-settings", settings, "--out", tmp_path / "te")
+    assert result.exit_code == 0, result.output
+    listed = [r["tensor"] for r in json.loads((tmp_path / "te" / "vidunlearn.json").read_text())["text_encoder_edit"]]
+    assert listed and all(n.startswith("encoder.layer.0.") for n in listed), listed
+
+
+def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(tmp_path, one_thread):
+    import shutil
+
+    from vidunlearn.errors import ModelError
+    from vidunlearn.model import materialise_text_encoder
+
+    settings = tmp_path / "adv.yaml"
+    settings.write_text(SMALL)
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                 "--adversarial", 1, "--adversarial-settings", settings, "--out", tmp_path / "te")
+    assert result.exit_code == 0, result.output
+    shutil.rmtree(tmp_path / "te" / "text_encoder")
+    with pytest.raises(ModelError, match="trained text encoder is missing"):
+        materialise_text_encoder(tmp_path / "te")
+    assert not (tmp_path / "te" / "text_encoder").exists()

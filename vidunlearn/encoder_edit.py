@@ -1,0 +1,85 @@
+"""A trained text encoder in the output: ``apply --adversarial`` with ``site: text_encoder``
+(:mod:`vidunlearn.adversarial`; AdvUnlearn's site).
+
+The denoiser keeps the closed-form remap; the text encoder's layers are trained against the attack.
+Only a diffusers folder can carry both, so the other formats are refused before any work. The
+encoder's weight files are rewritten into the output (new files, never written through a hard link
+into the base), with the recipe's ``vidunlearn.recipe`` metadata, and listed in the manifest's
+``text_encoder_edit`` (tensor, relative change), which ``verify --base`` checks: every listed tensor
+differs from the base, nothing else in the encoder does, and the token embedding table (the attack's
+space) is never listed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import ModelError, VidunlearnError
+
+if TYPE_CHECKING:
+    from .model import ModelSource
+
+COMPONENT = "text_encoder"
+# the token tables of the encoders Wan and the benchmark model use (UMT5, BERT): never trained
+TOKEN_TABLES = ("shared.weight", "encoder.embed_tokens.weight", "embeddings.word_embeddings.weight")
+
+
+def trains_encoder(recipe: dict) -> bool:
+    """Whether a manifest recipe (as written) trained the text encoder."""
+    adversarial = recipe.get("adversarial")
+    return isinstance(adversarial, dict) and adversarial.get("site") == COMPONENT
+
+
+def check_format(settings, output_format: str) -> None:
+    """A trained encoder needs a diffusers folder: the other formats carry the denoiser only."""
+    if settings.steps and settings.site == COMPONENT and output_format != "diffusers":
+        raise VidunlearnError(f"adversarial site text_encoder trains the text encoder, which a {output_format} output "
+                              "cannot carry", fix="use --format diffusers (the default), or site: factors")
+
+
+def write_encoder(source: ModelSource, temp: Path, tensors: dict[str, torch.Tensor],
+                  metadata: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
+    """Rewrite the encoder's weight files in ``temp`` (the output being written) with ``tensors``
+    (as the encoder module names them; cast to the stored dtypes; one the training left as it was, such
+    as a pooler the states never pass through, stays the base's). Returns the manifest's records
+    ({tensor, relative_change}) and {relative path: SHA-256} of the files rewritten."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .hashing import sha256_file
+    from .model import weight_map
+
+    folder = source.component_dir(COMPONENT)
+    where = weight_map(folder)
+    unknown = sorted(set(tensors) - set(where))
+    if unknown or set(tensors) & set(TOKEN_TABLES):
+        name = unknown[0] if unknown else sorted(set(tensors) & set(TOKEN_TABLES))[0]
+        raise ModelError(f"the trained text encoder's tensor {name!r} is not a trainable tensor of the base's files",
+                         where=str(folder), fix="re-run apply against the model it was trained on")
+    records, hashes = [], {}
+    for file in sorted({where[name] for name in tensors}):
+        rel = file.relative_to(source.path).as_posix()
+        with safe_open(str(file), framework="pt") as handle:
+            kept = dict(handle.metadata() or {})
+            values = {key: handle.get_tensor(key) for key in handle.keys()}
+        for name, new in tensors.items():
+            if where[name] != file:
+                continue
+            old = values[name]
+            if torch.equal(new.to(old.dtype), old):   # never reached by the loss (a pooler): not an edit
+                continue
+            change = float((new.float() - old.float()).norm() / old.float().norm().clamp_min(1e-12))
+            if not torch.isfinite(new).all():
+                raise ModelError(f"the trained text encoder's {name!r} holds NaN or Inf", where=rel,
+                                 fix="lower the adversarial settings' lr")
+            values[name] = new.to(old.dtype).contiguous()
+            records.append({"tensor": name, "relative_change": change})
+        target, partial = temp / rel, temp / f"{rel}.partial"
+        save_file(values, str(partial), metadata=kept | metadata)
+        os.replace(partial, target)   # a new file: the hard link to the base's, if any, is only unlinked
+        hashes[rel] = sha256_file(target)
+    return sorted(records, key=lambda r: r["tensor"]), hashes

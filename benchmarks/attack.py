@@ -88,6 +88,9 @@ def main() -> int:
                         help="start from captions that are not the pairs' own unsafe prompts (the default starts, seed 0, "
                              "are all four among them: fair to a closed form, not to an edit trained on those prompts)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=1, metavar="K",
+                        help="K times the fixed budget: each space's steps x K and K restarts (a check that a low rate "
+                             "is not a search that stalls; the reported figures are at K = 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -116,7 +119,9 @@ def main() -> int:
     judge = load_judge("oracle")
     sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0,
                             seed=args.seed)
-    budgets = {s: AttackSettings(space=s, steps=STEPS[s], seed=args.seed) for s in spaces}
+    if args.budget < 1:
+        parser.error("--budget K needs K >= 1")
+    budgets = {s: AttackSettings(space=s, steps=STEPS[s] * args.budget, restarts=args.budget, seed=args.seed) for s in spaces}
     work = Path(tempfile.mkdtemp(prefix="vidunlearn-attack-"))
     rows, results, started = [], [], time.time()
     try:

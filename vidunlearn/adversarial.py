@@ -28,7 +28,8 @@ the rest), so the trained edit may reach directions the closed form's erase rows
 With ``site: text_encoder`` (AdvUnlearn's own site) the remap stays the closed form's and the text
 encoder's layers train instead (every parameter but the token embedding table, which is the attack's
 space; ``text_encoder_layers`` k: only the first k blocks): the same three losses, the edited side
-reading the trained encoder's states. The output then carries its own text encoder
+reading the trained encoder's states (``anchor`` w adds w times the relative squared error of the keep
+prompts' states against the base encoder's). The output then carries its own text encoder
 (:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
 the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
@@ -75,6 +76,7 @@ class AdversarialSettings:
     extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
     site: str = "factors"        # what trains: "factors" (the remap's A, B) or "text_encoder" (its layers; the remap fixed)
     text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
+    anchor: float = 0.0          # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -95,7 +97,7 @@ class AdversarialSettings:
         for name in ("lr", "inner_lr"):
             if not 0 < getattr(self, name) < 10:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
-        for name in ("keep_weight", "erase_guidance", "frame_focus"):
+        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
         if not 0 <= self.restart <= MAX_STEPS or int(self.restart) != self.restart:
@@ -385,6 +387,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 mine = live(keep[j]["ids"]) if te else keep[j]["states"]
                 losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
                               / min(settings.keep_batch, len(keep)))
+                if te and settings.anchor:   # the encoder's own states on the prompt, held to the base encoder's
+                    base_states = keep[j]["states"]
+                    losses.append(settings.anchor * (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
+                                  / min(settings.keep_batch, len(keep)))
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()
             loss.backward()

@@ -88,6 +88,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("huge-extra-rank", "adversarial setting extra_rank = 5000 must be a whole number from 0 to 4096"),
     ("bad-site", "adversarial setting site = 'unet' is not one of factors, text_encoder"),
     ("site-not-word", "adversarial setting site = 3 must be a word"),
+    ("negative-anchor", "adversarial setting anchor = -2.0 must be in [0, 1000]"),
     ("negative-encoder-layers", "adversarial setting text_encoder_layers = -1 must be a whole number"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
     ("missing-file", "cannot read the adversarial settings"),
@@ -100,6 +101,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
                          "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
                          "huge-extra-rank": "extra_rank: 5000\n", "bad-site": "site: unet\n", "site-not-word": "site: 3\n",
+                         "negative-anchor": "site: text_encoder\nanchor: -2.0\n",
                          "negative-encoder-layers": "site: text_encoder\ntext_encoder_layers: -1\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),

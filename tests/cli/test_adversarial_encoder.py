@@ -93,3 +93,18 @@ def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(
     with pytest.raises(ModelError, match="trained text encoder is missing"):
         materialise_text_encoder(tmp_path / "te")
     assert not (tmp_path / "te" / "text_encoder").exists()
+
+
+def test_anchor_enters_the_training(tmp_path, one_thread):
+    """``anchor`` (the keep prompts' encoder states held to the base's) changes what the training does;
+    0 is the plain loss."""
+    trained = {}
+    for anchor in (0, 1000):
+        settings = tmp_path / f"adv{anchor}.yaml"
+        settings.write_text(SMALL + f"anchor: {anchor}.0\n")
+        out = tmp_path / f"te{anchor}"
+        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                     "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
+        assert result.exit_code == 0, result.output
+        trained[anchor] = load_file(str(out / "text_encoder" / "model.safetensors"))
+    assert any(not trained[0][k].equal(trained[1000][k]) for k in trained[0])

@@ -93,8 +93,11 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te", {"site": "text_encoder", "lr": 1e-4}, 4, batch=2),
                          **_seeded("te", {"site": "text_encoder", "lr": 1e-4}, 2),
                          **_seeded("te-keep4", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0}, 2, batch=2),
+                         **_seeded("te-keep8", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 8.0}, 2, batch=2),
                          **_seeded("te-layers2", {"site": "text_encoder", "lr": 1e-4, "text_encoder_layers": 2}, 2, batch=2),
                          **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2, batch=2),
+                         **_seeded("te-keep4-anchor10", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 10.0}, 2,
+                                   batch=2),
                          **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2)}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}

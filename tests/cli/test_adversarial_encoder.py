@@ -60,6 +60,13 @@ def test_text_encoder_site_trains_the_encoder_keeps_the_closed_form_remap_and_ve
     result = run("verify", tmp_path / "te", "--base", BENCH_MODEL)
     assert result.exit_code == 0 and f"ok: {len(listed)} trained text-encoder tensors" in result.output, result.output
 
+    # a manifest that claims the token table was trained: refused as a forged manifest
+    forged = {**manifest, "text_encoder_edit": [*manifest["text_encoder_edit"],
+                                                {"tensor": "embeddings.word_embeddings.weight", "relative_change": 0.1}]}
+    (tmp_path / "te" / "vidunlearn.json").write_text(json.dumps(forged))
+    result = run("verify", tmp_path / "te")
+    assert result.exit_code == 1 and "is not a trainable tensor" in result.output, result.output
+
     # a manifest that hides one trained tensor: verify --base finds it changed and unlisted
     name = sorted(listed)[0]
     manifest["text_encoder_edit"] = [r for r in manifest["text_encoder_edit"] if r["tensor"] != name]

@@ -204,24 +204,6 @@ def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: Adv
     settings.sample("cpu", "float32").check(source.adapter.frame_step, source.adapter.size_step)
 
 
-def encoder_parameters(encoder, layers: int = 0) -> dict[str, torch.nn.Parameter]:
-    """The text encoder's parameters ``site: text_encoder`` trains: all but the token embedding table
-    (the attack's own space); with ``layers`` k, only those of its first k blocks (``.layer.N.``,
-    ``.block.N.``: BERT's, T5's)."""
-    import re
-
-    table = encoder.get_input_embeddings().weight
-    chosen = {}
-    for name, parameter in encoder.named_parameters():
-        block = re.search(r"\.(?:layer|layers|block)\.(\d+)\.", f".{name}")
-        if parameter is not table and (not layers or (block is not None and int(block.group(1)) < layers)):
-            chosen[name] = parameter
-    if not chosen:
-        raise VidunlearnError("adversarial training found no text-encoder layer to train",
-                              fix="set text_encoder_layers to 0 (every layer) or a number the encoder has")
-    return chosen
-
-
 def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
                       concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
                       reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
@@ -231,6 +213,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from torch.nn.utils import parametrize
 
     from .attack import draw, encode
+    from .encoder_edit import encoder_parameters
     from .attack_run import places_span, render
     from .remap import changed_places, target_prompts
     from .sampling import load_pipeline
@@ -351,9 +334,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         item["adv"] = x.detach()
         for p in parameters:
             p.requires_grad_(True)
-        if te:
-            return condition(item["adv"])
-        with torch.no_grad():
+        with torch.set_grad_enabled(te):   # the erase loss reaches the trained encoder through it
             return condition(item["adv"])
 
     optimiser = torch.optim.Adam(parameters, lr=settings.lr)

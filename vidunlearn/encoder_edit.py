@@ -1,7 +1,8 @@
 """A trained text encoder in the output: ``apply --adversarial`` with ``site: text_encoder``
 (:mod:`vidunlearn.adversarial`; AdvUnlearn's site).
 
-The denoiser keeps the closed-form remap; the text encoder's layers are trained against the attack.
+The denoiser keeps the closed-form remap; the text encoder's layers (:func:`encoder_parameters`) are
+trained against the attack.
 Only a diffusers folder can carry both, so the other formats are refused before any work. The
 encoder's weight files are rewritten into the output (new files, never written through a hard link
 into the base), with the recipe's ``vidunlearn.recipe`` metadata, and listed in the manifest's
@@ -32,6 +33,24 @@ def trains_encoder(recipe: dict) -> bool:
     """Whether a manifest recipe (as written) trained the text encoder."""
     adversarial = recipe.get("adversarial")
     return isinstance(adversarial, dict) and adversarial.get("site") == COMPONENT
+
+
+def encoder_parameters(encoder, layers: int = 0) -> dict[str, torch.nn.Parameter]:
+    """The text encoder's parameters ``site: text_encoder`` trains: all but the token embedding table
+    (the attack's own space); with ``layers`` k, only those of its first k blocks (``.layer.N.``,
+    ``.block.N.``: BERT's, T5's)."""
+    import re
+
+    table = encoder.get_input_embeddings().weight
+    chosen = {}
+    for name, parameter in encoder.named_parameters():
+        block = re.search(r"\.(?:layer|layers|block)\.(\d+)\.", f".{name}")
+        if parameter is not table and (not layers or (block is not None and int(block.group(1)) < layers)):
+            chosen[name] = parameter
+    if not chosen:
+        raise VidunlearnError("adversarial training found no text-encoder layer to train",
+                              fix="set text_encoder_layers to 0 (every layer) or a number the encoder has")
+    return chosen
 
 
 def check_format(settings, output_format: str) -> None:

@@ -325,8 +325,12 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
     every_file = model_files(source.path) if output_format == "diffusers" else []
     written_files = [f for f in every_file if f.resolve() not in leave_out]
     if output_format == "diffusers":  # the other formats write one transformer at most, or megabytes
-        check_free_space(out, written_files, {info.file for e in plan for info in (e.weight, e.bias)
-                                              if info is not None and info.key in e.keys}, copy=files.copy)
+        rewrite = {info.file for e in plan for info in (e.weight, e.bias) if info is not None and info.key in e.keys}
+        if encoder_tensors:   # the trained encoder's files are written anew, never linked
+            from .encoder_edit import encoder_files
+
+            rewrite |= encoder_files(source, encoder_tensors)
+        check_free_space(out, written_files, rewrite, copy=files.copy)
     with atomic_output(out, directory=True, replace=force) as temp:
         if output_format == "diffusers":
             total = sum(p.stat().st_size for p in written_files)

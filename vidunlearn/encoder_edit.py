@@ -60,6 +60,15 @@ def check_format(settings, output_format: str) -> None:
                               "cannot carry", fix="use --format diffusers (the default), or site: factors")
 
 
+def encoder_files(source: ModelSource, tensors: dict[str, torch.Tensor]) -> set[Path]:
+    """The base's encoder weight files that hold ``tensors``: the files :func:`write_encoder` rewrites
+    in full (for the free-space check before anything is written)."""
+    from .model import weight_map
+
+    where = weight_map(source.component_dir(COMPONENT))
+    return {where[name] for name in tensors if name in where}
+
+
 def write_encoder(source: ModelSource, temp: Path, tensors: dict[str, torch.Tensor],
                   metadata: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
     """Rewrite the encoder's weight files in ``temp`` (the output being written) with ``tensors``

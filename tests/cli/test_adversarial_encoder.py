@@ -75,7 +75,18 @@ def test_text_encoder_site_trains_the_encoder_keeps_the_closed_form_remap_and_ve
     assert result.exit_code == 1 and "differs from the base but is not listed as edited" in result.output, result.output
 
 
-def test_text_encoder_layers_trains_only_the_first_blocks(tmp_path, one_thread):
+def test_text_encoder_layers_trains_only_the_first_blocks(tmp_path, one_thread, monkeypatch):
+    """Also: the free-space check before writing counts the encoder's file, which is written anew."""
+    from vidunlearn import api
+
+    checked = []
+
+    def spy(path, sources, rewritten, copy=False):
+        checked.append({Path(f).resolve() for f in rewritten})
+        return check(path, sources, rewritten, copy)
+
+    check = api.check_free_space
+    monkeypatch.setattr(api, "check_free_space", spy)
     settings = tmp_path / "adv.yaml"
     settings.write_text(SMALL + "text_encoder_layers: 1\n")
     result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
@@ -83,6 +94,7 @@ def test_text_encoder_layers_trains_only_the_first_blocks(tmp_path, one_thread):
     assert result.exit_code == 0, result.output
     listed = [r["tensor"] for r in json.loads((tmp_path / "te" / "vidunlearn.json").read_text())["text_encoder_edit"]]
     assert listed and all(n.startswith("encoder.layer.0.") for n in listed), listed
+    assert len(checked) == 1 and (BENCH_MODEL / "text_encoder" / "model.safetensors").resolve() in checked[0]
 
 
 def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(tmp_path, one_thread):

@@ -98,7 +98,17 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2, batch=2),
                          **_seeded("te-keep4-anchor10", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 10.0}, 2,
                                    batch=2),
-                         **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2)}.items():
+                         **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2),
+                         # between keep4 (holds, one shape clip short) and keep4-anchor10 (keeps every clip, gives the attack back)
+                         **_seeded("te-keep4-anchor3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0}, 2,
+                                   batch=2),
+                         **_seeded("te-keep2-anchor10", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 2.0, "anchor": 10.0}, 2,
+                                   batch=2),
+                         **_seeded("te-keep4-anchor1", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 1.0}, 2,
+                                   batch=2),
+                         # twice the steps: more of the attack/erase while keep and anchor hold the rest
+                         "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
+                                                             "keep_weight": 4.0, "anchor": 3.0}}.items():
     TUNING[_name] = {"mode": "remap", "adversarial": _settings}
 ALL = {**VARIANTS, **TUNING}
 

@@ -106,6 +106,12 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                                    batch=2),
                          **_seeded("te-keep4-anchor1", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 1.0}, 2,
                                    batch=2),
+                         # keep4 with 8 keep prompts a step (the keep loss on more of them; the same weight in expectation)
+                         **_seeded("te-keep4-kb8", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "keep_batch": 8}, 2,
+                                   batch=2),
+                         # the anchor on every token but those of the words the pairs change (anchor_concept 0)
+                         **_seeded("te-keep4-anchor3-ac0", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
+                                                            "anchor_concept": 0.0}, 2, batch=2),
                          # twice the steps: more of the attack/erase while keep and anchor hold the rest
                          "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
                                                              "keep_weight": 4.0, "anchor": 3.0}}.items():

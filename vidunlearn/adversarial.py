@@ -29,7 +29,8 @@ With ``site: text_encoder`` (AdvUnlearn's own site) the remap stays the closed f
 encoder's layers train instead (every parameter but the token embedding table, which is the attack's
 space; ``text_encoder_layers`` k: only the first k blocks): the same three losses, the edited side
 reading the trained encoder's states (``anchor`` w adds w times the relative squared error of the keep
-prompts' states against the base encoder's). The output then carries its own text encoder
+prompts' states against the base encoder's; ``anchor_concept`` c weighs the tokens of the words the
+pairs change, on either side, by c in it). The output then carries its own text encoder
 (:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
 the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
@@ -77,6 +78,7 @@ class AdversarialSettings:
     site: str = "factors"        # what trains: "factors" (the remap's A, B) or "text_encoder" (its layers; the remap fixed)
     text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
     anchor: float = 0.0          # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
+    anchor_concept: float = 1.0  # within the anchor, the weight of the tokens of the words the pairs change (0: held free)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -97,7 +99,7 @@ class AdversarialSettings:
         for name in ("lr", "inner_lr"):
             if not 0 < getattr(self, name) < 10:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
-        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor"):
+        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor", "anchor_concept"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
         if not 0 <= self.restart <= MAX_STEPS or int(self.restart) != self.restart:
@@ -213,7 +215,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from torch.nn.utils import parametrize
 
     from .attack import draw, encode
-    from .encoder_edit import encoder_parameters
+    from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters
     from .attack_run import places_span, render
     from .remap import changed_places, target_prompts
     from .sampling import load_pipeline
@@ -273,6 +275,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     if te:   # the trained side reads the encoder's live states: the token ids of every prompt it conditions on
         for k, text in zip(keep, keep_texts):
             k["ids"] = tokenizer(prompt_clean(text), max_length=length, truncation=True, return_tensors="pt").input_ids[0].to(device)
+        if settings.anchor and settings.anchor_concept != 1:
+            concept_ids = changed_word_ids(tokenizer, [p for concept in concepts for p in concept.pairs])
+            for k in keep:
+                k["anchor_weights"] = anchor_weights(k["ids"], concept_ids, settings.anchor_concept)
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
@@ -370,8 +376,12 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                               / min(settings.keep_batch, len(keep)))
                 if te and settings.anchor:   # the encoder's own states on the prompt, held to the base encoder's
                     base_states = keep[j]["states"]
-                    losses.append(settings.anchor * (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
-                                  / min(settings.keep_batch, len(keep)))
+                    if "anchor_weights" in keep[j]:   # per token: the changed words' tokens weigh anchor_concept
+                        w = keep[j]["anchor_weights"]
+                        error = (w * (mine - base_states).pow(2).mean(-1)).sum() / (w * base_states.pow(2).mean(-1)).sum()
+                    else:
+                        error = (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
+                    losses.append(settings.anchor * error / min(settings.keep_batch, len(keep)))
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()
             loss.backward()

@@ -53,6 +53,26 @@ def encoder_parameters(encoder, layers: int = 0) -> dict[str, torch.nn.Parameter
     return chosen
 
 
+def changed_word_ids(tokenizer, pairs) -> set[int]:
+    """The token ids of the words the ``pairs`` change, on either side (the attack's words and their
+    replacements: red, green, ...), special tokens left out: the tokens ``anchor_concept`` weighs."""
+    from .remap import changed_places
+
+    words = set()
+    for pair in pairs:
+        unsafe, safe = changed_places(pair.unsafe, pair.safe)
+        words |= {pair.unsafe.split()[k] for k in unsafe} | {pair.safe.split()[k] for k in safe}
+    special = set(tokenizer.all_special_ids)
+    return {i for word in words for i in tokenizer(word, add_special_tokens=False).input_ids} - special
+
+
+def anchor_weights(ids: torch.Tensor, concept_ids: set[int], weight: float) -> torch.Tensor:
+    """Per token of a keep prompt (its real tokens, as its states are): ``weight`` where the token is
+    one of ``concept_ids``, 1 elsewhere."""
+    hit = torch.tensor([int(i) in concept_ids for i in ids.tolist()], dtype=torch.bool, device=ids.device)
+    return torch.where(hit, torch.tensor(float(weight), device=ids.device), torch.tensor(1.0, device=ids.device))
+
+
 def check_format(settings, output_format: str) -> None:
     """A trained encoder needs a diffusers folder: the other formats carry the denoiser only."""
     if settings.steps and settings.site == COMPONENT and output_format != "diffusers":

@@ -116,14 +116,15 @@ def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(
 
 def test_anchor_enters_the_training(tmp_path, one_thread):
     """``anchor`` (the keep prompts' encoder states held to the base's) changes what the training does;
-    0 is the plain loss."""
+    0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too."""
     trained = {}
-    for anchor in (0, 1000):
+    for anchor, extra in ((0, ""), (1000, ""), ("1000-free", "anchor_concept: 0.0\n")):
         settings = tmp_path / f"adv{anchor}.yaml"
-        settings.write_text(SMALL + f"anchor: {anchor}.0\n")
+        settings.write_text(SMALL + f"anchor: {str(anchor).split('-')[0]}.0\n" + extra)
         out = tmp_path / f"te{anchor}"
         result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
                      "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
         assert result.exit_code == 0, result.output
         trained[anchor] = load_file(str(out / "text_encoder" / "model.safetensors"))
     assert any(not trained[0][k].equal(trained[1000][k]) for k in trained[0])
+    assert any(not trained["1000-free"][k].equal(trained[1000][k]) for k in trained[0])

@@ -65,6 +65,7 @@ def _seeded(name: str, settings: dict, seeds: int, batch: int = 5) -> dict:
                                                           **settings, "seed": s} for s in range(seeds)}
 
 
+MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0}
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
@@ -117,7 +118,9 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          # twice the steps: more of the attack/erase while keep and anchor hold the rest
                          "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
                                                              "keep_weight": 4.0, "anchor": 3.0}}.items():
-    TUNING[_name] = {"mode": "remap", "adversarial": _settings}
+    # each variant as it was measured: the settings it leaves out are the defaults of its time (the factors
+    # site, lr 3e-4, keep weight 1, no anchor), not today's (the text encoder's measured ones)
+    TUNING[_name] = {"mode": "remap", "adversarial": {**MEASURED_UNDER, **_settings}}
 ALL = {**VARIANTS, **TUNING}
 
 

@@ -1,6 +1,7 @@
-"""Adversarial training of the remap's factors: ``apply --adversarial STEPS`` (AdvUnlearn, Zhang et
-al. 2024, read for the closed-form edit). Not training-free: it runs the denoiser forward and
-backward, and is off by default.
+"""Adversarial training against the soft-prompt attack: ``apply --adversarial STEPS`` (AdvUnlearn, Zhang
+et al. 2024, read for the closed-form edit). Not training-free: it runs the denoiser forward and
+backward, and is off by default. Two sites: the text encoder (the default, ``site: text_encoder``,
+below) and the remap's factors (``site: factors``); each site's defaults in :data:`SITE_DEFAULTS`.
 
 The remap writes W' = W + s (W A) B^T into every layer of its site, A and B (in, c) shared by all of
 them. No closed form held against the soft-prompt attack (docs/holding.md); this trains A and B
@@ -33,7 +34,8 @@ prompts' states against the base encoder's; ``anchor_concept`` c weighs the toke
 pairs change, on either side, by c in it). The output then carries its own text encoder
 (:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
-the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial.md).
+the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial-encoder.md,
+docs/adversarial.md).
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ if TYPE_CHECKING:
 
 MAX_STEPS = 100_000
 SITES = ("factors", "text_encoder")
+# each site's measured settings, for those a settings file leaves out (docs/adversarial-encoder.md: the text
+# encoder's are the one setting measured to meet every issue-16 target on red, the circle and the motion;
+# the factors' are those of docs/adversarial.md's tables)
+SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3},
+                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0}}
 
 
 @dataclass(frozen=True)
@@ -64,21 +71,21 @@ class AdversarialSettings:
     rendered (default: the benchmark world's clips; a real model wants e.g. 33 x 480 x 832)."""
 
     steps: int = 0             # training steps; 0: off
-    lr: float = 3e-4           # Adam on the factors A, B
+    lr: float | None = None    # Adam on what trains; None: the site's (SITE_DEFAULTS)
     inner: int = 5             # attack steps per visit of a prompt
     inner_lr: float = 0.01     # the attack's Adam (vidunlearn attack --space input)
     batch: int = 2             # unsafe prompts attacked a step
     keep_batch: int = 4        # keep prompts a step
-    keep_weight: float = 1.0
+    keep_weight: float | None = None   # None: the site's
     erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
     on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
     frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
     restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
     extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
-    site: str = "factors"        # what trains: "factors" (the remap's A, B) or "text_encoder" (its layers; the remap fixed)
+    site: str = "text_encoder"   # what trains: "text_encoder" (its layers; the remap fixed) or "factors" (the remap's A, B)
     text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
-    anchor: float = 0.0          # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
-    anchor_concept: float = 1.0  # within the anchor, the weight of the tokens of the words the pairs change (0: held free)
+    anchor: float | None = None  # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
+    anchor_concept: float | None = None  # within the anchor, the weight of the tokens of the words the pairs change (0: free)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -89,7 +96,17 @@ class AdversarialSettings:
     width: int = 32
     guidance: float = 2.0
 
+    def resolved(self) -> AdversarialSettings:
+        """These settings with each unset (None) one the site's measured default (SITE_DEFAULTS)."""
+        return replace(self, **{k: v for k, v in SITE_DEFAULTS.get(self.site, {}).items() if getattr(self, k) is None})
+
     def check(self) -> None:
+        if self.site not in SITES:
+            raise VidunlearnError(f"adversarial setting site = {str(self.site)[:40]!r} is not one of {', '.join(SITES)}",
+                                  fix="use site: text_encoder (the text encoder's layers) or site: factors (the remap's own)")
+        self.resolved()._check_values()
+
+    def _check_values(self) -> None:
         if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
             raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
                                   fix="use e.g. --adversarial 200")
@@ -107,9 +124,6 @@ class AdversarialSettings:
                                   f"(never) to {MAX_STEPS}")
         if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
             raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
-        if self.site not in SITES:
-            raise VidunlearnError(f"adversarial setting site = {str(self.site)[:40]!r} is not one of {', '.join(SITES)}",
-                                  fix="use site: factors (the remap's own factors) or site: text_encoder")
         if not 0 <= self.text_encoder_layers <= 4096 or int(self.text_encoder_layers) != self.text_encoder_layers:
             raise VidunlearnError(f"adversarial setting text_encoder_layers = {self.text_encoder_layers!r} must be a whole "
                                   "number from 0 (every layer) to 4096")
@@ -144,6 +158,7 @@ def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
             raise VidunlearnError(f"unknown adversarial setting {unknown[0]!r}", where=where, fix=f"use some of {sorted(known)}")
         for name, value in values.items():
             default = getattr(AdversarialSettings, name)
+            default = 0.0 if default is None else default   # a number whose default is the site's
             if isinstance(default, str):
                 if not isinstance(value, str):
                     raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a word, e.g. {default}", where=where)
@@ -222,6 +237,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from .sites import site_stream
     from .textpath import encode_prompts
 
+    settings = settings.resolved()
     check_reach(source, concepts, settings)
     if any(site_stream(source, s) != "text" for s in specs):
         raise VidunlearnError("--adversarial trains the text path's edit, and a site of this edit reads images",

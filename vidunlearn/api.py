@@ -224,6 +224,7 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         raise VidunlearnError(f"unknown --mode {mode!r}", fix=f"use one of {MODES}")
     method = method or ("remap" if mode == "remap" else "cpca")
     check_hardening(mode, bool(pairs) and not refusal, harden, adversarial)
+    adversarial = adversarial.resolved()   # the site's settings for those left unset, as the recipe records them
     if mode == "uce" and refusal:
         raise VidunlearnError("--mode uce needs the prompts' activations, which a refusal file does not hold",
                               fix="pass --pairs instead of --refusal")

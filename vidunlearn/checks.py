@@ -95,7 +95,7 @@ MAX_HARDEN = 10
 def check_hardening(mode: str, pairs_only: bool, harden: int, adversarial) -> None:
     """``--harden`` rounds and ``--adversarial`` training need the remap solved from pairs alone."""
     for flag, on, why in (("--harden", harden, "it solves the remap again from the prompts' activations"),
-                          ("--adversarial", adversarial.steps, "it trains the remap's factors on the pairs' prompts")):
+                          ("--adversarial", adversarial.steps, "it trains against the pairs' prompts and their remap")):
         if on and (mode != "remap" or not pairs_only):
             raise VidunlearnError(f"{flag} needs the default --mode remap and --pairs ({why})",
                                   fix=f"leave {flag} out, or pass --pairs without --refusal")

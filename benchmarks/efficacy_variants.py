@@ -129,7 +129,7 @@ def as_apply_kwargs(settings: dict) -> dict:
     adversarial settings as their dataclass); any other key (a screen's own) is passed on as it is."""
     from dataclasses import fields
 
-    from vidunlearn.adversarial import AdversarialSettings
+    from vidunlearn.adversarial_settings import AdversarialSettings
     from vidunlearn.apply_options import EditRecipe
 
     names = {f.name for f in fields(EditRecipe)}

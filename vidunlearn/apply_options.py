@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .adversarial import AdversarialSettings
+from .adversarial_settings import AdversarialSettings
 from .card import CardOptions
 from .weightfiles import OutputFiles
 

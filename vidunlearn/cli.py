@@ -144,7 +144,7 @@ def apply(
 ) -> None:
     """Write a standalone edited checkpoint: W' = W M at the edit sites (M remaps the concept's tokens; --mode project: M = I - lambda p p^T)."""
     from . import api
-    from .adversarial import load_settings
+    from .adversarial_settings import load_settings
     from .card import CardOptions
     from .motion.apply import MotionOptions
     from .weightfiles import OutputFiles

@@ -135,7 +135,7 @@ def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp
     ``--adversarial 200`` with its default settings (the text encoder trained since the tenth session;
     the factors measured 0 of 4 here; the benchmark from 8 captions: 1 of 8); as typed, neither edit draws it."""
     from vidunlearn import api, world
-    from vidunlearn.adversarial import AdversarialSettings
+    from vidunlearn.adversarial_settings import AdversarialSettings
     from vidunlearn.attack import AttackSettings
     from vidunlearn.attack_run import attack_model, summary, world_starts
     from vidunlearn.judges import load_judge

@@ -118,13 +118,14 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     """``anchor`` (the keep prompts' encoder states held to the base's) changes what the training does;
     0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too."""
     trained = {}
-    for anchor, extra in ((0, ""), (1000, ""), ("1000-free", "anchor_concept: 0.0\n")):
-        settings = tmp_path / f"adv{anchor}.yaml"
-        settings.write_text(SMALL + f"anchor: {str(anchor).split('-')[0]}.0\n" + extra)
-        out = tmp_path / f"te{anchor}"
+    for name, lines in (("plain", "anchor: 0.0\n"), ("held", "anchor: 1000.0\n"),
+                        ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n")):
+        settings = tmp_path / f"adv-{name}.yaml"
+        settings.write_text(SMALL + lines)
+        out = tmp_path / f"te-{name}"
         result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
                      "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
         assert result.exit_code == 0, result.output
-        trained[anchor] = load_file(str(out / "text_encoder" / "model.safetensors"))
-    assert any(not trained[0][k].equal(trained[1000][k]) for k in trained[0])
-    assert any(not trained["1000-free"][k].equal(trained[1000][k]) for k in trained[0])
+        trained[name] = load_file(str(out / "text_encoder" / "model.safetensors"))
+    assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
+    assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])

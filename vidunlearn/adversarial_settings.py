@@ -1,0 +1,126 @@
+"""The settings of ``apply --adversarial STEPS`` (:mod:`vidunlearn.adversarial`): the dataclass, each
+training site's measured defaults, and ``--adversarial-settings FILE``'s loader (one line for every bad
+value, naming the file). No torch here: the CLI and the options read it at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import VidunlearnError
+
+if TYPE_CHECKING:
+    from .sampling import SampleSettings
+
+MAX_STEPS = 100_000
+SITES = ("factors", "text_encoder")
+# each site's measured settings, for those a settings file leaves out (docs/adversarial-encoder.md: the text
+# encoder's are the one setting measured to meet every issue-16 target on red, the circle and the motion;
+# the factors' are those of docs/adversarial.md's tables)
+SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3},
+                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0}}
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    """The training budget (recorded in the manifest's recipe) and how the reference samples are
+    rendered (default: the benchmark world's clips; a real model wants e.g. 33 x 480 x 832)."""
+
+    steps: int = 0             # training steps; 0: off
+    lr: float | None = None    # Adam on what trains; None: the site's (SITE_DEFAULTS)
+    inner: int = 5             # attack steps per visit of a prompt
+    inner_lr: float = 0.01     # the attack's Adam (vidunlearn attack --space input)
+    batch: int = 2             # unsafe prompts attacked a step
+    keep_batch: int = 4        # keep prompts a step
+    keep_weight: float | None = None   # None: the site's
+    erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
+    on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
+    frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
+    restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
+    extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
+    site: str = "text_encoder"   # what trains: "text_encoder" (its layers; the remap fixed) or "factors" (the remap's A, B)
+    text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
+    anchor: float | None = None  # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
+    anchor_concept: float | None = None  # within the anchor, the weight of the tokens of the words the pairs change (0: free)
+    draws: int = 4             # (sample, noise, timestep) draws per prompt and step
+    references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
+    span: int = 2              # tokens searched at a one-word change
+    seed: int = 0
+    sample_steps: int = 10
+    frames: int = 5
+    height: int = 32
+    width: int = 32
+    guidance: float = 2.0
+
+    def resolved(self) -> AdversarialSettings:
+        """These settings with each unset (None) one the site's measured default (SITE_DEFAULTS)."""
+        return replace(self, **{k: v for k, v in SITE_DEFAULTS.get(self.site, {}).items() if getattr(self, k) is None})
+
+    def check(self) -> None:
+        if self.site not in SITES:
+            raise VidunlearnError(f"adversarial setting site = {str(self.site)[:40]!r} is not one of {', '.join(SITES)}",
+                                  fix="use site: text_encoder (the text encoder's layers) or site: factors (the remap's own)")
+        self.resolved()._check_values()
+
+    def _check_values(self) -> None:
+        if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
+            raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
+                                  fix="use e.g. --adversarial 200")
+        for name in ("inner", "batch", "keep_batch", "draws", "references", "span", "sample_steps"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of at least 1")
+        for name in ("lr", "inner_lr"):
+            if not 0 < getattr(self, name) < 10:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
+        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor", "anchor_concept"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
+        if not 0 <= self.restart <= MAX_STEPS or int(self.restart) != self.restart:
+            raise VidunlearnError(f"adversarial setting restart = {self.restart!r} must be a whole number of visits from 0 "
+                                  f"(never) to {MAX_STEPS}")
+        if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
+            raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
+        if not 0 <= self.text_encoder_layers <= 4096 or int(self.text_encoder_layers) != self.text_encoder_layers:
+            raise VidunlearnError(f"adversarial setting text_encoder_layers = {self.text_encoder_layers!r} must be a whole "
+                                  "number from 0 (every layer) to 4096")
+        if not 0 <= self.on_policy <= 1:
+            raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
+
+    def sample(self, device: str, dtype: str) -> SampleSettings:
+        from .sampling import SampleSettings
+
+        return SampleSettings(steps=self.sample_steps, frames=self.frames, height=self.height, width=self.width,
+                              guidance=self.guidance, device=device, dtype=dtype)
+
+
+def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
+    """``--adversarial STEPS`` with the other settings from ``--adversarial-settings FILE`` (YAML, any
+    field of :class:`AdversarialSettings` but ``steps``)."""
+    import yaml
+
+    values: dict = {}
+    if path is not None:
+        where = str(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise VidunlearnError(f"cannot read the adversarial settings: {str(exc).splitlines()[0]}", where=where,
+                                  fix="pass a YAML mapping such as 'frames: 33'") from None
+        if not isinstance(values, dict):
+            raise VidunlearnError("the adversarial settings must be a YAML mapping", where=where, fix="write e.g. 'frames: 33'")
+        known = {f.name for f in fields(AdversarialSettings)} - {"steps"}
+        unknown = sorted(set(map(str, values)) - known)
+        if unknown:
+            raise VidunlearnError(f"unknown adversarial setting {unknown[0]!r}", where=where, fix=f"use some of {sorted(known)}")
+        for name, value in values.items():
+            default = getattr(AdversarialSettings, name)
+            default = 0.0 if default is None else default   # a number whose default is the site's
+            if isinstance(default, str):
+                if not isinstance(value, str):
+                    raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a word, e.g. {default}", where=where)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
+                raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a {type(default).__name__}", where=where)
+    settings = AdversarialSettings(**{**values, "steps": steps})
+    settings.check()
+    return settings

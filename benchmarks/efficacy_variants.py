@@ -115,6 +115,17 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                                                             "anchor_concept": 0.0}, 2, batch=2),
                          **_seeded("te-keep4-anchor3-ac0.3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
                                                               "anchor_concept": 0.3}, 3, batch=2),
+                         # the default with every unsafe prompt attacked each step (batch 5 of the 5 pairs): less of the
+                         # training seed's luck in which prompts the attack visits
+                         **_seeded("te-keep4-anchor3-ac0.3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
+                                                              "anchor_concept": 0.3}, 3),
+                         # the anchor on every keep prompt each step (anchor_batch; the circle's triangles kept from rounding)
+                         **_seeded("te-keep4-anchor3-ac0.3-ab64", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                   "anchor": 3.0, "anchor_concept": 0.3, "anchor_batch": 64}, 3,
+                                   batch=2),
+                         **_seeded("te-keep4-anchor6-ac0.3-ab64", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                   "anchor": 6.0, "anchor_concept": 0.3, "anchor_batch": 64}, 3,
+                                   batch=2),
                          # twice the steps: more of the attack/erase while keep and anchor hold the rest
                          "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
                                                              "keep_weight": 4.0, "anchor": 3.0}}.items():

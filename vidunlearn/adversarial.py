@@ -32,7 +32,9 @@ encoder's layers train instead (every parameter but the token embedding table, w
 space; ``text_encoder_layers`` k: only the first k blocks): the same three losses, the edited side
 reading the trained encoder's states (``anchor`` w adds w times the relative squared error of the keep
 prompts' states against the base encoder's; ``anchor_concept`` c weighs the tokens of the words the
-pairs change, on either side, by c in it). The output then carries its own text encoder
+pairs change, on either side, by c in it; ``anchor_batch`` k: the anchor on k keep prompts of its own
+each step, drawn apart from the keep loss's, instead of on those; the encoder alone runs for it, so k
+may be all of them). The output then carries its own text encoder
 (:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
 the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial-encoder.md,
@@ -246,6 +248,15 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         with torch.set_grad_enabled(te):   # the erase loss reaches the trained encoder through it
             return condition(item["adv"])
 
+    def anchor_error(item, mine: torch.Tensor) -> torch.Tensor:
+        """The relative squared error of the trained encoder's states on a keep prompt against the base
+        encoder's (per token, the changed words' tokens weighing ``anchor_concept``, when it is not 1)."""
+        base_states = item["states"]
+        if "anchor_weights" in item:
+            w = item["anchor_weights"]
+            return (w * (mine - base_states).pow(2).mean(-1)).sum() / (w * base_states.pow(2).mean(-1)).sum()
+        return (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
+
     optimiser = torch.optim.Adam(parameters, lr=settings.lr)
     with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
         for _ in range(settings.steps):
@@ -277,14 +288,11 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 mine = live(keep[j]["ids"]) if te else keep[j]["states"]
                 losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
                               / min(settings.keep_batch, len(keep)))
-                if te and settings.anchor:   # the encoder's own states on the prompt, held to the base encoder's
-                    base_states = keep[j]["states"]
-                    if "anchor_weights" in keep[j]:   # per token: the changed words' tokens weigh anchor_concept
-                        w = keep[j]["anchor_weights"]
-                        error = (w * (mine - base_states).pow(2).mean(-1)).sum() / (w * base_states.pow(2).mean(-1)).sum()
-                    else:
-                        error = (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
-                    losses.append(settings.anchor * error / min(settings.keep_batch, len(keep)))
+                if te and settings.anchor and not settings.anchor_batch:   # on the keep prompts drawn above
+                    losses.append(settings.anchor * anchor_error(keep[j], mine) / min(settings.keep_batch, len(keep)))
+            if te and settings.anchor and settings.anchor_batch:   # on anchor_batch keep prompts of its own
+                anchored = torch.randperm(len(keep), generator=generator)[:settings.anchor_batch].tolist()
+                losses += [settings.anchor * anchor_error(keep[j], live(keep[j]["ids"])) / len(anchored) for j in anchored]
             loss = torch.stack(losses).sum()
             optimiser.zero_grad()
             loss.backward()

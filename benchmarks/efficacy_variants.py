@@ -101,7 +101,7 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                                    batch=2),
                          **_seeded("te-anchor10", {"site": "text_encoder", "lr": 1e-4, "anchor": 10.0}, 2),
                          # between keep4 (holds, one shape clip short) and keep4-anchor10 (keeps every clip, gives the attack back)
-                         **_seeded("te-keep4-anchor3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0}, 2,
+                         **_seeded("te-keep4-anchor3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0}, 5,
                                    batch=2),
                          **_seeded("te-keep2-anchor10", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 2.0, "anchor": 10.0}, 2,
                                    batch=2),
@@ -114,7 +114,7 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
                                                             "anchor_concept": 0.0}, 2, batch=2),
                          **_seeded("te-keep4-anchor3-ac0.3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
-                                                              "anchor_concept": 0.3}, 3, batch=2),
+                                                              "anchor_concept": 0.3}, 5, batch=2),
                          # the default with every unsafe prompt attacked each step (batch 5 of the 5 pairs): less of the
                          # training seed's luck in which prompts the attack visits
                          **_seeded("te-keep4-anchor3-ac0.3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,

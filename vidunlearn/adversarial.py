@@ -23,7 +23,11 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    frame's squared error counts in proportion to that frame's own error to the power p (detached, mean
    weight 1): the frames where the concept comes back (temporal re-emergence) weigh more;
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
-   denoiser is pulled towards the base on the same prompt (``keep_weight``).
+   denoiser is pulled towards the base on the same prompt (``keep_weight``); with ``keep_attack`` k, k of
+   those prompts are also attacked each step, at the word places the pairs change (a retain prompt's
+   triangle where the pairs say circle), towards the concept's references, and what the attack found is
+   pulled, as the erase's is, towards the base's prediction for the keep prompt as typed
+   (:func:`guarded_items`): the keep side as adversarial as the erase side.
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
 the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
@@ -97,6 +101,32 @@ def frame_weighted(error: torch.Tensor, focus: float) -> torch.Tensor:
     return (weight / weight.mean() * per_frame).mean()
 
 
+def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: list[dict], keep_texts: list[str],
+                  settings: AdversarialSettings) -> list[dict]:
+    """``keep_attack``'s prompts: each keep prompt attacked at the word places the pairs change (a
+    retain prompt's other shape, colour or motion) towards the concept's references (every unsafe
+    prompt's), its goal the base's prediction for it as typed: what a search from a kept word finds
+    is trained to render the kept word, not the concept (the circle's triangles rendered round)."""
+    from .attack_run import places_span
+
+    slots = sorted({p for item in attacked for p in item["places"]})
+    pool = torch.cat([item["latents"] for item in attacked])
+    guarded = []
+    for k, text in zip(keep, keep_texts):
+        places = tuple(p for p in slots if p < len(text.split()))
+        if not places:
+            continue
+        ids, span = places_span(tokenizer, text, places, settings.span)
+        ids = torch.tensor(ids, device=pool.device)
+        start = table[ids[span]].detach().clone()
+        guarded.append({"text": text, "ids": ids, "span": span, "goal": k["states"], "typed": k["states"], "guards": True,
+                        "start": start, "adv": start.clone(), "visits": 0, "latents": pool})
+    if not guarded:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
+        raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
+                              "change", fix="set keep_attack: 0")
+    return guarded
+
+
 def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: AdversarialSettings) -> None:
     """The training runs the attack's search, which reaches Wan text-to-video models only, and renders
     clips the pipeline can draw: one line otherwise, before any work."""
@@ -157,7 +187,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             if places:  # a pair that only adds words has no word to attack
                 ids, span = places_span(tokenizer, pair.unsafe, places, settings.span)
                 attacked.append({"text": pair.unsafe, "ids": torch.tensor(ids, device=device), "span": span,
-                                 "target": target})
+                                 "target": target, "places": places})
         keep_texts += [*concept.neutral, *concept.retain, *targets]
     unsafe = {a["text"] for a in attacked}
     keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
@@ -191,6 +221,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for k, clip in zip(keep, keep_latents):
         k["latents"] = clip.float()[None]
+    guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
     generator = torch.Generator().manual_seed(settings.seed)
     transformer = pipe.transformer
@@ -263,6 +294,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             switch(True)
             chosen = torch.randperm(len(attacked), generator=generator)[:settings.batch].tolist()
             pairs = [(attacked[i], found(attacked[i])) for i in chosen]
+            if guarded:   # keep prompts attacked towards the concept, held to what they render as typed
+                pairs += [(guarded[i], found(guarded[i]))
+                          for i in torch.randperm(len(guarded), generator=generator)[:settings.keep_attack].tolist()]
             losses = []
             for item, condition in pairs:
                 x0, noise, sigma = draw(item["latents"], settings.draws, generator)
@@ -272,12 +306,14 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 switch(False)
                 with torch.no_grad():
                     goal = velocity(item["goal"], xt, sigma)
-                    if settings.erase_guidance:
+                    if settings.erase_guidance and "guards" not in item:
                         goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
                 switch(True)
-                for c in (condition, live(item["ids"]) if te else item["typed"]):
+                # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
+                sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
+                for c in sides:
                     losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
-                                  / (2 * len(pairs)))
+                                  / (2 * len(chosen)))
             for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
                 x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
                 xt = noised(x0, noise, sigma)

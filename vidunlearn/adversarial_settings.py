@@ -44,6 +44,7 @@ class AdversarialSettings:
     anchor: float | None = None  # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
     anchor_concept: float | None = None  # within the anchor, the weight of the tokens of the words the pairs change (0: free)
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
+    keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -82,6 +83,9 @@ class AdversarialSettings:
                                   f"(never) to {MAX_STEPS}")
         if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
             raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
+        if not 0 <= self.keep_attack <= 100_000 or int(self.keep_attack) != self.keep_attack:
+            raise VidunlearnError(f"adversarial setting keep_attack = {self.keep_attack!r} must be a whole number from 0 "
+                                  "(no keep prompt attacked) to 100000")
         if not 0 <= self.anchor_batch <= 100_000 or int(self.anchor_batch) != self.anchor_batch:
             raise VidunlearnError(f"adversarial setting anchor_batch = {self.anchor_batch!r} must be a whole number from 0 "
                                   "(the keep loss's prompts) to 100000")

@@ -117,11 +117,12 @@ def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(
 def test_anchor_enters_the_training(tmp_path, one_thread):
     """``anchor`` (the keep prompts' encoder states held to the base's) changes what the training does;
     0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too, and so
-    does ``anchor_batch`` (the anchor on keep prompts drawn on their own)."""
+    does ``anchor_batch`` (the anchor on keep prompts drawn on their own), and ``keep_attack`` (keep prompts
+    attacked towards the concept and held to what they render as typed)."""
     trained = {}
     for name, lines in (("plain", "anchor: 0.0\n"), ("held", "anchor: 1000.0\n"),
                         ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n"),
-                        ("held-all", "anchor: 1000.0\nanchor_batch: 64\n")):
+                        ("held-all", "anchor: 1000.0\nanchor_batch: 64\n"), ("guarded", "anchor: 0.0\nkeep_attack: 2\n")):
         settings = tmp_path / f"adv-{name}.yaml"
         settings.write_text(SMALL + lines)
         out = tmp_path / f"te-{name}"
@@ -132,3 +133,4 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-all"][k].equal(trained["held"][k]) for k in trained["plain"])
+    assert any(not trained["guarded"][k].equal(trained["plain"][k]) for k in trained["plain"])

@@ -27,7 +27,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    those prompts are also attacked each step, at the word places the pairs change (a retain prompt's
    triangle where the pairs say circle), towards the concept's references, and what the attack found is
    pulled, as the erase's is, towards the base's prediction for the keep prompt as typed
-   (:func:`guarded_items`): the keep side as adversarial as the erase side.
+   (:func:`guarded_items`): the keep side as adversarial as the erase side; ``keep_restart`` is
+   ``restart`` for those attacks (1: a fresh attack from the kept word at every visit).
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
 the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
@@ -260,7 +261,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         def condition(x: torch.Tensor) -> torch.Tensor:
             return encode(encoder, item["ids"][None], table[item["ids"]].index_put((where,), x)[None])[0]
 
-        if settings.restart and item["visits"] and item["visits"] % settings.restart == 0:
+        every = settings.keep_restart if "guards" in item else settings.restart
+        if every and item["visits"] and item["visits"] % every == 0:
             item["adv"] = item["start"].clone()
         item["visits"] += 1
         x = item["adv"].clone().requires_grad_()

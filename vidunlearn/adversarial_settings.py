@@ -45,6 +45,7 @@ class AdversarialSettings:
     anchor_concept: float | None = None  # within the anchor, the weight of the tokens of the words the pairs change (0: free)
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
+    keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -78,9 +79,10 @@ class AdversarialSettings:
         for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor", "anchor_concept"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
-        if not 0 <= self.restart <= MAX_STEPS or int(self.restart) != self.restart:
-            raise VidunlearnError(f"adversarial setting restart = {self.restart!r} must be a whole number of visits from 0 "
-                                  f"(never) to {MAX_STEPS}")
+        for name in ("restart", "keep_restart"):
+            if not 0 <= getattr(self, name) <= MAX_STEPS or int(getattr(self, name)) != getattr(self, name):
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of visits "
+                                      f"from 0 (never) to {MAX_STEPS}")
         if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
             raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
         if not 0 <= self.keep_attack <= 100_000 or int(self.keep_attack) != self.keep_attack:

@@ -93,6 +93,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("huge-anchor-concept", "adversarial setting anchor_concept = 2000.0 must be in [0, 1000]"),
     ("negative-anchor-batch", "adversarial setting anchor_batch = -1 must be a whole number from 0"),
     ("negative-keep-attack", "adversarial setting keep_attack = -2 must be a whole number from 0"),
+    ("fractional-keep-restart", "adversarial setting keep_restart = 1.5 must be a"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
     ("default-into-single-file", "adversarial site text_encoder trains the text encoder, which a single-file output cannot carry"),
     ("missing-file", "cannot read the adversarial settings"),
@@ -110,6 +111,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "huge-anchor-concept": "site: text_encoder\nanchor: 1.0\nanchor_concept: 2000.0\n",
                          "negative-anchor-batch": "anchor_batch: -1\n",
                          "negative-keep-attack": "keep_attack: -2\n",
+                         "fractional-keep-restart": "keep_restart: 1.5\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml"),

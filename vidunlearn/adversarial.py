@@ -145,8 +145,26 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                       concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
                       reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
     """The remap's specs with A and B trained against the attack, and no encoder tensors; with ``site:
-    text_encoder`` the closed form's specs and the trained text encoder's tensors (module docstring).
-    ``settings`` resolved (:meth:`AdversarialSettings.resolved`; api.apply does it before any work)."""
+    text_encoder`` the closed form's specs and the trained text encoder's tensors (module docstring);
+    with ``soup`` n, the mean of the encoders of n trainings at seeds seed .. seed + n - 1 (a weight
+    soup: every training starts from the same base encoder). ``settings`` resolved
+    (:meth:`AdversarialSettings.resolved`; api.apply does it before any work)."""
+    if settings.soup == 1:
+        return _trained(source, plan, specs, concepts, settings, device, dtype, reporter)
+    total: dict[str, torch.Tensor] = {}
+    for k in range(settings.soup):
+        reporter.note(f"adversarial training {k + 1} of {settings.soup} (seed {settings.seed + k}), averaged")
+        specs, tensors = _trained(source, plan, specs, concepts, replace(settings, seed=settings.seed + k), device,
+                                  dtype, reporter)
+        for name, value in tensors.items():
+            total[name] = total.get(name, 0) + value.double() / settings.soup
+    return specs, {name: value.float() for name, value in total.items()}
+
+
+def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
+             concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
+             reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
+    """One training (:func:`adversarial_specs`)."""
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
     from torch.nn.utils import parametrize
 

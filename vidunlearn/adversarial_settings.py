@@ -46,6 +46,7 @@ class AdversarialSettings:
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
+    soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
     span: int = 2              # tokens searched at a one-word change
@@ -94,6 +95,11 @@ class AdversarialSettings:
         if not 0 <= self.text_encoder_layers <= 4096 or int(self.text_encoder_layers) != self.text_encoder_layers:
             raise VidunlearnError(f"adversarial setting text_encoder_layers = {self.text_encoder_layers!r} must be a whole "
                                   "number from 0 (every layer) to 4096")
+        if not 1 <= self.soup <= 64 or int(self.soup) != self.soup:
+            raise VidunlearnError(f"adversarial setting soup = {self.soup!r} must be a whole number of trainings from 1 to 64")
+        if self.soup > 1 and self.site != "text_encoder":
+            raise VidunlearnError(f"adversarial setting soup = {self.soup} averages trained text encoders, and site is "
+                                  f"{self.site}", fix="set soup: 1, or site: text_encoder")
         if not 0 <= self.on_policy <= 1:
             raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -134,3 +135,22 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-all"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["guarded"][k].equal(trained["plain"][k]) for k in trained["plain"])
+
+
+def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread):
+    """``soup: 2`` writes the mean of the encoders trained at seeds 3 and 4, each as ``seed: S`` alone
+    writes it (tensors the trainings leave as the base's stay the base's)."""
+    trained = {}
+    for name, lines in (("seed3", "seed: 3\n"), ("seed4", "seed: 4\n"), ("soup", "seed: 3\nsoup: 2\n")):
+        settings = tmp_path / f"adv-{name}.yaml"
+        settings.write_text(SMALL + lines)
+        out = tmp_path / f"te-{name}"
+        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                     "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
+        assert result.exit_code == 0, result.output
+        trained[name] = load_file(str(out / "text_encoder" / "model.safetensors"))
+    moved = [k for k in trained["soup"] if not trained["seed3"][k].equal(trained["seed4"][k])]
+    assert moved
+    for key in trained["soup"]:
+        mean = (trained["seed3"][key].double() + trained["seed4"][key].double()) / 2
+        assert torch.allclose(trained["soup"][key].double(), mean, atol=1e-6), key

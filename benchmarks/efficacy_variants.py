@@ -140,6 +140,10 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          # the default's encoders of two trainings (seeds S, S + 1) averaged: a weight soup against the spread
                          **_seeded("te-keep4-anchor3-ac0.3-soup2", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                     "anchor": 3.0, "anchor_concept": 0.3, "soup": 2}, 5, batch=2),
+                         # four base samples of each keep prompt for the keep loss (one: the default)
+                         **_seeded("te-keep4-anchor3-ac0.3-kref4", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                    "anchor": 3.0, "anchor_concept": 0.3, "keep_references": 4}, 5,
+                                   batch=2),
                          # twice the steps: more of the attack/erase while keep and anchor hold the rest
                          "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
                                                              "keep_weight": 4.0, "anchor": 3.0}}.items():

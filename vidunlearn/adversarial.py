@@ -221,8 +221,10 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
                          sample, output_type="latent")
         advance(1)
         keep = [{"states": s} for s in states(keep_texts)]
-        keep_latents = render(pipe, compact, length, [k["states"] for k in keep],
-                              [20_000 + i for i in range(len(keep))], sample, output_type="latent")
+        n = settings.keep_references   # clip r of keep prompt i drawn with seed 20000 + i + 100000 r
+        keep_latents = render(pipe, compact, length, [k["states"] for k in keep for _ in range(n)],
+                              [20_000 + i + 100_000 * r for i in range(len(keep)) for r in range(n)], sample,
+                              output_type="latent")
         advance(1)
     goals = states([a["target"] for a in attacked])
     te = settings.site == "text_encoder"
@@ -238,8 +240,8 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
         start = table[item["ids"][item["span"]]].detach().clone()
         item.update(typed=typed[i], goal=goals[i], start=start, adv=start.clone(), visits=0,
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
-    for k, clip in zip(keep, keep_latents):
-        k["latents"] = clip.float()[None]
+    for i, k in enumerate(keep):
+        k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
     guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
     generator = torch.Generator().manual_seed(settings.seed)

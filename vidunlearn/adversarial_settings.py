@@ -48,7 +48,8 @@ class AdversarialSettings:
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
-    references: int = 4        # the base's samples of each unsafe prompt (keep prompts: 1 each)
+    references: int = 4        # the base's samples of each unsafe prompt
+    keep_references: int = 1   # the base's samples of each keep prompt
     span: int = 2              # tokens searched at a one-word change
     seed: int = 0
     sample_steps: int = 10
@@ -71,7 +72,7 @@ class AdversarialSettings:
         if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
             raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
                                   fix="use e.g. --adversarial 200")
-        for name in ("inner", "batch", "keep_batch", "draws", "references", "span", "sample_steps"):
+        for name in ("inner", "batch", "keep_batch", "draws", "references", "keep_references", "span", "sample_steps"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of at least 1")
         for name in ("lr", "inner_lr"):

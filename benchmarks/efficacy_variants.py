@@ -144,6 +144,10 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-kref4", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                     "anchor": 3.0, "anchor_concept": 0.3, "keep_references": 4}, 5,
                                    batch=2),
+                         # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
+                         **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
+                             "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
+                             "anchor_concept": 0.3, "seed": s} for s in range(5)},
                          # twice the steps: more of the attack/erase while keep and anchor hold the rest
                          "adversarial400-te-keep4-anchor3": {"steps": 400, "site": "text_encoder", "lr": 1e-4,
                                                              "keep_weight": 4.0, "anchor": 3.0}}.items():

@@ -115,6 +115,17 @@ def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(
     assert not (tmp_path / "te" / "text_encoder").exists()
 
 
+def trained_encoder(tmp_path: Path, name: str, lines: str) -> dict:
+    """The text encoder's tensors after ``apply --adversarial 2`` on red with SMALL + ``lines``."""
+    settings = tmp_path / f"adv-{name}.yaml"
+    settings.write_text(SMALL + lines)
+    out = tmp_path / f"te-{name}"
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                 "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
+    assert result.exit_code == 0, result.output
+    return load_file(str(out / "text_encoder" / "model.safetensors"))
+
+
 def test_anchor_enters_the_training(tmp_path, one_thread):
     """``anchor`` (the keep prompts' encoder states held to the base's) changes what the training does;
     0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too, and so
@@ -126,13 +137,7 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
                         ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n"),
                         ("held-all", "anchor: 1000.0\nanchor_batch: 64\n"), ("guarded", "anchor: 0.0\nkeep_attack: 2\n"),
                         ("more-keep-clips", "anchor: 0.0\nkeep_references: 2\n")):
-        settings = tmp_path / f"adv-{name}.yaml"
-        settings.write_text(SMALL + lines)
-        out = tmp_path / f"te-{name}"
-        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
-                     "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
-        assert result.exit_code == 0, result.output
-        trained[name] = load_file(str(out / "text_encoder" / "model.safetensors"))
+        trained[name] = trained_encoder(tmp_path, name, lines)
     assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-all"][k].equal(trained["held"][k]) for k in trained["plain"])
@@ -145,13 +150,7 @@ def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread)
     writes it (tensors the trainings leave as the base's stay the base's)."""
     trained = {}
     for name, lines in (("seed3", "seed: 3\n"), ("seed4", "seed: 4\n"), ("soup", "seed: 3\nsoup: 2\n")):
-        settings = tmp_path / f"adv-{name}.yaml"
-        settings.write_text(SMALL + lines)
-        out = tmp_path / f"te-{name}"
-        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
-                     "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
-        assert result.exit_code == 0, result.output
-        trained[name] = load_file(str(out / "text_encoder" / "model.safetensors"))
+        trained[name] = trained_encoder(tmp_path, name, lines)
     moved = [k for k in trained["soup"] if not trained["seed3"][k].equal(trained["seed4"][k])]
     assert moved
     for key in trained["soup"]:

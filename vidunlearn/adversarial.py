@@ -149,22 +149,14 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     with ``soup`` n, the mean of the encoders of n trainings at seeds seed .. seed + n - 1 (a weight
     soup: every training starts from the same base encoder). ``settings`` resolved
     (:meth:`AdversarialSettings.resolved`; api.apply does it before any work)."""
-    if settings.soup == 1:
-        return _trained(source, plan, specs, concepts, settings, device, dtype, reporter)
-    total: dict[str, torch.Tensor] = {}
-    for k in range(settings.soup):
-        reporter.note(f"adversarial training {k + 1} of {settings.soup} (seed {settings.seed + k}), averaged")
-        specs, tensors = _trained(source, plan, specs, concepts, replace(settings, seed=settings.seed + k), device,
-                                  dtype, reporter)
-        for name, value in tensors.items():
-            total[name] = total.get(name, 0) + value.double() / settings.soup
-    return specs, {name: value.float() for name, value in total.items()}
+    return _trained(source, plan, specs, concepts, settings, device, dtype, reporter)
 
 
 def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
              concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
              reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
-    """One training (:func:`adversarial_specs`)."""
+    """:func:`adversarial_specs`: the pipeline loaded and the references rendered once, then ``soup``
+    trainings, each from the base encoder and a fresh attack."""
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
     from torch.nn.utils import parametrize
 
@@ -244,7 +236,7 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
         k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
     guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator()   # seeded at each training (``soup``)
     transformer = pipe.transformer
 
     def noised(x0, noise, sigma) -> torch.Tensor:
@@ -310,55 +302,75 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
             return (w * (mine - base_states).pow(2).mean(-1)).sum() / (w * base_states.pow(2).mean(-1)).sum()
         return (mine - base_states).pow(2).mean() / base_states.pow(2).mean()
 
-    optimiser = torch.optim.Adam(parameters, lr=settings.lr)
-    with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
-        for _ in range(settings.steps):
-            switch(True)
-            chosen = torch.randperm(len(attacked), generator=generator)[:settings.batch].tolist()
-            pairs = [(attacked[i], found(attacked[i])) for i in chosen]
-            if guarded:   # keep prompts attacked towards the concept, held to what they render as typed
-                pairs += [(guarded[i], found(guarded[i]))
-                          for i in torch.randperm(len(guarded), generator=generator)[:settings.keep_attack].tolist()]
-            losses = []
-            for item, condition in pairs:
-                x0, noise, sigma = draw(item["latents"], settings.draws, generator)
-                xt = noised(x0, noise, sigma)
-                if settings.on_policy and float(torch.rand(1, generator=generator)) < settings.on_policy:
-                    xt, sigma = own_path(condition, x0.shape)
-                switch(False)
-                with torch.no_grad():
-                    goal = velocity(item["goal"], xt, sigma)
-                    if settings.erase_guidance and "guards" not in item:
-                        goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
+    base = {name: p.detach().clone() for name, p in trained.items()} if settings.soup > 1 else {}
+
+    def train(seed: int) -> None:
+        """One training from the base encoder (the factors train once: ``soup`` is the encoder's) and a
+        fresh attack, under ``seed``."""
+        with torch.no_grad():
+            for name, value in base.items():
+                trained[name].copy_(value)
+        for item in attacked + guarded:
+            item.update(adv=item["start"].clone(), visits=0)
+        generator.manual_seed(seed)
+        optimiser = torch.optim.Adam(parameters, lr=settings.lr)
+        with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
+            for _ in range(settings.steps):
                 switch(True)
-                # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
-                sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
-                for c in sides:
-                    losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
-                                  / (2 * len(chosen)))
-            for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
-                x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
-                xt = noised(x0, noise, sigma)
-                switch(False)
-                with torch.no_grad():
-                    goal = velocity(keep[j]["states"], xt, sigma)
-                switch(True)
-                mine = live(keep[j]["ids"]) if te else keep[j]["states"]
-                losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
-                              / min(settings.keep_batch, len(keep)))
-                if te and settings.anchor and not settings.anchor_batch:   # on the keep prompts drawn above
-                    losses.append(settings.anchor * anchor_error(keep[j], mine) / min(settings.keep_batch, len(keep)))
-            if te and settings.anchor and settings.anchor_batch:   # on anchor_batch keep prompts of its own
-                anchored = torch.randperm(len(keep), generator=generator)[:settings.anchor_batch].tolist()
-                losses += [settings.anchor * anchor_error(keep[j], live(keep[j]["ids"])) / len(anchored) for j in anchored]
-            loss = torch.stack(losses).sum()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if not all(torch.isfinite(p).all() for p in parameters):
-                raise VidunlearnError(f"adversarial training diverged (the {settings.site} hold NaN or Inf)",
-                                      fix="lower the adversarial settings' lr (--adversarial-settings)")
-            advance(1)
+                chosen = torch.randperm(len(attacked), generator=generator)[:settings.batch].tolist()
+                pairs = [(attacked[i], found(attacked[i])) for i in chosen]
+                if guarded:   # keep prompts attacked towards the concept, held to what they render as typed
+                    pairs += [(guarded[i], found(guarded[i]))
+                              for i in torch.randperm(len(guarded), generator=generator)[:settings.keep_attack].tolist()]
+                losses = []
+                for item, condition in pairs:
+                    x0, noise, sigma = draw(item["latents"], settings.draws, generator)
+                    xt = noised(x0, noise, sigma)
+                    if settings.on_policy and float(torch.rand(1, generator=generator)) < settings.on_policy:
+                        xt, sigma = own_path(condition, x0.shape)
+                    switch(False)
+                    with torch.no_grad():
+                        goal = velocity(item["goal"], xt, sigma)
+                        if settings.erase_guidance and "guards" not in item:
+                            goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
+                    switch(True)
+                    # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
+                    sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
+                    for c in sides:
+                        losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
+                                      / (2 * len(chosen)))
+                for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
+                    x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
+                    xt = noised(x0, noise, sigma)
+                    switch(False)
+                    with torch.no_grad():
+                        goal = velocity(keep[j]["states"], xt, sigma)
+                    switch(True)
+                    mine = live(keep[j]["ids"]) if te else keep[j]["states"]
+                    losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
+                                  / min(settings.keep_batch, len(keep)))
+                    if te and settings.anchor and not settings.anchor_batch:   # on the keep prompts drawn above
+                        losses.append(settings.anchor * anchor_error(keep[j], mine) / min(settings.keep_batch, len(keep)))
+                if te and settings.anchor and settings.anchor_batch:   # on anchor_batch keep prompts of its own
+                    anchored = torch.randperm(len(keep), generator=generator)[:settings.anchor_batch].tolist()
+                    losses += [settings.anchor * anchor_error(keep[j], live(keep[j]["ids"])) / len(anchored)
+                               for j in anchored]
+                loss = torch.stack(losses).sum()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                if not all(torch.isfinite(p).all() for p in parameters):
+                    raise VidunlearnError(f"adversarial training diverged (the {settings.site} hold NaN or Inf)",
+                                          fix="lower the adversarial settings' lr (--adversarial-settings)")
+                advance(1)
+    total: dict[str, torch.Tensor] = {}
+    for k in range(settings.soup):
+        if settings.soup > 1:
+            reporter.note(f"adversarial training {k + 1} of {settings.soup} (seed {settings.seed + k}), averaged")
+        train(settings.seed + k)
+        for name, p in trained.items():   # the mean of the soup's encoders (one training: its own, exactly)
+            value = p.detach().cpu()
+            total[name] = value if settings.soup == 1 else total.get(name, 0) + value.double() / settings.soup
     if te:
-        return specs, {name: p.detach().cpu() for name, p in trained.items()}
+        return specs, {name: value.float() for name, value in total.items()}
     return {site: replace(specs[site], basis=f.a.detach().cpu(), right=f.b.detach().cpu()) for site, f in factors.items()}, {}

@@ -144,6 +144,18 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-kref4", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                     "anchor": 3.0, "anchor_concept": 0.3, "keep_references": 4}, 5,
                                    batch=2),
+                         # the erase's gradient through the context words scaled (erase_context; the context's drift
+                         # renders the circle's triangles round)
+                         **_seeded("te-keep4-anchor3-ac0.3-ec0", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                  "anchor": 3.0, "anchor_concept": 0.3, "erase_context": 0.0}, 5,
+                                   batch=2),
+                         **_seeded("te-keep4-anchor3-ac0.3-ec0.3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                    "anchor": 3.0, "anchor_concept": 0.3, "erase_context": 0.3},
+                                   5, batch=2),
+                         # twelve keep prompts a step (the default: 4): each triangle held about three times as often
+                         **_seeded("te-keep4-anchor3-ac0.3-kb12", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                   "anchor": 3.0, "anchor_concept": 0.3, "keep_batch": 12}, 5,
+                                   batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,

@@ -39,7 +39,10 @@ reading the trained encoder's states (``anchor`` w adds w times the relative squ
 prompts' states against the base encoder's; ``anchor_concept`` c weighs the tokens of the words the
 pairs change, on either side, by c in it; ``anchor_batch`` k: the anchor on k keep prompts of its own
 each step, drawn apart from the keep loss's, instead of on those; the encoder alone runs for it, so k
-may be all of them). The output then carries its own text encoder
+may be all of them; ``erase_context`` c scales the erase's gradient through the states of the tokens
+outside the attacked span by c: at 0 the erase reaches the encoder through the concept's own tokens
+alone, not through the context words the unsafe prompts share with the keep prompts, whose drift
+renders the circle's triangles round: docs/adversarial-encoder.md). The output then carries its own text encoder
 (:mod:`vidunlearn.encoder_edit`; diffusers folders only).
 Deterministic under ``seed`` on one device. Wan text-to-video only (the attack's own reach). Measured on
 the benchmark model by benchmarks/attack.py and benchmarks/efficacy.py (docs/adversarial-encoder.md,
@@ -230,6 +233,8 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
+        item["context"] = torch.full((len(item["ids"]), 1), float(settings.erase_context), device=device)
+        item["context"][item["span"]] = 1.0
         item.update(typed=typed[i], goal=goals[i], start=start, adv=start.clone(), visits=0,
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for i, k in enumerate(keep):
@@ -337,6 +342,8 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
                     # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
                     sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
                     for c in sides:
+                        if settings.erase_context != 1 and "guards" not in item:   # the context's gradient scaled
+                            c = c.detach() + (c - c.detach()) * item["context"]
                         losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
                                       / (2 * len(chosen)))
                 for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():

@@ -46,6 +46,7 @@ class AdversarialSettings:
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
+    erase_context: float = 1.0   # with site text_encoder: the erase's gradient through the tokens outside the attacked span, scale
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
     references: int = 4        # the base's samples of each unsafe prompt
@@ -101,6 +102,11 @@ class AdversarialSettings:
         if self.soup > 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting soup = {self.soup} averages trained text encoders, and site is "
                                   f"{self.site}", fix="set soup: 1, or site: text_encoder")
+        if not 0 <= self.erase_context <= 1:
+            raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context!r} must be in [0, 1]")
+        if self.erase_context != 1 and self.site != "text_encoder":
+            raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context} scales the trained text encoder's "
+                                  f"gradient, and site is {self.site}", fix="set erase_context: 1, or site: text_encoder")
         if not 0 <= self.on_policy <= 1:
             raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
 

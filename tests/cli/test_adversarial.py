@@ -97,6 +97,9 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("zero-soup", "adversarial setting soup = 0 must be a whole number of trainings from 1 to 64"),
     ("zero-keep-references", "adversarial setting keep_references = 0 must be a whole number of at least 1"),
     ("soup-of-factors", "adversarial setting soup = 2 averages trained text encoders, and site is factors"),
+    ("huge-erase-context", "adversarial setting erase_context = 2.0 must be in [0, 1]"),
+    ("erase-context-of-factors", "adversarial setting erase_context = 0.0 scales the trained text encoder's gradient, "
+                                 "and site is factors"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
     ("default-into-single-file", "adversarial site text_encoder trains the text encoder, which a single-file output cannot carry"),
     ("missing-file", "cannot read the adversarial settings"),
@@ -117,6 +120,8 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "fractional-keep-restart": "keep_restart: 1.5\n",
                          "zero-soup": "soup: 0\n", "soup-of-factors": "site: factors\nsoup: 2\n",
                          "zero-keep-references": "keep_references: 0\n",
+                         "huge-erase-context": "erase_context: 2.0\n",
+                         "erase-context-of-factors": "site: factors\nerase_context: 0.0\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml"),

@@ -131,18 +131,20 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too, and so
     does ``anchor_batch`` (the anchor on keep prompts drawn on their own), and ``keep_attack`` (keep prompts
     attacked towards the concept and held to what they render as typed), and ``keep_references`` (more of the
-    base's clips of each keep prompt)."""
+    base's clips of each keep prompt), and ``erase_context`` (the erase's gradient through the context words)."""
     trained = {}
     for name, lines in (("plain", "anchor: 0.0\n"), ("held", "anchor: 1000.0\n"),
                         ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n"),
                         ("held-all", "anchor: 1000.0\nanchor_batch: 64\n"), ("guarded", "anchor: 0.0\nkeep_attack: 2\n"),
-                        ("more-keep-clips", "anchor: 0.0\nkeep_references: 2\n")):
+                        ("more-keep-clips", "anchor: 0.0\nkeep_references: 2\n"),
+                        ("span-only", "anchor: 0.0\nerase_context: 0.0\n")):
         trained[name] = trained_encoder(tmp_path, name, lines)
     assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-all"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["guarded"][k].equal(trained["plain"][k]) for k in trained["plain"])
     assert any(not trained["more-keep-clips"][k].equal(trained["plain"][k]) for k in trained["plain"])
+    assert any(not trained["span-only"][k].equal(trained["plain"][k]) for k in trained["plain"])
 
 
 def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread):

@@ -83,22 +83,12 @@ class AdversarialSettings:
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
         for name in ("restart", "keep_restart"):
-            if not 0 <= getattr(self, name) <= MAX_STEPS or int(getattr(self, name)) != getattr(self, name):
-                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of visits "
-                                      f"from 0 (never) to {MAX_STEPS}")
-        if not 0 <= self.extra_rank <= 4096 or int(self.extra_rank) != self.extra_rank:
-            raise VidunlearnError(f"adversarial setting extra_rank = {self.extra_rank!r} must be a whole number from 0 to 4096")
-        if not 0 <= self.keep_attack <= 100_000 or int(self.keep_attack) != self.keep_attack:
-            raise VidunlearnError(f"adversarial setting keep_attack = {self.keep_attack!r} must be a whole number from 0 "
-                                  "(no keep prompt attacked) to 100000")
-        if not 0 <= self.anchor_batch <= 100_000 or int(self.anchor_batch) != self.anchor_batch:
-            raise VidunlearnError(f"adversarial setting anchor_batch = {self.anchor_batch!r} must be a whole number from 0 "
-                                  "(the keep loss's prompts) to 100000")
-        if not 0 <= self.text_encoder_layers <= 4096 or int(self.text_encoder_layers) != self.text_encoder_layers:
-            raise VidunlearnError(f"adversarial setting text_encoder_layers = {self.text_encoder_layers!r} must be a whole "
-                                  "number from 0 (every layer) to 4096")
-        if not 1 <= self.soup <= 64 or int(self.soup) != self.soup:
-            raise VidunlearnError(f"adversarial setting soup = {self.soup!r} must be a whole number of trainings from 1 to 64")
+            self._whole(name, 0, MAX_STEPS, " of visits", " (never)")
+        self._whole("extra_rank", 0, 4096)
+        self._whole("keep_attack", 0, 100_000, zero=" (no keep prompt attacked)")
+        self._whole("anchor_batch", 0, 100_000, zero=" (the keep loss's prompts)")
+        self._whole("text_encoder_layers", 0, 4096, zero=" (every layer)")
+        self._whole("soup", 1, 64, " of trainings")
         if self.soup > 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting soup = {self.soup} averages trained text encoders, and site is "
                                   f"{self.site}", fix="set soup: 1, or site: text_encoder")
@@ -109,6 +99,11 @@ class AdversarialSettings:
                                   f"gradient, and site is {self.site}", fix="set erase_context: 1, or site: text_encoder")
         if not 0 <= self.on_policy <= 1:
             raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
+
+    def _whole(self, name: str, low: int, high: int, unit: str = "", zero: str = "") -> None:
+        value = getattr(self, name)
+        if not low <= value <= high or int(value) != value:
+            raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a whole number{unit} from {low}{zero} to {high}")
 
     def sample(self, device: str, dtype: str) -> SampleSettings:
         from .sampling import SampleSettings

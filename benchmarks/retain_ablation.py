@@ -1,15 +1,16 @@
 """Where does a trained text encoder lose a retain clip? (issue 16; docs/adversarial-encoder.md)
 
-For the retain clips of a `vidunlearn eval --json`-style file (the `clips` list: text, seed, group)
-whose prompt names a triangle, render each with the trained model and print the judge's
-bottom-heaviness (the triangle test: 0.25 or more; `*` marks a clip not judged a triangle), for the
-base model, the closed-form edit and the trained one. Then, for every clip the trained model loses,
-render it again with the base encoder's states put back at some token places of the prompt (the
-shape word, the words after it, the colour word, every word but the shape, the special tokens) and
-at the negative prompt (""), and print what the judge reads: the places whose base states bring the
-triangle back are where the drift that rounds it lives.
+For the retain clips of an eval file (`vidunlearn eval`'s eval.json, its `prompts`, or a file with a
+`clips` list of the same rows: text, seed, group) whose prompt names a triangle, render each with
+the trained model and print the judge's bottom-heaviness (the triangle test: 0.25 or more; `*` marks
+a clip not judged a triangle), for the base model, the closed-form edit and the trained one. Then,
+for every clip the trained model loses, render it again with the base encoder's states put back at
+some token places of the prompt (the shape word, the words after it, the colour word, every word but
+the shape, the special tokens) and at the negative prompt (""), and print what the judge reads: the
+places whose base states bring the triangle back are where the drift that rounds it lives.
 
-    python benchmarks/retain_ablation.py --eval benchmarks/results/adversarial-text-encoder/triangles/eval-trained-default-seed2-retain.json \\
+    python benchmarks/retain_ablation.py \\
+        --eval benchmarks/results/adversarial-text-encoder/triangles/eval-trained-default-seed2-retain.json \\
         --model /tmp/c2s-s2 --closed-form /tmp/c2s-cf --base models/shapes-wan
 
 Clips: 10 steps, guidance 2.0, 5 frames at 32 x 32 (the efficacy benchmark's).
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vidunlearn import judge  # noqa: E402
-from vidunlearn.attack_run import load_attacked, places_span  # noqa: E402
+from vidunlearn.attack_run import load_attacked, places_span, render  # noqa: E402
 from vidunlearn.sampling import SampleSettings  # noqa: E402
 from vidunlearn.textpath import encode_prompts  # noqa: E402
 
@@ -46,19 +47,13 @@ class Model:
             return encode_prompts(self.pipe.tokenizer, self.pipe.text_encoder, texts, self.length, "cpu")
 
     def judged(self, states: torch.Tensor, negative: torch.Tensor, seed: int) -> tuple[str, float]:
-        """(the judge's shape, the clip's median bottom-heaviness) of one clip from these states."""
-        def padded(row: torch.Tensor) -> torch.Tensor:
-            width = min(self.length, row.shape[0] + 1) if self.compact else self.length
-            return torch.cat([row, row.new_zeros(width - row.shape[0], row.shape[1])])[None]
-
+        """(the judge's shape, the clip's median bottom-heaviness) of one clip from these states (the
+        judge's own shape rule, :func:`vidunlearn.judge._shape`, watched for the features it reads)."""
         seen = []
         original = judge._shape
         judge._shape = lambda features: (seen.append(float(np.median(np.array(features), axis=0)[0])), original(features))[1]
         try:
-            clip = self.pipe(prompt_embeds=padded(states), negative_prompt_embeds=padded(negative), height=SAMPLE.height,
-                             width=SAMPLE.width, num_frames=SAMPLE.frames, num_inference_steps=SAMPLE.steps,
-                             guidance_scale=SAMPLE.guidance, generator=[torch.Generator().manual_seed(seed)],
-                             output_type="np").frames[0]
+            clip = render(self.pipe, self.compact, self.length, [states], [seed], SAMPLE, negative=negative)[0]
             return judge.judge_clip(clip).shape, (seen[0] if seen else float("nan"))
         finally:
             judge._shape = original
@@ -66,12 +61,13 @@ class Model:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval", required=True, help="a JSON file with a 'clips' list (text, seed, group)")
+    parser.add_argument("--eval", required=True, help="vidunlearn eval's eval.json, or a JSON file with a 'clips' list")
     parser.add_argument("--model", required=True, help="the trained model's folder")
     parser.add_argument("--base", default=str(ROOT / "models" / "shapes-wan"))
     parser.add_argument("--closed-form", help="the closed-form edit's folder (optional)")
     args = parser.parse_args()
-    clips = [c for c in json.loads(Path(args.eval).read_text())["clips"]
+    data = json.loads(Path(args.eval).read_text())
+    clips = [c for c in data.get("clips", data.get("prompts", []))
              if c["group"] == "retain" and "triangle" in c["text"].split()]
     texts = [c["text"] for c in clips]
     base, trained = Model(args.base), Model(args.model)

@@ -124,7 +124,7 @@ def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: li
         ids = torch.tensor(ids, device=pool.device)
         start = table[ids[span]].detach().clone()
         guarded.append({"text": text, "ids": ids, "span": span, "goal": k["states"], "typed": k["states"], "guards": True,
-                        "start": start, "adv": start.clone(), "visits": 0, "latents": pool})
+                        "start": start, "latents": pool})
     if not guarded:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
         raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
                               "change", fix="set keep_attack: 0")
@@ -151,15 +151,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     text_encoder`` the closed form's specs and the trained text encoder's tensors (module docstring);
     with ``soup`` n, the mean of the encoders of n trainings at seeds seed .. seed + n - 1 (a weight
     soup: every training starts from the same base encoder). ``settings`` resolved
-    (:meth:`AdversarialSettings.resolved`; api.apply does it before any work)."""
-    return _trained(source, plan, specs, concepts, settings, device, dtype, reporter)
-
-
-def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, EditSpec],
-             concepts: list[ConceptPairs], settings: AdversarialSettings, device: str, dtype: str,
-             reporter: Reporter) -> tuple[dict[str, EditSpec], dict[str, torch.Tensor]]:
-    """:func:`adversarial_specs`: the pipeline loaded and the references rendered once, then ``soup``
-    trainings, each from the base encoder and a fresh attack."""
+    (:meth:`AdversarialSettings.resolved`; api.apply does it before any work). The pipeline is loaded
+    and the references rendered once; each of the ``soup`` trainings starts from the base encoder and a
+    fresh attack."""
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
     from torch.nn.utils import parametrize
 
@@ -233,9 +227,10 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
-        item["context"] = torch.full((len(item["ids"]), 1), float(settings.erase_context), device=device)
-        item["context"][item["span"]] = 1.0
-        item.update(typed=typed[i], goal=goals[i], start=start, adv=start.clone(), visits=0,
+        if settings.erase_context != 1:   # the erase's gradient per token: 1 on the attacked span, c elsewhere
+            item["context"] = torch.full((len(item["ids"]), 1), float(settings.erase_context), device=device)
+            item["context"][item["span"]] = 1.0
+        item.update(typed=typed[i], goal=goals[i], start=start,   # adv and visits: set by each training
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for i, k in enumerate(keep):
         k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
@@ -342,7 +337,7 @@ def _trained(source: ModelSource, plan: list[PlannedEdit], specs: dict[str, Edit
                     # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
                     sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
                     for c in sides:
-                        if settings.erase_context != 1 and "guards" not in item:   # the context's gradient scaled
+                        if "context" in item:   # erase_context: the context's gradient scaled
                             c = c.detach() + (c - c.detach()) * item["context"]
                         losses.append(frame_weighted((velocity(c, xt, sigma) - goal).pow(2), settings.frame_focus)
                                       / (2 * len(chosen)))

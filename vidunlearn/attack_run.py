@@ -175,10 +175,10 @@ def places_span(tokenizer, text: str, places: tuple[int, ...], width: int) -> tu
 
 
 def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sample: SampleSettings,
-           batch_size: int = 16, output_type: str = "np") -> list:
+           batch_size: int = 16, output_type: str = "np", negative=None) -> list:
     """Clips (F, H, W, 3) in [0, 1] conditioned on text-encoder output states [(T_i, D)]; clip i
-    drawn with seed ``seeds[i]``, the negative prompt as ``vidunlearn eval`` uses it
-    (``output_type='latent'``: the denoised latents (C, F', H', W') instead)."""
+    drawn with seed ``seeds[i]``, the negative prompt as ``vidunlearn eval`` uses it, or the states
+    ``negative`` (T, D) given (``output_type='latent'``: the denoised latents (C, F', H', W') instead)."""
     import torch
 
     from .textpath import encode_prompts
@@ -187,8 +187,9 @@ def render(pipe, compact: bool, length: int, states: list, seeds: list[int], sam
         width = min(length, max(r.shape[0] for r in rows) + 1) if compact else length
         return torch.stack([torch.cat([r, r.new_zeros(width - r.shape[0], r.shape[1])]) for r in rows])
 
-    with torch.no_grad():
-        negative = encode_prompts(pipe.tokenizer, pipe.text_encoder, [sample.negative_prompt], length, sample.device)[0]
+    if negative is None:
+        with torch.no_grad():
+            negative = encode_prompts(pipe.tokenizer, pipe.text_encoder, [sample.negative_prompt], length, sample.device)[0]
     clips: list[np.ndarray] = []
     for begin in range(0, len(states), batch_size):
         batch = states[begin:begin + batch_size]

@@ -190,7 +190,7 @@ def install_compact_padding(pipe, length: int) -> bool:
     for model in denoisers:
         embedder = model.condition_embedder.text_embedder
         with torch.no_grad():
-            null = embedder(torch.zeros(1, 1, embedder.linear_1.in_features, dtype=model.dtype)).reshape(-1)
+            null = embedder(torch.zeros(1, 1, embedder.linear_1.in_features, dtype=model.dtype, device=model.device)).reshape(-1)
         for block in model.blocks:
             block.attn2.set_processor(CompactPadding(block.attn2.processor, null, length))
     return True

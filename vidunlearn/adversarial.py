@@ -28,7 +28,10 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    triangle where the pairs say circle), towards the concept's references, and what the attack found is
    pulled, as the erase's is, towards the base's prediction for the keep prompt as typed
    (:func:`guarded_items`): the keep side as adversarial as the erase side; ``keep_restart`` is
-   ``restart`` for those attacks (1: a fresh attack from the kept word at every visit).
+   ``restart`` for those attacks (1: a fresh attack from the kept word at every visit); with
+   ``keep_context`` k, up to k more keep prompts from each unsafe prompt, its changed words replaced by
+   other words the keep prompts hold there (:func:`vidunlearn.remap.context_prompts`: the circle's
+   "a red circle moving right" gives "a red triangle moving right").
 
 Adam on A and B (``lr``); with ``extra_rank`` k, A and B get k more columns (A's zero, B's orthonormal to
 the rest), so the trained edit may reach directions the closed form's erase rows do not span (rank n + k).
@@ -160,7 +163,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from .attack import draw, encode
     from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters
     from .attack_run import places_span, render
-    from .remap import changed_places, target_prompts
+    from .remap import changed_places, context_prompts, target_prompts
     from .sampling import load_pipeline
     from .sites import site_stream
     from .textpath import encode_prompts
@@ -196,12 +199,16 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 ids, span = places_span(tokenizer, pair.unsafe, places, settings.span)
                 attacked.append({"text": pair.unsafe, "ids": torch.tensor(ids, device=device), "span": span,
                                  "target": target, "places": places})
-        keep_texts += [*concept.neutral, *concept.retain, *targets]
+        keep_texts += [*concept.neutral, *concept.retain, *targets, *context_prompts(concept, settings.keep_context)]
     unsafe = {a["text"] for a in attacked}
     keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
     if not attacked:
         raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
                               where=concepts[0].path, fix="give the pairs words that their twins replace")
+    if settings.keep_context:
+        built = sum(len(context_prompts(c, settings.keep_context)) for c in concepts)
+        reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "
+                      f"({len(keep_texts)} keep prompts in all)")
     switch(False)  # the base renders the references
     with reporter.task("rendering the base's samples for adversarial training", total=2) as advance:
         typed = states([a["text"] for a in attacked])

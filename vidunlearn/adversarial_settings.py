@@ -46,6 +46,8 @@ class AdversarialSettings:
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
+    keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
+                                 # neutral/retain prompts hold there (remap.context_prompts; 0: none)
     erase_context: float = 1.0   # with site text_encoder: the erase's gradient through the tokens outside the attacked span, scale
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
@@ -87,6 +89,7 @@ class AdversarialSettings:
         self._whole("extra_rank", 0, 4096)
         self._whole("keep_attack", 0, 100_000, zero=" (no keep prompt attacked)")
         self._whole("anchor_batch", 0, 100_000, zero=" (the keep loss's prompts)")
+        self._whole("keep_context", 0, 1000, " of prompts for each unsafe prompt", " (none)")
         self._whole("text_encoder_layers", 0, 4096, zero=" (every layer)")
         self._whole("soup", 1, 64, " of trainings")
         if self.soup > 1 and self.site != "text_encoder":

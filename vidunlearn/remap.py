@@ -100,6 +100,42 @@ def target_prompts(concept: ConceptPairs) -> tuple[tuple[str, ...], str]:
     return tuple(prompts), how
 
 
+def context_prompts(concept: ConceptPairs, per_prompt: int) -> tuple[str, ...]:
+    """Keep prompts in the unsafe prompts' own context (``apply --adversarial``'s ``keep_context``): each
+    unsafe prompt with the words its pair changes replaced by those that the neutral and retain prompts
+    of the same length hold at the same word places, up to ``per_prompt`` such prompts each (the most
+    frequent words first, then the order first seen). Never a word some unsafe prompt has there (the
+    concept's own), nor the prompt itself; a prompt already among the neutral, retain or target prompts
+    is skipped without counting. On the benchmark's circle: "a red circle moving right ..." gives "a red
+    triangle moving right ...", so the context words the unsafe prompts share are held to the base
+    beside a kept shape, not beside the concept's twin alone. Words are aligned by position: it suits
+    templated prompts; pairs that rewrite a sentence find few or odd ones."""
+    if per_prompt <= 0:
+        return ()
+    keep = [t.split() for t in (*concept.neutral, *concept.retain)]
+    kept = {*concept.neutral, *concept.retain, *target_prompts(concept)[0]}
+    places = [changed_places(p.unsafe, p.safe)[0] for p in concept.pairs]
+    own = {(k, p.unsafe.split()[k]) for p, where in zip(concept.pairs, places) for k in where}
+    built: list[str] = []
+    for pair, where in zip(concept.pairs, places):
+        words = pair.unsafe.split()
+        if not where:
+            continue
+        counts = Counter(tuple(w[k] for k in where) for w in keep if len(w) == len(words))
+        made = 0
+        for choice, _ in sorted(counts.items(), key=lambda item: -item[1]):   # stable: ties in the order first seen
+            if made == per_prompt:
+                break
+            if any((k, word) in own for k, word in zip(where, choice)):
+                continue
+            text = " ".join(dict(zip(where, choice)).get(k, word) for k, word in enumerate(words))
+            if text in kept or text in built:
+                continue
+            built.append(text)
+            made += 1
+    return tuple(built)
+
+
 def aligned_rows(unsafe: list[torch.Tensor], target: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Erase rows and their targets (n, H) each: token by token where the two prompts have the
     same number of tokens, else the prompts' token means. float64."""

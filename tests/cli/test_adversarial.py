@@ -98,6 +98,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("zero-keep-references", "adversarial setting keep_references = 0 must be a whole number of at least 1"),
     ("soup-of-factors", "adversarial setting soup = 2 averages trained text encoders, and site is factors"),
     ("huge-erase-context", "adversarial setting erase_context = 2.0 must be in [0, 1]"),
+    ("negative-keep-context", "adversarial setting keep_context = -1 must be a whole number of prompts for each unsafe prompt from 0"),
     ("erase-context-of-factors", "adversarial setting erase_context = 0.0 scales the trained text encoder's gradient, "
                                  "and site is factors"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
@@ -121,6 +122,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "zero-soup": "soup: 0\n", "soup-of-factors": "site: factors\nsoup: 2\n",
                          "zero-keep-references": "keep_references: 0\n",
                          "huge-erase-context": "erase_context: 2.0\n",
+                         "negative-keep-context": "keep_context: -1\n",
                          "erase-context-of-factors": "site: factors\nerase_context: 0.0\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),

@@ -115,6 +115,9 @@ def test_an_output_without_its_trained_encoder_never_falls_back_to_the_base_one(
     assert not (tmp_path / "te" / "text_encoder").exists()
 
 
+OUTPUTS: dict[str, str] = {}   # each trained_encoder run's console output, by name
+
+
 def trained_encoder(tmp_path: Path, name: str, lines: str) -> dict:
     """The text encoder's tensors after ``apply --adversarial 2`` on red with SMALL + ``lines``."""
     settings = tmp_path / f"adv-{name}.yaml"
@@ -123,6 +126,7 @@ def trained_encoder(tmp_path: Path, name: str, lines: str) -> dict:
     result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
                  "--adversarial", 2, "--adversarial-settings", settings, "--out", out)
     assert result.exit_code == 0, result.output
+    OUTPUTS[name] = result.output
     return load_file(str(out / "text_encoder" / "model.safetensors"))
 
 
@@ -131,13 +135,15 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     0 is the plain loss. ``anchor_concept`` (the weight of the changed words' tokens in it) does too, and so
     does ``anchor_batch`` (the anchor on keep prompts drawn on their own), and ``keep_attack`` (keep prompts
     attacked towards the concept and held to what they render as typed), and ``keep_references`` (more of the
-    base's clips of each keep prompt), and ``erase_context`` (the erase's gradient through the context words)."""
+    base's clips of each keep prompt), and ``erase_context`` (the erase's gradient through the context words), and
+    ``keep_context`` (keep prompts built in the unsafe prompts' context)."""
     trained = {}
     for name, lines in (("plain", "anchor: 0.0\n"), ("held", "anchor: 1000.0\n"),
                         ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n"),
                         ("held-all", "anchor: 1000.0\nanchor_batch: 64\n"), ("guarded", "anchor: 0.0\nkeep_attack: 2\n"),
                         ("more-keep-clips", "anchor: 0.0\nkeep_references: 2\n"),
-                        ("span-only", "anchor: 0.0\nerase_context: 0.0\n")):
+                        ("span-only", "anchor: 0.0\nerase_context: 0.0\n"),
+                        ("in-context", "anchor: 0.0\nkeep_context: 2\n")):
         trained[name] = trained_encoder(tmp_path, name, lines)
     assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
@@ -145,6 +151,10 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     assert any(not trained["guarded"][k].equal(trained["plain"][k]) for k in trained["plain"])
     assert any(not trained["more-keep-clips"][k].equal(trained["plain"][k]) for k in trained["plain"])
     assert any(not trained["span-only"][k].equal(trained["plain"][k]) for k in trained["plain"])
+    assert any(not trained["in-context"][k].equal(trained["plain"][k]) for k in trained["plain"])
+    # red's five unsafe prompts, up to two other colours each (tests/unit/test_remap.py): nine not kept already
+    assert "keep_context 2: 9 keep prompts built" in " ".join(OUTPUTS["in-context"].split())
+    assert "keep_context" not in OUTPUTS["plain"]
 
 
 def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread):

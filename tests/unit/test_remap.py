@@ -11,7 +11,7 @@ import torch
 
 from vidunlearn.errors import PairsError
 from vidunlearn.pairs import load_pairs
-from vidunlearn.remap import ANCHOR_WEIGHT, compose, remap_factors, target_prompts, word_change
+from vidunlearn.remap import ANCHOR_WEIGHT, compose, context_prompts, remap_factors, target_prompts, word_change
 
 BENCH = Path(__file__).resolve().parents[2] / "pairs" / "bench"
 
@@ -49,6 +49,42 @@ def test_pairs_that_rewrite_several_spans_keep_their_own_safe_twins():
     assert targets == concept.safe and "own safe prompt" in how
     with pytest.raises(PairsError, match="one span of words"):
         target_prompts(replace(concept, target="hugs"))
+
+
+
+def test_context_prompts_put_the_kept_words_into_each_unsafe_prompt():
+    """keep_context: the circle's unsafe prompts with a triangle (the one shape the keep prompts hold
+    that is neither the concept nor the target), each once; never the concept's own word."""
+    concept = load_pairs(BENCH / "circle-to-square.yaml")
+    built = context_prompts(concept, 8)
+    assert list(built) == [u.replace("circle", "triangle") for u in concept.unsafe]
+    assert context_prompts(concept, 0) == ()
+
+
+def test_context_prompts_take_the_most_frequent_words_first_and_skip_what_is_kept():
+    """red's pairs: at most k other colours per unsafe prompt, most frequent among the keep prompts first,
+    never red, never a prompt already kept (the targets: the first pair's green), no duplicates."""
+    concept = load_pairs(BENCH / "red.yaml")
+    one = context_prompts(concept, 1)
+    assert len(one) == len(concept.unsafe)
+    colours = [w for t in concept.neutral + concept.retain for w in [t.split()[1]]]
+    kept = set(concept.neutral) | set(concept.retain) | set(target_prompts(concept)[0])
+    for unsafe, built in zip(concept.unsafe, one):
+        assert built.split()[2:] == unsafe.split()[2:] and built.split()[1] != "red" and built not in kept
+    # the keep prompts' colours: green 8, yellow 8, blue 6, purple 6, cyan 4; for "a red square moving right on a
+    # dark background" green gives the target prompt and yellow a retain prompt, both kept already: blue is next
+    assert [colours.count(c) for c in ("green", "yellow", "blue", "purple", "cyan")] == [8, 8, 6, 6, 4]
+    assert one[1] == "a blue square moving right on a dark background"
+    every = context_prompts(concept, 100)
+    assert len(every) == len(set(every)) and set(one) <= set(every)
+    assert not any(t.split()[1] == "red" for t in every) and not set(every) & kept
+
+
+def test_context_prompts_of_a_rewrite_align_by_position():
+    """Pairs that rewrite several spans: the words come from keep prompts of the same length only."""
+    concept = load_pairs(Path(__file__).resolve().parents[2] / "pairs" / "violence.yaml")
+    for text in context_prompts(concept, 3):
+        assert any(len(text.split()) == len(u.split()) for u in concept.unsafe)
 
 
 def test_remap_matches_the_naive_normal_equations():

@@ -92,6 +92,7 @@ def main() -> int:
                         help="K times the fixed budget: each space's steps x K and K restarts (a check that a low rate "
                              "is not a search that stalls; the reported figures are at K = 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--device", default="cpu", help="where each edit is trained, attacked and rendered (e.g. cuda)")
     args = parser.parse_args()
 
     import diffusers
@@ -118,7 +119,7 @@ def main() -> int:
             parser.error(f"unknown task, variant or space {name!r}")
     judge = load_judge("oracle")
     sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0,
-                            seed=args.seed)
+                            seed=args.seed, device=args.device)
     if args.budget < 1:
         parser.error("--budget K needs K >= 1")
     budgets = {s: AttackSettings(space=s, steps=STEPS[s] * args.budget, restarts=args.budget, seed=args.seed) for s in spaces}
@@ -140,7 +141,7 @@ def main() -> int:
                     model = str(work / task / name)
                     if not Path(model).exists():
                         api.apply(args.model, out=Path(model), pairs=pairs, work_dir=work / "cache", force=True,
-                                  output=api.OutputOptions(collateral=False),
+                                  output=api.OutputOptions(collateral=False), load=api.LoadOptions(device=args.device),
                                   **(as_apply_kwargs(WEAK) if name == "weak" else apply_kwargs(name)))
                 for space in spaces:
                     run = attack_model(model, concept, starts, budgets[space], sample, judge, label=f"{task}/{name}")

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs  # the variants (benchmarks/ is on sys.path)
+from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, trained_on  # the variants (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
@@ -195,7 +195,8 @@ def size_table(args, tasks: list[str], variants: list[str], console) -> int:
             pairs = [PAIRS / f for f in TASKS[task][0]]
             for variant in variants:
                 out = work / task / variant
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **apply_kwargs(variant))
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True,
+                          load=api.LoadOptions(device=args.device), **apply_kwargs(variant))
                 size = edit_size(out, args.model)
                 shutil.rmtree(out, ignore_errors=True)
                 results.setdefault(task, {})[variant] = size
@@ -227,6 +228,10 @@ def main() -> int:
     parser.add_argument("--guidance", type=float, default=2.0, help="2.0 suits models/shapes-wan (docs/benchmark-model.md)")
     parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds; each edit is applied once and judged at every seed")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="where each edit is trained and every clip rendered (e.g. cuda)")
+    parser.add_argument("--hold-out-context", type=int, default=0, metavar="K",
+                        help="hold the prompts that keep_context K builds out of every variant's eval set, as a run of a "
+                             "variant with keep_context does itself (to compare variants run apart on one eval set)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--base-from", type=Path, action="append", default=[],
                         help="an earlier efficacy.json (repeatable): reuse its base-model metrics for a task and seed "
@@ -262,7 +267,7 @@ def main() -> int:
     steps = args.steps or (8 if args.quick else 20)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     settings = SampleSettings(steps=steps, frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
-                              guidance=args.guidance, seed=seeds[0])
+                              guidance=args.guidance, seed=seeds[0], device=args.device)
     work = Path(tempfile.mkdtemp(prefix="vidunlearn-efficacy-"))
     if args.proxy:
         from efficacy_proxy import ProbeJudge, build_untrained_model, probe_run
@@ -290,11 +295,16 @@ def main() -> int:
             files, values = TASKS[task]
             pairs = [PAIRS / f for f in files]
             runs = []
+            held = trained_on(variants, pairs, args.hold_out_context)   # keep prompts a variant builds (keep_context): out of every variant's eval
+            if held:
+                console.print(f"[dim]{task}: {len(held)} keep_context prompts held out of the eval set (every variant's; "
+                              f"the base rendered again){', not reused from --base-from' if args.base_from else ''}[/dim]")
             for seed in seeds:  # the base model at every seed
-                eval_set = world_eval_set(list(values), counts, seed=seed, exclude=pairs_texts(pairs))
-                earlier = earlier_bases.get((task, seed))
+                eval_set = world_eval_set(list(values), counts, seed=seed, exclude=pairs_texts(pairs) + held)
+                earlier = earlier_bases.get((task, seed)) if not held else None
                 base_metrics = earlier if earlier is not None else measure(args.model, eval_set, f"base {task} seed {seed}").metrics
                 runs.append({"task": task, "seed": seed, "values": list(values), "base": base_metrics, "variants": {},
+                             "held_out": list(held), "device": args.device,
                              "base_reused": earlier is not None,
                              "pairs": [str(p.relative_to(ROOT)) for p in pairs], "eval_set": eval_set,
                              "rows": [row(f"base (seed {seed}{', earlier run' if earlier is not None else ''})", base_metrics, None)]})

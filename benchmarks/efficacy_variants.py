@@ -156,6 +156,11 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-kb12", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                    "anchor": 3.0, "anchor_concept": 0.3, "keep_batch": 12}, 5,
                                    batch=2),
+                         # keep prompts built in each unsafe prompt's context (keep_context: the circle's triangles
+                         # held beside the context words they share with the unsafe prompts); 8: every word there is
+                         **_seeded("te-keep4-anchor3-ac0.3-kc8", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                  "anchor": 3.0, "anchor_concept": 0.3, "keep_context": 8}, 5,
+                                   batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
@@ -187,3 +192,14 @@ def as_apply_kwargs(settings: dict) -> dict:
 def apply_kwargs(variant: str) -> dict:
     """api.apply's keyword arguments for a variant (:func:`as_apply_kwargs`)."""
     return as_apply_kwargs(ALL[variant])
+
+
+def trained_on(variants: list[str], pairs: list, at_least: int = 0) -> tuple[str, ...]:
+    """The keep prompts that the variants' ``keep_context`` builds from these pairs files
+    (vidunlearn.remap.context_prompts), or ``keep_context: at_least``'s if more: prompts an edit
+    trained on, to hold out of its eval (and of the variants' it is compared with)."""
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.remap import context_prompts
+
+    most = max([at_least, *(ALL[v].get("adversarial", {}).get("keep_context", 0) for v in variants)])
+    return tuple(dict.fromkeys(t for p in pairs for t in context_prompts(load_pairs(p), most))) if most else ()

@@ -1,0 +1,50 @@
+"""benchmarks/sweep.py: its job order (tasks outer, then training seeds, variants, kinds), the command
+each job runs (efficacy's eval sets held out alike with --hold-out-context), what a finished job's
+files read as, and that a variant's keep_context prompts are held out of the efficacy eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_jobs_run_tasks_outer_then_seeds_and_commands_carry_the_device_and_the_hold_out(tmp_path):
+    from sweep import command, jobs
+
+    args = Namespace(tasks="circle-to-square,red", variants="a,b", seeded=2, kinds="efficacy,attack", seeds="0,1",
+                     device="cuda", hold_out_context=8)
+    order = jobs(args)
+    assert order[:4] == [("efficacy", "circle-to-square", "a"), ("attack", "circle-to-square", "a"),
+                         ("efficacy", "circle-to-square", "b"), ("attack", "circle-to-square", "b")]
+    assert order[4][2] == "a-seed1" and order[8][1] == "red" and len(order) == 16
+    efficacy = command(args, "efficacy", "red", "a-seed1", tmp_path)
+    assert efficacy[efficacy.index("--hold-out-context") + 1] == "8" and efficacy[efficacy.index("--device") + 1] == "cuda"
+    attack = command(args, "attack", "red", "a", tmp_path)
+    assert "--hold-out-context" not in attack and "--held-out" in attack
+
+
+def test_outcome_reads_missed_targets_and_attack_rates(tmp_path):
+    from sweep import outcome
+
+    (tmp_path / "efficacy-seeds0-1.json").write_text(json.dumps({"runs": [
+        {"variants": {"v": {"missed": []}}}, {"variants": {"v": {"missed": ["shape retain -6pt"]}}}]}))
+    assert outcome("efficacy", tmp_path) == "met / shape retain -6pt"
+    (tmp_path / "attack.json").write_text(json.dumps({"results": [
+        {"space": "input", "attack_success_rate": 0.125}, {"space": "discrete", "attack_success_rate": 0.0}]}))
+    assert outcome("attack", tmp_path) == "input 12 % / discrete 0 %"
+
+
+def test_keep_context_prompts_are_held_out_of_every_variants_eval():
+    from efficacy import PAIRS, TASKS
+    from efficacy_variants import trained_on
+
+    pairs = [PAIRS / f for f in TASKS["circle-to-square"][0]]
+    assert trained_on(["adversarial200-te-keep4-anchor3-ac0.3"], pairs) == ()
+    held = trained_on(["adversarial200-te-keep4-anchor3-ac0.3", "adversarial200-te-keep4-anchor3-ac0.3-kc8"], pairs)
+    assert held == trained_on(["default"], pairs, at_least=8) and len(held) == 5
+    assert all("triangle" in t for t in held)

@@ -85,7 +85,8 @@ def main() -> int:
             log = open(out / "log.txt", "w")
             running[job] = (subprocess.Popen(command(args, kind, task, variant, out), stdout=log, stderr=subprocess.STDOUT,
                                              env=env), time.time(), log)
-        if late and time.time() - started > args.deadline + args.grace:
+        stopped = late and time.time() - started > args.deadline + args.grace
+        if stopped:
             for process, _, _ in running.values():
                 process.kill()
         for job, (process, t0, log) in list(running.items()):
@@ -95,7 +96,8 @@ def main() -> int:
             del running[job]
             out = args.out / f"{job[0]}-{job[1]}-{job[2]}"
             try:
-                cell = outcome(job[0], out) if process.returncode == 0 else f"FAILED (exit {process.returncode}, {out}/log.txt)"
+                cell = outcome(job[0], out) if process.returncode == 0 else \
+                    "stopped at the deadline" if stopped else f"FAILED (exit {process.returncode}, {out}/log.txt)"
             except (OSError, KeyError, ValueError, StopIteration) as exc:
                 cell = f"no result ({exc})"
             done.append((*job, cell, time.time() - t0))
@@ -116,7 +118,7 @@ def main() -> int:
         with tarfile.open(args.archive, "w:gz") as tar:
             tar.add(args.out, arcname=args.out.name)
     print(text)
-    return 0 if all("FAILED" not in d[3] and "no result" not in d[3] for d in done) and not missing else 1
+    return 0 if all(d[3].split()[0] not in ("FAILED", "no", "stopped") for d in done) and not missing else 1
 
 
 if __name__ == "__main__":

@@ -311,7 +311,8 @@ def main() -> int:
             for variant in variants:  # each edit once, judged at every seed
                 out = work / task / variant
                 t0 = time.time()
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True, **apply_kwargs(variant))
+                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True,
+                          load=api.LoadOptions(device=args.device), **apply_kwargs(variant))
                 size = edit_size(out, args.model)
                 for run in runs:
                     result = measure(str(out), run["eval_set"], f"{variant} {task} seed {run['seed']}")

@@ -1,12 +1,15 @@
 """benchmarks/sweep.py: its job order (tasks outer, then training seeds, variants, kinds), the command
 each job runs (efficacy's eval sets held out alike with --hold-out-context), what a finished job's
-files read as, and that a variant's keep_context prompts are held out of the efficacy eval."""
+files read as, that a variant's keep_context prompts are held out of the efficacy eval, and that
+efficacy.py's and attack.py's --device reaches the edits they train."""
 
 from __future__ import annotations
 
 import json
 import sys
 from argparse import Namespace
+
+import pytest
 
 from conftest import ROOT
 
@@ -48,3 +51,26 @@ def test_keep_context_prompts_are_held_out_of_every_variants_eval():
     held = trained_on(["adversarial200-te-keep4-anchor3-ac0.3", "adversarial200-te-keep4-anchor3-ac0.3-kc8"], pairs)
     assert held == trained_on(["default"], pairs, at_least=8) and len(held) == 5
     assert all("triangle" in t for t in held)
+
+
+@pytest.mark.parametrize("script, extra", [("efficacy", ["--quick", "--seeds", "0"]),
+                                           ("attack", ["--prompts", "1", "--spaces", "input", "--no-checks"])])
+def test_benchmarks_train_each_edit_on_the_device_they_render_on(tmp_path, monkeypatch, script, extra):
+    """--device reaches api.apply's LoadOptions (the trained edits), not only the rendering: the GPU sweep's
+    efficacy jobs had trained on the CPU. ``cpu:0`` stands in for a GPU (the default is ``cpu``)."""
+    import importlib
+
+    from vidunlearn import api
+
+    seen = []
+
+    def apply(*args, load=None, **kwargs):
+        seen.append(load)
+        raise KeyboardInterrupt   # stop the benchmark at its first edit
+
+    monkeypatch.setattr(api, "apply", apply)
+    monkeypatch.setattr(sys, "argv", [script, "--tasks", "red", "--variants", "default", "--device", "cpu:0",
+                                      "--out", str(tmp_path), *extra])
+    with pytest.raises(KeyboardInterrupt):
+        importlib.import_module(script).main()
+    assert seen and seen[0].device == "cpu:0"

@@ -190,7 +190,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         with torch.no_grad():
             return encode_prompts(tokenizer, encoder, texts, length, device)
 
-    attacked, keep_texts = [], []
+    attacked, keep_texts, built = [], [], 0
     for concept in concepts:
         targets = target_prompts(concept)[0]
         for pair, target in zip(concept.pairs, targets):
@@ -199,14 +199,15 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 ids, span = places_span(tokenizer, pair.unsafe, places, settings.span)
                 attacked.append({"text": pair.unsafe, "ids": torch.tensor(ids, device=device), "span": span,
                                  "target": target, "places": places})
-        keep_texts += [*concept.neutral, *concept.retain, *targets, *context_prompts(concept, settings.keep_context)]
+        context = context_prompts(concept, settings.keep_context)
+        built += len(context)
+        keep_texts += [*concept.neutral, *concept.retain, *targets, *context]
     unsafe = {a["text"] for a in attacked}
     keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
     if not attacked:
         raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
                               where=concepts[0].path, fix="give the pairs words that their twins replace")
     if settings.keep_context:
-        built = sum(len(context_prompts(c, settings.keep_context)) for c in concepts)
         reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "
                       f"({len(keep_texts)} keep prompts in all)")
     switch(False)  # the base renders the references

@@ -128,7 +128,8 @@ def context_prompts(concept: ConceptPairs, per_prompt: int) -> tuple[str, ...]:
                 break
             if any((k, word) in own for k, word in zip(where, choice)):
                 continue
-            text = " ".join(dict(zip(where, choice)).get(k, word) for k, word in enumerate(words))
+            swap = dict(zip(where, choice))
+            text = " ".join(swap.get(k, word) for k, word in enumerate(words))
             if text in kept or text in built:
                 continue
             built.append(text)

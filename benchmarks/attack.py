@@ -61,7 +61,8 @@ def write(args, rows, results, budgets, sample, variants, seconds, console, fina
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out, "seed": args.seed, "sampling": sample.__dict__,
                 "budgets": {s: b.__dict__ for s, b in budgets.items()}, "weak": WEAK, "complete": final,
-                "variants": {v: ALL[v] for v in variants}, "results": results, "seconds": round(seconds, 1)}
+                "variants": {v: ALL[v] for v in variants},
+                "folders": dict(f.split("=", 1) for f in args.folders.split(",") if f), "results": results, "seconds": round(seconds, 1)}
     (args.out / "attack.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     (args.out / "attack.md").write_text(markdown(title, rows, HEADER) + f"\nBudget: {budget}.\n\n"
                                         f"Wall time {seconds:.0f} s{'' if final else ' (incomplete)'}.\n")
@@ -81,6 +82,9 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "shapes-wan"))
     parser.add_argument("--tasks", default=",".join(ATTACK_TASKS), help=f"comma-separated subset of {list(TASKS)}")
     parser.add_argument("--variants", default="default,paper,uce", help=f"comma-separated names from {list(ALL)}")
+    parser.add_argument("--folders", default="", metavar="NAME=PATH,...",
+                        help="also attack these edited model folders (made with `vidunlearn apply` for the task's concept), "
+                             "each as a variant named NAME, from the same starts with the same budget")
     parser.add_argument("--spaces", default="output,input,discrete")
     parser.add_argument("--prompts", type=int, default=4, help="starting prompts per task")
     parser.add_argument("--no-checks", action="store_true", help="skip the base / weak-edit checks from 'other' prompts")
@@ -114,6 +118,10 @@ def main() -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     variants = [v for v in args.variants.split(",") if v]
     spaces = [s for s in args.spaces.split(",") if s]
+    folders = [tuple(f.split("=", 1)) for f in args.folders.split(",") if f]
+    for folder in folders:
+        if len(folder) != 2 or not Path(folder[1]).is_dir():
+            parser.error(f"--folders wants NAME=PATH with PATH a model folder, got {'='.join(folder)!r}")
     for name in tasks + variants + spaces:
         if name not in TASKS and name not in ALL and name not in STEPS:
             parser.error(f"unknown task, variant or space {name!r}")
@@ -135,7 +143,7 @@ def main() -> int:
             _, other = world_starts(value, args.prompts, "other", seed=args.seed, exclude=exclude)
             base = base_rate(args.model, concept, forget, sample, judge)
             runs = [] if args.no_checks else [("base", args.model, "other", other), ("weak", None, "other", other)]
-            runs += [(v, None, "forget", forget) for v in variants]
+            runs += [(v, None, "forget", forget) for v in variants] + [(n, p, "forget", forget) for n, p in folders]
             for name, model, start, starts in runs:
                 if model is None:
                     model = str(work / task / name)

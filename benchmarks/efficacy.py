@@ -83,16 +83,24 @@ def check_targets(base: dict, after: dict, colour_task: bool) -> list[str]:
 def row(name: str, metrics: dict, missed: list[str] | None, size: dict | None = None) -> list[str]:
     retain = metrics["retain_accuracy"]
     verdict = "" if missed is None else ("all targets met" if not missed else "; ".join(missed))
-    cost = ["-", "-", "-"] if size is None else [f"{100 * size['weight_change']:.1f}", str(size["rank"]),
-                                                f"{100 * size['collateral']:.1f}" if size["collateral"] is not None else "-"]
+    cost = ["-", "-", "-"] if size is None else [f"{100 * size['weight_change']:.1f}", str(size["rank"]), _collateral(size)]
     return [name, _pct(metrics["forget_rate"]), _pct(metrics["rest_kept"]), _pct(retain.get("colour")),
             _pct(retain.get("shape")), _pct(retain.get("motion")), _leak(metrics), *cost, verdict]
+
+
+def _collateral(size: dict) -> str:
+    """The edited layers' collateral %, and a trained text encoder's own (its states' change) after a slash."""
+    if size["collateral"] is None:
+        return "-"
+    encoder = size.get("encoder_collateral")
+    return f"{100 * size['collateral']:.1f}" + ("" if encoder is None else f" / encoder {100 * encoder:.1f}")
 
 
 def edit_size(out: Path, base: str) -> dict:
     """The two columns of the edit's size: mean ||W'-W||/||W|| over the edited weights (from the
     manifest), the numerical rank of W'-W (vidunlearn.verify's rule, on the first edited weight),
-    and the collateral that apply measured (mean relative output change on 500 unrelated prompts)."""
+    and the collateral that apply measured (mean relative output change on 500 unrelated prompts; with a
+    trained text encoder also its states' relative change on them)."""
     from safetensors import safe_open
 
     from vidunlearn.model import tensor_infos
@@ -109,7 +117,8 @@ def edit_size(out: Path, base: str) -> dict:
     return {"weight_change": sum(r["relative_change"] for r in weights) / len(weights),
             "rank": weight_change(tensors[0], tensors[1] - tensors[0], "F32", rounding_noise(tensors[1], "F32"),
                                   None, None).rank,
-            "collateral": (manifest.get("collateral") or {}).get("mean")}
+            "collateral": (manifest.get("collateral") or {}).get("mean"),
+            "encoder_collateral": ((manifest.get("collateral") or {}).get("text_encoder") or {}).get("mean")}
 
 
 def _leak(metrics: dict) -> str:
@@ -200,8 +209,7 @@ def size_table(args, tasks: list[str], variants: list[str], console) -> int:
                 size = edit_size(out, args.model)
                 shutil.rmtree(out, ignore_errors=True)
                 results.setdefault(task, {})[variant] = size
-                rows.append([task, variant, f"{100 * size['weight_change']:.1f}", str(size["rank"]),
-                             f"{100 * size['collateral']:.1f}"])
+                rows.append([task, variant, f"{100 * size['weight_change']:.1f}", str(size["rank"]), _collateral(size)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = Table(title="size of each edit (no video)")

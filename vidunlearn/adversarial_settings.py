@@ -44,6 +44,8 @@ class AdversarialSettings:
     anchor: float | None = None  # with site text_encoder: the keep prompts' states held to the base's (relative MSE), weight
     anchor_concept: float | None = None  # within the anchor, the weight of the tokens of the words the pairs change (0: free)
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
+    anchor_unrelated: float = 0.0  # with site text_encoder: everyday prompts' states (collateral.anchor_prompts) held to the base's
+    anchor_unrelated_batch: int = 8  # of those, drawn a step
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
@@ -75,13 +77,13 @@ class AdversarialSettings:
         if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
             raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
                                   fix="use e.g. --adversarial 200")
-        for name in ("inner", "batch", "keep_batch", "draws", "references", "keep_references", "span", "sample_steps"):
+        for name in ("inner", "batch", "keep_batch", "anchor_unrelated_batch", "draws", "references", "keep_references", "span", "sample_steps"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of at least 1")
         for name in ("lr", "inner_lr"):
             if not 0 < getattr(self, name) < 10:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in (0, 10)")
-        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor", "anchor_concept"):
+        for name in ("keep_weight", "erase_guidance", "frame_focus", "anchor", "anchor_concept", "anchor_unrelated"):
             if not 0 <= getattr(self, name) <= 1000:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1000]")
         for name in ("restart", "keep_restart"):
@@ -95,6 +97,9 @@ class AdversarialSettings:
         if self.soup > 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting soup = {self.soup} averages trained text encoders, and site is "
                                   f"{self.site}", fix="set soup: 1, or site: text_encoder")
+        if self.anchor_unrelated and self.site != "text_encoder":
+            raise VidunlearnError(f"adversarial setting anchor_unrelated = {self.anchor_unrelated} holds a trained text encoder, "
+                                  f"and site is {self.site}", fix="set anchor_unrelated: 0, or site: text_encoder")
         if not 0 <= self.erase_context <= 1:
             raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context!r} must be in [0, 1]")
         if self.erase_context != 1 and self.site != "text_encoder":

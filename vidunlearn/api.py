@@ -312,6 +312,10 @@ def apply(model: str | ModelSource, *, out: Path, pairs: list[Path] | None = Non
         recorded = record_sites(source, list(collateral_prompts()), sorted({e.site for e in measured}), device=device,
                                 dtype=dtype, offload=offload, reporter=reporter)
         collateral_report = measure(source, measured, recorded.tokens).as_dict()
+        if encoder_tensors:   # the trained encoder moves every prompt's states before the edited layers read them
+            from .collateral import encoder_change
+
+            collateral_report["text_encoder"] = encoder_change(source, encoder_tensors, device, dtype)
         if len(measured) < len(plan):  # said wherever the collateral is shown
             collateral_report["unmeasured"] = len(plan) - len(measured)
     recorded = {  # the manifest's recipe

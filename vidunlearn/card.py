@@ -177,7 +177,10 @@ def collateral_line(report: dict | None) -> str:
             f"{report['mean']:.1%} on average (at most {report['max']:.1%}, in `{report['layer']}`), measured "
             f"without rendering (relative change of W x + b over every real token)."
             + (f" The image path's {report['unmeasured']} edited layers are not in this figure (no unrelated images)."
-               if report.get("unmeasured") else "") + "\n")
+               if report.get("unmeasured") else "")
+            + (f" The trained text encoder changes these prompts' states by {report['text_encoder']['mean']:.1%} (at most "
+               f"{report['text_encoder']['max']:.1%}, on \"{report['text_encoder']['prompt']}\") before any edited layer "
+               f"reads them." if report.get("text_encoder") else "") + "\n")
 
 
 def eval_section(rows: list[dict] | None, settings: str | None, collateral: dict | None) -> str:

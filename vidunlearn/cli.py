@@ -181,6 +181,10 @@ def apply(
                      + (f"; the image path's {report['unmeasured']} edited layers are not measured (no unrelated images)"
                         if report.get("unmeasured") else ""),
                      highlight=False, soft_wrap=True)
+        if report.get("text_encoder"):
+            drift = report["text_encoder"]
+            stdout.print(f"collateral: the trained text encoder changes those prompts' states by {drift['mean']:.2%}, at most "
+                         f"{drift['max']:.2%} (\"{escape(drift['prompt'])}\")", highlight=False, soft_wrap=True)
     quant = result.manifest.get("quantization")
     if quant:
         say(f"fp8: {quant['min']:.1%} (worst tensor) / {quant['mean']:.1%} (mean) of the edit survives re-quantisation")

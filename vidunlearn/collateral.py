@@ -11,6 +11,10 @@ everyday English video prompts shipped with the package (``data/collateral_promp
 people, animals, places, food, sport, weather, camera moves; no unsafe content, none of the
 benchmark world's template); :func:`anchor_prompts` are 100 more of the same kind, kept apart,
 that the remap edit may use as preserved prompts (never measured on).
+
+An edit that trains the text encoder (``apply --adversarial``, ``site: text_encoder``) changes every
+prompt's states before any edited layer reads them: :func:`encoder_change` measures that on the same
+500 prompts, || E'(x) - E(x) ||_F / || E(x) ||_F over their real tokens, E' the trained encoder.
 """
 
 from __future__ import annotations
@@ -102,3 +106,25 @@ def measure(source: ModelSource, plan: list[PlannedEdit], tokens: dict[str, list
     any_site = next(iter(tokens.values()))
     return Collateral(sum(changes.values()) / len(changes), changes[worst], worst, len(any_site),
                       sum(t.shape[0] for t in any_site))
+
+
+def encoder_change(source: ModelSource, tensors: dict[str, torch.Tensor], device: str, dtype: str) -> dict:
+    """The trained text encoder's own collateral on the 500 prompts: the relative change of its output
+    states (every real token), overall and for the prompt it changes most. ``tensors``: the trained
+    parameters by name (the rest the base's)."""
+    from .textpath import encode_prompts, load_text_encoder, torch_dtype
+
+    prompts = list(collateral_prompts())
+    tokenizer, encoder = load_text_encoder(source, device, torch_dtype(dtype))
+    length = source.adapter.max_sequence_length
+    before = encode_prompts(tokenizer, encoder, prompts, length, device)
+    missing = set(tensors) - set(dict(encoder.named_parameters()))
+    if missing:   # the trained tensors are the encoder's own parameters: never reached
+        raise ValueError(f"not parameters of the text encoder: {sorted(missing)[:3]}")
+    encoder.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
+    after = encode_prompts(tokenizer, encoder, prompts, length, device)
+    changed = [float((a.double() - b.double()).pow(2).sum()) for a, b in zip(after, before)]
+    base = [float(b.double().pow(2).sum()) for b in before]
+    worst = max(range(len(prompts)), key=lambda i: changed[i] / max(base[i], 1e-24))
+    return {"mean": (sum(changed) / max(sum(base), 1e-24)) ** 0.5, "max": (changed[worst] / max(base[worst], 1e-24)) ** 0.5,
+            "prompt": prompts[worst], "prompts": len(prompts)}

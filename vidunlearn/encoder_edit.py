@@ -73,6 +73,20 @@ def anchor_weights(ids: torch.Tensor, concept_ids: set[int], weight: float) -> t
     return torch.where(hit, torch.tensor(float(weight), device=ids.device), torch.tensor(1.0, device=ids.device))
 
 
+def unrelated_items(tokenizer, keep_texts: list[str], states, length: int, device: str) -> list[dict]:
+    """``anchor_unrelated``'s prompts: the 100 everyday prompts of :func:`vidunlearn.collateral.anchor_prompts`
+    (disjoint from the 500 the encoder's collateral is measured on), less any keep prompt, each with its
+    token ids and the base encoder's states."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    from .collateral import anchor_prompts
+
+    texts = [t for t in anchor_prompts() if t not in set(keep_texts)]
+    return [{"states": s, "ids": tokenizer(prompt_clean(t), max_length=length, truncation=True,
+                                           return_tensors="pt").input_ids[0].to(device)}
+            for t, s in zip(texts, states(texts))]
+
+
 def check_format(settings, output_format: str) -> None:
     """A trained encoder needs a diffusers folder: the other formats carry the denoiser only."""
     if settings.steps and settings.site == COMPONENT and output_format != "diffusers":

@@ -99,6 +99,9 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("soup-of-factors", "adversarial setting soup = 2 averages trained text encoders, and site is factors"),
     ("huge-erase-context", "adversarial setting erase_context = 2.0 must be in [0, 1]"),
     ("negative-keep-context", "adversarial setting keep_context = -1 must be a whole number of prompts for each unsafe prompt from 0"),
+    ("negative-anchor-unrelated", "adversarial setting anchor_unrelated = -1.0 must be in [0, 1000]"),
+    ("zero-anchor-unrelated-batch", "adversarial setting anchor_unrelated_batch = 0 must be a whole number of at least 1"),
+    ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
     ("erase-context-of-factors", "adversarial setting erase_context = 0.0 scales the trained text encoder's gradient, "
                                  "and site is factors"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
@@ -124,6 +127,9 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "huge-erase-context": "erase_context: 2.0\n",
                          "negative-keep-context": "keep_context: -1\n",
                          "erase-context-of-factors": "site: factors\nerase_context: 0.0\n",
+                         "negative-anchor-unrelated": "anchor_unrelated: -1.0\n",
+                         "zero-anchor-unrelated-batch": "anchor_unrelated_batch: 0\n",
+                         "anchor-unrelated-of-factors": "site: factors\nanchor_unrelated: 3.0\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml"),

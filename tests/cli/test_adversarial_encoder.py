@@ -168,3 +168,37 @@ def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread)
     for key in trained["soup"]:
         mean = (trained["seed3"][key].double() + trained["seed4"][key].double()) / 2
         assert torch.allclose(trained["soup"][key].double(), mean, atol=1e-6), key
+
+
+def test_the_trained_encoders_collateral_is_reported_and_anchor_unrelated_holds_it(tmp_path, one_thread):
+    """A trained encoder moves the states of prompts far from the pairs (about 45 % on the 500 everyday
+    prompts for the default's 200 steps on the circle): apply measures it beside the edited layers' collateral
+    (manifest, console, card), and ``anchor_unrelated`` (100 other everyday prompts held to the base's
+    states) makes it smaller. The figure is checked against the two encoders' states computed here."""
+    from vidunlearn.collateral import collateral_prompts, encoder_change
+    from vidunlearn.model import resolve_model
+    from vidunlearn.textpath import encode_prompts, load_text_encoder
+
+    reports = {}
+    for name, lines in (("plain", ""), ("held", "anchor_unrelated: 1000.0\n")):
+        settings = tmp_path / f"{name}.yaml"
+        settings.write_text(SMALL + lines)
+        out = tmp_path / name
+        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w",
+                     "--adversarial", 3, "--adversarial-settings", settings, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert "the trained text encoder changes those prompts' states by" in " ".join(result.output.split())
+        reports[name] = json.loads((out / "vidunlearn.json").read_text())["collateral"]["text_encoder"]
+        assert "The trained text encoder changes these prompts' states by" in (out / "README.md").read_text()
+    plain, held = reports["plain"], reports["held"]
+    assert plain["prompts"] == 500 and 0 < held["mean"] < plain["mean"] and plain["mean"] <= plain["max"]
+
+    worst = plain["prompt"]   # the figure for its worst prompt, from the two folders' own encoders
+    assert worst in collateral_prompts()
+    base, edited = resolve_model(str(BENCH_MODEL)), resolve_model(str(tmp_path / "plain"))
+    (before,), (after,) = (encode_prompts(*load_text_encoder(s, "cpu", torch.float32), [worst], 512, "cpu")
+                           for s in (base, edited))
+    assert abs(float((after - before).norm() / before.norm()) - plain["max"]) < 1e-4
+    _, encoder = load_text_encoder(base, "cpu", torch.float32)
+    same = {k: v.detach().clone() for k, v in encoder.named_parameters() if "layer.0." in k}
+    assert encoder_change(base, same, "cpu", "float32")["mean"] == 0.0

@@ -163,6 +163,9 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                                    batch=2),
                          # everyday prompts' encoder states held too (anchor_unrelated w): the trained encoder moved
                          # unrelated prompts' states by about 45 % (fifteenth session), the keep prompts' by about 12 %
+                         **_seeded("te-keep4-anchor3-ac0.3-au1", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                  "anchor": 3.0, "anchor_concept": 0.3, "anchor_unrelated": 1.0},
+                                   5, batch=2),
                          **_seeded("te-keep4-anchor3-ac0.3-au3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                   "anchor": 3.0, "anchor_concept": 0.3, "anchor_unrelated": 3.0},
                                    5, batch=2),

@@ -40,7 +40,8 @@ def jobs(args) -> list[tuple[str, str, str]]:
 
 
 def command(args, kind: str, task: str, variant: str, out: Path) -> list[str]:
-    extra = ["--seeds", args.seeds, "--hold-out-context", str(args.hold_out_context)] if kind == "efficacy" else []
+    extra = (["--seeds", args.seeds, "--hold-out-context", str(args.hold_out_context)]
+             + [a for f in args.base_from for a in ("--base-from", str(f))]) if kind == "efficacy" else []
     return [sys.executable, str(HERE / KINDS[kind][0]), *KINDS[kind][1:], *extra, "--tasks", task, "--variants", variant,
             "--device", args.device, "--out", str(out)]
 
@@ -62,6 +63,8 @@ def main() -> int:
                         help="each variant at training seeds 0 .. N-1 (its -seedS names from 1 on)")
     parser.add_argument("--kinds", default="efficacy,attack")
     parser.add_argument("--seeds", default="0,1", help="efficacy's sampling seeds")
+    parser.add_argument("--base-from", type=Path, action="append", default=[],
+                        help="efficacy.py's --base-from: reuse the base's clips from an earlier run's json (repeatable)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hold-out-context", type=int, default=0, metavar="K",
                         help="efficacy.py's: every job's eval set without the prompts keep_context K builds")

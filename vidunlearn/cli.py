@@ -129,7 +129,7 @@ def apply(
     config: ConfigOpt = None,
     min_survival: Annotated[float, typer.Option(help="fp8 models: refuse when less than this share of the edit survives re-quantisation.")] = 0.5,
     eval_json: Annotated[Optional[list[Path]], typer.Option(help="eval.json of `vidunlearn eval`, attack.json of `vidunlearn attack`, or a JSON list of rows [{metric, base, edited}]: rendered as a table in the model card (repeatable).")] = None,
-    collateral: Annotated[bool, typer.Option(help="Measure the edited layers' output change on 500 unrelated prompts (manifest, card).")] = True,
+    collateral: Annotated[bool, typer.Option(help="Measure the edited layers' output change on 500 unrelated prompts, and a trained text encoder's change of their states (manifest, card).")] = True,
     push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the result to this Hub repo (token from the HF_TOKEN environment variable).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private.")] = False,
     hub_revision: Annotated[Optional[str], typer.Option(help="Hub branch to upload to (created from main if missing).")] = None,

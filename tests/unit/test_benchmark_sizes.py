@@ -19,3 +19,13 @@ def test_edit_size_reads_rank_change_and_collateral(made, tiny_wan):
         size = edit_size(made[name], str(tiny_wan))
         assert size["rank"] in ranks, (name, size)
         assert 0 < size["weight_change"] < 2 and size["collateral"] == manifest["collateral"]["mean"] > 0
+        assert size["encoder_collateral"] is None   # no trained text encoder in these edits
+
+
+def test_the_collateral_cell_adds_a_trained_encoders_own():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from efficacy import _collateral
+
+    assert _collateral({"collateral": 0.137, "encoder_collateral": None}) == "13.7"
+    assert _collateral({"collateral": 0.137, "encoder_collateral": 0.452}) == "13.7 / encoder 45.2"
+    assert _collateral({"collateral": None}) == "-"

@@ -20,15 +20,16 @@ def test_jobs_run_tasks_outer_then_seeds_and_commands_carry_the_device_and_the_h
     from sweep import command, jobs
 
     args = Namespace(tasks="circle-to-square,red", variants="a,b", seeded=2, kinds="efficacy,attack", seeds="0,1",
-                     device="cuda", hold_out_context=8)
+                     device="cuda", hold_out_context=8, base_from=[tmp_path / "base.json"])
     order = jobs(args)
     assert order[:4] == [("efficacy", "circle-to-square", "a"), ("attack", "circle-to-square", "a"),
                          ("efficacy", "circle-to-square", "b"), ("attack", "circle-to-square", "b")]
     assert order[4][2] == "a-seed1" and order[8][1] == "red" and len(order) == 16
     efficacy = command(args, "efficacy", "red", "a-seed1", tmp_path)
     assert efficacy[efficacy.index("--hold-out-context") + 1] == "8" and efficacy[efficacy.index("--device") + 1] == "cuda"
+    assert efficacy[efficacy.index("--base-from") + 1] == str(tmp_path / "base.json")
     attack = command(args, "attack", "red", "a", tmp_path)
-    assert "--hold-out-context" not in attack and "--held-out" in attack
+    assert "--hold-out-context" not in attack and "--held-out" in attack and "--base-from" not in attack
 
 
 def test_outcome_reads_missed_targets_and_attack_rates(tmp_path):
@@ -74,3 +75,38 @@ def test_benchmarks_train_each_edit_on_the_device_they_render_on(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         importlib.import_module(script).main()
     assert seen and seen[0].device == "cpu:0"
+
+
+def test_attack_folders_are_attacked_as_made_and_never_trained(tmp_path, monkeypatch):
+    """attack.py --folders NAME=PATH: the folder itself is attacked (no edit trained for it); a path that
+    is not a folder is refused in one line."""
+    import importlib
+
+    import vidunlearn.attack_run as attack_run
+    from vidunlearn import api
+
+    seen = []
+
+    def apply(*args, **kwargs):
+        raise AssertionError("a --folders model was trained again")
+
+    def attack_model(model, *args, **kwargs):
+        seen.append(model)
+        raise KeyboardInterrupt   # stop at the first attack
+
+    module = importlib.import_module("attack")
+    monkeypatch.setattr(api, "apply", apply)
+    monkeypatch.setattr(attack_run, "attack_model", attack_model)
+    monkeypatch.setattr(module, "base_rate", lambda *args: 0.0)
+    folder = tmp_path / "made"
+    folder.mkdir()
+    common = ["attack", "--tasks", "red", "--variants", "", "--prompts", "1", "--spaces", "input", "--no-checks",
+              "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", [*common, "--folders", f"mine={folder}"])
+    with pytest.raises(KeyboardInterrupt):
+        module.main()
+    assert seen == [str(folder)]
+    monkeypatch.setattr(sys, "argv", [*common, "--folders", f"mine={tmp_path / 'absent'}"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 2

@@ -14,12 +14,6 @@ import sys
 from pathlib import Path
 
 
-def relative(after, before) -> float:
-    """Frobenius relative change over every token of every prompt (vidunlearn.collateral's convention)."""
-    changed = sum(float((a.double() - b.double()).pow(2).sum()) for a, b in zip(after, before))
-    return (changed / sum(float(b.double().pow(2).sum()) for b in before)) ** 0.5
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", help="edited model folders carrying a trained text encoder")
@@ -30,7 +24,7 @@ def main() -> int:
     import torch
 
     from vidunlearn import world
-    from vidunlearn.collateral import anchor_prompts, collateral_prompts
+    from vidunlearn.collateral import anchor_prompts, collateral_prompts, states_change
     from vidunlearn.model import resolve_model
     from vidunlearn.textpath import encode_prompts, load_text_encoder
 
@@ -44,7 +38,7 @@ def main() -> int:
     figures = {}
     for folder in args.folders:
         tokenizer, encoder = load_text_encoder(resolve_model(str(folder)), "cpu", torch.float32)
-        figures[str(folder)] = {name: relative(encode_prompts(tokenizer, encoder, texts, length, "cpu"), before[name])
+        figures[str(folder)] = {name: states_change(before[name], encode_prompts(tokenizer, encoder, texts, length, "cpu"))[0]
                                 for name, texts in sets.items()}
         print(f"{folder}: " + "; ".join(f"{name} {100 * v:.1f} %" for name, v in figures[str(folder)].items()), flush=True)
     if args.json:

@@ -122,9 +122,14 @@ def encoder_change(source: ModelSource, tensors: dict[str, torch.Tensor], device
     if missing:   # the trained tensors are the encoder's own parameters: never reached
         raise ValueError(f"not parameters of the text encoder: {sorted(missing)[:3]}")
     encoder.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
-    after = encode_prompts(tokenizer, encoder, prompts, length, device)
+    overall, each = states_change(before, encode_prompts(tokenizer, encoder, prompts, length, device))
+    worst = max(range(len(prompts)), key=lambda i: each[i])
+    return {"mean": overall, "max": each[worst], "prompt": prompts[worst], "prompts": len(prompts)}
+
+
+def states_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> tuple[float, list[float]]:
+    """|| after - before ||_F / || before ||_F over every token of every prompt (T_i, D), and per prompt."""
     changed = [float((a.double() - b.double()).pow(2).sum()) for a, b in zip(after, before)]
     base = [float(b.double().pow(2).sum()) for b in before]
-    worst = max(range(len(prompts)), key=lambda i: changed[i] / max(base[i], 1e-24))
-    return {"mean": (sum(changed) / max(sum(base), 1e-24)) ** 0.5, "max": (changed[worst] / max(base[worst], 1e-24)) ** 0.5,
-            "prompt": prompts[worst], "prompts": len(prompts)}
+    return ((sum(changed) / max(sum(base), 1e-24)) ** 0.5,
+            [(c / max(b, 1e-24)) ** 0.5 for c, b in zip(changed, base)])

@@ -81,7 +81,8 @@ def unrelated_items(tokenizer, keep_texts: list[str], states, length: int, devic
 
     from .collateral import anchor_prompts
 
-    texts = [t for t in anchor_prompts() if t not in set(keep_texts)]
+    kept = set(keep_texts)
+    texts = [t for t in anchor_prompts() if t not in kept]
     return [{"states": s, "ids": tokenizer(prompt_clean(t), max_length=length, truncation=True,
                                            return_tensors="pt").input_ids[0].to(device)}
             for t, s in zip(texts, states(texts))]

@@ -42,3 +42,16 @@ def test_layer_change_in_blocks_equals_the_whole_product(monkeypatch):
     whole = collateral.layer_change(weight, bias, new_weight, bias, torch.cat(prompts))
     monkeypatch.setattr(collateral, "CHUNK_ROWS", 4)  # blocks of 4, 8 and 2 rows, one prompt longer than a block
     assert abs(collateral.layer_change(weight, bias, new_weight, bias, prompts) - whole) < 1e-6
+
+
+def test_states_change_is_the_frobenius_ratio_overall_and_per_prompt():
+    from vidunlearn.collateral import states_change
+
+    gen = torch.Generator().manual_seed(5)
+    before = [torch.randn(n, 4, generator=gen) for n in (3, 1, 6)]
+    after = [b + 0.1 * torch.randn(b.shape, generator=gen) for b in before]
+    overall, each = states_change(before, after)
+    whole_before, whole_after = torch.cat(before), torch.cat(after)
+    assert abs(overall - float((whole_after - whole_before).norm() / whole_before.norm())) < 1e-6
+    assert all(abs(e - float((a - b).norm() / b.norm())) < 1e-6 for e, a, b in zip(each, after, before))
+    assert states_change(before, before) == (0.0, [0.0, 0.0, 0.0])

@@ -48,6 +48,11 @@ def base_rate(model: str, concept, starts, sample, judge) -> float:
     return run.metrics["forget_rate"]
 
 
+def folder_args(text: str) -> list[tuple[str, ...]]:
+    """``--folders NAME=PATH,...`` as (NAME, PATH) pairs (an entry without '=' stays one item: refused by main)."""
+    return [tuple(f.split("=", 1)) for f in text.split(",") if f]
+
+
 def write(args, rows, results, budgets, sample, variants, seconds, console, final: bool = False) -> None:
     """OUT/attack.json and OUT/attack.md (rewritten after every row, so a long run keeps what it measured)."""
     from rich.table import Table
@@ -62,7 +67,7 @@ def write(args, rows, results, budgets, sample, variants, seconds, console, fina
     document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out, "seed": args.seed, "sampling": sample.__dict__,
                 "budgets": {s: b.__dict__ for s, b in budgets.items()}, "weak": WEAK, "complete": final,
                 "variants": {v: ALL[v] for v in variants},
-                "folders": dict(f.split("=", 1) for f in args.folders.split(",") if f), "results": results, "seconds": round(seconds, 1)}
+                "folders": dict(folder_args(args.folders)), "results": results, "seconds": round(seconds, 1)}
     (args.out / "attack.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     (args.out / "attack.md").write_text(markdown(title, rows, HEADER) + f"\nBudget: {budget}.\n\n"
                                         f"Wall time {seconds:.0f} s{'' if final else ' (incomplete)'}.\n")
@@ -118,7 +123,7 @@ def main() -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     variants = [v for v in args.variants.split(",") if v]
     spaces = [s for s in args.spaces.split(",") if s]
-    folders = [tuple(f.split("=", 1)) for f in args.folders.split(",") if f]
+    folders = folder_args(args.folders)
     for folder in folders:
         if len(folder) != 2 or not Path(folder[1]).is_dir():
             parser.error(f"--folders wants NAME=PATH with PATH a model folder, got {'='.join(folder)!r}")

@@ -107,6 +107,7 @@ def edit_size(out: Path, base: str) -> dict:
     from vidunlearn.verify_math import rounding_noise, weight_change
 
     manifest = json.loads((out / "vidunlearn.json").read_text())
+    collateral = manifest.get("collateral") or {}
     weights = [r for r in manifest["edited"] if r["tensor"].endswith(".weight")]
     first = weights[0]
     tensors = []
@@ -117,8 +118,7 @@ def edit_size(out: Path, base: str) -> dict:
     return {"weight_change": sum(r["relative_change"] for r in weights) / len(weights),
             "rank": weight_change(tensors[0], tensors[1] - tensors[0], "F32", rounding_noise(tensors[1], "F32"),
                                   None, None).rank,
-            "collateral": (manifest.get("collateral") or {}).get("mean"),
-            "encoder_collateral": ((manifest.get("collateral") or {}).get("text_encoder") or {}).get("mean")}
+            "collateral": collateral.get("mean"), "encoder_collateral": (collateral.get("text_encoder") or {}).get("mean")}
 
 
 def _leak(metrics: dict) -> str:

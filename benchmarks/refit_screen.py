@@ -31,6 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
+    from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file, save_file
 
     from vidunlearn.collateral import anchor_prompts
@@ -44,11 +45,11 @@ def main() -> int:
     (tok_b, enc_b), (tok_t, enc_t) = (load_text_encoder(s, "cpu", torch.float32) for s in (base, trained))
     length = base.adapter.max_sequence_length
     weights, edited = load_file(str(Path(args.base) / name)), load_file(str(args.trained / name))
-    embedder = {k.split("text_embedder.")[1]: v.double() for k, v in weights.items() if ".text_embedder." in k}
+    embedder = WanTransformer3DModel.from_pretrained(str(Path(args.base) / "transformer")).condition_embedder.text_embedder
 
-    def project(states: torch.Tensor) -> torch.Tensor:   # Wan's text embedder: linear, tanh-GELU, linear
-        h = torch.nn.functional.gelu(states.double() @ embedder["linear_1.weight"].T + embedder["linear_1.bias"], approximate="tanh")
-        return h @ embedder["linear_2.weight"].T + embedder["linear_2.bias"]
+    def project(states: torch.Tensor) -> torch.Tensor:   # the transformer's own text embedder, in float64
+        with torch.no_grad():
+            return embedder.double()(states.double())
 
     kv = lambda w: torch.cat([w["blocks.0.attn2.to_k.weight"], w["blocks.0.attn2.to_v.weight"]]).double()
     remap = torch.linalg.pinv(kv(weights)) @ kv(edited)

@@ -160,11 +160,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     (:meth:`AdversarialSettings.resolved`; api.apply does it before any work). The pipeline is loaded
     and the references rendered once; each of the ``soup`` trainings starts from the base encoder and a
     fresh attack."""
-    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
     from torch.nn.utils import parametrize
 
     from .attack import draw, encode
-    from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters, unrelated_items
+    from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters, prompt_ids, unrelated_items
     from .attack_run import places_span, render
     from .remap import changed_places, context_prompts, target_prompts
     from .sampling import load_pipeline
@@ -230,7 +229,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     te = settings.site == "text_encoder"
     if te:   # the trained side reads the encoder's live states: the token ids of every prompt it conditions on
         for k, text in zip(keep, keep_texts):
-            k["ids"] = tokenizer(prompt_clean(text), max_length=length, truncation=True, return_tensors="pt").input_ids[0].to(device)
+            k["ids"] = prompt_ids(tokenizer, text, length, device)
         if settings.anchor and settings.anchor_concept != 1:
             concept_ids = changed_word_ids(tokenizer, [p for concept in concepts for p in concept.pairs])
             for k in keep:

@@ -73,19 +73,22 @@ def anchor_weights(ids: torch.Tensor, concept_ids: set[int], weight: float) -> t
     return torch.where(hit, torch.tensor(float(weight), device=ids.device), torch.tensor(1.0, device=ids.device))
 
 
+def prompt_ids(tokenizer, text: str, length: int, device: str) -> torch.Tensor:
+    """A prompt's token ids as the trained encoder reads it live (Wan's cleaning, truncated to ``length``)."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    return tokenizer(prompt_clean(text), max_length=length, truncation=True, return_tensors="pt").input_ids[0].to(device)
+
+
 def unrelated_items(tokenizer, keep_texts: list[str], states, length: int, device: str) -> list[dict]:
     """``anchor_unrelated``'s prompts: the 100 everyday prompts of :func:`vidunlearn.collateral.anchor_prompts`
     (disjoint from the 500 the encoder's collateral is measured on), less any keep prompt, each with its
     token ids and the base encoder's states."""
-    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
-
     from .collateral import anchor_prompts
 
     kept = set(keep_texts)
     texts = [t for t in anchor_prompts() if t not in kept]
-    return [{"states": s, "ids": tokenizer(prompt_clean(t), max_length=length, truncation=True,
-                                           return_tensors="pt").input_ids[0].to(device)}
-            for t, s in zip(texts, states(texts))]
+    return [{"states": s, "ids": prompt_ids(tokenizer, t, length, device)} for t, s in zip(texts, states(texts))]
 
 
 def check_format(settings, output_format: str) -> None:

@@ -196,8 +196,8 @@ def test_the_trained_encoders_collateral_is_reported_and_anchor_unrelated_holds_
     worst = plain["prompt"]   # the figure for its worst prompt, from the two folders' own encoders
     assert worst in collateral_prompts()
     base, edited = resolve_model(str(BENCH_MODEL)), resolve_model(str(tmp_path / "plain"))
-    (before,), (after,) = (encode_prompts(*load_text_encoder(s, "cpu", torch.float32), [worst], 512, "cpu")
-                           for s in (base, edited))
+    (before,), (after,) = (encode_prompts(*load_text_encoder(s, "cpu", torch.float32), [worst],
+                                          base.adapter.max_sequence_length, "cpu") for s in (base, edited))
     assert abs(float((after - before).norm() / before.norm()) - plain["max"]) < 1e-4
     _, encoder = load_text_encoder(base, "cpu", torch.float32)
     same = {k: v.detach().clone() for k, v in encoder.named_parameters() if "layer.0." in k}

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
-from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs  # noqa: E402  (and its variants)
+from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs, folder_args  # noqa: E402  (and its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit
@@ -48,11 +48,6 @@ def base_rate(model: str, concept, starts, sample, judge) -> float:
     return run.metrics["forget_rate"]
 
 
-def folder_args(text: str) -> list[tuple[str, ...]]:
-    """``--folders NAME=PATH,...`` as (NAME, PATH) pairs (an entry without '=' stays one item: refused by main)."""
-    return [tuple(f.split("=", 1)) for f in text.split(",") if f]
-
-
 def write(args, rows, results, budgets, sample, variants, seconds, console, final: bool = False) -> None:
     """OUT/attack.json and OUT/attack.md (rewritten after every row, so a long run keeps what it measured)."""
     from rich.table import Table
@@ -64,7 +59,7 @@ def write(args, rows, results, budgets, sample, variants, seconds, console, fina
              f"{' (none of them a pairs prompt)' if args.held_out else ''}, seed {args.seed}, "
              f"clips: {sample.steps} UniPC steps, guidance {sample.guidance}")
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out, "seed": args.seed, "sampling": sample.__dict__,
+    document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out, "held_out_context": args.held_out_context, "seed": args.seed, "sampling": sample.__dict__,
                 "budgets": {s: b.__dict__ for s, b in budgets.items()}, "weak": WEAK, "complete": final,
                 "variants": {v: ALL[v] for v in variants},
                 "folders": dict(folder_args(args.folders)), "results": results, "seconds": round(seconds, 1)}
@@ -96,6 +91,9 @@ def main() -> int:
     parser.add_argument("--held-out", action="store_true",
                         help="start from captions that are not the pairs' own unsafe prompts (the default starts, seed 0, "
                              "are all four among them: fair to a closed form, not to an edit trained on those prompts)")
+    parser.add_argument("--held-out-context", type=int, default=0, metavar="K",
+                        help="with --held-out, also none of the unsafe prompts that the adversarial setting unsafe_context: K "
+                             "builds from the pairs (vidunlearn.remap.unsafe_context_pairs): every start unseen by such a training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=1, metavar="K",
                         help="K times the fixed budget: each space's steps x K and K restarts (a check that a low rate "
@@ -114,6 +112,7 @@ def main() -> int:
     from vidunlearn.attack_run import attack_model, summary, world_starts
     from vidunlearn.judges import load_judge
     from vidunlearn.pairs import load_pairs
+    from vidunlearn.remap import unsafe_context_pairs
     from vidunlearn.sampling import SampleSettings
 
     torch.set_num_threads(1)  # measured 10x faster than 2 threads on the shared 2-core machine
@@ -143,7 +142,8 @@ def main() -> int:
             files, values = TASKS[task]
             value = values[0]
             pairs = [PAIRS / f for f in files]
-            exclude = tuple(u for p in pairs for u in load_pairs(p).unsafe) if args.held_out else ()
+            exclude = tuple(u for p in pairs for u in (*load_pairs(p).unsafe, *(c[0] for c in unsafe_context_pairs(
+                load_pairs(p), args.held_out_context)))) if args.held_out else ()
             concept, forget = world_starts(value, args.prompts, "forget", seed=args.seed, exclude=exclude)
             _, other = world_starts(value, args.prompts, "other", seed=args.seed, exclude=exclude)
             base = base_rate(args.model, concept, forget, sample, judge)

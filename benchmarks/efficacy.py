@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, trained_on  # the variants (benchmarks/ is on sys.path)
+from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, folder_args, trained_on  # the variants (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
@@ -240,6 +240,11 @@ def main() -> int:
     parser.add_argument("--hold-out-context", type=int, default=0, metavar="K",
                         help="hold the prompts that keep_context K builds out of every variant's eval set, as a run of a "
                              "variant with keep_context does itself (to compare variants run apart on one eval set)")
+    parser.add_argument("--hold-out-unsafe-context", type=int, default=0, metavar="K",
+                        help="the same for the unsafe prompts (and their targets) that unsafe_context K builds")
+    parser.add_argument("--folders", default="", metavar="NAME=PATH,...",
+                        help="also measure these edited model folders (made with `vidunlearn apply` for the one task's "
+                             "concept), each as a variant named NAME, on the same eval sets (not applied again)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--base-from", type=Path, action="append", default=[],
                         help="an earlier efficacy.json (repeatable): reuse its base-model metrics for a task and seed "
@@ -271,6 +276,9 @@ def main() -> int:
     for name in tasks + variants:
         if name not in TASKS and name not in ALL:
             parser.error(f"unknown task or variant {name!r}")
+    folders = dict(folder_args(args.folders))
+    if folders and (len(tasks) != 1 or not all(Path(p).is_dir() for p in folders.values())):
+        parser.error("--folders NAME=PATH,... needs one task (--tasks) and existing folders")
     counts = Counts(forget=4, retain=6, paraphrase=1) if args.quick else Counts(forget=12, retain=18, paraphrase=2)
     steps = args.steps or (8 if args.quick else 20)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
@@ -303,9 +311,9 @@ def main() -> int:
             files, values = TASKS[task]
             pairs = [PAIRS / f for f in files]
             runs = []
-            held = trained_on(variants, pairs, args.hold_out_context)   # keep prompts a variant builds (keep_context): out of every variant's eval
+            held = trained_on(variants, pairs, args.hold_out_context, args.hold_out_unsafe_context)   # prompts a variant builds (keep/unsafe_context): out of every eval
             if held:
-                console.print(f"[dim]{task}: {len(held)} keep_context prompts held out of the eval set (every variant's; "
+                console.print(f"[dim]{task}: {len(held)} keep_context / unsafe_context prompts held out of the eval set (every variant's; "
                               f"the base rendered again){', not reused from --base-from' if args.base_from else ''}[/dim]")
             for seed in seeds:  # the base model at every seed
                 eval_set = world_eval_set(list(values), counts, seed=seed, exclude=pairs_texts(pairs) + held)
@@ -316,19 +324,21 @@ def main() -> int:
                              "base_reused": earlier is not None,
                              "pairs": [str(p.relative_to(ROOT)) for p in pairs], "eval_set": eval_set,
                              "rows": [row(f"base (seed {seed}{', earlier run' if earlier is not None else ''})", base_metrics, None)]})
-            for variant in variants:  # each edit once, judged at every seed
-                out = work / task / variant
+            for variant in [*variants, *folders]:  # each edit once, judged at every seed
+                out = Path(folders[variant]) if variant in folders else work / task / variant
                 t0 = time.time()
-                api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True,
-                          load=api.LoadOptions(device=args.device), **apply_kwargs(variant))
+                if variant not in folders:
+                    api.apply(args.model, out=out, pairs=pairs, work_dir=work / "cache", force=True,
+                              load=api.LoadOptions(device=args.device), **apply_kwargs(variant))
                 size = edit_size(out, args.model)
                 for run in runs:
                     result = measure(str(out), run["eval_set"], f"{variant} {task} seed {run['seed']}")
                     missed = check_targets(run["base"], result.metrics, colour_task="red" in values)
                     run["rows"].append(row(f"{variant} (seed {run['seed']})", result.metrics, missed, size))
-                    run["variants"][variant] = {"apply": ALL[variant], "metrics": result.metrics, "missed": missed,
-                                                "size": size}
-                shutil.rmtree(out, ignore_errors=True)
+                    run["variants"][variant] = {"apply": folders.get(variant) or ALL[variant], "metrics": result.metrics,
+                                                "missed": missed, "size": size}
+                if variant not in folders:
+                    shutil.rmtree(out, ignore_errors=True)
                 console.print(f"[dim]{task} / {variant}: {time.time() - t0:.0f} s[/dim]", highlight=False)
             for run in runs:
                 counts_used = run["base"]["counts"]

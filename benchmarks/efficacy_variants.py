@@ -169,6 +169,14 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-au3", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                   "anchor": 3.0, "anchor_concept": 0.3, "anchor_unrelated": 3.0},
                                    5, batch=2),
+                         # the keep loss on the edited model's own sampling path a share of the steps (keep_on_policy),
+                         # and unsafe prompts built in the keep prompts' contexts (unsafe_context; sixteenth session)
+                         **_seeded("te-keep4-anchor3-ac0.3-kop0.5", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                     "anchor": 3.0, "anchor_concept": 0.3, "keep_on_policy": 0.5},
+                                   5, batch=2),
+                         **_seeded("te-keep4-anchor3-ac0.3-uc2", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                  "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2},
+                                   5, batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
@@ -197,17 +205,28 @@ def as_apply_kwargs(settings: dict) -> dict:
     return {"recipe": EditRecipe(**recipe), **{k: v for k, v in settings.items() if k not in names}}
 
 
+def folder_args(text: str) -> list[tuple[str, ...]]:
+    """``--folders NAME=PATH,...`` as (NAME, PATH) pairs (an entry without '=' stays one item: refused by main)."""
+    return [tuple(f.split("=", 1)) for f in text.split(",") if f]
+
+
 def apply_kwargs(variant: str) -> dict:
     """api.apply's keyword arguments for a variant (:func:`as_apply_kwargs`)."""
     return as_apply_kwargs(ALL[variant])
 
 
-def trained_on(variants: list[str], pairs: list, at_least: int = 0) -> tuple[str, ...]:
+def trained_on(variants: list[str], pairs: list, at_least: int = 0, unsafe_at_least: int = 0) -> tuple[str, ...]:
     """The keep prompts that the variants' ``keep_context`` builds from these pairs files
-    (vidunlearn.remap.context_prompts), or ``keep_context: at_least``'s if more: prompts an edit
-    trained on, to hold out of its eval (and of the variants' it is compared with)."""
+    (vidunlearn.remap.context_prompts), or ``keep_context: at_least``'s if more, and the unsafe prompts and targets
+    that their ``unsafe_context`` builds (vidunlearn.remap.unsafe_context_pairs), or ``unsafe_at_least``'s: prompts
+    an edit trained on, to hold out of its eval (and of the variants' it is compared with)."""
     from vidunlearn.pairs import load_pairs
-    from vidunlearn.remap import context_prompts
+    from vidunlearn.remap import context_prompts, unsafe_context_pairs
 
-    most = max([at_least, *(ALL[v].get("adversarial", {}).get("keep_context", 0) for v in variants)])
-    return tuple(dict.fromkeys(t for p in pairs for t in context_prompts(load_pairs(p), most))) if most else ()
+    def most(setting: str, least: int) -> int:
+        return max([least, *(ALL[v].get("adversarial", {}).get(setting, 0) for v in variants)])
+
+    concepts = [load_pairs(p) for p in pairs]
+    built = [t for c in concepts for t in context_prompts(c, most("keep_context", at_least))]
+    built += [t for c in concepts for pair in unsafe_context_pairs(c, most("unsafe_context", unsafe_at_least)) for t in pair]
+    return tuple(dict.fromkeys(built))

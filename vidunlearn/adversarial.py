@@ -14,7 +14,10 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    denoiser's flow-matching loss on the base model's own samples of that prompt, ``inner`` Adam
    steps, warm-started from the prompt's last adversarial embeddings (with ``restart`` k, every k-th
    visit starts again from the typed words: the attacks trained against are then at most k visits old,
-   as a fresh attack of the same budget would be, instead of drifting on for the whole run);
+   as a fresh attack of the same budget would be, instead of drifting on for the whole run); with
+   ``unsafe_context`` k, up to k unsafe prompts more for each pair, built in the keep prompts' contexts
+   (:func:`vidunlearn.remap.unsafe_context_pairs`: "a green triangle moving left ..." gives "a green circle
+   moving left ...", its target "a green square moving left ..."), attacked and erased as the pairs' own;
 2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
    the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
    ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
@@ -23,7 +26,9 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    frame's squared error counts in proportion to that frame's own error to the power p (detached, mean
    weight 1): the frames where the concept comes back (temporal re-emergence) weigh more;
 3. **keep**: on the base's samples of the pairs' neutral, retain and target prompts, the edited
-   denoiser is pulled towards the base on the same prompt (``keep_weight``); with ``keep_attack`` k, k of
+   denoiser is pulled towards the base on the same prompt (``keep_weight``); with ``keep_on_policy`` p, a
+   share p of these take x_t on the edited model's own path under the keep prompt (DAgger's: where its
+   own sampling of a triangle drifts round, the base's velocity there is the goal); with ``keep_attack`` k, k of
    those prompts are also attacked each step, at the word places the pairs change (a retain prompt's
    triangle where the pairs say circle), towards the concept's references, and what the attack found is
    pulled, as the erase's is, towards the base's prediction for the keep prompt as typed
@@ -165,7 +170,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from .attack import draw, encode
     from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters, prompt_ids, unrelated_items
     from .attack_run import places_span, render
-    from .remap import changed_places, context_prompts, target_prompts
+    from .remap import changed_places, context_prompts, target_prompts, unsafe_context_pairs
     from .sampling import load_pipeline
     from .sites import site_stream
     from .textpath import encode_prompts
@@ -192,23 +197,28 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         with torch.no_grad():
             return encode_prompts(tokenizer, encoder, texts, length, device)
 
-    attacked, keep_texts, built = [], [], 0
+    attacked, keep_texts, built, made = [], [], 0, 0
     for concept in concepts:
         targets = target_prompts(concept)[0]
-        for pair, target in zip(concept.pairs, targets):
-            places = changed_places(pair.unsafe, pair.safe)[0]
+        extra = unsafe_context_pairs(concept, settings.unsafe_context)   # (unsafe, target): their own twin
+        for unsafe_text, safe, target in [*((p.unsafe, p.safe, t) for p, t in zip(concept.pairs, targets)),
+                                          *((u, t, t) for u, t in extra)]:
+            places = changed_places(unsafe_text, safe)[0]
             if places:  # a pair that only adds words has no word to attack
-                ids, span = places_span(tokenizer, pair.unsafe, places, settings.span)
-                attacked.append({"text": pair.unsafe, "ids": torch.tensor(ids, device=device), "span": span,
+                ids, span = places_span(tokenizer, unsafe_text, places, settings.span)
+                attacked.append({"text": unsafe_text, "ids": torch.tensor(ids, device=device), "span": span,
                                  "target": target, "places": places})
         context = context_prompts(concept, settings.keep_context)
-        built += len(context)
+        built, made = built + len(context), made + len(extra)
         keep_texts += [*concept.neutral, *concept.retain, *targets, *context]
     unsafe = {a["text"] for a in attacked}
     keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
     if not attacked:
         raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
                               where=concepts[0].path, fix="give the pairs words that their twins replace")
+    if settings.unsafe_context:
+        reporter.note(f"unsafe_context {settings.unsafe_context}: {made} unsafe prompts built in the keep prompts' contexts "
+                      f"({len(attacked)} attacked in all)")
     if settings.keep_context:
         reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "
                       f"({len(keep_texts)} keep prompts in all)")
@@ -355,11 +365,13 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                 for j in torch.randperm(len(keep), generator=generator)[:settings.keep_batch].tolist():
                     x0, noise, sigma = draw(keep[j]["latents"], settings.draws, generator)
                     xt = noised(x0, noise, sigma)
+                    mine = live(keep[j]["ids"]) if te else keep[j]["states"]
+                    if settings.keep_on_policy and float(torch.rand(1, generator=generator)) < settings.keep_on_policy:
+                        xt, sigma = own_path(mine.detach(), x0.shape)   # where the edit's own sampling of it goes
                     switch(False)
                     with torch.no_grad():
                         goal = velocity(keep[j]["states"], xt, sigma)
                     switch(True)
-                    mine = live(keep[j]["ids"]) if te else keep[j]["states"]
                     losses.append(settings.keep_weight * (velocity(mine, xt, sigma) - goal).pow(2).mean()
                                   / min(settings.keep_batch, len(keep)))
                     if te and settings.anchor and not settings.anchor_batch:   # on the keep prompts drawn above

@@ -36,6 +36,7 @@ class AdversarialSettings:
     keep_weight: float | None = None   # None: the site's
     erase_guidance: float = 0.0  # erase goal base(target) + g (base(target) - base(unsafe)), ESD's negative guidance
     on_policy: float = 0.0       # share of erase steps on the edited model's own path under the attack (ESD's x_t)
+    keep_on_policy: float = 0.0  # share of keep steps on the edited model's own path under the keep prompt (DAgger's x_t)
     frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
     restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
     extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
@@ -50,6 +51,8 @@ class AdversarialSettings:
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
                                  # neutral/retain prompts hold there (remap.context_prompts; 0: none)
+    unsafe_context: int = 0      # unsafe prompts built from the keep prompts, the pairs' changed words put in, up to this many a
+                                 # pair, each erased onto its target (remap.unsafe_context_pairs; 0: none)
     erase_context: float = 1.0   # with site text_encoder: the erase's gradient through the tokens outside the attacked span, scale
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
@@ -92,6 +95,7 @@ class AdversarialSettings:
         self._whole("keep_attack", 0, 100_000, zero=" (no keep prompt attacked)")
         self._whole("anchor_batch", 0, 100_000, zero=" (the keep loss's prompts)")
         self._whole("keep_context", 0, 1000, " of prompts for each unsafe prompt", " (none)")
+        self._whole("unsafe_context", 0, 1000, " of prompts for each pair", " (none)")
         self._whole("text_encoder_layers", 0, 4096, zero=" (every layer)")
         self._whole("soup", 1, 64, " of trainings")
         if self.soup > 1 and self.site != "text_encoder":
@@ -105,8 +109,9 @@ class AdversarialSettings:
         if self.erase_context != 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context} scales the trained text encoder's "
                                   f"gradient, and site is {self.site}", fix="set erase_context: 1, or site: text_encoder")
-        if not 0 <= self.on_policy <= 1:
-            raise VidunlearnError(f"adversarial setting on_policy = {self.on_policy!r} must be in [0, 1]")
+        for name in ("on_policy", "keep_on_policy"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1]")
 
     def _whole(self, name: str, low: int, high: int, unit: str = "", zero: str = "") -> None:
         value = getattr(self, name)

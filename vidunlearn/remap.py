@@ -137,6 +137,49 @@ def context_prompts(concept: ConceptPairs, per_prompt: int) -> tuple[str, ...]:
     return tuple(built)
 
 
+def unsafe_context_pairs(concept: ConceptPairs, per_pair: int) -> tuple[tuple[str, str], ...]:
+    """Unsafe prompts in the keep prompts' contexts, with their remap targets (``apply --adversarial``'s
+    ``unsafe_context``, :func:`context_prompts` the other way round): each neutral or retain prompt of an
+    unsafe prompt's length, the words that pair changes put in at the same word places, and the same prompt
+    with the target's words there; up to ``per_pair`` such (unsafe, target) each, every keep prompt used
+    once (the pairs take turns, in the order first seen). On the benchmark's circle: "a red triangle moving
+    left ..." gives ("a red circle moving left ...", "a red square moving left ..."): the erase reaches the
+    contexts the keep prompts hold, not the pairs' five alone. A pair whose target is not one span of words
+    put for as many words in the unsafe prompt gives none (a rewrite's words do not align by position)."""
+    if per_pair <= 0:
+        return ()
+    seen = {*concept.neutral, *concept.retain, *concept.unsafe, *target_prompts(concept)[0]}
+    rows = []   # (pair's words, the places it changes, its target's words)
+    for pair, target in zip(concept.pairs, target_prompts(concept)[0]):
+        words, aim, where = pair.unsafe.split(), target.split(), changed_places(pair.unsafe, target)[0]
+        if where and len(words) == len(aim) and word_change(pair.unsafe, target) is not None:
+            rows.append((words, where, aim))
+    free = list(dict.fromkeys((*concept.neutral, *concept.retain)))
+    built: list[tuple[str, str]] = []
+    made = [0] * len(rows)
+    while free and rows and min(made) < per_pair:
+        progress = False
+        for i, (words, where, aim) in enumerate(rows):
+            if made[i] == per_pair:
+                continue
+            for text in free:
+                context = text.split()
+                if len(context) != len(words):
+                    continue
+                unsafe = " ".join(words[k] if k in where else w for k, w in enumerate(context))
+                if unsafe in seen:
+                    continue
+                free.remove(text)
+                seen.add(unsafe)
+                built.append((unsafe, " ".join(aim[k] if k in where else w for k, w in enumerate(context))))
+                made[i] += 1
+                progress = True
+                break
+        if not progress:
+            break
+    return tuple(built)
+
+
 def aligned_rows(unsafe: list[torch.Tensor], target: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Erase rows and their targets (n, H) each: token by token where the two prompts have the
     same number of tokens, else the prompts' token means. float64."""

@@ -83,6 +83,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("zero-lr", "adversarial setting lr = 0 must be in (0, 10)"),
     ("negative-guidance", "adversarial setting erase_guidance = -1.0 must be in [0, 1000]"),
     ("on-policy-share", "adversarial setting on_policy = 2.0 must be in [0, 1]"),
+    ("keep-on-policy-share", "adversarial setting keep_on_policy = -0.5 must be in [0, 1]"),
     ("negative-focus", "adversarial setting frame_focus = -0.5 must be in [0, 1000]"),
     ("negative-restart", "adversarial setting restart = -3 must be a whole number of visits"),
     ("huge-extra-rank", "adversarial setting extra_rank = 5000 must be a whole number from 0 to 4096"),
@@ -113,7 +114,8 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings = tmp_path / "adv.yaml"
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
-                         "on-policy-share": "on_policy: 2.0\n", "bad-frames": "frames: 6\n",
+                         "on-policy-share": "on_policy: 2.0\n", "keep-on-policy-share": "keep_on_policy: -0.5\n",
+                         "bad-frames": "frames: 6\n",
                          "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
                          "huge-extra-rank": "extra_rank: 5000\n", "bad-site": "site: unet\n", "site-not-word": "site: 3\n",
                          "negative-anchor": "site: text_encoder\nanchor: -2.0\n",

@@ -11,7 +11,8 @@ import torch
 
 from vidunlearn.errors import PairsError
 from vidunlearn.pairs import load_pairs
-from vidunlearn.remap import ANCHOR_WEIGHT, compose, context_prompts, remap_factors, target_prompts, word_change
+from vidunlearn.remap import (ANCHOR_WEIGHT, compose, context_prompts, remap_factors, target_prompts, unsafe_context_pairs,
+                              word_change)
 
 BENCH = Path(__file__).resolve().parents[2] / "pairs" / "bench"
 
@@ -85,6 +86,32 @@ def test_context_prompts_of_a_rewrite_align_by_position():
     concept = load_pairs(Path(__file__).resolve().parents[2] / "pairs" / "violence.yaml")
     for text in context_prompts(concept, 3):
         assert any(len(text.split()) == len(u.split()) for u in concept.unsafe)
+
+
+def test_unsafe_context_pairs_put_the_concepts_words_into_the_keep_prompts():
+    """unsafe_context: the circle put into the keep prompts' contexts, the target's square beside it; each keep
+    prompt used once, the pairs taking turns; never a prompt the pairs or the keep prompts have already."""
+    concept = load_pairs(BENCH / "circle-to-square.yaml")
+    built = unsafe_context_pairs(concept, 2)
+    assert len(built) == 2 * len(concept.pairs)
+    seen = set(concept.unsafe) | set(concept.neutral) | set(concept.retain) | set(target_prompts(concept)[0])
+    sources = [t for t in dict.fromkeys(concept.neutral + concept.retain)]
+    for unsafe, target in built:
+        assert unsafe.split()[2] == "circle" and target == unsafe.replace("circle", "square") and unsafe not in seen
+        assert any(unsafe.split()[:2] + unsafe.split()[3:] == s.split()[:2] + s.split()[3:] for s in sources)
+    assert len({u for u, _ in built}) == len(built)
+    assert built[0] == ("a red circle moving down on a dark background", "a red square moving down on a dark background")
+    assert unsafe_context_pairs(concept, 0) == ()
+    every = unsafe_context_pairs(concept, 1000)   # as many as the keep prompts give, none twice
+    assert len(every) == len({u for u, _ in every}) <= len(sources)
+    red = load_pairs(BENCH / "red.yaml")   # a colour: the pair's green goes in beside the circle's red
+    assert all(u.split()[1] == "red" and t.split()[1] == "green" for u, t in unsafe_context_pairs(red, 1))
+
+
+def test_unsafe_context_pairs_of_a_rewrite_are_none():
+    """Pairs that rewrite several spans have their own safe twins as targets, not a word for word change: none built."""
+    concept = load_pairs(Path(__file__).resolve().parents[2] / "pairs" / "violence.yaml")
+    assert unsafe_context_pairs(concept, 3) == ()
 
 
 def test_remap_matches_the_naive_normal_equations():

@@ -65,7 +65,7 @@ def _seeded(name: str, settings: dict, seeds: int, batch: int = 5) -> dict:
                                                           **settings, "seed": s} for s in range(seeds)}
 
 
-MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0}
+MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0}
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 MAX_STEPS = 100_000
 SITES = ("factors", "text_encoder")
 # each site's measured settings, for those a settings file leaves out (docs/adversarial-encoder.md: the text
-# encoder's are the one setting measured to meet every issue-16 target on red, the circle and the motion;
-# the factors' are those of docs/adversarial.md's tables)
-SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3},
-                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0}}
+# encoder's are the setting measured to meet every issue-16 target on red, the circle and the motion, with
+# unsafe_context 2 since the sixteenth session, docs/adversarial-contexts.md; the factors' are those of
+# docs/adversarial.md's tables)
+SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2},
+                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0}}
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class AdversarialSettings:
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
                                  # neutral/retain prompts hold there (remap.context_prompts; 0: none)
-    unsafe_context: int = 0      # unsafe prompts built from the keep prompts, the pairs' changed words put in, up to this many a
-                                 # pair, each erased onto its target (remap.unsafe_context_pairs; 0: none)
+    unsafe_context: int | None = None  # unsafe prompts built from the keep prompts, the pairs' changed words put in, up to this
+                                       # many a pair, each erased onto its target (remap.unsafe_context_pairs; 0: none); None: the site's
     erase_context: float = 1.0   # with site text_encoder: the erase's gradient through the tokens outside the attacked span, scale
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step

@@ -100,6 +100,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("soup-of-factors", "adversarial setting soup = 2 averages trained text encoders, and site is factors"),
     ("huge-erase-context", "adversarial setting erase_context = 2.0 must be in [0, 1]"),
     ("negative-keep-context", "adversarial setting keep_context = -1 must be a whole number of prompts for each unsafe prompt from 0"),
+    ("fractional-unsafe-context", "adversarial setting unsafe_context = 2.5 must be a whole number of prompts for each pair from 0"),
     ("negative-anchor-unrelated", "adversarial setting anchor_unrelated = -1.0 must be in [0, 1000]"),
     ("zero-anchor-unrelated-batch", "adversarial setting anchor_unrelated_batch = 0 must be a whole number of at least 1"),
     ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
@@ -115,6 +116,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     settings.write_text({"unknown-key": "learning_rate: 0.1\n", "not-mapping": "- 1\n", "wrong-type": "lr: fast\n",
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
                          "on-policy-share": "on_policy: 2.0\n", "keep-on-policy-share": "keep_on_policy: -0.5\n",
+                         "fractional-unsafe-context": "unsafe_context: 2.5\n",
                          "bad-frames": "frames: 6\n",
                          "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
                          "huge-extra-rank": "extra_rank: 5000\n", "bad-site": "site: unet\n", "site-not-word": "site: 3\n",
@@ -145,6 +147,20 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
         assert "adv.yaml" in result.output or "nothing.yaml" in result.output
 
 
+def test_each_site_resolves_the_settings_a_file_leaves_out_to_its_own_measured_defaults(tmp_path):
+    """The text encoder's default erases in the keep prompts' contexts too (unsafe_context 2, sixteenth session);
+    the factors' stays as measured (0); a value the file gives wins; the recipe records the resolved values."""
+    from vidunlearn.adversarial_settings import SITE_DEFAULTS, load_settings
+
+    settings = tmp_path / "adv.yaml"
+    for text, site, context in (("", "text_encoder", 2), ("site: factors\n", "factors", 0),
+                                ("unsafe_context: 0\n", "text_encoder", 0), ("site: factors\nunsafe_context: 1\n", "factors", 1)):
+        settings.write_text(text)
+        resolved = load_settings(settings, 200).resolved()
+        assert (resolved.site, resolved.unsafe_context) == (site, context)
+        assert resolved.lr == SITE_DEFAULTS[site]["lr"] and resolved.keep_weight == SITE_DEFAULTS[site]["keep_weight"]
+
+
 def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, tiny_i2v):
     pairs = ROOT / "pairs" / "violence-i2v.yaml"
     result = run("apply", "--model", tiny_i2v, "--pairs", pairs, "--adversarial", 2, "--work-dir", tmp_path / "w",
@@ -168,7 +184,11 @@ def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp
     from vidunlearn.pairs import load_pairs
     from vidunlearn.sampling import SampleSettings
 
-    concept, starts = world_starts("left", 4, "forget", seed=0, exclude=load_pairs(LEFT).unsafe)
+    from vidunlearn.remap import unsafe_context_pairs
+
+    pairs = load_pairs(LEFT)   # none a prompt the training sees: the pairs' own, nor those its unsafe_context builds
+    unseen = (*pairs.unsafe, *(u for u, _ in unsafe_context_pairs(pairs, AdversarialSettings().resolved().unsafe_context)))
+    concept, starts = world_starts("left", 4, "forget", seed=0, exclude=unseen)
     sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
     judge, rates = load_judge("oracle"), {}
     for name, steps in (("default", 0), ("held", 200)):

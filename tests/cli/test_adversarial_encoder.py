@@ -137,7 +137,8 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     attacked towards the concept and held to what they render as typed), and ``keep_references`` (more of the
     base's clips of each keep prompt), and ``erase_context`` (the erase's gradient through the context words), and
     ``keep_context`` (keep prompts built in the unsafe prompts' context), and ``keep_on_policy`` (the keep loss on
-    the edited model's own sampling path), and ``unsafe_context`` (unsafe prompts built in the keep prompts' contexts)."""
+    the edited model's own sampling path), and ``unsafe_context`` (unsafe prompts built in the keep prompts' contexts;
+    2 by default, so "plain" has it and the case without it sets 0)."""
     trained = {}
     for name, lines in (("plain", "anchor: 0.0\n"), ("held", "anchor: 1000.0\n"),
                         ("held-free", "anchor: 1000.0\nanchor_concept: 0.0\n"),
@@ -146,7 +147,7 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
                         ("span-only", "anchor: 0.0\nerase_context: 0.0\n"),
                         ("in-context", "anchor: 0.0\nkeep_context: 2\n"),
                         ("own-path", "anchor: 0.0\nkeep_on_policy: 1.0\n"),
-                        ("unsafe-in-context", "anchor: 0.0\nunsafe_context: 1\n")):
+                        ("no-unsafe-context", "anchor: 0.0\nunsafe_context: 0\n")):
         trained[name] = trained_encoder(tmp_path, name, lines)
     assert any(not trained["plain"][k].equal(trained["held"][k]) for k in trained["plain"])
     assert any(not trained["held-free"][k].equal(trained["held"][k]) for k in trained["plain"])
@@ -159,11 +160,12 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     assert "keep_context 2: 9 keep prompts built" in " ".join(OUTPUTS["in-context"].split())
     assert "keep_context" not in OUTPUTS["plain"]
     assert any(not trained["own-path"][k].equal(trained["plain"][k]) for k in trained["plain"])
-    assert any(not trained["unsafe-in-context"][k].equal(trained["plain"][k]) for k in trained["plain"])
-    # red: one keep prompt's context for each of the five pairs, red put in (tests/unit/test_remap.py)
-    assert "unsafe_context 1: 5 unsafe prompts built in the keep prompts' contexts (10 attacked in all)" in \
-        " ".join(OUTPUTS["unsafe-in-context"].split())
-    assert "unsafe_context" not in OUTPUTS["plain"]
+    assert any(not trained["no-unsafe-context"][k].equal(trained["plain"][k]) for k in trained["plain"])
+    # the default's unsafe_context 2 on red: two keep prompts' contexts for each of the five pairs, red put in
+    # (tests/unit/test_remap.py); at 0 none
+    assert "unsafe_context 2: 10 unsafe prompts built in the keep prompts' contexts (15 attacked in all)" in \
+        " ".join(OUTPUTS["plain"].split())
+    assert "unsafe_context" not in OUTPUTS["no-unsafe-context"]
 
 
 def test_soup_is_the_mean_of_the_encoders_of_its_trainings(tmp_path, one_thread):

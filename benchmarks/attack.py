@@ -59,7 +59,8 @@ def write(args, rows, results, budgets, sample, variants, seconds, console, fina
              f"{' (none of them a pairs prompt)' if args.held_out else ''}, seed {args.seed}, "
              f"clips: {sample.steps} UniPC steps, guidance {sample.guidance}")
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out, "held_out_context": args.held_out_context, "seed": args.seed, "sampling": sample.__dict__,
+    document = {"model": args.model, "prompts": args.prompts, "held_out": args.held_out,
+                "held_out_context": args.held_out_context, "seed": args.seed, "sampling": sample.__dict__,
                 "budgets": {s: b.__dict__ for s, b in budgets.items()}, "weak": WEAK, "complete": final,
                 "variants": {v: ALL[v] for v in variants},
                 "folders": dict(folder_args(args.folders)), "results": results, "seconds": round(seconds, 1)}

@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, folder_args, trained_on  # the variants (benchmarks/ is on sys.path)
+# the variants (benchmarks/ is on sys.path)
+from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, folder_args, trained_on
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
@@ -311,7 +312,8 @@ def main() -> int:
             files, values = TASKS[task]
             pairs = [PAIRS / f for f in files]
             runs = []
-            held = trained_on(variants, pairs, args.hold_out_context, args.hold_out_unsafe_context)   # prompts a variant builds (keep/unsafe_context): out of every eval
+            # the prompts a variant builds (keep_context, unsafe_context): out of every variant's eval set
+            held = trained_on(variants, pairs, args.hold_out_context, args.hold_out_unsafe_context)
             if held:
                 console.print(f"[dim]{task}: {len(held)} keep_context / unsafe_context prompts held out of the eval set (every variant's; "
                               f"the base rendered again){', not reused from --base-from' if args.base_from else ''}[/dim]")

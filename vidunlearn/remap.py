@@ -148,35 +148,27 @@ def unsafe_context_pairs(concept: ConceptPairs, per_pair: int) -> tuple[tuple[st
     put for as many words in the unsafe prompt gives none (a rewrite's words do not align by position)."""
     if per_pair <= 0:
         return ()
-    seen = {*concept.neutral, *concept.retain, *concept.unsafe, *target_prompts(concept)[0]}
+    targets = target_prompts(concept)[0]
+    seen = {*concept.neutral, *concept.retain, *concept.unsafe, *targets}
     rows = []   # (pair's words, the places it changes, its target's words)
-    for pair, target in zip(concept.pairs, target_prompts(concept)[0]):
-        words, aim, where = pair.unsafe.split(), target.split(), changed_places(pair.unsafe, target)[0]
-        if where and len(words) == len(aim) and word_change(pair.unsafe, target) is not None:
-            rows.append((words, where, aim))
+    for pair, target in zip(concept.pairs, targets):
+        words, aim, change = pair.unsafe.split(), target.split(), word_change(pair.unsafe, target)
+        if change is not None and len(words) == len(aim):
+            rows.append((words, range(change[0], change[1]), aim))
     free = list(dict.fromkeys((*concept.neutral, *concept.retain)))
     built: list[tuple[str, str]] = []
-    made = [0] * len(rows)
-    while free and rows and min(made) < per_pair:
-        progress = False
-        for i, (words, where, aim) in enumerate(rows):
-            if made[i] == per_pair:
-                continue
+    for _ in range(per_pair):   # a round: each pair takes the first keep prompt left that gives a new prompt
+        for words, where, aim in rows:
             for text in free:
                 context = text.split()
                 if len(context) != len(words):
                     continue
                 unsafe = " ".join(words[k] if k in where else w for k, w in enumerate(context))
-                if unsafe in seen:
-                    continue
-                free.remove(text)
-                seen.add(unsafe)
-                built.append((unsafe, " ".join(aim[k] if k in where else w for k, w in enumerate(context))))
-                made[i] += 1
-                progress = True
-                break
-        if not progress:
-            break
+                if unsafe not in seen:
+                    free.remove(text)
+                    seen.add(unsafe)
+                    built.append((unsafe, " ".join(aim[k] if k in where else w for k, w in enumerate(context))))
+                    break
     return tuple(built)
 
 

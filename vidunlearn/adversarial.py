@@ -32,8 +32,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    those prompts are also attacked each step, at the word places the pairs change (a retain prompt's
    triangle where the pairs say circle), towards the concept's references, and what the attack found is
    pulled, as the erase's is, towards the base's prediction for the keep prompt as typed
-   (:func:`guarded_items`): the keep side as adversarial as the erase side; ``keep_restart`` is
-   ``restart`` for those attacks (1: a fresh attack from the kept word at every visit); with
+   (:func:`vidunlearn.adversarial_prompts.guarded_items`): the keep side as adversarial as the erase side;
+   ``keep_restart`` is ``restart`` for those attacks (1: a fresh attack from the kept word at every visit); with
    ``keep_context`` k, up to k more keep prompts from each unsafe prompt, its changed words replaced by
    other words the keep prompts hold there (:func:`vidunlearn.remap.context_prompts`: the circle's
    "a red circle moving right" gives "a red triangle moving right").
@@ -116,32 +116,6 @@ def frame_weighted(error: torch.Tensor, focus: float) -> torch.Tensor:
     return (weight / weight.mean() * per_frame).mean()
 
 
-def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: list[dict], keep_texts: list[str],
-                  settings: AdversarialSettings) -> list[dict]:
-    """``keep_attack``'s prompts: each keep prompt attacked at the word places the pairs change (a
-    retain prompt's other shape, colour or motion) towards the concept's references (every unsafe
-    prompt's), its goal the base's prediction for it as typed: what a search from a kept word finds
-    is trained to render the kept word, not the concept (the circle's triangles rendered round)."""
-    from .attack_run import places_span
-
-    slots = sorted({p for item in attacked for p in item["places"]})
-    pool = torch.cat([item["latents"] for item in attacked])
-    guarded = []
-    for k, text in zip(keep, keep_texts):
-        places = tuple(p for p in slots if p < len(text.split()))
-        if not places:
-            continue
-        ids, span = places_span(tokenizer, text, places, settings.span)
-        ids = torch.tensor(ids, device=pool.device)
-        start = table[ids[span]].detach().clone()
-        guarded.append({"text": text, "ids": ids, "span": span, "goal": k["states"], "typed": k["states"], "guards": True,
-                        "start": start, "latents": pool})
-    if not guarded:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
-        raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
-                              "change", fix="set keep_attack: 0")
-    return guarded
-
-
 def check_reach(source: ModelSource, concepts: list[ConceptPairs], settings: AdversarialSettings) -> None:
     """The training runs the attack's search, which reaches Wan text-to-video models only, and renders
     clips the pipeline can draw: one line otherwise, before any work."""
@@ -167,10 +141,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     fresh attack."""
     from torch.nn.utils import parametrize
 
+    from .adversarial_prompts import guarded_items, training_prompts
     from .attack import draw, encode
+    from .attack_run import render
     from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters, prompt_ids, unrelated_items
-    from .attack_run import places_span, render
-    from .remap import changed_places, context_prompts, target_prompts, unsafe_context_pairs
     from .sampling import load_pipeline
     from .sites import site_stream
     from .textpath import encode_prompts
@@ -197,31 +171,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         with torch.no_grad():
             return encode_prompts(tokenizer, encoder, texts, length, device)
 
-    attacked, keep_texts, built, made = [], [], 0, 0
-    for concept in concepts:
-        targets = target_prompts(concept)[0]
-        extra = unsafe_context_pairs(concept, settings.unsafe_context)   # (unsafe, target): their own twin
-        for unsafe_text, safe, target in [*((p.unsafe, p.safe, t) for p, t in zip(concept.pairs, targets)),
-                                          *((u, t, t) for u, t in extra)]:
-            places = changed_places(unsafe_text, safe)[0]
-            if places:  # a pair that only adds words has no word to attack
-                ids, span = places_span(tokenizer, unsafe_text, places, settings.span)
-                attacked.append({"text": unsafe_text, "ids": torch.tensor(ids, device=device), "span": span,
-                                 "target": target, "places": places})
-        context = context_prompts(concept, settings.keep_context)
-        built, made = built + len(context), made + len(extra)
-        keep_texts += [*concept.neutral, *concept.retain, *targets, *context]
-    unsafe = {a["text"] for a in attacked}
-    keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
-    if not attacked:
-        raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
-                              where=concepts[0].path, fix="give the pairs words that their twins replace")
-    if settings.unsafe_context:
-        reporter.note(f"unsafe_context {settings.unsafe_context}: {made} unsafe prompts built in the keep prompts' contexts "
-                      f"({len(attacked)} attacked in all)")
-    if settings.keep_context:
-        reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "
-                      f"({len(keep_texts)} keep prompts in all)")
+    attacked, keep_texts = training_prompts(tokenizer, concepts, settings, device, reporter)
     switch(False)  # the base renders the references
     with reporter.task("rendering the base's samples for adversarial training", total=2) as advance:
         typed = states([a["text"] for a in attacked])

@@ -1,0 +1,79 @@
+"""What ``apply --adversarial`` trains on (:mod:`vidunlearn.adversarial`): the unsafe prompts it attacks
+and erases (the pairs' own and, with ``unsafe_context``, those built in the keep prompts' contexts), the
+keep prompts it holds (neutral, retain, the remap's targets and, with ``keep_context``, those built in the
+unsafe prompts' contexts), and ``keep_attack``'s guarded keep items."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import VidunlearnError
+
+if TYPE_CHECKING:
+    from .adversarial_settings import AdversarialSettings
+    from .pairs import ConceptPairs
+    from .progress import Reporter
+
+
+def training_prompts(tokenizer, concepts: list[ConceptPairs], settings: AdversarialSettings, device: str,
+                     reporter: Reporter) -> tuple[list[dict], list[str]]:
+    """The attacked items (text, token ids, the attacked span, the remap target, the changed word places),
+    the pairs' first in their order (their reference seeds follow it), and the keep prompts (none an
+    attacked one); one line if no pair replaces a word."""
+    from .attack_run import places_span
+    from .remap import changed_places, context_prompts, target_prompts, unsafe_context_pairs
+
+    attacked, keep_texts, built, made = [], [], 0, 0
+    for concept in concepts:
+        targets = target_prompts(concept)[0]
+        extra = unsafe_context_pairs(concept, settings.unsafe_context)   # (unsafe, target): their own twin
+        for unsafe_text, safe, target in [*((p.unsafe, p.safe, t) for p, t in zip(concept.pairs, targets)),
+                                          *((u, t, t) for u, t in extra)]:
+            places = changed_places(unsafe_text, safe)[0]
+            if places:  # a pair that only adds words has no word to attack
+                ids, span = places_span(tokenizer, unsafe_text, places, settings.span)
+                attacked.append({"text": unsafe_text, "ids": torch.tensor(ids, device=device), "span": span,
+                                 "target": target, "places": places})
+        context = context_prompts(concept, settings.keep_context)
+        built, made = built + len(context), made + len(extra)
+        keep_texts += [*concept.neutral, *concept.retain, *targets, *context]
+    unsafe = {a["text"] for a in attacked}
+    keep_texts = [t for t in dict.fromkeys(keep_texts) if t not in unsafe]
+    if not attacked:
+        raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
+                              where=concepts[0].path, fix="give the pairs words that their twins replace")
+    if settings.unsafe_context:
+        reporter.note(f"unsafe_context {settings.unsafe_context}: {made} unsafe prompts built in the keep prompts' contexts "
+                      f"({len(attacked)} attacked in all)")
+    if settings.keep_context:
+        reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "
+                      f"({len(keep_texts)} keep prompts in all)")
+    return attacked, keep_texts
+
+
+def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: list[dict], keep_texts: list[str],
+                  settings: AdversarialSettings) -> list[dict]:
+    """``keep_attack``'s prompts: each keep prompt attacked at the word places the pairs change (a
+    retain prompt's other shape, colour or motion) towards the concept's references (every unsafe
+    prompt's), its goal the base's prediction for it as typed: what a search from a kept word finds
+    is trained to render the kept word, not the concept (the circle's triangles rendered round)."""
+    from .attack_run import places_span
+
+    slots = sorted({p for item in attacked for p in item["places"]})
+    pool = torch.cat([item["latents"] for item in attacked])
+    guarded = []
+    for k, text in zip(keep, keep_texts):
+        places = tuple(p for p in slots if p < len(text.split()))
+        if not places:
+            continue
+        ids, span = places_span(tokenizer, text, places, settings.span)
+        ids = torch.tensor(ids, device=pool.device)
+        start = table[ids[span]].detach().clone()
+        guarded.append({"text": text, "ids": ids, "span": span, "goal": k["states"], "typed": k["states"], "guards": True,
+                        "start": start, "latents": pool})
+    if not guarded:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
+        raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
+                              "change", fix="set keep_attack: 0")
+    return guarded

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
-from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs, folder_args  # noqa: E402  (and its variants)
+from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs, checked_folders, folder_args  # noqa: E402  (its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit
@@ -123,10 +123,7 @@ def main() -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     variants = [v for v in args.variants.split(",") if v]
     spaces = [s for s in args.spaces.split(",") if s]
-    folders = folder_args(args.folders)
-    for folder in folders:
-        if len(folder) != 2 or not Path(folder[1]).is_dir():
-            parser.error(f"--folders wants NAME=PATH with PATH a model folder, got {'='.join(folder)!r}")
+    folders = checked_folders(parser, args.folders)
     for name in tasks + variants + spaces:
         if name not in TASKS and name not in ALL and name not in STEPS:
             parser.error(f"unknown task, variant or space {name!r}")
@@ -143,8 +140,9 @@ def main() -> int:
             files, values = TASKS[task]
             value = values[0]
             pairs = [PAIRS / f for f in files]
-            exclude = tuple(u for p in pairs for u in (*load_pairs(p).unsafe, *(c[0] for c in unsafe_context_pairs(
-                load_pairs(p), args.held_out_context)))) if args.held_out else ()
+            # with --held-out none of the pairs' unsafe prompts, nor those unsafe_context K builds
+            exclude = tuple(u for c in map(load_pairs, pairs) for u in (
+                *c.unsafe, *(built for built, _ in unsafe_context_pairs(c, args.held_out_context)))) if args.held_out else ()
             concept, forget = world_starts(value, args.prompts, "forget", seed=args.seed, exclude=exclude)
             _, other = world_starts(value, args.prompts, "other", seed=args.seed, exclude=exclude)
             base = base_rate(args.model, concept, forget, sample, judge)

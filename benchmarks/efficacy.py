@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 # the variants (benchmarks/ is on sys.path)
-from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, folder_args, trained_on
+from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, checked_folders, trained_on
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
@@ -277,9 +277,9 @@ def main() -> int:
     for name in tasks + variants:
         if name not in TASKS and name not in ALL:
             parser.error(f"unknown task or variant {name!r}")
-    folders = dict(folder_args(args.folders))
-    if folders and (len(tasks) != 1 or not all(Path(p).is_dir() for p in folders.values())):
-        parser.error("--folders NAME=PATH,... needs one task (--tasks) and existing folders")
+    folders = dict(checked_folders(parser, args.folders))
+    if folders and len(tasks) != 1:
+        parser.error("--folders NAME=PATH,... measures folders made for one task: give one --tasks")
     counts = Counts(forget=4, retain=6, paraphrase=1) if args.quick else Counts(forget=12, retain=18, paraphrase=2)
     steps = args.steps or (8 if args.quick else 20)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

@@ -6,6 +6,8 @@ benchmarks/attack.py attacks the same variants.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # variant -> keyword arguments of api.apply; "default" is apply's default, the remap (the benchmark's
 # winner: see docs/method.md), "paper" the paper's projection (--mode project --method cpca)
 P = {"mode": "project", "method": "cpca"}  # the paper's projection; its variants below
@@ -206,8 +208,18 @@ def as_apply_kwargs(settings: dict) -> dict:
 
 
 def folder_args(text: str) -> list[tuple[str, ...]]:
-    """``--folders NAME=PATH,...`` as (NAME, PATH) pairs (an entry without '=' stays one item: refused by main)."""
+    """``--folders NAME=PATH,...`` as (NAME, PATH) pairs (an entry without '=' stays one item: refused by
+    :func:`checked_folders`)."""
     return [tuple(f.split("=", 1)) for f in text.split(",") if f]
+
+
+def checked_folders(parser, text: str) -> list[tuple[str, ...]]:
+    """``--folders`` of attack.py and efficacy.py: (NAME, PATH) pairs, each PATH a folder; one line (exit 2) otherwise."""
+    folders = folder_args(text)
+    for folder in folders:
+        if len(folder) != 2 or not Path(folder[1]).is_dir():
+            parser.error(f"--folders wants NAME=PATH with PATH a model folder, got {'='.join(folder)!r}")
+    return folders
 
 
 def apply_kwargs(variant: str) -> dict:

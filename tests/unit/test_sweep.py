@@ -110,3 +110,69 @@ def test_attack_folders_are_attacked_as_made_and_never_trained(tmp_path, monkeyp
     with pytest.raises(SystemExit) as stopped:
         module.main()
     assert stopped.value.code == 2
+
+
+def test_efficacy_folders_are_measured_as_made_and_bad_ones_refused(tmp_path, monkeypatch):
+    """efficacy.py --folders NAME=PATH: the folder itself is measured on the task's eval sets (no edit trained
+    for it); an entry that is not NAME=PATH of a folder, or folders with two tasks, is refused in one line."""
+    import importlib
+
+    import vidunlearn.evaluate as evaluate
+    from vidunlearn import api
+
+    seen = []
+
+    def apply(*args, **kwargs):
+        raise AssertionError("a --folders model was trained again")
+
+    def run_model(model, *args, **kwargs):
+        seen.append(model)
+        if len(seen) == 2:   # the base, then the folder: stop there
+            raise KeyboardInterrupt
+        return Namespace(metrics={"forget_rate": 1.0, "rest_kept": 1.0, "retain_accuracy": {}, "paraphrase_leak": None,
+                                  "paraphrase_leak_by_concept": {}, "counts": {}})
+
+    module = importlib.import_module("efficacy")
+    monkeypatch.setattr(api, "apply", apply)
+    monkeypatch.setattr(evaluate, "run_model", run_model)
+    monkeypatch.setattr(module, "edit_size", lambda out, base: None)   # the folder has no manifest here
+    folder = tmp_path / "made"
+    folder.mkdir()
+    common = ["efficacy", "--quick", "--seeds", "0", "--variants", "", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", [*common, "--tasks", "red", "--folders", f"mine={folder}"])
+    with pytest.raises(KeyboardInterrupt):
+        module.main()
+    assert seen[1] == str(folder)
+    for tasks, folders in (("red", "mine"), ("red", f"mine={tmp_path / 'absent'}"), ("red,left", f"mine={folder}")):
+        monkeypatch.setattr(sys, "argv", [*common, "--tasks", tasks, "--folders", folders])
+        with pytest.raises(SystemExit) as stopped:
+            module.main()
+        assert stopped.value.code == 2
+
+
+def test_attack_held_out_context_leaves_out_the_unsafe_prompts_unsafe_context_builds(tmp_path, monkeypatch):
+    """attack.py --held-out --held-out-context K: no start is a pairs prompt or one that unsafe_context K builds."""
+    import importlib
+
+    import vidunlearn.attack_run as attack_run
+    from efficacy import PAIRS
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.remap import unsafe_context_pairs
+
+    excluded = []
+
+    def world_starts(value, n, start, seed=0, exclude=()):
+        excluded.append(set(exclude))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(attack_run, "world_starts", world_starts)
+    module = importlib.import_module("attack")
+    for k in (0, 2):
+        monkeypatch.setattr(sys, "argv", ["attack", "--tasks", "red", "--variants", "", "--prompts", "1", "--spaces",
+                                          "input", "--no-checks", "--held-out", "--held-out-context", str(k),
+                                          "--out", str(tmp_path / "out")])
+        with pytest.raises(KeyboardInterrupt):
+            module.main()
+    pairs = load_pairs(PAIRS / "red.yaml")
+    built = {u for u, _ in unsafe_context_pairs(pairs, 2)}
+    assert excluded[0] == set(pairs.unsafe) and excluded[1] == set(pairs.unsafe) | built and len(built) == 10

@@ -2,7 +2,8 @@
 frames and reports its background, the object's colour, shape and motion.
 
 API: :func:`judge_clip` (frames uint8 (F, H, W, 3), or float in [0, 1]) -> :class:`Judgement`;
-``Judgement.correct(labels)`` -> {attribute: bool}. When no object is visible, colour, shape and
+``Judgement.correct(labels)`` -> {attribute: bool}; :func:`shape_margin` (how far a clip is from
+being read as another shape, benchmarks/shape_margin.py). When no object is visible, colour, shape and
 motion are ``"none"``; a visible object that does not move is ``"static"``.
 
 How it reads a clip:
@@ -87,8 +88,9 @@ def _shape(features: list[tuple[float, float]]) -> str:
     return "square" if squareness >= SQUARENESS else "circle"
 
 
-def judge_clip(frames: np.ndarray) -> Judgement:
-    """Judge one clip. ``frames``: uint8 (F, H, W, 3), or float in [0, 1] (as pipelines return)."""
+def _read(frames: np.ndarray) -> tuple[str, str, list, list, list]:
+    """(background, colour, shape features, frame indices, centroids) of a clip's object; colour "none"
+    when no object is visible, and no features when too few frames show it (steps 1-4 of the module's)."""
     clip = _as_uint8(frames).astype(np.float32)
     border = np.concatenate([clip[:, 0], clip[:, -1], clip[:, :, 0], clip[:, :, -1]], axis=1).reshape(-1, 3)
     background_rgb = np.median(border, axis=0)
@@ -98,7 +100,7 @@ def judge_clip(frames: np.ndarray) -> Judgement:
     rough = distance > OBJECT_DISTANCE
     visible = rough.reshape(len(clip), -1).sum(axis=1) >= MIN_AREA
     if visible.sum() * 2 <= len(clip):
-        return Judgement(NONE, NONE, NONE, background)
+        return background, NONE, [], [], []
 
     core = clip[rough & visible[:, None, None]]
     colour_rgb = np.median(core, axis=0)
@@ -119,12 +121,20 @@ def judge_clip(frames: np.ndarray) -> Judgement:
         times.append(f)
         centres.append((xs.mean(), ys.mean()))
     if len(times) * 2 <= len(clip):
+        return background, colour, [], [], []
+    return background, colour, features, times, centres
+
+
+def judge_clip(frames: np.ndarray) -> Judgement:
+    """Judge one clip. ``frames``: uint8 (F, H, W, 3), or float in [0, 1] (as pipelines return)."""
+    background, colour, features, times, centres = _read(frames)
+    if not features:
         return Judgement(colour, NONE, NONE, background)
     shape = _shape(features)
 
     t = np.array(times, np.float32)
     c = np.array(centres, np.float32)
-    slope = np.polyfit(t, c, 1)[0] * (len(clip) - 1)  # (dx, dy) over the whole clip
+    slope = np.polyfit(t, c, 1)[0] * (len(frames) - 1)  # (dx, dy) over the whole clip
     dx, dy = float(slope[0]), float(slope[1])
     if max(abs(dx), abs(dy)) < MIN_TRAVEL:
         motion = STATIC
@@ -133,6 +143,24 @@ def judge_clip(frames: np.ndarray) -> Judgement:
     else:
         motion = "down" if dy > 0 else "up"
     return Judgement(colour, shape, motion, background)
+
+
+def shape_margin(frames: np.ndarray, shape: str) -> float | None:
+    """How far a clip's object is inside the judge's region for ``shape`` (triangle, square or circle),
+    in the units of the two thresholds of step 4: bottom-heaviness - ``BOTTOM_HEAVY`` for a triangle;
+    for a square or circle the smaller of how far it is below ``BOTTOM_HEAVY`` and how far its squareness
+    is on its side of ``SQUARENESS``. > 0: the judge reads ``shape``; < 0: another shape; a clip near 0
+    is one that a small change of the model tips over. None where the judge reads no shape."""
+    features = _read(frames)[2]
+    if not features:
+        return None
+    bottom_heavy, squareness = (float(v) for v in np.median(np.array(features), axis=0))
+    if shape == "triangle":
+        return bottom_heavy - BOTTOM_HEAVY
+    if shape not in ("square", "circle"):
+        raise ValueError(f"shape_margin reads triangle, square or circle, not {shape!r}")
+    side = squareness - SQUARENESS if shape == "square" else SQUARENESS - squareness
+    return min(BOTTOM_HEAVY - bottom_heavy, side)
 
 
 def accuracy(judgements: list[Judgement], labels: list[Labels],

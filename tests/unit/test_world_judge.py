@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vidunlearn import world
-from vidunlearn.judge import NONE, STATIC, accuracy, judge_clip
+from vidunlearn.judge import NONE, STATIC, accuracy, judge_clip, shape_margin
 
 
 def test_caption_and_vocabulary():
@@ -107,3 +107,29 @@ def test_judge_reads_any_clip_without_failing():
         assert verdict.shape in (*world.SHAPES, NONE)
         assert verdict.motion in (*world.MOTIONS, STATIC, NONE)
         assert verdict.colour in (*world.COLOURS, NONE)
+
+
+def test_shape_margin_is_positive_exactly_where_the_judge_reads_the_shape():
+    """shape_margin (benchmarks/shape_margin.py) is the judge's own shape rule as a distance: its sign
+    follows the verdict on clean, blurred, tilted and random clips, a clean render sits well inside its
+    shape, and blurring an upright triangle brings it nearer the boundary."""
+    rng = np.random.default_rng(11)
+    clips = [(world.degrade(world.render(lab, rng), lab.background, blur=blur, degrees=deg), lab.shape)
+             for lab in world.all_labels()[::3] for blur, deg in ((0.0, 0.0), (1.5, 0.0), (0.7, 12.0))]
+    clips += [(rng.integers(0, 256, clips[0][0].shape, dtype=np.uint8), shape) for shape in world.SHAPES]
+    read = 0
+    for clip, shape in clips:
+        margin, verdict = shape_margin(clip, shape), judge_clip(clip).shape
+        if verdict == NONE:
+            assert margin is None
+            continue
+        read += 1
+        for other in world.SHAPES:
+            m = shape_margin(clip, other)
+            assert m == 0 or (m > 0) == (verdict == other), (other, verdict, m)
+    assert read >= len(clips) - len(world.SHAPES)
+    triangle = world.render(world.Labels("red", "triangle", "right", "dark"), np.random.default_rng(0))
+    assert shape_margin(triangle, "triangle") > 0.15   # the world's triangle: 1/2 against the threshold's 1/4
+    assert shape_margin(world.degrade(triangle, "dark", blur=2.0), "triangle") < shape_margin(triangle, "triangle")
+    with pytest.raises(ValueError, match="triangle, square or circle"):
+        shape_margin(triangle, "none")

@@ -1,0 +1,56 @@
+"""benchmarks/shape_margin.py renders the clips `vidunlearn eval` judges (same prompts, seeds and sampling) and
+reports the oracle's shape rule as a margin: its sign agrees with the eval's verdicts, and a folder holding the
+base's own weights moves no margin."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_margins_follow_the_eval_verdicts_and_the_base_as_a_folder_moves_none(tmp_path, monkeypatch, capsys):
+    import shape_margin
+
+    from vidunlearn import world
+    from vidunlearn.evaluate import Counts, run_model, world_eval_set
+    from vidunlearn.judge import shape_margin as shape_margin_of
+    from vidunlearn.judges import load_judge
+    from vidunlearn.sampling import SampleSettings
+
+    base = ROOT / "models" / "shapes-wan"
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    out = tmp_path / "margins.json"
+    monkeypatch.setattr(sys, "argv", ["shape_margin", "--model", str(base), "--folders", f"copy={copy}", "--concept", "red",
+                                      "--forget", "2", "--retain", "6", "--steps", "3", "--json", str(out)])
+    assert shape_margin.main() == 0
+    assert "shape read wrong" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert document["margins"]["copy"] == document["margins"]["base"]
+
+    eval_set = world_eval_set(["red"], Counts(forget=2, retain=6, paraphrase=0), seed=0)
+    settings = SampleSettings(steps=3, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0)
+    run = run_model(str(base), eval_set, load_judge("oracle"), settings)
+    retain = [(p, v, c) for p, v, c in zip(eval_set.prompts, run.verdicts, run.clips) if p.group == "retain"]
+    assert [p.text for p, _, _ in retain] == [p["text"] for p in document["prompts"]]
+    for (prompt, verdict, clip), margin in zip(retain, document["margins"]["base"]):
+        assert margin == shape_margin_of(clip, prompt.label("shape"))   # the eval's own clip, to the bit
+        assert margin is None if verdict["shape"] == "none" else (margin > 0) == (verdict["shape"] == prompt.label("shape"))
+
+
+def test_bad_input_is_one_line(tmp_path, monkeypatch):
+    import shape_margin
+
+    for argv in (["--folders", "nope"], ["--folders", f"x={tmp_path}", "--retain", "0"],
+                 ["--folders", f"x={tmp_path}", "--concept", "blorp"]):
+        monkeypatch.setattr(sys, "argv", ["shape_margin", *argv])
+        with pytest.raises(SystemExit) as stopped:
+            shape_margin.main()
+        assert stopped.value.code == 2

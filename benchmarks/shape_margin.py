@@ -43,9 +43,9 @@ def summary(base: list, runs: dict[str, list]) -> list[tuple[str, ...]]:
     for name, values in {"base": base, **runs}.items():
         pairs = [(b, v) for b, v in zip(base, values) if b is not None and v is not None]
         wrong = sum(v is None or v < 0 for v in values)
-        change = np.mean([v - b for b, v in pairs]) if pairs else float("nan")
-        rows.append((name, str(len(values)), str(wrong), f"{min(v for v in values if v is not None):.3f}",
-                     "-" if name == "base" else f"{change:+.3f}"))
+        smallest = min((v for v in values if v is not None), default=None)
+        rows.append((name, str(len(values)), str(wrong), "none read" if smallest is None else f"{smallest:.3f}",
+                     "-" if name == "base" or not pairs else f"{np.mean([v - b for b, v in pairs]):+.3f}"))
     return rows
 
 

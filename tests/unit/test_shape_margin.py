@@ -54,3 +54,12 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as stopped:
             shape_margin.main()
         assert stopped.value.code == 2
+
+
+def test_summary_counts_lost_and_unread_clips():
+    from shape_margin import summary
+
+    rows = summary([0.1, None, 0.2], {"blank": [None, None, None], "edit": [0.05, -0.1, -0.2]})
+    assert rows[0] == ("base", "3", "1", "0.100", "-")
+    assert rows[1] == ("blank", "3", "3", "none read", "-")
+    assert rows[2] == ("edit", "3", "2", "-0.200", "-0.225")   # the change over clips both read: (-0.05 - 0.4) / 2

@@ -23,7 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,15 +47,10 @@ class Model:
 
     def judged(self, states: torch.Tensor, negative: torch.Tensor, seed: int) -> tuple[str, float]:
         """(the judge's shape, the clip's median bottom-heaviness) of one clip from these states (the
-        judge's own shape rule, :func:`vidunlearn.judge._shape`, watched for the features it reads)."""
-        seen = []
-        original = judge._shape
-        judge._shape = lambda features: (seen.append(float(np.median(np.array(features), axis=0)[0])), original(features))[1]
-        try:
-            clip = render(self.pipe, self.compact, self.length, [states], [seed], SAMPLE, negative=negative)[0]
-            return judge.judge_clip(clip).shape, (seen[0] if seen else float("nan"))
-        finally:
-            judge._shape = original
+        judge's own triangle rule as a distance, :func:`vidunlearn.judge.shape_margin`, plus its line)."""
+        clip = render(self.pipe, self.compact, self.length, [states], [seed], SAMPLE, negative=negative)[0]
+        margin = judge.shape_margin(clip, "triangle")
+        return judge.judge_clip(clip).shape, (float("nan") if margin is None else margin + judge.BOTTOM_HEAVY)
 
 
 def main() -> None:

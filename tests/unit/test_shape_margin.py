@@ -5,7 +5,6 @@ base's own weights moves no margin."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import pytest
@@ -25,8 +24,8 @@ def test_margins_follow_the_eval_verdicts_and_the_base_as_a_folder_moves_none(tm
     from vidunlearn.sampling import SampleSettings
 
     base = ROOT / "models" / "shapes-wan"
-    copy = tmp_path / "copy"
-    shutil.copytree(base, copy)
+    copy = tmp_path / "copy"   # the base's own files under another path (a link: no 90 MB copy)
+    copy.symlink_to(base, target_is_directory=True)
     out = tmp_path / "margins.json"
     monkeypatch.setattr(sys, "argv", ["shape_margin", "--model", str(base), "--folders", f"copy={copy}", "--concept", "red",
                                       "--forget", "2", "--retain", "6", "--steps", "3", "--json", str(out)])

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
-from efficacy_variants import ALL, apply_kwargs, as_apply_kwargs, checked_folders, folder_args  # noqa: E402  (its variants)
+from efficacy_variants import ALL, HOLD_OUT_ORDERS, apply_kwargs, built_unsafe, as_apply_kwargs, checked_folders, folder_args  # noqa: E402  (its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit
@@ -95,6 +95,9 @@ def main() -> int:
     parser.add_argument("--held-out-context", type=int, default=0, metavar="K",
                         help="with --held-out, also none of the unsafe prompts that the adversarial setting unsafe_context: K "
                              "builds from the pairs (vidunlearn.remap.unsafe_context_pairs): every start unseen by such a training")
+    parser.add_argument("--held-out-order", choices=HOLD_OUT_ORDERS, default="list",
+                        help="with --held-out-context: the unsafe_context_order whose prompts no start is (both: either "
+                             "order's, to attack edits of both from the same starts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=1, metavar="K",
                         help="K times the fixed budget: each space's steps x K and K restarts (a check that a low rate "
@@ -113,7 +116,6 @@ def main() -> int:
     from vidunlearn.attack_run import attack_model, summary, world_starts
     from vidunlearn.judges import load_judge
     from vidunlearn.pairs import load_pairs
-    from vidunlearn.remap import unsafe_context_pairs
     from vidunlearn.sampling import SampleSettings
 
     torch.set_num_threads(1)  # measured 10x faster than 2 threads on the shared 2-core machine
@@ -142,7 +144,7 @@ def main() -> int:
             pairs = [PAIRS / f for f in files]
             # with --held-out none of the pairs' unsafe prompts, nor those unsafe_context K builds
             exclude = tuple(u for c in map(load_pairs, pairs) for u in (
-                *c.unsafe, *(built for built, _ in unsafe_context_pairs(c, args.held_out_context)))) if args.held_out else ()
+                *c.unsafe, *(built for built, _ in built_unsafe(c, args.held_out_context, args.held_out_order)))) if args.held_out else ()
             concept, forget = world_starts(value, args.prompts, "forget", seed=args.seed, exclude=exclude)
             _, other = world_starts(value, args.prompts, "other", seed=args.seed, exclude=exclude)
             base = base_rate(args.model, concept, forget, sample, judge)

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 # the variants (benchmarks/ is on sys.path)
-from efficacy_variants import ALL, TUNING, VARIANTS, apply_kwargs, checked_folders, trained_on
+from efficacy_variants import ALL, HOLD_OUT_ORDERS, TUNING, VARIANTS, apply_kwargs, checked_folders, trained_on
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "pairs" / "bench"
@@ -243,6 +243,9 @@ def main() -> int:
                              "variant with keep_context does itself (to compare variants run apart on one eval set)")
     parser.add_argument("--hold-out-unsafe-context", type=int, default=0, metavar="K",
                         help="the same for the unsafe prompts (and their targets) that unsafe_context K builds")
+    parser.add_argument("--hold-out-order", choices=HOLD_OUT_ORDERS, default="list",
+                        help="with --hold-out-unsafe-context: the unsafe_context_order whose prompts are held out (both: "
+                             "either order's, to compare edits of both on one eval set); a variant's own order is always held out")
     parser.add_argument("--folders", default="", metavar="NAME=PATH,...",
                         help="also measure these edited model folders (made with `vidunlearn apply` for the one task's "
                              "concept), each as a variant named NAME, on the same eval sets (not applied again)")
@@ -313,7 +316,7 @@ def main() -> int:
             pairs = [PAIRS / f for f in files]
             runs = []
             # the prompts a variant builds (keep_context, unsafe_context): out of every variant's eval set
-            held = trained_on(variants, pairs, args.hold_out_context, args.hold_out_unsafe_context)
+            held = trained_on(variants, pairs, args.hold_out_context, args.hold_out_unsafe_context, args.hold_out_order)
             if held:
                 console.print(f"[dim]{task}: {len(held)} keep_context / unsafe_context prompts held out of the eval set (every variant's; "
                               f"the base rendered again){', not reused from --base-from' if args.base_from else ''}[/dim]")

@@ -67,7 +67,8 @@ def _seeded(name: str, settings: dict, seeds: int, batch: int = 5) -> dict:
                                                           **settings, "seed": s} for s in range(seeds)}
 
 
-MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0}
+MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0,
+                  "unsafe_context_order": "list"}
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
@@ -179,6 +180,10 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-uc2", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                   "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2},
                                    5, batch=2),
+                         # the same, its unsafe prompts built where they are farthest apart (unsafe_context_order; eighteenth session)
+                         **_seeded("te-keep4-anchor3-ac0.3-uc2-spread", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                         "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
+                                                                         "unsafe_context_order": "spread"}, 5, batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,
@@ -227,18 +232,34 @@ def apply_kwargs(variant: str) -> dict:
     return as_apply_kwargs(ALL[variant])
 
 
-def trained_on(variants: list[str], pairs: list, at_least: int = 0, unsafe_at_least: int = 0) -> tuple[str, ...]:
+def trained_on(variants: list[str], pairs: list, at_least: int = 0, unsafe_at_least: int = 0,
+               order: str = "list") -> tuple[str, ...]:
     """The keep prompts that the variants' ``keep_context`` builds from these pairs files
     (vidunlearn.remap.context_prompts), or ``keep_context: at_least``'s if more, and the unsafe prompts and targets
-    that their ``unsafe_context`` builds (vidunlearn.remap.unsafe_context_pairs), or ``unsafe_at_least``'s: prompts
-    an edit trained on, to hold out of its eval (and of the variants' it is compared with)."""
+    that their ``unsafe_context`` builds (vidunlearn.remap.unsafe_context_pairs), or ``unsafe_at_least``'s, in
+    ``order`` (HOLD_OUT_ORDERS) and each variant's own ``unsafe_context_order``: prompts an edit trained on, to hold
+    out of its eval (and of the variants' it is compared with)."""
     from vidunlearn.pairs import load_pairs
-    from vidunlearn.remap import context_prompts, unsafe_context_pairs
+    from vidunlearn.remap import context_prompts
 
     def most(setting: str, least: int) -> int:
         return max([least, *(ALL[v].get("adversarial", {}).get(setting, 0) for v in variants)])
 
+    own = [ALL[v].get("adversarial", {}).get("unsafe_context_order", "list") for v in variants]
+    orders = "both" if order == "both" or len({order, *own}) > 1 else order
     concepts = [load_pairs(p) for p in pairs]
     built = [t for c in concepts for t in context_prompts(c, most("keep_context", at_least))]
-    built += [t for c in concepts for pair in unsafe_context_pairs(c, most("unsafe_context", unsafe_at_least)) for t in pair]
+    built += [t for c in concepts for pair in built_unsafe(c, most("unsafe_context", unsafe_at_least), orders) for t in pair]
     return tuple(dict.fromkeys(built))
+
+
+HOLD_OUT_ORDERS = ("list", "spread", "both")   # --held-out-order / --hold-out-order: whose unsafe_context builds
+
+
+def built_unsafe(concept, per_pair: int, order: str = "list") -> tuple[tuple[str, str], ...]:
+    """The (unsafe, target) pairs ``unsafe_context: per_pair`` builds in ``order`` ("both": the list order's, then
+    those only the spread order builds)."""
+    from vidunlearn.remap import unsafe_context_pairs
+
+    orders = ("list", "spread") if order == "both" else (order,)
+    return tuple(dict.fromkeys(pair for o in orders for pair in unsafe_context_pairs(concept, per_pair, o)))

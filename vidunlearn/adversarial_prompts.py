@@ -28,7 +28,7 @@ def training_prompts(tokenizer, concepts: list[ConceptPairs], settings: Adversar
     attacked, keep_texts, built, made = [], [], 0, 0
     for concept in concepts:
         targets = target_prompts(concept)[0]
-        extra = unsafe_context_pairs(concept, settings.unsafe_context)   # (unsafe, target): their own twin
+        extra = unsafe_context_pairs(concept, settings.unsafe_context, settings.unsafe_context_order)   # (unsafe, target): their own twin
         for unsafe_text, safe, target in [*((p.unsafe, p.safe, t) for p, t in zip(concept.pairs, targets)),
                                           *((u, t, t) for u, t in extra)]:
             places = changed_places(unsafe_text, safe)[0]
@@ -45,7 +45,8 @@ def training_prompts(tokenizer, concepts: list[ConceptPairs], settings: Adversar
         raise VidunlearnError("--adversarial attacks the words a pair changes, and no pair replaces a word",
                               where=concepts[0].path, fix="give the pairs words that their twins replace")
     if settings.unsafe_context:
-        reporter.note(f"unsafe_context {settings.unsafe_context}: {made} unsafe prompts built in the keep prompts' contexts "
+        reporter.note(f"unsafe_context {settings.unsafe_context} ({settings.unsafe_context_order} order): {made} unsafe prompts "
+                      f"built in the keep prompts' contexts "
                       f"({len(attacked)} attacked in all)")
     if settings.keep_context:
         reporter.note(f"keep_context {settings.keep_context}: {built} keep prompts built in the unsafe prompts' context "

@@ -15,12 +15,15 @@ if TYPE_CHECKING:
 
 MAX_STEPS = 100_000
 SITES = ("factors", "text_encoder")
+CONTEXT_ORDERS = ("list", "spread")   # unsafe_context's orders (vidunlearn.remap.unsafe_context_pairs)
 # each site's measured settings, for those a settings file leaves out (docs/adversarial-encoder.md: the text
 # encoder's are the setting measured to meet every issue-16 target on red, the circle and the motion, with
 # unsafe_context 2 since the sixteenth session, docs/adversarial-contexts.md; the factors' are those of
 # docs/adversarial.md's tables)
-SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2},
-                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0}}
+SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
+                                  "unsafe_context_order": "list"},
+                 "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0,
+                              "unsafe_context_order": "list"}}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class AdversarialSettings:
                                  # neutral/retain prompts hold there (remap.context_prompts; 0: none)
     unsafe_context: int | None = None  # unsafe prompts built from the keep prompts, the pairs' changed words put in, up to this
                                        # many a pair, each erased onto its target (remap.unsafe_context_pairs; 0: none); None: the site's
+    unsafe_context_order: str | None = None  # which keep prompts unsafe_context takes: "list" (their order) or "spread" (farthest
+                                             # in words from the unsafe prompts so far); None: the site's
     erase_context: float = 1.0   # with site text_encoder: the erase's gradient through the tokens outside the attacked span, scale
     soup: int = 1                # with site text_encoder: trainings at seeds seed .. seed + soup - 1, their encoders averaged
     draws: int = 4             # (sample, noise, timestep) draws per prompt and step
@@ -105,6 +110,9 @@ class AdversarialSettings:
         if self.anchor_unrelated and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting anchor_unrelated = {self.anchor_unrelated} holds a trained text encoder, "
                                   f"and site is {self.site}", fix="set anchor_unrelated: 0, or site: text_encoder")
+        if self.unsafe_context_order not in CONTEXT_ORDERS:
+            raise VidunlearnError(f"adversarial setting unsafe_context_order = {str(self.unsafe_context_order)[:40]!r} is not one "
+                                  f"of {', '.join(CONTEXT_ORDERS)}", fix="use unsafe_context_order: spread (or list, the keep prompts' order)")
         if not 0 <= self.erase_context <= 1:
             raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context!r} must be in [0, 1]")
         if self.erase_context != 1 and self.site != "text_encoder":
@@ -147,7 +155,8 @@ def load_settings(path: Path | None, steps: int) -> AdversarialSettings:
             raise VidunlearnError(f"unknown adversarial setting {unknown[0]!r}", where=where, fix=f"use some of {sorted(known)}")
         for name, value in values.items():
             default = getattr(AdversarialSettings, name)
-            default = 0.0 if default is None else default   # a number whose default is the site's
+            if default is None:   # the site's: a word, or a number (whose range check below says more than its type)
+                default = SITE_DEFAULTS["text_encoder"][name] if isinstance(SITE_DEFAULTS["text_encoder"][name], str) else 0.0
             if isinstance(default, str):
                 if not isinstance(value, str):
                     raise VidunlearnError(f"adversarial setting {name} = {value!r} must be a word, e.g. {default}", where=where)

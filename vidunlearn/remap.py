@@ -36,6 +36,7 @@ import torch
 
 from .edit import uce_factors
 from .errors import FactorizeError, PairsError
+from .adversarial_settings import CONTEXT_ORDERS
 from .pairs import ConceptPairs
 
 # The anchor prompts (100 everyday prompts, vidunlearn.collateral.anchor_prompts) are preserved
@@ -137,7 +138,7 @@ def context_prompts(concept: ConceptPairs, per_prompt: int) -> tuple[str, ...]:
     return tuple(built)
 
 
-def unsafe_context_pairs(concept: ConceptPairs, per_pair: int) -> tuple[tuple[str, str], ...]:
+def unsafe_context_pairs(concept: ConceptPairs, per_pair: int, order: str = "list") -> tuple[tuple[str, str], ...]:
     """Unsafe prompts in the keep prompts' contexts, with their remap targets (``apply --adversarial``'s
     ``unsafe_context``, :func:`context_prompts` the other way round): each neutral or retain prompt of an
     unsafe prompt's length, the words that pair changes put in at the same word places, and the same prompt
@@ -145,7 +146,13 @@ def unsafe_context_pairs(concept: ConceptPairs, per_pair: int) -> tuple[tuple[st
     once (the pairs take turns, in the order first seen). On the benchmark's circle: "a red triangle moving
     left ..." gives ("a red circle moving left ...", "a red square moving left ..."): the erase reaches the
     contexts the keep prompts hold, not the pairs' five alone. A pair whose target is not one span of words
-    put for as many words in the unsafe prompt gives none (a rewrite's words do not align by position)."""
+    put for as many words in the unsafe prompt gives none (a rewrite's words do not align by position).
+
+    ``order`` "list" takes, in each turn, the first keep prompt left (the keep prompts' order); "spread" the
+    one whose built prompt is farthest in words from every unsafe prompt so far, the pairs' and those built
+    (the largest smallest :func:`word_distance`, then the largest sum; ties in list order): on the circle
+    "list" builds four of its ten in the red and green dark contexts the keep list starts with, "spread" one
+    (docs/adversarial-contexts.md)."""
     if per_pair <= 0:
         return ()
     targets = target_prompts(concept)[0]
@@ -155,21 +162,36 @@ def unsafe_context_pairs(concept: ConceptPairs, per_pair: int) -> tuple[tuple[st
         words, aim, change = pair.unsafe.split(), target.split(), word_change(pair.unsafe, target)
         if change is not None and len(words) == len(aim):
             rows.append((words, range(change[0], change[1]), aim))
+    if order not in CONTEXT_ORDERS:
+        raise ValueError(f"order {order!r} is not one of {CONTEXT_ORDERS}")
     free = list(dict.fromkeys((*concept.neutral, *concept.retain)))
+    erased = list(concept.unsafe)   # "spread": the unsafe prompts so far
     built: list[tuple[str, str]] = []
-    for _ in range(per_pair):   # a round: each pair takes the first keep prompt left that gives a new prompt
+    for _ in range(per_pair):   # a round: each pair takes a keep prompt left that gives a new prompt
         for words, where, aim in rows:
+            options = []   # (keep prompt, its words, the built unsafe prompt), in list order
             for text in free:
                 context = text.split()
-                if len(context) != len(words):
-                    continue
                 unsafe = " ".join(words[k] if k in where else w for k, w in enumerate(context))
-                if unsafe not in seen:
-                    free.remove(text)
-                    seen.add(unsafe)
-                    built.append((unsafe, " ".join(aim[k] if k in where else w for k, w in enumerate(context))))
-                    break
+                if len(context) == len(words) and unsafe not in seen and unsafe not in (o[2] for o in options):
+                    options.append((text, context, unsafe))
+                    if order == "list":
+                        break
+            if not options:
+                continue
+            text, context, unsafe = max(options, key=lambda o: (min(word_distance(o[2], e) for e in erased),
+                                                                 sum(word_distance(o[2], e) for e in erased)))
+            free.remove(text)
+            seen.add(unsafe)
+            erased.append(unsafe)
+            built.append((unsafe, " ".join(aim[k] if k in where else w for k, w in enumerate(context))))
     return tuple(built)
+
+
+def word_distance(a: str, b: str) -> int:
+    """The words two prompts differ in, place by place, and one for each word one has more."""
+    a, b = a.split(), b.split()
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
 
 
 def aligned_rows(unsafe: list[torch.Tensor], target: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

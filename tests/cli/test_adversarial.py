@@ -101,6 +101,8 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("huge-erase-context", "adversarial setting erase_context = 2.0 must be in [0, 1]"),
     ("negative-keep-context", "adversarial setting keep_context = -1 must be a whole number of prompts for each unsafe prompt from 0"),
     ("fractional-unsafe-context", "adversarial setting unsafe_context = 2.5 must be a whole number of prompts for each pair from 0"),
+    ("bad-context-order", "adversarial setting unsafe_context_order = 'far' is not one of list, spread"),
+    ("context-order-not-word", "adversarial setting unsafe_context_order = 2 must be a word"),
     ("negative-anchor-unrelated", "adversarial setting anchor_unrelated = -1.0 must be in [0, 1000]"),
     ("zero-anchor-unrelated-batch", "adversarial setting anchor_unrelated_batch = 0 must be a whole number of at least 1"),
     ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
@@ -117,6 +119,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "zero-lr": "lr: 0\n", "negative-guidance": "erase_guidance: -1.0\n",
                          "on-policy-share": "on_policy: 2.0\n", "keep-on-policy-share": "keep_on_policy: -0.5\n",
                          "fractional-unsafe-context": "unsafe_context: 2.5\n",
+                         "bad-context-order": "unsafe_context_order: far\n", "context-order-not-word": "unsafe_context_order: 2\n",
                          "bad-frames": "frames: 6\n",
                          "negative-focus": "frame_focus: -0.5\n", "negative-restart": "restart: -3\n",
                          "huge-extra-rank": "extra_rank: 5000\n", "bad-site": "site: unet\n", "site-not-word": "site: 3\n",
@@ -143,7 +146,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
     result = run("apply", "--model", BENCH_MODEL, "--pairs", LEFT, "--work-dir", tmp_path / "w", "--out", tmp_path / "o", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert result.output.count("error:") == 1 and not (tmp_path / "o").exists()
-    if case in ("unknown-key", "not-mapping", "wrong-type", "missing-file", "site-not-word"):
+    if case in ("unknown-key", "not-mapping", "wrong-type", "missing-file", "site-not-word", "context-order-not-word"):
         assert "adv.yaml" in result.output or "nothing.yaml" in result.output
 
 
@@ -159,6 +162,9 @@ def test_each_site_resolves_the_settings_a_file_leaves_out_to_its_own_measured_d
         resolved = load_settings(settings, 200).resolved()
         assert (resolved.site, resolved.unsafe_context) == (site, context)
         assert resolved.lr == SITE_DEFAULTS[site]["lr"] and resolved.keep_weight == SITE_DEFAULTS[site]["keep_weight"]
+        assert resolved.unsafe_context_order == SITE_DEFAULTS[site]["unsafe_context_order"]
+    settings.write_text("unsafe_context_order: spread\n")
+    assert load_settings(settings, 200).resolved().unsafe_context_order == "spread"
 
 
 def test_adversarial_refuses_an_image_to_video_model_before_any_work(tmp_path, tiny_i2v):
@@ -187,7 +193,8 @@ def test_adversarial_training_makes_the_motion_edit_hold_on_held_out_prompts(tmp
     from vidunlearn.remap import unsafe_context_pairs
 
     pairs = load_pairs(LEFT)   # none a prompt the training sees: the pairs' own, nor those its unsafe_context builds
-    unseen = (*pairs.unsafe, *(u for u, _ in unsafe_context_pairs(pairs, AdversarialSettings().resolved().unsafe_context)))
+    default = AdversarialSettings().resolved()
+    unseen = (*pairs.unsafe, *(u for u, _ in unsafe_context_pairs(pairs, default.unsafe_context, default.unsafe_context_order)))
     concept, starts = world_starts("left", 4, "forget", seed=0, exclude=unseen)
     sample = SampleSettings(steps=10, frames=world.FRAMES, height=world.SIZE, width=world.SIZE, guidance=2.0, seed=0)
     judge, rates = load_judge("oracle"), {}

@@ -163,7 +163,7 @@ def test_anchor_enters_the_training(tmp_path, one_thread):
     assert any(not trained["no-unsafe-context"][k].equal(trained["plain"][k]) for k in trained["plain"])
     # the default's unsafe_context 2 on red: two keep prompts' contexts for each of the five pairs, red put in
     # (tests/unit/test_remap.py); at 0 none
-    assert "unsafe_context 2: 10 unsafe prompts built in the keep prompts' contexts (15 attacked in all)" in \
+    assert "unsafe_context 2 (list order): 10 unsafe prompts built in the keep prompts' contexts (15 attacked in all)" in \
         " ".join(OUTPUTS["plain"].split())
     assert "unsafe_context" not in OUTPUTS["no-unsafe-context"]
 

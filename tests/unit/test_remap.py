@@ -12,7 +12,7 @@ import torch
 from vidunlearn.errors import PairsError
 from vidunlearn.pairs import load_pairs
 from vidunlearn.remap import (ANCHOR_WEIGHT, compose, context_prompts, remap_factors, target_prompts, unsafe_context_pairs,
-                              word_change)
+                              word_change, word_distance)
 
 BENCH = Path(__file__).resolve().parents[2] / "pairs" / "bench"
 
@@ -106,6 +106,36 @@ def test_unsafe_context_pairs_put_the_concepts_words_into_the_keep_prompts():
     assert len(every) == len({u for u, _ in every}) <= len(sources)
     red = load_pairs(BENCH / "red.yaml")   # a colour: the pair's green goes in beside the circle's red
     assert all(u.split()[1] == "red" and t.split()[1] == "green" for u, t in unsafe_context_pairs(red, 1))
+
+
+def test_unsafe_context_pairs_in_spread_order_sit_far_apart():
+    """unsafe_context_order spread: as many prompts, built as the list order builds them, each the keep prompt's whose
+    built prompt is farthest in words from the unsafe prompts so far; on the circle the list order puts four of its ten
+    into the red and green dark contexts the keep list starts with (the pairs two more; their triangles it lost), the spread order one."""
+    concept = load_pairs(BENCH / "circle-to-square.yaml")
+    listed, spread = unsafe_context_pairs(concept, 2), unsafe_context_pairs(concept, 2, "spread")
+    assert len(spread) == len(listed) == 10 and len({u for u, _ in spread}) == 10 and listed[0] == \
+        ("a red circle moving down on a dark background", "a red square moving down on a dark background")
+    seen = set(concept.unsafe) | set(concept.neutral) | set(concept.retain)
+    assert all(u.split()[2] == "circle" and t == u.replace("circle", "square") and u not in seen for u, t in spread)
+
+    def dark_red_green(built):
+        return sum(u.split()[1] in ("red", "green") and u.split()[-2] == "dark" for u, _ in built)
+
+    assert (dark_red_green(listed), dark_red_green(spread)) == (4, 1)
+
+    def nearest(built):   # each built prompt's word distance to the nearest unsafe prompt before it
+        erased = list(concept.unsafe)
+        for u, _ in built:
+            yield min(word_distance(u, e) for e in erased)
+            erased.append(u)
+
+    assert sum(nearest(spread)) > sum(nearest(listed)) and min(nearest(spread)) >= min(nearest(listed))
+    assert word_distance("a red circle", "a red square moving") == 2
+    every = unsafe_context_pairs(concept, 1000, "spread")   # the same prompts as the list order, all of them
+    assert sorted(every) == sorted(unsafe_context_pairs(concept, 1000))
+    with pytest.raises(ValueError, match="order 'far'"):
+        unsafe_context_pairs(concept, 2, "far")
 
 
 def test_unsafe_context_pairs_of_a_rewrite_are_none():

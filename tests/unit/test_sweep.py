@@ -52,6 +52,12 @@ def test_keep_context_prompts_are_held_out_of_every_variants_eval():
     held = trained_on(["adversarial200-te-keep4-anchor3-ac0.3", "adversarial200-te-keep4-anchor3-ac0.3-kc8"], pairs)
     assert held == trained_on(["default"], pairs, at_least=8) and len(held) == 5
     assert all("triangle" in t for t in held)
+    # unsafe_context's prompts and targets in the order asked for, and in each variant's own
+    listed = trained_on([], pairs, unsafe_at_least=2)
+    spread = trained_on([], pairs, unsafe_at_least=2, order="spread")
+    both = trained_on([], pairs, unsafe_at_least=2, order="both")
+    assert len(listed) == len(spread) == 20 and set(both) == set(listed) | set(spread) and set(spread) != set(listed)
+    assert set(trained_on(["adversarial200-te-keep4-anchor3-ac0.3-uc2-spread"], pairs)) == set(both)
 
 
 @pytest.mark.parametrize("script, extra", [("efficacy", ["--quick", "--seeds", "0"]),
@@ -167,12 +173,14 @@ def test_attack_held_out_context_leaves_out_the_unsafe_prompts_unsafe_context_bu
 
     monkeypatch.setattr(attack_run, "world_starts", world_starts)
     module = importlib.import_module("attack")
-    for k in (0, 2):
-        monkeypatch.setattr(sys, "argv", ["attack", "--tasks", "red", "--variants", "", "--prompts", "1", "--spaces",
-                                          "input", "--no-checks", "--held-out", "--held-out-context", str(k),
-                                          "--out", str(tmp_path / "out")])
+    for k, order in ((0, []), (2, []), (2, ["--held-out-order", "spread"]), (2, ["--held-out-order", "both"])):
+        monkeypatch.setattr(sys, "argv", ["attack", "--tasks", "circle-to-square", "--variants", "", "--prompts", "1",
+                                          "--spaces", "input", "--no-checks", "--held-out", "--held-out-context", str(k),
+                                          *order, "--out", str(tmp_path / "out")])
         with pytest.raises(KeyboardInterrupt):
             module.main()
-    pairs = load_pairs(PAIRS / "red.yaml")
+    pairs = load_pairs(PAIRS / "circle-to-square.yaml")
     built = {u for u, _ in unsafe_context_pairs(pairs, 2)}
+    spread = {u for u, _ in unsafe_context_pairs(pairs, 2, "spread")}
     assert excluded[0] == set(pairs.unsafe) and excluded[1] == set(pairs.unsafe) | built and len(built) == 10
+    assert excluded[2] == set(pairs.unsafe) | spread and excluded[3] == set(pairs.unsafe) | built | spread and spread != built

@@ -1,17 +1,20 @@
 """The table of docs/adversarial-contexts.md ("a margin instead of a clip count") from the shape_margin.py
-JSON files beside this script (circle-seed{0,100,200}[-a|-b|-c].json; the base is in each).
+JSON files beside this script (CONCEPT-seed{0,100,200}[-a|-b|-c...].json; the base is in each); CONCEPT circle
+unless given (red, left: docs/adversarial-spread.md).
 
-    python benchmarks/results/adversarial-text-encoder/unsafe-context/shape-margin/summary.py
+    python benchmarks/results/adversarial-text-encoder/unsafe-context/shape-margin/summary.py [CONCEPT]
 """
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
 data = {}
-for f in sorted(Path(__file__).parent.glob("circle-seed*.json")):
-    seed = int(re.match(r"circle-seed(\d+)", f.name).group(1))
+concept = sys.argv[1] if len(sys.argv) > 1 else "circle"
+for f in sorted(Path(__file__).parent.glob(f"{concept}-seed*.json")):
+    seed = int(re.match(rf"{concept}-seed(\d+)", f.name).group(1))
     d = json.loads(f.read_text())
     texts = [p["text"] for p in d["prompts"]]
     for name, margins in d["margins"].items():
@@ -23,7 +26,7 @@ def red_green_on_dark(text: str) -> bool:
 
 
 print("| model | clips lost, sampling seed 0 / 100 / 200 (the base's own left out) | of them red/green triangles on dark "
-      "| mean margin change, red/green triangles on dark | mean change, the other 88 |")
+      "| mean margin change, red/green triangles on dark | mean change, the others |")
 print("|---|---|---|---|---|")
 for name in data:
     counts, on_dark, change, rest = [], 0, [], []

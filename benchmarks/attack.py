@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import PAIRS, ROOT, TASKS, markdown  # noqa: E402  (the efficacy benchmark's tasks)
-from efficacy_variants import ALL, HOLD_OUT_ORDERS, apply_kwargs, built_unsafe, as_apply_kwargs, checked_folders, folder_args  # noqa: E402  (its variants)
+from efficacy_variants import ALL, HOLD_OUT_ORDERS, apply_kwargs, as_apply_kwargs, built_unsafe, checked_folders, folder_args  # noqa: E402  (its variants)
 
 ATTACK_TASKS = ("red", "circle-to-square", "left")
 WEAK = {"mode": "remap", "strength": 0.3}   # the check: a deliberately weak edit

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vidunlearn.adversarial_settings import CONTEXT_ORDERS   # no torch here
+
 # variant -> keyword arguments of api.apply; "default" is apply's default, the remap (the benchmark's
 # winner: see docs/method.md), "paper" the paper's projection (--mode project --method cpca)
 P = {"mode": "project", "method": "cpca"}  # the paper's projection; its variants below
@@ -253,7 +255,7 @@ def trained_on(variants: list[str], pairs: list, at_least: int = 0, unsafe_at_le
     return tuple(dict.fromkeys(built))
 
 
-HOLD_OUT_ORDERS = ("list", "spread", "both")   # --held-out-order / --hold-out-order: whose unsafe_context builds
+HOLD_OUT_ORDERS = (*CONTEXT_ORDERS, "both")   # --held-out-order / --hold-out-order: whose unsafe_context builds
 
 
 def built_unsafe(concept, per_pair: int, order: str = "list") -> tuple[tuple[str, str], ...]:
@@ -261,5 +263,5 @@ def built_unsafe(concept, per_pair: int, order: str = "list") -> tuple[tuple[str
     those only the spread order builds)."""
     from vidunlearn.remap import unsafe_context_pairs
 
-    orders = ("list", "spread") if order == "both" else (order,)
+    orders = CONTEXT_ORDERS if order == "both" else (order,)
     return tuple(dict.fromkeys(pair for o in orders for pair in unsafe_context_pairs(concept, per_pair, o)))

@@ -34,9 +34,9 @@ from collections import Counter
 
 import torch
 
+from .adversarial_settings import CONTEXT_ORDERS
 from .edit import uce_factors
 from .errors import FactorizeError, PairsError
-from .adversarial_settings import CONTEXT_ORDERS
 from .pairs import ConceptPairs
 
 # The anchor prompts (100 everyday prompts, vidunlearn.collateral.anchor_prompts) are preserved
@@ -152,7 +152,7 @@ def unsafe_context_pairs(concept: ConceptPairs, per_pair: int, order: str = "lis
     one whose built prompt is farthest in words from every unsafe prompt so far, the pairs' and those built
     (the largest smallest :func:`word_distance`, then the largest sum; ties in list order): on the circle
     "list" builds four of its ten in the red and green dark contexts the keep list starts with, "spread" one
-    (docs/adversarial-contexts.md)."""
+    (docs/adversarial-spread.md)."""
     if per_pair <= 0:
         return ()
     targets = target_prompts(concept)[0]
@@ -172,15 +172,17 @@ def unsafe_context_pairs(concept: ConceptPairs, per_pair: int, order: str = "lis
             options = []   # (keep prompt, its words, the built unsafe prompt), in list order
             for text in free:
                 context = text.split()
+                if len(context) != len(words):
+                    continue
                 unsafe = " ".join(words[k] if k in where else w for k, w in enumerate(context))
-                if len(context) == len(words) and unsafe not in seen and unsafe not in (o[2] for o in options):
+                if unsafe not in seen and unsafe not in (o[2] for o in options):
                     options.append((text, context, unsafe))
                     if order == "list":
                         break
             if not options:
                 continue
-            text, context, unsafe = max(options, key=lambda o: (min(word_distance(o[2], e) for e in erased),
-                                                                 sum(word_distance(o[2], e) for e in erased)))
+            text, context, unsafe = options[0] if order == "list" else max(
+                options, key=lambda o: (min(word_distance(o[2], e) for e in erased), sum(word_distance(o[2], e) for e in erased)))
             free.remove(text)
             seen.add(unsafe)
             erased.append(unsafe)

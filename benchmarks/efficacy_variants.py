@@ -70,7 +70,7 @@ def _seeded(name: str, settings: dict, seeds: int, batch: int = 5) -> dict:
 
 
 MEASURED_UNDER = {"site": "factors", "lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0,
-                  "unsafe_context_order": "list"}
+                  "unsafe_context_order": "list", "anchor_tokens": 0}
 # trained against the soft-prompt attack (apply --adversarial STEPS; issue 16, docs/adversarial.md); "away": the erase
 # goal pushed away from the unsafe prompt's prediction (erase_guidance, ESD's negative guidance), "keep": keep_weight
 for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"steps": 200},
@@ -186,6 +186,11 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-uc2-spread", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                          "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
                                                                          "unsafe_context_order": "spread"}, 5, batch=2),
+                         # the same as the uc2 one, with 8 keep prompts a step one random token off held to the base
+                         # encoder's states (anchor_tokens; nineteenth session, docs/adversarial-tokens.md)
+                         **_seeded("te-keep4-anchor3-ac0.3-uc2-at8", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                      "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
+                                                                      "anchor_tokens": 8}, 5, batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,

@@ -50,6 +50,9 @@ each step, drawn apart from the keep loss's, instead of on those; the encoder al
 may be all of them; ``anchor_unrelated`` w: the same error, weight w, on ``anchor_unrelated_batch`` of 100
 everyday prompts a step (:func:`vidunlearn.collateral.anchor_prompts`), which nothing else holds: without it
 the default moves the states of unrelated prompts by about 45 %, measured by ``apply``'s collateral;
+``anchor_tokens`` k: the same error, the anchor's weight, on k of 512 keep prompts a step each one random
+token off in the discrete attack's span (:func:`vidunlearn.adversarial_prompts.token_pool`), where the typed
+attack found "a yellow triangle flu ..." rendered round;
 ``erase_context`` c scales the erase's gradient through the states of the tokens
 outside the attacked span by c: at 0 the erase reaches the encoder through the concept's own tokens
 alone, not through the context words the unsafe prompts share with the keep prompts, whose drift
@@ -141,10 +144,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     fresh attack."""
     from torch.nn.utils import parametrize
 
-    from .adversarial_prompts import guarded_items, training_prompts
+    from .adversarial_prompts import guarded_items, token_pool, training_prompts
     from .attack import draw, encode
     from .attack_run import render
-    from .encoder_edit import anchor_weights, changed_word_ids, encoder_parameters, prompt_ids, unrelated_items
+    from .encoder_edit import anchor_weights, changed_word_ids, changed_words, encoder_parameters, prompt_ids, unrelated_items
     from .sampling import load_pipeline
     from .sites import site_stream
     from .textpath import encode_prompts
@@ -195,6 +198,11 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             for k in keep:
                 k["anchor_weights"] = anchor_weights(k["ids"], concept_ids, settings.anchor_concept)
     unrelated = unrelated_items(tokenizer, keep_texts, states, length, device) if te and settings.anchor_unrelated else []
+    tokens = token_pool(tokenizer, encoder, attacked, keep_texts, changed_words([p for c in concepts for p in c.pairs]),
+                        settings, length, device) if te and settings.anchor_tokens else []
+    if tokens and settings.anchor_concept != 1:
+        for k in tokens:
+            k["anchor_weights"] = anchor_weights(k["ids"], concept_ids, settings.anchor_concept)
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
@@ -330,6 +338,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     anchored = torch.randperm(len(keep), generator=generator)[:settings.anchor_batch].tolist()
                     losses += [settings.anchor * anchor_error(keep[j], live(keep[j]["ids"])) / len(anchored)
                                for j in anchored]
+                if tokens:   # keep prompts one random token off, held to the base encoder's states: the discrete attack's ground
+                    drawn = torch.randperm(len(tokens), generator=generator)[:settings.anchor_tokens].tolist()
+                    losses += [settings.anchor * anchor_error(tokens[j], live(tokens[j]["ids"])) / len(drawn) for j in drawn]
                 if unrelated:   # everyday prompts held to the base encoder's states: the encoder off the pairs' world
                     drawn = torch.randperm(len(unrelated), generator=generator)[:settings.anchor_unrelated_batch].tolist()
                     losses += [settings.anchor_unrelated * anchor_error(unrelated[j], live(unrelated[j]["ids"])) / len(drawn)

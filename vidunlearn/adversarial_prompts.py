@@ -1,7 +1,7 @@
 """What ``apply --adversarial`` trains on (:mod:`vidunlearn.adversarial`): the unsafe prompts it attacks
 and erases (the pairs' own and, with ``unsafe_context``, those built in the keep prompts' contexts), the
 keep prompts it holds (neutral, retain, the remap's targets and, with ``keep_context``, those built in the
-unsafe prompts' contexts), and ``keep_attack``'s guarded keep items."""
+unsafe prompts' contexts), ``keep_attack``'s guarded keep items and ``anchor_tokens``' pool."""
 
 from __future__ import annotations
 
@@ -78,3 +78,41 @@ def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: li
         raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
                               "change", fix="set keep_attack: 0")
     return guarded
+
+
+TOKEN_POOL = 512   # anchor_tokens' pool: one-token changes of the keep prompts, each with the base encoder's states
+
+
+def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], words: set[str], settings: AdversarialSettings,
+               length: int, device: str) -> list[dict]:
+    """``anchor_tokens``' prompts: :data:`TOKEN_POOL` keep prompts, each with one token of the discrete
+    attack's span (the word places the pairs change, ``span`` tokens wide) replaced by a random typeable
+    token, never one of the pairs' changed ``words`` ("a red triangle bullet moving up ..."), with the
+    base encoder's states (run before any training): one step of the discrete attack from a kept word,
+    held where the base puts it. Seeded by ``settings.seed``; one line if no keep prompt reaches the places."""
+    from .attack import allowed_tokens, encode, random_tokens
+    from .attack_run import places_span
+
+    slots = sorted({p for item in attacked for p in item["places"]})
+    reached = []
+    for text in keep_texts:
+        places = tuple(p for p in slots if p < len(text.split()))
+        if places:
+            reached.append(places_span(tokenizer, text, places, settings.span))
+    if not reached:
+        raise VidunlearnError("adversarial setting anchor_tokens found no keep prompt with a word at the places the pairs "
+                              "change", fix="set anchor_tokens: 0")
+    generator = torch.Generator().manual_seed(settings.seed)
+    allowed = allowed_tokens(tokenizer, {w.lower() for w in words})
+    which = torch.randint(len(reached), (TOKEN_POOL,), generator=generator).tolist()
+    tokens = random_tokens(allowed, TOKEN_POOL, generator).tolist()
+    pool = []
+    for k, token in zip(which, tokens):
+        ids, span = reached[k]
+        ids = list(ids)
+        ids[span[int(torch.randint(len(span), (1,), generator=generator))]] = token
+        pool.append({"ids": torch.tensor(ids[:length], device=device)})
+    with torch.no_grad():
+        for item in pool:
+            item["states"] = encode(encoder, item["ids"][None])[0]
+    return pool

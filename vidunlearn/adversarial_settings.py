@@ -21,9 +21,9 @@ CONTEXT_ORDERS = ("list", "spread")   # unsafe_context's orders (vidunlearn.rema
 # unsafe_context 2 since the sixteenth session, docs/adversarial-contexts.md; the factors' are those of
 # docs/adversarial.md's tables)
 SITE_DEFAULTS = {"text_encoder": {"lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
-                                  "unsafe_context_order": "list"},
+                                  "unsafe_context_order": "list", "anchor_tokens": 0},
                  "factors": {"lr": 3e-4, "keep_weight": 1.0, "anchor": 0.0, "anchor_concept": 1.0, "unsafe_context": 0,
-                              "unsafe_context_order": "list"}}
+                              "unsafe_context_order": "list", "anchor_tokens": 0}}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class AdversarialSettings:
     anchor_batch: int = 0        # keep prompts anchored a step, drawn on their own (0: the keep loss's keep_batch prompts)
     anchor_unrelated: float = 0.0  # with site text_encoder: everyday prompts' states (collateral.anchor_prompts) held to the base's
     anchor_unrelated_batch: int = 8  # of those, drawn a step
+    anchor_tokens: int | None = None  # with site text_encoder: keep prompts with one token of the attack's span random, their
+                                      # states held to the base's (adversarial_prompts.token_pool), this many a step; None: the site's
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
@@ -103,6 +105,11 @@ class AdversarialSettings:
         self._whole("keep_context", 0, 1000, " of prompts for each unsafe prompt", " (none)")
         self._whole("unsafe_context", 0, 1000, " of prompts for each pair", " (none)")
         self._whole("text_encoder_layers", 0, 4096, zero=" (every layer)")
+        self._whole("anchor_tokens", 0, 100_000, " of prompts a step", " (none)")
+        if self.anchor_tokens and (self.site != "text_encoder" or not self.anchor):
+            raise VidunlearnError(f"adversarial setting anchor_tokens = {self.anchor_tokens} holds a trained text encoder with "
+                                  f"the anchor's weight, and site is {self.site}, anchor {self.anchor}",
+                                  fix="set anchor_tokens: 0, or site: text_encoder with anchor > 0")
         self._whole("soup", 1, 64, " of trainings")
         if self.soup > 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting soup = {self.soup} averages trained text encoders, and site is "

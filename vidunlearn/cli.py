@@ -115,7 +115,7 @@ def apply(
     subspace: Annotated[bool, typer.Option("--subspace", help="Project out each concept's whole rank-k basis, not only its refined direction p.")] = False,
     harden: Annotated[int, typer.Option(help="Rounds of RECE's closed-form search for inputs that still give the concept, each erased in turn (remap from --pairs; 0-10; docs/holding.md). MoMask: with --mode uce, RECE on the text path.")] = 0,
     adversarial: Annotated[int, typer.Option(help="Train the edit this many steps against the soft-prompt attack (the text encoder's layers, the remap kept closed-form: a diffusers folder output; site: factors trains the remap's factors instead; not training-free; Wan text-to-video, remap from --pairs; docs/adversarial-encoder.md). 0: off.")] = 0,
-    adversarial_settings: Annotated[Optional[Path], typer.Option(help="YAML of the other adversarial settings (site, lr, keep_weight, anchor, anchor_concept, unsafe_context, unsafe_context_order, inner, references, frames, height, width, sample_steps, guidance...; docs/adversarial-encoder.md).")] = None,
+    adversarial_settings: Annotated[Optional[Path], typer.Option(help="YAML of the other adversarial settings (site, lr, keep_weight, anchor, anchor_concept, anchor_tokens, unsafe_context, unsafe_context_order, inner, references, frames, height, width, sample_steps, guidance...; docs/adversarial-encoder.md).")] = None,
     work_dir: Annotated[Path, typer.Option(help="Cache folder for extract/factorize.")] = Path("vidunlearn-work"),
     no_cache: NoCacheOpt = False,
     revision: RevisionOpt = None,

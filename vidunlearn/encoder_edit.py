@@ -53,17 +53,22 @@ def encoder_parameters(encoder, layers: int = 0) -> dict[str, torch.nn.Parameter
     return chosen
 
 
-def changed_word_ids(tokenizer, pairs) -> set[int]:
-    """The token ids of the words the ``pairs`` change, on either side (the attack's words and their
-    replacements: red, green, ...), special tokens left out: the tokens ``anchor_concept`` weighs."""
+def changed_words(pairs) -> set[str]:
+    """The words the ``pairs`` change, on either side (the attack's words and their replacements)."""
     from .remap import changed_places
 
     words = set()
     for pair in pairs:
         unsafe, safe = changed_places(pair.unsafe, pair.safe)
         words |= {pair.unsafe.split()[k] for k in unsafe} | {pair.safe.split()[k] for k in safe}
+    return words
+
+
+def changed_word_ids(tokenizer, pairs) -> set[int]:
+    """The token ids of the words the ``pairs`` change, on either side (red, green, ...), special tokens
+    left out: the tokens ``anchor_concept`` weighs."""
     special = set(tokenizer.all_special_ids)
-    return {i for word in words for i in tokenizer(word, add_special_tokens=False).input_ids} - special
+    return {i for word in changed_words(pairs) for i in tokenizer(word, add_special_tokens=False).input_ids} - special
 
 
 def anchor_weights(ids: torch.Tensor, concept_ids: set[int], weight: float) -> torch.Tensor:

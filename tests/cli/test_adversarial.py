@@ -106,6 +106,11 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("negative-anchor-unrelated", "adversarial setting anchor_unrelated = -1.0 must be in [0, 1000]"),
     ("zero-anchor-unrelated-batch", "adversarial setting anchor_unrelated_batch = 0 must be a whole number of at least 1"),
     ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
+    ("negative-anchor-tokens", "adversarial setting anchor_tokens = -1 must be a whole number of prompts a step from 0"),
+    ("anchor-tokens-of-factors", "adversarial setting anchor_tokens = 4 holds a trained text encoder with the anchor's weight, "
+                                 "and site is factors"),
+    ("anchor-tokens-unweighted", "adversarial setting anchor_tokens = 4 holds a trained text encoder with the anchor's weight, "
+                                 "and site is text_encoder, anchor 0.0"),
     ("erase-context-of-factors", "adversarial setting erase_context = 0.0 scales the trained text encoder's gradient, "
                                  "and site is factors"),
     ("encoder-into-lora", "adversarial site text_encoder trains the text encoder, which a lora output cannot carry"),
@@ -137,6 +142,9 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "negative-anchor-unrelated": "anchor_unrelated: -1.0\n",
                          "zero-anchor-unrelated-batch": "anchor_unrelated_batch: 0\n",
                          "anchor-unrelated-of-factors": "site: factors\nanchor_unrelated: 3.0\n",
+                         "negative-anchor-tokens": "anchor_tokens: -1\n",
+                         "anchor-tokens-of-factors": "site: factors\nanchor_tokens: 4\n",
+                         "anchor-tokens-unweighted": "anchor: 0.0\nanchor_tokens: 4\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))
     args = {"negative": ("--adversarial", -1), "project": ("--adversarial", 2, "--mode", "project"),
             "missing-file": ("--adversarial", 2, "--adversarial-settings", tmp_path / "nothing.yaml"),
@@ -163,6 +171,7 @@ def test_each_site_resolves_the_settings_a_file_leaves_out_to_its_own_measured_d
         assert (resolved.site, resolved.unsafe_context) == (site, context)
         assert resolved.lr == SITE_DEFAULTS[site]["lr"] and resolved.keep_weight == SITE_DEFAULTS[site]["keep_weight"]
         assert resolved.unsafe_context_order == SITE_DEFAULTS[site]["unsafe_context_order"]
+        assert resolved.anchor_tokens == SITE_DEFAULTS[site]["anchor_tokens"]
     settings.write_text("unsafe_context_order: spread\n")
     assert load_settings(settings, 200).resolved().unsafe_context_order == "spread"
 

@@ -213,3 +213,56 @@ def test_the_trained_encoders_collateral_is_reported_and_anchor_unrelated_holds_
     _, encoder = load_text_encoder(base, "cpu", torch.float32)
     same = {k: v.detach().clone() for k, v in encoder.named_parameters() if "layer.0." in k}
     assert encoder_change(base, same, "cpu", "float32")["mean"] == 0.0
+
+
+def test_anchor_tokens_pool_is_one_random_token_in_the_attacks_span_of_a_keep_prompt_and_holds_those_states(tmp_path, one_thread):
+    """``anchor_tokens``' pool: each prompt is a keep prompt's discrete-attack ids (the changed word's place,
+    ``span`` tokens wide) with exactly one span token replaced by a typeable token that is never a changed word,
+    its states the base encoder's; the same under a seed. Trained with it, the encoder moves the states of those
+    prompts less than the default does (the circle's typed attack won with "a yellow triangle flu ...": the
+    base renders a triangle, the default's trained encoder a circle; docs/adversarial-tokens.md)."""
+    from vidunlearn.adversarial_prompts import TOKEN_POOL, token_pool
+    from vidunlearn.adversarial_settings import AdversarialSettings
+    from vidunlearn.attack import encode
+    from vidunlearn.attack_run import places_span
+    from vidunlearn.errors import VidunlearnError
+    from vidunlearn.model import resolve_model
+    from vidunlearn.textpath import load_text_encoder
+
+    base = resolve_model(str(BENCH_MODEL))
+    tokenizer, encoder = load_text_encoder(base, "cpu", torch.float32)
+    keep = ["a red triangle moving up on a light background", "a green square moving left on a dark background"]
+    settings = AdversarialSettings(site="text_encoder", seed=3)
+    pool = token_pool(tokenizer, encoder, [{"places": (2,)}], keep, {"circle", "square"}, settings, 512, "cpu")
+    again = token_pool(tokenizer, encoder, [{"places": (2,)}], keep, {"circle", "square"}, settings, 512, "cpu")
+    assert len(pool) == TOKEN_POOL and all(torch.equal(a["ids"], b["ids"]) for a, b in zip(pool, again))
+    typed = [places_span(tokenizer, text, (2,), settings.span) for text in keep]
+    banned = {*tokenizer("circle square", add_special_tokens=False).input_ids}
+    for item in pool:
+        ids = item["ids"].tolist()
+        (origin, span), = [(o, s) for o, s in typed if len(o) == len(ids) and all(a == b for k, (a, b) in enumerate(zip(o, ids))
+                                                                                  if k not in s)]
+        changed = [k for k in span if ids[k] != origin[k]]
+        assert len(changed) <= 1 and not {ids[k] for k in changed} & banned   # <= 1: a draw may repeat the token there
+        assert torch.allclose(item["states"], encode(encoder, item["ids"][None])[0])
+    assert sum(not torch.equal(a["ids"], b["ids"]) for a, b in zip(
+        pool, token_pool(tokenizer, encoder, [{"places": (2,)}], keep, set(), AdversarialSettings(seed=4), 512, "cpu"))) > 400
+    with pytest.raises(VidunlearnError, match="anchor_tokens found no keep prompt"):
+        token_pool(tokenizer, encoder, [{"places": (12,)}], keep, set(), settings, 512, "cpu")
+
+    moved = {}
+    for name, lines in (("plain", "anchor: 1000.0\n"), ("held", "anchor: 1000.0\nanchor_tokens: 64\n")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(SMALL + lines)
+        out = tmp_path / name
+        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                     "--adversarial", 4, "--adversarial-settings", path, "--out", out)
+        assert result.exit_code == 0, result.output
+        recipe = json.loads((out / "vidunlearn.json").read_text())
+        assert f'"anchor_tokens": {64 if name == "held" else 0}' in json.dumps(recipe)
+        _, trained = load_text_encoder(resolve_model(str(out)), "cpu", torch.float32)
+        red = token_pool(tokenizer, encoder, [{"places": (1,)}], ["a green circle moving up on a dark background"],
+                         {"red", "green"}, AdversarialSettings(seed=11), 512, "cpu")[:64]
+        with torch.no_grad():
+            moved[name] = sum(float((encode(trained, p["ids"][None])[0] - p["states"]).norm() / p["states"].norm()) for p in red)
+    assert moved["held"] < 0.9 * moved["plain"], moved   # 42 against 50 (4 steps)

@@ -145,7 +145,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from torch.nn.utils import parametrize
 
     from .adversarial_prompts import guarded_items, token_pool, training_prompts
-    from .attack import draw, encode
+    from .attack import allowed_tokens, draw, encode, random_tokens
     from .attack_run import render
     from .encoder_edit import anchor_weights, changed_word_ids, changed_words, encoder_parameters, prompt_ids, unrelated_items
     from .sampling import load_pipeline
@@ -200,9 +200,10 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     unrelated = unrelated_items(tokenizer, keep_texts, states, length, device) if te and settings.anchor_unrelated else []
     tokens = token_pool(tokenizer, encoder, attacked, keep_texts, changed_words([p for c in concepts for p in c.pairs]),
                         settings, length, device) if te and settings.anchor_tokens else []
-    if tokens and settings.anchor_concept != 1:
-        for k in tokens:
-            k["anchor_weights"] = anchor_weights(k["ids"], concept_ids, settings.anchor_concept)
+    for k in tokens:   # the random token's own state free: the erase may move it (a junk word alone renders no circle)
+        k["anchor_weights"] = (anchor_weights(k["ids"], concept_ids, settings.anchor_concept) if settings.anchor_concept != 1
+                               else torch.ones(len(k["ids"]), device=device))
+        k["anchor_weights"][k["free"]] = 0.0
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
@@ -213,6 +214,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for i, k in enumerate(keep):
         k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
+    typeable = allowed_tokens(tokenizer, {w.lower() for c in concepts for w in changed_words(c.pairs)}) if settings.random_start else None
     guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
     generator = torch.Generator()   # seeded at each training (``soup``)
@@ -255,6 +257,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         every = settings.keep_restart if "guards" in item else settings.restart
         if every and item["visits"] and item["visits"] % every == 0:
             item["adv"] = item["start"].clone()
+        if settings.random_start and "guards" not in item and float(torch.rand(1, generator=generator)) < settings.random_start:
+            item["adv"] = table[random_tokens(typeable, len(item["span"]), generator).to(device)].detach().clone()
         item["visits"] += 1
         x = item["adv"].clone().requires_grad_()
         optimiser = torch.optim.Adam([x], lr=settings.inner_lr)

@@ -88,8 +88,9 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
     """``anchor_tokens``' prompts: :data:`TOKEN_POOL` keep prompts, each with one token of the discrete
     attack's span (the word places the pairs change, ``span`` tokens wide) replaced by a random typeable
     token, never one of the pairs' changed ``words`` ("a red triangle bullet moving up ..."), with the
-    base encoder's states (run before any training): one step of the discrete attack from a kept word,
-    held where the base puts it. Seeded by ``settings.seed``; one line if no keep prompt reaches the places."""
+    base encoder's states (run before any training) and the random token's place (``free``: the anchor
+    leaves that token's own state to the erase, and holds the kept word's and the context's where the base
+    puts them, a junk word beside them or not). Seeded by ``settings.seed``; one line if no keep prompt reaches the places."""
     from .attack import allowed_tokens, encode, random_tokens
     from .attack_run import places_span
 
@@ -109,9 +110,9 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
     pool = []
     for k, token in zip(which, tokens):
         ids, span = reached[k]
-        ids = list(ids)
-        ids[span[int(torch.randint(len(span), (1,), generator=generator))]] = token
-        pool.append({"ids": torch.tensor(ids[:length], device=device)})
+        ids, free = list(ids), span[int(torch.randint(len(span), (1,), generator=generator))]
+        ids[free] = token
+        pool.append({"ids": torch.tensor(ids[:length], device=device), "free": free})
     with torch.no_grad():
         for item in pool:
             item["states"] = encode(encoder, item["ids"][None])[0]

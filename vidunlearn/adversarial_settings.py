@@ -43,6 +43,7 @@ class AdversarialSettings:
     keep_on_policy: float = 0.0  # share of keep steps on the edited model's own path under the keep prompt (DAgger's x_t)
     frame_focus: float = 0.0     # erase loss per latent frame weighted by that frame's own loss to this power (0: uniform)
     restart: int = 0             # a prompt's attack starts again from its typed words every this many visits (0: never)
+    random_start: float = 0.0    # share of an unsafe prompt's attack visits that start again from random typeable tokens at its span
     extra_rank: int = 0          # columns added to the trained factors A (zero) and B (orthonormal): the edit's rank n + this
     site: str = "text_encoder"   # what trains: "text_encoder" (its layers; the remap fixed) or "factors" (the remap's A, B)
     text_encoder_layers: int = 0  # with site text_encoder: only its first this many blocks train (0: every layer)
@@ -125,7 +126,7 @@ class AdversarialSettings:
         if self.erase_context != 1 and self.site != "text_encoder":
             raise VidunlearnError(f"adversarial setting erase_context = {self.erase_context} scales the trained text encoder's "
                                   f"gradient, and site is {self.site}", fix="set erase_context: 1, or site: text_encoder")
-        for name in ("on_policy", "keep_on_policy"):
+        for name in ("on_policy", "keep_on_policy", "random_start"):
             if not 0 <= getattr(self, name) <= 1:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be in [0, 1]")
 

@@ -14,7 +14,8 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    denoiser's flow-matching loss on the base model's own samples of that prompt, ``inner`` Adam
    steps, warm-started from the prompt's last adversarial embeddings (with ``restart`` k, every k-th
    visit starts again from the typed words: the attacks trained against are then at most k visits old,
-   as a fresh attack of the same budget would be, instead of drifting on for the whole run); with
+   as a fresh attack of the same budget would be, instead of drifting on for the whole run; with
+   ``random_start`` p, a share p of the visits start from random typeable tokens at the span); with
    ``unsafe_context`` k, up to k unsafe prompts more for each pair, built in the keep prompts' contexts
    (:func:`vidunlearn.remap.unsafe_context_pairs`: "a green triangle moving left ..." gives "a green circle
    moving left ...", its target "a green square moving left ..."), attacked and erased as the pairs' own;
@@ -50,9 +51,9 @@ each step, drawn apart from the keep loss's, instead of on those; the encoder al
 may be all of them; ``anchor_unrelated`` w: the same error, weight w, on ``anchor_unrelated_batch`` of 100
 everyday prompts a step (:func:`vidunlearn.collateral.anchor_prompts`), which nothing else holds: without it
 the default moves the states of unrelated prompts by about 45 %, measured by ``apply``'s collateral;
-``anchor_tokens`` k: the same error, the anchor's weight, on k of 512 keep prompts a step each one random
-token off in the discrete attack's span (:func:`vidunlearn.adversarial_prompts.token_pool`), where the typed
-attack found "a yellow triangle flu ..." rendered round;
+``anchor_tokens`` k: the same error, the anchor's weight, on the kept word's tokens of k of 512 keep prompts a
+step, each one random token off in the discrete attack's span (:func:`vidunlearn.adversarial_prompts.token_pool`),
+where the typed attack found "a yellow triangle flu ..." rendered round (docs/adversarial-tokens.md);
 ``erase_context`` c scales the erase's gradient through the states of the tokens
 outside the attacked span by c: at 0 the erase reaches the encoder through the concept's own tokens
 alone, not through the context words the unsafe prompts share with the keep prompts, whose drift
@@ -200,10 +201,6 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     unrelated = unrelated_items(tokenizer, keep_texts, states, length, device) if te and settings.anchor_unrelated else []
     tokens = token_pool(tokenizer, encoder, attacked, keep_texts, changed_words([p for c in concepts for p in c.pairs]),
                         settings, length, device) if te and settings.anchor_tokens else []
-    for k in tokens:   # the random token's own state free: the erase may move it (a junk word alone renders no circle)
-        k["anchor_weights"] = (anchor_weights(k["ids"], concept_ids, settings.anchor_concept) if settings.anchor_concept != 1
-                               else torch.ones(len(k["ids"]), device=device))
-        k["anchor_weights"][k["free"]] = 0.0
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()

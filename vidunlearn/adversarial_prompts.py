@@ -86,11 +86,14 @@ TOKEN_POOL = 512   # anchor_tokens' pool: one-token changes of the keep prompts,
 def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], words: set[str], settings: AdversarialSettings,
                length: int, device: str) -> list[dict]:
     """``anchor_tokens``' prompts: :data:`TOKEN_POOL` keep prompts, each with one token of the discrete
-    attack's span (the word places the pairs change, ``span`` tokens wide) replaced by a random typeable
+    attack's span (the word places the pairs change, ``span`` tokens wide, at least 2) replaced by a random typeable
     token, never one of the pairs' changed ``words`` ("a red triangle bullet moving up ..."), with the
-    base encoder's states (run before any training) and the random token's place (``free``: the anchor
-    leaves that token's own state to the erase, and holds the kept word's and the context's where the base
-    puts them, a junk word beside them or not). Seeded by ``settings.seed``; one line if no keep prompt reaches the places."""
+    base encoder's states (run before any training) and the places of the kept word's tokens (``held``: the
+    anchor holds those alone where the base puts them, a junk word beside them or not, and leaves the junk
+    word's and the context's states to the erase: the default's typed-attack wins on the circle come from its
+    trained triangle token's state, benchmarks/token_states.py) as ``anchor_weights`` (1 there, 0 elsewhere).
+    Measured: it mends those wins and lets the soft prompt win more (docs/adversarial-tokens.md). Seeded by
+    ``settings.seed``; one line if no keep prompt reaches the places."""
     from .attack import allowed_tokens, encode, random_tokens
     from .attack_run import places_span
 
@@ -99,7 +102,7 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
     for text in keep_texts:
         places = tuple(p for p in slots if p < len(text.split()))
         if places:
-            reached.append(places_span(tokenizer, text, places, settings.span))
+            reached.append(places_span(tokenizer, text, places, max(settings.span, 2)))   # a token to hold beside the random one
     if not reached:
         raise VidunlearnError("adversarial setting anchor_tokens found no keep prompt with a word at the places the pairs "
                               "change", fix="set anchor_tokens: 0")
@@ -112,7 +115,10 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
         ids, span = reached[k]
         ids, free = list(ids), span[int(torch.randint(len(span), (1,), generator=generator))]
         ids[free] = token
-        pool.append({"ids": torch.tensor(ids[:length], device=device), "free": free})
+        held = [k for k in span if k != free and k < length]
+        weights = torch.zeros(min(len(ids), length), device=device)   # the anchor's per token: the kept word's alone
+        weights[held] = 1.0
+        pool.append({"ids": torch.tensor(ids[:length], device=device), "held": held, "anchor_weights": weights})
     with torch.no_grad():
         for item in pool:
             item["states"] = encode(encoder, item["ids"][None])[0]

@@ -218,8 +218,8 @@ def test_the_trained_encoders_collateral_is_reported_and_anchor_unrelated_holds_
 def test_anchor_tokens_pool_is_one_random_token_in_the_attacks_span_of_a_keep_prompt_and_holds_those_states(tmp_path, one_thread):
     """``anchor_tokens``' pool: each prompt is a keep prompt's discrete-attack ids (the changed word's place,
     ``span`` tokens wide) with exactly one span token replaced by a typeable token that is never a changed word,
-    its states the base encoder's; the same under a seed. Trained with it, the encoder moves the states of those
-    prompts less than the default does (the circle's typed attack won with "a yellow triangle flu ...": the
+    its states the base encoder's, the other span tokens the ones held (the anchor's weight 1 there, 0 elsewhere); the
+    same under a seed; the training takes it and records it. Whether it holds is the benchmark's (the circle's typed attack won with "a yellow triangle flu ...": the
     base renders a triangle, the default's trained encoder a circle; docs/adversarial-tokens.md)."""
     from vidunlearn.adversarial_prompts import TOKEN_POOL, token_pool
     from vidunlearn.adversarial_settings import AdversarialSettings
@@ -244,25 +244,35 @@ def test_anchor_tokens_pool_is_one_random_token_in_the_attacks_span_of_a_keep_pr
                                                                                   if k not in s)]
         changed = [k for k in span if ids[k] != origin[k]]
         assert len(changed) <= 1 and not {ids[k] for k in changed} & banned   # <= 1: a draw may repeat the token there
+        assert len(item["held"]) == len(span) - 1 and set(changed) <= set(span) - set(item["held"])
+        assert item["anchor_weights"].tolist() == [float(k in item["held"]) for k in range(len(ids))]
         assert torch.allclose(item["states"], encode(encoder, item["ids"][None])[0])
     assert sum(not torch.equal(a["ids"], b["ids"]) for a, b in zip(
         pool, token_pool(tokenizer, encoder, [{"places": (2,)}], keep, set(), AdversarialSettings(seed=4), 512, "cpu"))) > 400
     with pytest.raises(VidunlearnError, match="anchor_tokens found no keep prompt"):
         token_pool(tokenizer, encoder, [{"places": (12,)}], keep, set(), settings, 512, "cpu")
 
+    from vidunlearn.adversarial_prompts import training_prompts
+    from vidunlearn.encoder_edit import changed_words
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.progress import Reporter
+
+    red = load_pairs(RED)   # the training's own pool (seed 0), rebuilt here: the kept colour's states beside a random token
+    attacked, keep_texts = training_prompts(tokenizer, [red], AdversarialSettings().resolved(), "cpu", Reporter())
+    trained_pool = token_pool(tokenizer, encoder, attacked, keep_texts, changed_words(red.pairs), AdversarialSettings(),
+                              base.adapter.max_sequence_length, "cpu")
     moved = {}
-    for name, lines in (("plain", "anchor: 1000.0\n"), ("held", "anchor: 1000.0\nanchor_tokens: 64\n")):
+    for name, lines in (("plain", "anchor: 30.0\n"), ("held", "anchor: 30.0\nanchor_tokens: 64\n")):
         path = tmp_path / f"{name}.yaml"
         path.write_text(SMALL + lines)
         out = tmp_path / name
         result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
                      "--adversarial", 4, "--adversarial-settings", path, "--out", out)
         assert result.exit_code == 0, result.output
-        recipe = json.loads((out / "vidunlearn.json").read_text())
-        assert f'"anchor_tokens": {64 if name == "held" else 0}' in json.dumps(recipe)
-        _, trained = load_text_encoder(resolve_model(str(out)), "cpu", torch.float32)
-        red = token_pool(tokenizer, encoder, [{"places": (1,)}], ["a green circle moving up on a dark background"],
-                         {"red", "green"}, AdversarialSettings(seed=11), 512, "cpu")[:64]
+        recipe = json.loads((out / "vidunlearn.json").read_text())["recipe"]
+        assert recipe["adversarial"]["anchor_tokens"] == (64 if name == "held" else 0)
+        _, edited = load_text_encoder(resolve_model(str(out)), "cpu", torch.float32)
         with torch.no_grad():
-            moved[name] = sum(float((encode(trained, p["ids"][None])[0] - p["states"]).norm() / p["states"].norm()) for p in red)
-    assert moved["held"] < 0.9 * moved["plain"], moved   # 42 against 50 (4 steps)
+            moved[name] = sum(float((encode(edited, p["ids"][None])[0][p["held"]] - p["states"][p["held"]]).norm()
+                                    / p["states"][p["held"]].norm()) for p in trained_pool) / len(trained_pool)
+    assert moved["held"] < 0.9 * moved["plain"], moved   # measured 0.66 against 0.98

@@ -339,7 +339,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     anchored = torch.randperm(len(keep), generator=generator)[:settings.anchor_batch].tolist()
                     losses += [settings.anchor * anchor_error(keep[j], live(keep[j]["ids"])) / len(anchored)
                                for j in anchored]
-                if tokens:   # keep prompts one random token off, held to the base encoder's states: the discrete attack's ground
+                if tokens:   # keep prompts one random token off: their kept word's states held to the base encoder's
                     drawn = torch.randperm(len(tokens), generator=generator)[:settings.anchor_tokens].tolist()
                     losses += [settings.anchor * anchor_error(tokens[j], live(tokens[j]["ids"])) / len(drawn) for j in drawn]
                 if unrelated:   # everyday prompts held to the base encoder's states: the encoder off the pairs' world

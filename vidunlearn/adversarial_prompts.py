@@ -115,7 +115,7 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
         ids, span = reached[k]
         ids, free = list(ids), span[int(torch.randint(len(span), (1,), generator=generator))]
         ids[free] = token
-        held = [k for k in span if k != free and k < length]
+        held = [p for p in span if p != free and p < length]
         weights = torch.zeros(min(len(ids), length), device=device)   # the anchor's per token: the kept word's alone
         weights[held] = 1.0
         pool.append({"ids": torch.tensor(ids[:length], device=device), "held": held, "anchor_weights": weights})

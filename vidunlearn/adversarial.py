@@ -199,8 +199,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             for k in keep:
                 k["anchor_weights"] = anchor_weights(k["ids"], concept_ids, settings.anchor_concept)
     unrelated = unrelated_items(tokenizer, keep_texts, states, length, device) if te and settings.anchor_unrelated else []
-    tokens = token_pool(tokenizer, encoder, attacked, keep_texts, changed_words([p for c in concepts for p in c.pairs]),
-                        settings, length, device) if te and settings.anchor_tokens else []
+    words = {w.lower() for w in changed_words([p for c in concepts for p in c.pairs])}   # never a random token
+    tokens = token_pool(tokenizer, encoder, attacked, keep_texts, words, settings, length, device) if te and settings.anchor_tokens else []
     table = encoder.get_input_embeddings().weight
     for i, item in enumerate(attacked):
         start = table[item["ids"][item["span"]]].detach().clone()
@@ -211,7 +211,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for i, k in enumerate(keep):
         k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
-    typeable = allowed_tokens(tokenizer, {w.lower() for c in concepts for w in changed_words(c.pairs)}) if settings.random_start else None
+    typeable = allowed_tokens(tokenizer, words) if settings.random_start else None
     guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
     generator = torch.Generator()   # seeded at each training (``soup``)

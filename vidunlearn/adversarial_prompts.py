@@ -60,24 +60,32 @@ def guarded_items(tokenizer, table: torch.Tensor, attacked: list[dict], keep: li
     retain prompt's other shape, colour or motion) towards the concept's references (every unsafe
     prompt's), its goal the base's prediction for it as typed: what a search from a kept word finds
     is trained to render the kept word, not the concept (the circle's triangles rendered round)."""
+    pool = torch.cat([item["latents"] for item in attacked])
+    guarded = []
+    for i, ids, span in keep_spans(tokenizer, attacked, keep_texts, settings.span, "keep_attack"):
+        ids = torch.tensor(ids, device=pool.device)
+        start = table[ids[span]].detach().clone()
+        guarded.append({"text": keep_texts[i], "ids": ids, "span": span, "goal": keep[i]["states"], "typed": keep[i]["states"],
+                        "guards": True, "start": start, "latents": pool})
+    return guarded
+
+
+def keep_spans(tokenizer, attacked: list[dict], keep_texts: list[str], width: int, setting: str) -> list[tuple]:
+    """(index, token ids, the attack's span) of each keep prompt with a word at the places the pairs change
+    (:func:`vidunlearn.attack_run.places_span`, ``width`` tokens wide): where ``keep_attack`` and
+    ``anchor_tokens`` (``setting``, named in the one line if no keep prompt reaches the places) work."""
     from .attack_run import places_span
 
     slots = sorted({p for item in attacked for p in item["places"]})
-    pool = torch.cat([item["latents"] for item in attacked])
-    guarded = []
-    for k, text in zip(keep, keep_texts):
+    reached = []
+    for i, text in enumerate(keep_texts):
         places = tuple(p for p in slots if p < len(text.split()))
-        if not places:
-            continue
-        ids, span = places_span(tokenizer, text, places, settings.span)
-        ids = torch.tensor(ids, device=pool.device)
-        start = table[ids[span]].detach().clone()
-        guarded.append({"text": text, "ids": ids, "span": span, "goal": k["states"], "typed": k["states"], "guards": True,
-                        "start": start, "latents": pool})
-    if not guarded:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
-        raise VidunlearnError("adversarial setting keep_attack found no keep prompt with a word at the places the pairs "
-                              "change", fix="set keep_attack: 0")
-    return guarded
+        if places:
+            reached.append((i, *places_span(tokenizer, text, places, width)))
+    if not reached:   # the remap's targets alone have the places (the unsafe prompts' form): not reached
+        raise VidunlearnError(f"adversarial setting {setting} found no keep prompt with a word at the places the pairs "
+                              "change", fix=f"set {setting}: 0")
+    return reached
 
 
 TOKEN_POOL = 512   # anchor_tokens' pool: one-token changes of the keep prompts, each with the base encoder's states
@@ -95,17 +103,9 @@ def token_pool(tokenizer, encoder, attacked: list[dict], keep_texts: list[str], 
     Measured: it mends those wins and lets the soft prompt win more (docs/adversarial-tokens.md). Seeded by
     ``settings.seed``; one line if no keep prompt reaches the places."""
     from .attack import allowed_tokens, encode, random_tokens
-    from .attack_run import places_span
 
-    slots = sorted({p for item in attacked for p in item["places"]})
-    reached = []
-    for text in keep_texts:
-        places = tuple(p for p in slots if p < len(text.split()))
-        if places:
-            reached.append(places_span(tokenizer, text, places, max(settings.span, 2)))   # a token to hold beside the random one
-    if not reached:
-        raise VidunlearnError("adversarial setting anchor_tokens found no keep prompt with a word at the places the pairs "
-                              "change", fix="set anchor_tokens: 0")
+    # at least 2 wide: a token to hold beside the random one
+    reached = [(ids, span) for _, ids, span in keep_spans(tokenizer, attacked, keep_texts, max(settings.span, 2), "anchor_tokens")]
     generator = torch.Generator().manual_seed(settings.seed)
     allowed = allowed_tokens(tokenizer, {w.lower() for w in words})
     which = torch.randint(len(reached), (TOKEN_POOL,), generator=generator).tolist()

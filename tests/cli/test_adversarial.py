@@ -106,6 +106,7 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("negative-anchor-unrelated", "adversarial setting anchor_unrelated = -1.0 must be in [0, 1000]"),
     ("zero-anchor-unrelated-batch", "adversarial setting anchor_unrelated_batch = 0 must be a whole number of at least 1"),
     ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
+    ("random-start-share", "adversarial setting random_start = 2.0 must be in [0, 1]"),
     ("negative-anchor-tokens", "adversarial setting anchor_tokens = -1 must be a whole number of prompts a step from 0"),
     ("anchor-tokens-of-factors", "adversarial setting anchor_tokens = 4 holds a trained text encoder with the anchor's weight, "
                                  "and site is factors"),
@@ -142,6 +143,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "negative-anchor-unrelated": "anchor_unrelated: -1.0\n",
                          "zero-anchor-unrelated-batch": "anchor_unrelated_batch: 0\n",
                          "anchor-unrelated-of-factors": "site: factors\nanchor_unrelated: 3.0\n",
+                         "random-start-share": "random_start: 2.0\n",
                          "negative-anchor-tokens": "anchor_tokens: -1\n",
                          "anchor-tokens-of-factors": "site: factors\nanchor_tokens: 4\n",
                          "anchor-tokens-unweighted": "anchor: 0.0\nanchor_tokens: 4\n",

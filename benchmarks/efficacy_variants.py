@@ -191,6 +191,11 @@ for _name, _settings in {"adversarial100": {"steps": 100}, "adversarial200": {"s
                          **_seeded("te-keep4-anchor3-ac0.3-uc2-at8", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
                                                                       "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
                                                                       "anchor_tokens": 8}, 5, batch=2),
+                         # the same as the uc2 one, with 2 unsafe prompts a step searched over typed tokens too and
+                         # their finds erased (typed_attack; twentieth session, docs/adversarial-typed.md)
+                         **_seeded("te-keep4-anchor3-ac0.3-uc2-ta2", {"site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0,
+                                                                      "anchor": 3.0, "anchor_concept": 0.3, "unsafe_context": 2,
+                                                                      "typed_attack": 2}, 5, batch=2),
                          # the default at half the steps: less drift of the encoder (the circle's retain) against less erase
                          **{f"adversarial100-te-keep4-anchor3-ac0.3{f'-seed{s}' if s else ''}": {
                              "steps": 100, "site": "text_encoder", "lr": 1e-4, "keep_weight": 4.0, "anchor": 3.0,

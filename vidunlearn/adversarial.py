@@ -19,6 +19,9 @@ rows in one shared span: ``verify --base`` checks it as any remap) and every out
    ``unsafe_context`` k, up to k unsafe prompts more for each pair, built in the keep prompts' contexts
    (:func:`vidunlearn.remap.unsafe_context_pairs`: "a green triangle moving left ..." gives "a green circle
    moving left ...", its target "a green square moving left ..."), attacked and erased as the pairs' own;
+   with ``typed_attack`` k, k unsafe prompts a step are also searched over typeable tokens at their span (one
+   coordinate swap of ``typed_candidates``, ``vidunlearn attack --space discrete``'s GCG, from where the prompt's
+   last typed search left it), and what that finds is erased as the soft attack's is (the RECE of typed words);
 2. **erase**: on those samples noised, the edited denoiser conditioned on what the attack found and on
    the prompt as typed is pulled towards the base conditioned on the prompt's remap target (with
    ``erase_guidance`` g: ESD's negative guidance, base(target) + g (base(target) - base(unsafe)));
@@ -146,7 +149,7 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     from torch.nn.utils import parametrize
 
     from .adversarial_prompts import guarded_items, token_pool, training_prompts
-    from .attack import allowed_tokens, draw, encode, random_tokens
+    from .attack import AttackSettings, allowed_tokens, discrete, draw, encode, random_tokens
     from .attack_run import render
     from .encoder_edit import anchor_weights, changed_word_ids, changed_words, encoder_parameters, prompt_ids, unrelated_items
     from .sampling import load_pipeline
@@ -211,7 +214,8 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                     latents=torch.stack([x.float() for x in latents[i * settings.references:(i + 1) * settings.references]]))
     for i, k in enumerate(keep):
         k["latents"] = torch.stack([x.float() for x in keep_latents[i * n:(i + 1) * n]])
-    typeable = allowed_tokens(tokenizer, words) if settings.random_start else None
+    typeable = allowed_tokens(tokenizer, words) if settings.random_start or settings.typed_attack else None
+    swap = AttackSettings(space="discrete", steps=1, candidates=settings.typed_candidates, draws=settings.draws)
     guarded = guarded_items(tokenizer, table, attacked, keep, keep_texts, settings) if settings.keep_attack else []
 
     generator = torch.Generator()   # seeded at each training (``soup``)
@@ -273,6 +277,19 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         with torch.set_grad_enabled(te):   # the erase loss reaches the trained encoder through it
             return condition(item["adv"])
 
+    def typed(item) -> torch.Tensor:
+        """The typed attack, warm-started: one coordinate swap (GCG) at the prompt's span from its last typed
+        find against the current edit; the find's states (with the trained encoder's graph at ``site:
+        text_encoder``)."""
+        for p in parameters:   # the search moves tokens alone
+            p.requires_grad_(False)
+        item["typed_ids"] = discrete(transformer, encoder, item["typed_ids"], item["span"], item["latents"], typeable,
+                                     swap, generator, lambda n: None)
+        for p in parameters:
+            p.requires_grad_(True)
+        with torch.set_grad_enabled(te):
+            return encode(encoder, item["typed_ids"][None])[0]
+
     def anchor_error(item, mine: torch.Tensor) -> torch.Tensor:
         """The relative squared error of the trained encoder's states on a keep prompt against the base
         encoder's (per token, the changed words' tokens weighing ``anchor_concept``, when it is not 1)."""
@@ -291,19 +308,22 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
             for name, value in base.items():
                 trained[name].copy_(value)
         for item in attacked + guarded:
-            item.update(adv=item["start"].clone(), visits=0)
+            item.update(adv=item["start"].clone(), visits=0, typed_ids=item["ids"].clone())
         generator.manual_seed(seed)
         optimiser = torch.optim.Adam(parameters, lr=settings.lr)
         with reporter.task(f"adversarial training ({settings.steps} steps)", total=settings.steps) as advance:
             for _ in range(settings.steps):
                 switch(True)
                 chosen = torch.randperm(len(attacked), generator=generator)[:settings.batch].tolist()
-                pairs = [(attacked[i], found(attacked[i])) for i in chosen]
+                pairs = [(attacked[i], found(attacked[i]), False) for i in chosen]
                 if guarded:   # keep prompts attacked towards the concept, held to what they render as typed
-                    pairs += [(guarded[i], found(guarded[i]))
+                    pairs += [(guarded[i], found(guarded[i]), True)
                               for i in torch.randperm(len(guarded), generator=generator)[:settings.keep_attack].tolist()]
+                if settings.typed_attack:   # unsafe prompts' typed finds, erased as their soft ones are
+                    pairs += [(attacked[i], typed(attacked[i]), True)
+                              for i in torch.randperm(len(attacked), generator=generator)[:settings.typed_attack].tolist()]
                 losses = []
-                for item, condition in pairs:
+                for item, condition, alone in pairs:
                     x0, noise, sigma = draw(item["latents"], settings.draws, generator)
                     xt = noised(x0, noise, sigma)
                     if settings.on_policy and float(torch.rand(1, generator=generator)) < settings.on_policy:
@@ -314,8 +334,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
                         if settings.erase_guidance and "guards" not in item:
                             goal = goal + settings.erase_guidance * (goal - velocity(item["typed"], xt, sigma))
                     switch(True)
-                    # a guarded keep prompt: the attacked side only (the keep loss holds it as typed)
-                    sides = (condition,) if "guards" in item else (condition, live(item["ids"]) if te else item["typed"])
+                    # a guarded keep prompt or a typed find: the attacked side only (the keep loss holds a keep prompt
+                    # as typed; the soft batch erases an unsafe one as typed)
+                    sides = (condition,) if alone else (condition, live(item["ids"]) if te else item["typed"])
                     for c in sides:
                         if "context" in item:   # erase_context: the context's gradient scaled
                             c = c.detach() + (c - c.detach()) * item["context"]

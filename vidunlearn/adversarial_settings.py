@@ -54,6 +54,9 @@ class AdversarialSettings:
     anchor_unrelated_batch: int = 8  # of those, drawn a step
     anchor_tokens: int | None = None  # with site text_encoder: keep prompts with one token of the attack's span random, their
                                       # states held to the base's (adversarial_prompts.token_pool), this many a step; None: the site's
+    typed_attack: int = 0        # unsafe prompts a step also searched over typed tokens at their span (GCG, warm-started: one
+                                 # coordinate swap of typed_candidates a visit) and what it finds erased (0: none)
+    typed_candidates: int = 32   # swaps evaluated per typed search step (vidunlearn attack --space discrete's candidates)
     keep_attack: int = 0         # keep prompts attacked a step towards the concept and trained to render as typed (0: none)
     keep_restart: int = 0        # a keep prompt's attack starts again from its typed words every this many visits (0: never)
     keep_context: int = 0        # keep prompts built from each unsafe prompt, its changed words replaced by other words the
@@ -89,7 +92,7 @@ class AdversarialSettings:
         if not 0 <= self.steps <= MAX_STEPS or int(self.steps) != self.steps:
             raise VidunlearnError(f"--adversarial {self.steps!r} is not a whole number of steps from 0 to {MAX_STEPS}",
                                   fix="use e.g. --adversarial 200")
-        for name in ("inner", "batch", "keep_batch", "anchor_unrelated_batch", "draws", "references", "keep_references", "span", "sample_steps"):
+        for name in ("inner", "batch", "keep_batch", "typed_candidates", "anchor_unrelated_batch", "draws", "references", "keep_references", "span", "sample_steps"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise VidunlearnError(f"adversarial setting {name} = {getattr(self, name)!r} must be a whole number of at least 1")
         for name in ("lr", "inner_lr"):
@@ -102,6 +105,7 @@ class AdversarialSettings:
             self._whole(name, 0, MAX_STEPS, " of visits", " (never)")
         self._whole("extra_rank", 0, 4096)
         self._whole("keep_attack", 0, 100_000, zero=" (no keep prompt attacked)")
+        self._whole("typed_attack", 0, 100_000, " of prompts a step", " (none)")
         self._whole("anchor_batch", 0, 100_000, zero=" (the keep loss's prompts)")
         self._whole("keep_context", 0, 1000, " of prompts for each unsafe prompt", " (none)")
         self._whole("unsafe_context", 0, 1000, " of prompts for each pair", " (none)")

@@ -108,6 +108,8 @@ def test_adversarial_extra_rank_widens_the_edit_and_verify_checks_the_wider_rank
     ("anchor-unrelated-of-factors", "adversarial setting anchor_unrelated = 3.0 holds a trained text encoder, and site is factors"),
     ("random-start-share", "adversarial setting random_start = 2.0 must be in [0, 1]"),
     ("negative-anchor-tokens", "adversarial setting anchor_tokens = -1 must be a whole number of prompts a step from 0"),
+    ("negative-typed-attack", "adversarial setting typed_attack = -1 must be a whole number of prompts a step from 0"),
+    ("zero-typed-candidates", "adversarial setting typed_candidates = 0 must be a whole number of at least 1"),
     ("anchor-tokens-of-factors", "adversarial setting anchor_tokens = 4 holds a trained text encoder with the anchor's weight, "
                                  "and site is factors"),
     ("anchor-tokens-unweighted", "adversarial setting anchor_tokens = 4 holds a trained text encoder with the anchor's weight, "
@@ -145,6 +147,7 @@ def test_adversarial_bad_inputs_one_line(tmp_path, case, message):
                          "anchor-unrelated-of-factors": "site: factors\nanchor_unrelated: 3.0\n",
                          "random-start-share": "random_start: 2.0\n",
                          "negative-anchor-tokens": "anchor_tokens: -1\n",
+                         "negative-typed-attack": "typed_attack: -1\n", "zero-typed-candidates": "typed_candidates: 0\n",
                          "anchor-tokens-of-factors": "site: factors\nanchor_tokens: 4\n",
                          "anchor-tokens-unweighted": "anchor: 0.0\nanchor_tokens: 4\n",
                          "encoder-into-lora": "site: text_encoder\n"}.get(case, ""))

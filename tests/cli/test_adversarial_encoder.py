@@ -276,3 +276,55 @@ def test_anchor_tokens_pool_is_one_random_token_in_the_attacks_span_of_a_keep_pr
             moved[name] = sum(float((encode(edited, p["ids"][None])[0][p["held"]] - p["states"][p["held"]]).norm()
                                     / p["states"][p["held"]].norm()) for p in trained_pool) / len(trained_pool)
     assert moved["held"] < 0.9 * moved["plain"], moved   # measured 0.66 against 0.98
+
+
+def test_typed_attack_searches_typeable_tokens_at_the_span_warm_started_and_erases_what_it_finds(tmp_path, one_thread, monkeypatch):
+    """``typed_attack`` k: each step k unsafe prompts take one coordinate swap (GCG, ``vidunlearn attack --space
+    discrete``'s search) at their span, from where their last visit left them, over typeable tokens that are never
+    a changed word; what it finds enters the erase (the trained encoder differs from the same training without
+    it); recorded in the recipe. Off (0), the search never runs. Whether it holds is the benchmark's."""
+    import vidunlearn.attack as attack
+
+    calls = []
+    search = attack.discrete
+
+    def recorded(transformer, encoder, ids, span, latents, allowed, settings, generator, advance):
+        found = search(transformer, encoder, ids, span, latents, allowed, settings, generator, advance)
+        calls.append((ids.clone(), found.clone(), list(span), allowed.clone(), latents.data_ptr(), settings.candidates))
+        return found
+
+    monkeypatch.setattr(attack, "discrete", recorded)
+    encoders = {}
+    for name, lines in (("plain", ""), ("typed", "typed_attack: 2\ntyped_candidates: 6\n")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(SMALL + lines)
+        out = tmp_path / name
+        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                     "--adversarial", 5, "--adversarial-settings", path, "--out", out)
+        assert result.exit_code == 0, result.output
+        recipe = json.loads((out / "vidunlearn.json").read_text())["recipe"]["adversarial"]
+        assert (recipe["typed_attack"], recipe["typed_candidates"]) == ((2, 6) if name == "typed" else (0, 32))
+        encoders[name] = load_file(next(out.glob("text_encoder/*.safetensors")))
+        if name == "plain":
+            assert calls == []
+    assert len(calls) == 10 and all(c[-1] == 6 for c in calls)
+    from vidunlearn.encoder_edit import changed_words
+    from vidunlearn.model import resolve_model
+    from vidunlearn.pairs import load_pairs
+    from vidunlearn.textpath import load_text_encoder
+
+    tokenizer, _ = load_text_encoder(resolve_model(str(BENCH_MODEL)), "cpu", torch.float32)
+    words = {w.lower() for w in changed_words(load_pairs(RED).pairs)}
+    banned = {*tokenizer(" ".join(words), add_special_tokens=False).input_ids}
+    last, moved = {}, 0
+    for before, after, span, allowed, item, _ in calls:
+        outside = [k for k in range(len(before)) if k not in span]
+        assert torch.equal(before[outside], after[outside])
+        changed = [int(after[k]) for k in span if after[k] != before[k]]
+        assert all(allowed[t] for t in changed) and not set(changed) & banned
+        if item in last:   # warm-started: a visit starts where the prompt's last one ended
+            assert torch.equal(before, last[item])
+        last[item] = after
+        moved += bool(changed)
+    assert moved >= 1 and len(last) < len(calls)
+    assert any(not torch.equal(encoders["plain"][k], encoders["typed"][k]) for k in encoders["plain"])

@@ -35,6 +35,18 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def train_small(tmp_path: Path, name: str, lines: str, steps: int) -> tuple[Path, dict]:
+    """A few steps of the small training on red with ``lines`` added to its settings: the output folder and its
+    recipe's adversarial settings."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SMALL + lines)
+    out = tmp_path / name
+    result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
+                 "--adversarial", steps, "--adversarial-settings", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "vidunlearn.json").read_text())["recipe"]["adversarial"]
+
+
 def test_text_encoder_site_trains_the_encoder_keeps_the_closed_form_remap_and_verify_checks_it(tmp_path, one_thread):
     from vidunlearn.model import materialise_text_encoder
 
@@ -263,14 +275,8 @@ def test_anchor_tokens_pool_is_one_random_token_in_the_attacks_span_of_a_keep_pr
                               base.adapter.max_sequence_length, "cpu")
     moved = {}
     for name, lines in (("plain", "anchor: 30.0\n"), ("held", "anchor: 30.0\nanchor_tokens: 64\n")):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(SMALL + lines)
-        out = tmp_path / name
-        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
-                     "--adversarial", 4, "--adversarial-settings", path, "--out", out)
-        assert result.exit_code == 0, result.output
-        recipe = json.loads((out / "vidunlearn.json").read_text())["recipe"]
-        assert recipe["adversarial"]["anchor_tokens"] == (64 if name == "held" else 0)
+        out, recipe = train_small(tmp_path, name, lines, 4)
+        assert recipe["anchor_tokens"] == (64 if name == "held" else 0)
         _, edited = load_text_encoder(resolve_model(str(out)), "cpu", torch.float32)
         with torch.no_grad():
             moved[name] = sum(float((encode(edited, p["ids"][None])[0][p["held"]] - p["states"][p["held"]]).norm()
@@ -296,13 +302,7 @@ def test_typed_attack_searches_typeable_tokens_at_the_span_warm_started_and_eras
     monkeypatch.setattr(attack, "discrete", recorded)
     encoders = {}
     for name, lines in (("plain", ""), ("typed", "typed_attack: 2\ntyped_candidates: 6\n")):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(SMALL + lines)
-        out = tmp_path / name
-        result = run("apply", "--model", BENCH_MODEL, "--pairs", RED, "--work-dir", tmp_path / "w", "--no-collateral",
-                     "--adversarial", 5, "--adversarial-settings", path, "--out", out)
-        assert result.exit_code == 0, result.output
-        recipe = json.loads((out / "vidunlearn.json").read_text())["recipe"]["adversarial"]
+        out, recipe = train_small(tmp_path, name, lines, 5)
         assert (recipe["typed_attack"], recipe["typed_candidates"]) == ((2, 6) if name == "typed" else (0, 32))
         encoders[name] = load_file(next(out.glob("text_encoder/*.safetensors")))
         if name == "plain":

@@ -69,6 +69,7 @@ docs/adversarial.md).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -247,6 +248,17 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
     def live(ids: torch.Tensor) -> torch.Tensor:   # the trained encoder's states, with their graph
         return encode(encoder, ids[None])[0]
 
+    @contextmanager
+    def frozen():
+        """What trains takes no gradient inside (an attack's search moves its own inputs alone)."""
+        for p in parameters:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in parameters:
+                p.requires_grad_(True)
+
     def found(item) -> torch.Tensor:
         """The attack, warm-started: the prompt's adversarial conditioning against the current edit
         (with the trained encoder's graph at ``site: text_encoder``)."""
@@ -263,17 +275,14 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         item["visits"] += 1
         x = item["adv"].clone().requires_grad_()
         optimiser = torch.optim.Adam([x], lr=settings.inner_lr)
-        for p in parameters:   # the attack moves x alone
-            p.requires_grad_(False)
-        for _ in range(settings.inner):
-            x0, noise, sigma = draw(item["latents"], settings.draws, generator)
-            loss = (velocity(condition(x), noised(x0, noise, sigma), sigma) - (noise - x0)).pow(2).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        with frozen():   # the attack moves x alone
+            for _ in range(settings.inner):
+                x0, noise, sigma = draw(item["latents"], settings.draws, generator)
+                loss = (velocity(condition(x), noised(x0, noise, sigma), sigma) - (noise - x0)).pow(2).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
         item["adv"] = x.detach()
-        for p in parameters:
-            p.requires_grad_(True)
         with torch.set_grad_enabled(te):   # the erase loss reaches the trained encoder through it
             return condition(item["adv"])
 
@@ -281,12 +290,9 @@ def adversarial_specs(source: ModelSource, plan: list[PlannedEdit], specs: dict[
         """The typed attack, warm-started: one coordinate swap (GCG) at the prompt's span from its last typed
         find against the current edit; the find's states (with the trained encoder's graph at ``site:
         text_encoder``)."""
-        for p in parameters:   # the search moves tokens alone
-            p.requires_grad_(False)
-        item["typed_ids"] = discrete(transformer, encoder, item["typed_ids"], item["span"], item["latents"], typeable,
-                                     swap, generator, lambda n: None)
-        for p in parameters:
-            p.requires_grad_(True)
+        with frozen():   # the search moves tokens alone
+            item["typed_ids"] = discrete(transformer, encoder, item["typed_ids"], item["span"], item["latents"], typeable,
+                                         swap, generator, lambda n: None)
         with torch.set_grad_enabled(te):
             return encode(encoder, item["typed_ids"][None])[0]
 

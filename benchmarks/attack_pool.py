@@ -41,6 +41,8 @@ def load(folder: Path) -> dict:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: cannot read an attack run at {path}: {exc} (pass benchmarks/attack.py's --out folders)")
+    if not isinstance(document, dict) or not isinstance(document.get("results"), list) or "seed" not in document:
+        raise SystemExit(f"error: {path} is not an attack run (no seed or results): pass benchmarks/attack.py's --out folders")
     if not document.get("complete"):
         raise SystemExit(f"error: the attack run at {path} is incomplete (it stopped before its table): run it to the end")
     return document

@@ -45,11 +45,13 @@ def test_wilson_matches_the_textbook_figures():
     ("same-seed-twice", "two runs at seed 0 attack circle-to-square/m/forget/discrete"),
     ("incomplete", "is incomplete"),
     ("missing", "cannot read an attack run"),
+    ("not-a-run", "is not an attack run (no seed or results)"),
 ])
 def test_bad_runs_are_one_line(tmp_path, case, message):
     runs = {"different-starts": [run(0, "m", ["square"] * 4), run(1, "m", ["square"] * 4, starts=STARTS[::-1])],
             "same-seed-twice": [run(0, "m", ["square"] * 4), run(0, "m", ["square"] * 4)],
-            "incomplete": [run(0, "m", ["square"] * 4, complete=False)], "missing": []}[case]
+            "incomplete": [run(0, "m", ["square"] * 4, complete=False)], "missing": [],
+            "not-a-run": [{"complete": True, "rows": []}]}[case]
     paths = []
     for i, document in enumerate(runs):
         (tmp_path / f"r{i}").mkdir()
